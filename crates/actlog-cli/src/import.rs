@@ -1,0 +1,152 @@
+//! `actlog import`: backfill NDJSON envelopes through the same checks as HTTP.
+//!
+//! Each file is checked whole (in parallel) before anything from it is
+//! written; a bad line stops the import with its line number and nothing from
+//! that file is stored. Checked files are appended in batches, each one
+//! synced, and a checkpoint is signed at the end.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
+use actlog_store::{AppendError, Options, Store};
+use clap::{Args, ValueEnum};
+use rayon::prelude::*;
+
+use crate::util::*;
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// NDJSON files of DSSE envelopes, plain or gzip.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Envelopes)]
+    pub format: Format,
+    /// Envelopes per synced commit.
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Envelopes,
+    Opa,
+}
+
+/// Largest file import reads (decompressed), a named limit.
+pub const IMPORT_FILE_BYTES_MAX: u64 = 8 << 30;
+
+fn read_file(path: &Path) -> CliResult<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(IMPORT_FILE_BYTES_MAX + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| usage(format!("{} is not valid gzip: {e}", path.display())))?;
+        if out.len() as u64 > IMPORT_FILE_BYTES_MAX {
+            return Err(usage(format!(
+                "{} decompresses beyond import_file_bytes_max ({IMPORT_FILE_BYTES_MAX} bytes)",
+                path.display()
+            )));
+        }
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+pub fn run(data: &Path, args: ImportArgs) -> CliResult {
+    if args.format == Format::Opa {
+        return Err(usage("--format opa is not available in this build yet; import DSSE envelopes"));
+    }
+    if args.batch == 0 {
+        return Err(usage("--batch must be at least 1"));
+    }
+    let store = Store::open(data, Options::default())?;
+    let limits = EnvelopeLimits::default();
+    let (mut added, mut duplicates) = (0u64, 0u64);
+    let started = Instant::now();
+    for path in &args.files {
+        let bytes = read_file(path)?;
+        let lines: Vec<(usize, &[u8])> = bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .collect();
+        let registry = store.registry();
+        let submitter = Submitter::default();
+        // Check the whole file first, in parallel chunks; keep only what the
+        // append needs (the parsed JSON is dropped to bound memory).
+        let checked: Vec<Result<Vec<Checked>, String>> = lines
+            .par_chunks(512)
+            .map(|chunk| {
+                let envs: Vec<Vec<u8>> = chunk.iter().map(|(_, l)| l.to_vec()).collect();
+                let results = check_envelopes(envs, &registry, &submitter, &limits);
+                let mut ok = Vec::with_capacity(results.len());
+                for ((line, _), r) in chunk.iter().zip(results) {
+                    match r {
+                        Ok(mut c) => {
+                            c.event.value = serde_json::Value::Null;
+                            ok.push(c);
+                        }
+                        Err(e) => {
+                            let at = if e.path.is_empty() { String::new() } else { format!(" at {}", e.path) };
+                            return Err(format!("{}: line {line}: {}{at}: {}", path.display(), e.code, e.message));
+                        }
+                    }
+                }
+                Ok(ok)
+            })
+            .collect();
+        let mut items = Vec::with_capacity(lines.len());
+        for r in checked {
+            items.extend(r.map_err(|e| refused(format!("{e}; nothing from this file was written")))?);
+        }
+        let total = items.len();
+        let progress = stderr_is_tty().then(|| indicatif::ProgressBar::new(total as u64));
+        let mut iter = items.into_iter().peekable();
+        while iter.peek().is_some() {
+            let batch: Vec<Checked> = iter.by_ref().take(args.batch).collect();
+            let n = batch.len();
+            match store.append(batch) {
+                Ok(appended) => {
+                    for r in &appended.receipts {
+                        if r.duplicate { duplicates += 1 } else { added += 1 }
+                    }
+                }
+                Err(AppendError::Conflict { event_id, .. }) => {
+                    return Err(refused(format!(
+                        "{}: event_id `{event_id}` is already in the ledger with a different payload (stopped; earlier batches of this file were written)",
+                        path.display()
+                    )));
+                }
+                Err(AppendError::KeyRevoked { index }) => {
+                    return Err(refused(format!(
+                        "{}: the key of envelope {index} in a batch was revoked during the import",
+                        path.display()
+                    )));
+                }
+                Err(AppendError::Store(e)) => return Err(e.into()),
+            }
+            if let Some(p) = &progress {
+                p.inc(n as u64);
+            }
+        }
+        if let Some(p) = progress {
+            p.finish_and_clear();
+        }
+    }
+    let cp = store.checkpoint_now()?;
+    let size = store.head().tree_size;
+    store.close()?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "actlog: imported {added} events ({duplicates} duplicates skipped) in {secs:.2}s ({:.0} events/s); tree size {size}{}",
+        added as f64 / secs.max(1e-9),
+        if cp.is_some() { ", checkpoint signed" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `actlog verify`: full offline verification with progress.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use actlog_store::verify::{VerifyOptions, verify};
+use actlog_store::{Options, Store};
+use clap::Args;
+
+use crate::util::*;
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Verify an export or evidence bundle instead of the data directory.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// A checkpoint (signed note) obtained earlier, which the ledger must still contain.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Worker threads for signature checks (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+    /// Structural checks only: leaves, chain, tree, checkpoints, registry.
+    #[arg(long)]
+    pub no_signatures: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
+    if args.bundle.is_some() {
+        return Err(usage("--bundle needs `actlog export`, which this build does not have yet"));
+    }
+    let trusted = match &args.checkpoint {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
+        None => None,
+    };
+    let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
+    let bar = stderr_is_tty().then(|| {
+        let b = indicatif::ProgressBar::new(store.head().tree_size);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("verify {bar:40} {pos}/{len} leaves {per_sec} eta {eta}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let progress = |done: u64, _total: u64| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    };
+    let started = Instant::now();
+    let result = verify(
+        &store,
+        &VerifyOptions {
+            signatures: !args.no_signatures,
+            jobs: args.jobs,
+            trusted_checkpoint: trusted,
+            progress: Some(&progress),
+        },
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(r) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true, "tree_size": r.tree_size, "root_hash": actlog_core::b64::encode(r.root),
+                        "checkpoints": r.checkpoints, "signatures": r.signatures, "seconds": secs,
+                    })
+                );
+            } else {
+                println!(
+                    "ok: {} leaves, {} checkpoints, {} signatures verified in {secs:.2}s ({:.0} leaves/s); root {}",
+                    r.tree_size,
+                    r.checkpoints,
+                    r.signatures,
+                    r.tree_size as f64 / secs.max(1e-9),
+                    actlog_core::b64::encode(r.root)
+                );
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if args.json {
+                println!("{}", serde_json::json!({"ok": false, "seq": f.seq, "reason": f.reason}));
+            }
+            Err(refused(format!("verification FAILED: {f}")))
+        }
+    }
+}

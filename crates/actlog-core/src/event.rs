@@ -1,0 +1,494 @@
+//! Event validation and normalization.
+//!
+//! [`validate`] implements the rules of `schema/event.v1.schema.json` plus the
+//! checks JSON Schema cannot express (chain depths, chain head = actor, real
+//! calendar dates). The first defect found is reported with the JSON Pointer of
+//! the offending member. Unknown members are allowed and kept: the payload
+//! bytes are stored verbatim, and only [`Fields`] is derived from them.
+
+use serde_json::{Map, Value};
+
+/// The event types producers may send.
+pub const PRODUCER_EVENT_TYPES: &[&str] = &[
+    "authz.decision",
+    "authz.outcome",
+    "delegation.granted",
+    "delegation.revoked",
+    "policy.activated",
+    "agent.registered",
+    "agent.deregistered",
+];
+
+/// The event types only the ledger itself writes (signed by the ledger key).
+pub const LEDGER_EVENT_TYPES: &[&str] =
+    &["ledger.key_added", "ledger.key_revoked", "ledger.token_created", "ledger.token_revoked"];
+
+/// Longest accepted `event_id`, in bytes.
+pub const EVENT_ID_BYTES_MAX: usize = 128;
+/// Longest accepted delegation chain.
+pub const CHAIN_HOPS_MAX: usize = 64;
+
+const ACTOR_PROFILES: &[&str] = &["ai_agent", "service", "workload", "user"];
+const VERIFICATION_STATUSES: &[&str] = &["verified", "asserted", "unverified", "failed"];
+const EFFECTS: &[&str] = &["allow", "deny", "indeterminate", "not_applicable"];
+const OUTCOME_STATUSES: &[&str] = &["executed", "blocked", "failed", "overridden", "unknown"];
+
+/// A schema violation: which member, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SchemaError {
+    /// JSON Pointer of the offending member (`/delegation/actor/id`); empty for the root.
+    pub path: String,
+    /// `missing_field`, `invalid_type`, `invalid_value` or `invalid_json`.
+    pub code: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+/// One hop of the flattened actor chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    /// 1 = the actor acting now.
+    pub depth: u32,
+    /// The actor at this hop.
+    pub sub: String,
+    /// Its issuer.
+    pub iss: Option<String>,
+    /// Its profile (`ai_agent`, `service`, ...).
+    pub sub_profile: Option<String>,
+}
+
+/// The normalized fields that indexes and SQL use. Every value comes from the
+/// payload; nothing here is ever hashed or signed.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[allow(missing_docs)]
+pub struct Fields {
+    pub event_id: String,
+    pub event_type: String,
+    pub event_time_unix_nanos: i64,
+    pub pdp_id: String,
+    pub principal_type: Option<String>,
+    pub principal_id: Option<String>,
+    pub principal_iss: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_iss: Option<String>,
+    pub actor_profile: Option<String>,
+    pub actor_workload_id: Option<String>,
+    pub actor_model: Option<String>,
+    pub chain: Vec<Hop>,
+    pub verification_status: Option<String>,
+    pub session_id: Option<String>,
+    pub task_id: Option<String>,
+    pub txn_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub request_id: Option<String>,
+    pub parent_event_id: Option<String>,
+    pub purpose_scope: Option<String>,
+    pub purpose_description: Option<String>,
+    pub trust_level: Option<String>,
+    pub risk_score: Option<f64>,
+    pub policy_version: Option<String>,
+    pub decision_path: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub tool_server: Option<String>,
+    pub effect: Option<String>,
+    pub decision_event_id: Option<String>,
+    pub outcome_status: Option<String>,
+    pub source_format: Option<String>,
+}
+
+/// A validated event: the parsed JSON and its normalized fields.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The payload as parsed (for reading fields; never re-serialized for hashing).
+    pub value: Value,
+    /// The normalized fields.
+    pub fields: Fields,
+}
+
+/// Parses and validates one event payload.
+pub fn validate(payload: &[u8]) -> Result<Event, SchemaError> {
+    let value: Value = serde_json::from_slice(payload).map_err(|e| SchemaError {
+        path: String::new(),
+        code: "invalid_json",
+        message: format!("payload is not valid JSON: {e}"),
+    })?;
+    let fields = validate_value(&value)?;
+    Ok(Event { value, fields })
+}
+
+/// Validates an already parsed event.
+pub fn validate_value(value: &Value) -> Result<Fields, SchemaError> {
+    let root = Obj::root(value)?;
+    let mut f = Fields::default();
+    let spec = root.req_str("spec_version")?;
+    if spec != "1" {
+        return Err(root.invalid("spec_version", "must be \"1\""));
+    }
+    let event_type = root.req_str("event_type")?;
+    let is_ledger = LEDGER_EVENT_TYPES.contains(&event_type);
+    if !is_ledger && !PRODUCER_EVENT_TYPES.contains(&event_type) {
+        return Err(root.invalid("event_type", "is not a known event type"));
+    }
+    f.event_type = event_type.to_string();
+    let event_id = root.req_str("event_id")?;
+    if event_id.is_empty()
+        || event_id.len() > EVENT_ID_BYTES_MAX
+        || !event_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    {
+        return Err(root.invalid("event_id", "must be 1 to 128 printable ASCII characters without spaces"));
+    }
+    f.event_id = event_id.to_string();
+    let event_time = root.req_str("event_time")?;
+    f.event_time_unix_nanos = crate::time::parse_rfc3339_utc(event_time)
+        .ok_or_else(|| root.invalid("event_time", "must be an RFC 3339 UTC timestamp like 2026-01-02T03:04:05Z"))?;
+    let pdp = root.req_obj("pdp")?;
+    let pdp_id = pdp.req_str("id")?;
+    if pdp_id.is_empty() || pdp_id.len() > 256 {
+        return Err(pdp.invalid("id", "must be 1 to 256 bytes"));
+    }
+    f.pdp_id = pdp_id.to_string();
+    if let Some(source) = root.opt_obj("source")? {
+        f.source_format = source.opt_str("format")?.map(str::to_string);
+    }
+
+    if is_ledger {
+        root.req_obj("ledger")?;
+        return Ok(f);
+    }
+
+    let delegation = root.req_obj("delegation")?;
+    let actor = delegation.req_obj("actor")?;
+    let actor_id = actor.req_str("id")?;
+    if actor_id.is_empty() {
+        return Err(actor.invalid("id", "must not be empty"));
+    }
+    let profile = actor.req_str("sub_profile")?;
+    if !ACTOR_PROFILES.contains(&profile) {
+        return Err(actor.invalid("sub_profile", "must be ai_agent, service, workload or user"));
+    }
+    f.actor_id = Some(actor_id.to_string());
+    f.actor_profile = Some(profile.to_string());
+    f.actor_iss = actor.opt_str("iss")?.map(str::to_string);
+    f.actor_workload_id = actor.opt_str("workload_id")?.map(str::to_string);
+    if let Some(model) = actor.opt_obj("model")? {
+        f.actor_model = model.opt_str("name")?.map(str::to_string);
+    }
+
+    let chain = delegation.req_array("chain")?;
+    if chain.items.is_empty() || chain.items.len() > CHAIN_HOPS_MAX {
+        return Err(chain.invalid_self("must hold 1 to 64 hops"));
+    }
+    for (i, item) in chain.items.iter().enumerate() {
+        let hop = chain.obj_at(i, item)?;
+        let depth = hop.req_u32("depth")?;
+        if depth == 0 {
+            return Err(hop.invalid("depth", "must be at least 1"));
+        }
+        if depth as usize != i + 1 {
+            return Err(hop.invalid("depth", "hops must be listed with depth 1, 2, 3, ... in order"));
+        }
+        let sub = hop.req_str("sub")?;
+        if sub.is_empty() {
+            return Err(hop.invalid("sub", "must not be empty"));
+        }
+        if i == 0 && sub != actor_id {
+            return Err(hop.invalid("sub", "the depth-1 hop must be delegation.actor.id"));
+        }
+        let sub_profile = hop.req_str("sub_profile")?;
+        f.chain.push(Hop {
+            depth,
+            sub: sub.to_string(),
+            iss: hop.opt_str("iss")?.map(str::to_string),
+            sub_profile: Some(sub_profile.to_string()),
+        });
+    }
+    let verification = delegation.req_obj("verification")?;
+    let status = verification.req_str("status")?;
+    if !VERIFICATION_STATUSES.contains(&status) {
+        return Err(verification.invalid("status", "must be verified, asserted, unverified or failed"));
+    }
+    f.verification_status = Some(status.to_string());
+    if let Some(principal) = delegation.opt_obj("principal")? {
+        let ptype = principal.req_str("type")?;
+        if ptype.is_empty() {
+            return Err(principal.invalid("type", "must not be empty"));
+        }
+        let pid = principal.req_str("id")?;
+        if pid.is_empty() {
+            return Err(principal.invalid("id", "must not be empty"));
+        }
+        f.principal_type = Some(ptype.to_string());
+        f.principal_id = Some(pid.to_string());
+        f.principal_iss = principal.opt_str("iss")?.map(str::to_string);
+    }
+
+    let correlation = root.opt_obj("correlation")?;
+    if profile == "ai_agent" {
+        let c = correlation.as_ref().ok_or_else(|| root.missing("correlation"))?;
+        for member in ["session_id", "task_id"] {
+            if c.req_str(member)?.is_empty() {
+                return Err(c.invalid(member, "must not be empty"));
+            }
+        }
+    }
+    if let Some(c) = &correlation {
+        f.session_id = c.opt_str("session_id")?.map(str::to_string);
+        f.task_id = c.opt_str("task_id")?.map(str::to_string);
+        f.txn_id = c.opt_str("txn_id")?.map(str::to_string);
+        f.trace_id = c.opt_str("trace_id")?.map(str::to_string);
+        f.request_id = c.opt_str("request_id")?.map(str::to_string);
+        f.parent_event_id = c.opt_str("parent_event_id")?.map(str::to_string);
+    }
+    if let Some(purpose) = root.opt_obj("purpose")? {
+        f.purpose_scope = purpose.opt_str("scope")?.map(str::to_string);
+        f.purpose_description = purpose.opt_str("description")?.map(str::to_string);
+    }
+    if let Some(trust) = root.opt_obj("trust")? {
+        f.trust_level = trust.opt_str("level")?.map(str::to_string);
+        f.risk_score = trust.opt_f64("risk_score")?;
+        if let Some(scopes) = trust.opt_array("scopes_granted")? {
+            for (i, s) in scopes.items.iter().enumerate() {
+                if !s.is_string() {
+                    return Err(scopes.type_error_at(i, "a string"));
+                }
+            }
+        }
+    }
+
+    let policy = root.opt_obj("policy")?;
+    if let Some(p) = &policy {
+        let version = p.opt_str("version")?;
+        let bundles = p.opt_obj("bundles")?;
+        f.policy_version = match (version, &bundles) {
+            (Some(v), _) => Some(v.to_string()),
+            (None, Some(b)) => bundle_revisions(b)?,
+            (None, None) => None,
+        };
+        f.decision_path = p.opt_str("decision_path")?.map(str::to_string);
+    }
+
+    if event_type == "authz.decision" {
+        let p = policy.as_ref().ok_or_else(|| root.missing("policy"))?;
+        if p.map.get("version").is_none() && p.map.get("bundles").is_none() {
+            return Err(p.invalid_self("a decision needs policy.version or policy.bundles"));
+        }
+        let request = root.req_obj("request")?;
+        request.req_obj("subject")?;
+        let action = request.req_obj("action")?;
+        let name = action.req_str("name")?;
+        if name.is_empty() {
+            return Err(action.invalid("name", "must not be empty"));
+        }
+        let resource = request.req_obj("resource")?;
+        let rtype = resource.req_str("type")?;
+        if rtype.is_empty() {
+            return Err(resource.invalid("type", "must not be empty"));
+        }
+        let rid = resource.req_str("id")?;
+        if rid.is_empty() {
+            return Err(resource.invalid("id", "must not be empty"));
+        }
+        request.opt_obj("context")?;
+        f.action = Some(name.to_string());
+        f.resource_type = Some(rtype.to_string());
+        f.resource_id = Some(rid.to_string());
+        let tool = request.opt_obj("tool")?;
+        if rtype == "tool" && tool.is_none() {
+            return Err(request.missing("tool"));
+        }
+        if let Some(t) = tool {
+            let tname = t.req_str("name")?;
+            if tname.is_empty() {
+                return Err(t.invalid("name", "must not be empty"));
+            }
+            f.tool_name = Some(tname.to_string());
+            f.tool_server = t.opt_str("server")?.map(str::to_string);
+            for m in ["protocol", "method", "arguments_sha256"] {
+                t.opt_str(m)?;
+            }
+        }
+        let decision = root.req_obj("decision")?;
+        let effect = decision.req_str("effect")?;
+        if !EFFECTS.contains(&effect) {
+            return Err(decision.invalid("effect", "must be allow, deny, indeterminate or not_applicable"));
+        }
+        decision.opt_array("reasons")?;
+        decision.opt_array("obligations")?;
+        decision.opt_obj("error")?;
+        f.effect = Some(effect.to_string());
+    } else if let Some(request) = root.opt_obj("request")? {
+        if let Some(action) = request.opt_obj("action")? {
+            f.action = action.opt_str("name")?.map(str::to_string);
+        }
+        if let Some(resource) = request.opt_obj("resource")? {
+            f.resource_type = resource.opt_str("type")?.map(str::to_string);
+            f.resource_id = resource.opt_str("id")?.map(str::to_string);
+        }
+    }
+
+    if event_type == "authz.outcome" {
+        let outcome = root.req_obj("outcome")?;
+        let id = outcome.req_str("decision_event_id")?;
+        if id.is_empty() {
+            return Err(outcome.invalid("decision_event_id", "must not be empty"));
+        }
+        let status = outcome.req_str("status")?;
+        if !OUTCOME_STATUSES.contains(&status) {
+            return Err(outcome.invalid("status", "must be executed, blocked, failed, overridden or unknown"));
+        }
+        match outcome.map.get("result_code") {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
+            Some(_) => return Err(outcome.type_error("result_code", "a string or an integer")),
+        }
+        f.decision_event_id = Some(id.to_string());
+        f.outcome_status = Some(status.to_string());
+    }
+    if root.map.get("ext").is_some_and(|ext| !ext.is_object()) {
+        return Err(root.type_error("ext", "an object"));
+    }
+    Ok(f)
+}
+
+fn bundle_revisions(bundles: &Obj<'_>) -> Result<Option<String>, SchemaError> {
+    let mut revisions: Vec<(String, String)> = Vec::new();
+    let mut names: Vec<&String> = bundles.map.keys().collect();
+    names.sort();
+    for name in names {
+        let bundle = bundles.req_obj(name)?;
+        if let Some(rev) = bundle.opt_str("revision")? {
+            revisions.push((name.clone(), rev.to_string()));
+        }
+    }
+    Ok(match revisions.len() {
+        0 => None,
+        1 => Some(revisions.remove(0).1),
+        _ => Some(revisions.iter().map(|(n, r)| format!("{n}={r}")).collect::<Vec<_>>().join(",")),
+    })
+}
+
+/// Escapes one JSON Pointer reference token (RFC 6901).
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+struct Obj<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+}
+
+struct Arr<'a> {
+    path: String,
+    items: &'a [Value],
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'a> Obj<'a> {
+    fn root(v: &'a Value) -> Result<Obj<'a>, SchemaError> {
+        match v {
+            Value::Object(map) => Ok(Obj { path: String::new(), map }),
+            other => Err(SchemaError {
+                path: String::new(),
+                code: "invalid_type",
+                message: format!("event must be a JSON object, got {}", type_name(other)),
+            }),
+        }
+    }
+    fn child(&self, key: &str) -> String {
+        format!("{}/{}", self.path, escape(key))
+    }
+    fn missing(&self, key: &str) -> SchemaError {
+        SchemaError { path: self.child(key), code: "missing_field", message: "required member is missing".into() }
+    }
+    fn invalid(&self, key: &str, why: &str) -> SchemaError {
+        SchemaError { path: self.child(key), code: "invalid_value", message: why.into() }
+    }
+    fn invalid_self(&self, why: &str) -> SchemaError {
+        SchemaError { path: self.path.clone(), code: "invalid_value", message: why.into() }
+    }
+    fn type_error(&self, key: &str, want: &str) -> SchemaError {
+        let got = self.map.get(key).map(type_name).unwrap_or("nothing");
+        SchemaError { path: self.child(key), code: "invalid_type", message: format!("must be {want}, got {got}") }
+    }
+    fn opt_str(&self, key: &str) -> Result<Option<&'a str>, SchemaError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.type_error(key, "a string")),
+        }
+    }
+    fn req_str(&self, key: &str) -> Result<&'a str, SchemaError> {
+        self.opt_str(key)?.ok_or_else(|| self.missing(key))
+    }
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>, SchemaError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(self.type_error(key, "a number")),
+        }
+    }
+    fn req_u32(&self, key: &str) -> Result<u32, SchemaError> {
+        match self.map.get(key) {
+            None => Err(self.missing(key)),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) => u32::try_from(v).map_err(|_| self.invalid(key, "is too large")),
+                None if n.as_i64().is_some() => Err(self.invalid(key, "must be at least 1")),
+                None => Err(self.type_error(key, "an integer")),
+            },
+            Some(_) => Err(self.type_error(key, "an integer")),
+        }
+    }
+    fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, SchemaError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(Obj { path: self.child(key), map })),
+            Some(_) => Err(self.type_error(key, "an object")),
+        }
+    }
+    fn req_obj(&self, key: &str) -> Result<Obj<'a>, SchemaError> {
+        self.opt_obj(key)?.ok_or_else(|| self.missing(key))
+    }
+    fn opt_array(&self, key: &str) -> Result<Option<Arr<'a>>, SchemaError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(Arr { path: self.child(key), items })),
+            Some(_) => Err(self.type_error(key, "an array")),
+        }
+    }
+    fn req_array(&self, key: &str) -> Result<Arr<'a>, SchemaError> {
+        self.opt_array(key)?.ok_or_else(|| self.missing(key))
+    }
+}
+
+impl<'a> Arr<'a> {
+    fn invalid_self(&self, why: &str) -> SchemaError {
+        SchemaError { path: self.path.clone(), code: "invalid_value", message: why.into() }
+    }
+    fn type_error_at(&self, i: usize, want: &str) -> SchemaError {
+        SchemaError {
+            path: format!("{}/{i}", self.path),
+            code: "invalid_type",
+            message: format!("must be {want}, got {}", type_name(&self.items[i])),
+        }
+    }
+    fn obj_at(&self, i: usize, v: &'a Value) -> Result<Obj<'a>, SchemaError> {
+        match v {
+            Value::Object(map) => Ok(Obj { path: format!("{}/{i}", self.path), map }),
+            _ => Err(self.type_error_at(i, "an object")),
+        }
+    }
+}

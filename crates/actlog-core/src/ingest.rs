@@ -1,0 +1,241 @@
+//! Checking a batch of envelopes before anything is written.
+//!
+//! Every envelope goes through the same steps, at ingest over HTTP, at
+//! `actlog import`, and (for the signature and schema) in `actlog verify`:
+//! size, DSSE shape, payload type, event schema, producer key lookup by the
+//! event's `pdp.id`, token-to-PDP binding, and the signature rule of [`sig`].
+//! Signatures of the whole batch are checked together (see
+//! [`sig::verify_batch`]); the result per item never depends on the batch.
+
+use crate::dsse::{DsseError, Envelope};
+use crate::event::{self, Event};
+use crate::leaf::{Hash, LeafKind, sha256};
+use crate::sig::{self, PublicKey};
+
+/// A producer key the registry knows, active at the time of the check.
+#[derive(Debug, Clone)]
+pub struct ProducerKey {
+    /// Registered name (the usual `keyid` hint).
+    pub name: String,
+    /// The PDP this key speaks for.
+    pub pdp_id: String,
+    /// The validated key.
+    pub key: PublicKey,
+}
+
+impl ProducerKey {
+    /// SHA-256 of the raw public key: the leaf's producer key id.
+    pub fn fingerprint(&self) -> Hash {
+        sha256(self.key.as_bytes())
+    }
+}
+
+/// Looks up the active keys of a PDP.
+pub trait KeyLookup {
+    /// Active keys registered to `pdp_id`.
+    fn keys_for_pdp(&self, pdp_id: &str) -> Vec<ProducerKey>;
+}
+
+/// Limits on one envelope.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeLimits {
+    /// Largest envelope, in bytes as received.
+    pub envelope_bytes_max: usize,
+    /// Largest decoded payload, in bytes.
+    pub payload_bytes_max: usize,
+}
+
+impl Default for EnvelopeLimits {
+    fn default() -> Self {
+        EnvelopeLimits { envelope_bytes_max: 256 * 1024, payload_bytes_max: 128 * 1024 }
+    }
+}
+
+/// Why one envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// JSON Pointer: into the envelope for envelope errors, into the event for schema errors.
+    pub path: String,
+}
+
+impl ItemError {
+    fn new(code: &'static str, message: impl Into<String>, path: impl Into<String>) -> ItemError {
+        ItemError { code, message: message.into(), path: path.into() }
+    }
+}
+
+impl From<DsseError> for ItemError {
+    fn from(e: DsseError) -> Self {
+        ItemError::new(e.code(), e.to_string(), e.path())
+    }
+}
+
+/// An envelope that passed every check and is ready to append.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The envelope bytes exactly as received.
+    pub envelope: Vec<u8>,
+    /// The validated event.
+    pub event: Event,
+    /// SHA-256 of the payload bytes.
+    pub payload_sha256: Hash,
+    /// How it was authenticated.
+    pub kind: LeafKind,
+    /// The key (or token) fingerprint that authenticated it.
+    pub producer_key_id: Hash,
+    /// The registered key's name, when signed.
+    pub producer_key_name: Option<String>,
+}
+
+/// Who is submitting: the token's PDP binding, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Submitter {
+    /// A token bound to one PDP may only submit that PDP's events.
+    pub pdp_id: Option<String>,
+}
+
+/// Checks a batch of envelopes. Returns one result per envelope, in order.
+pub fn check_envelopes(
+    envelopes: Vec<Vec<u8>>,
+    keys: &dyn KeyLookup,
+    submitter: &Submitter,
+    limits: &EnvelopeLimits,
+) -> Vec<Result<Checked, ItemError>> {
+    struct Pending {
+        envelope: Vec<u8>,
+        parsed: Envelope,
+        event: Event,
+        pae: Vec<u8>,
+        candidates: Vec<ProducerKey>,
+    }
+    let mut results: Vec<Option<Result<Checked, ItemError>>> = Vec::with_capacity(envelopes.len());
+    let mut pending: Vec<(usize, Pending)> = Vec::new();
+    for (i, bytes) in envelopes.into_iter().enumerate() {
+        match precheck(bytes, keys, submitter, limits) {
+            Ok((envelope, parsed, event, candidates)) => {
+                let pae = parsed.pae();
+                results.push(None);
+                pending.push((i, Pending { envelope, parsed, event, pae, candidates }));
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    // First pass: each envelope's first signature against its preferred key,
+    // batched. Only failures take the slow path over every pair.
+    let preferred: Vec<usize> = pending.iter().map(|(_, p)| preferred_key(&p.parsed, &p.candidates)).collect();
+    let items: Vec<sig::BatchItem<'_>> = pending
+        .iter()
+        .zip(&preferred)
+        .map(|((_, p), &k)| (&p.candidates[k].key, &p.pae[..], &p.parsed.signatures[0].sig[..]))
+        .collect();
+    let fast = sig::verify_batch(&items);
+    drop(items);
+    for (((i, p), k), ok) in pending.into_iter().zip(preferred).zip(fast) {
+        let key = if ok.is_ok() { Some(k) } else { find_verifying_key(&p.parsed, &p.pae, &p.candidates) };
+        results[i] = Some(match key {
+            Some(k) => {
+                let key = &p.candidates[k];
+                Ok(Checked {
+                    payload_sha256: sha256(&p.parsed.payload),
+                    envelope: p.envelope,
+                    event: p.event,
+                    kind: LeafKind::ProducerSigned,
+                    producer_key_id: key.fingerprint(),
+                    producer_key_name: Some(key.name.clone()),
+                })
+            }
+            None => Err(ItemError::new(
+                "bad_signature",
+                format!(
+                    "no signature verifies with a key registered to PDP `{}`; sign with a registered, unrevoked key",
+                    p.event.fields.pdp_id
+                ),
+                "/signatures",
+            )),
+        });
+    }
+    results.into_iter().map(|r| r.expect("every item has a result")).collect()
+}
+
+type Prechecked = (Vec<u8>, Envelope, Event, Vec<ProducerKey>);
+
+fn precheck(
+    bytes: Vec<u8>,
+    keys: &dyn KeyLookup,
+    submitter: &Submitter,
+    limits: &EnvelopeLimits,
+) -> Result<Prechecked, ItemError> {
+    if bytes.len() > limits.envelope_bytes_max {
+        return Err(ItemError::new(
+            "envelope_too_large",
+            format!("envelope is {} bytes; the limit envelope_bytes_max is {}", bytes.len(), limits.envelope_bytes_max),
+            "",
+        ));
+    }
+    let parsed = Envelope::parse(&bytes)?;
+    if parsed.payload.len() > limits.payload_bytes_max {
+        return Err(ItemError::new(
+            "payload_too_large",
+            format!(
+                "payload is {} bytes; the limit payload_bytes_max is {}",
+                parsed.payload.len(),
+                limits.payload_bytes_max
+            ),
+            "/payload",
+        ));
+    }
+    let event = event::validate(&parsed.payload)
+        .map_err(|e| ItemError::new("schema_violation", e.message.clone(), e.path.clone()))?;
+    if event::LEDGER_EVENT_TYPES.contains(&event.fields.event_type.as_str()) {
+        return Err(ItemError::new(
+            "reserved_event_type",
+            "ledger.* events are written only by the ledger itself",
+            "/event_type",
+        ));
+    }
+    if let Some(bound) = submitter.pdp_id.as_ref().filter(|b| **b != event.fields.pdp_id) {
+        return Err(ItemError::new(
+            "pdp_mismatch",
+            format!("this token may only submit events of PDP `{bound}`"),
+            "/pdp/id",
+        ));
+    }
+    let candidates = keys.keys_for_pdp(&event.fields.pdp_id);
+    if candidates.is_empty() {
+        return Err(ItemError::new(
+            "unknown_key",
+            format!(
+                "no active key is registered to PDP `{}`; register one with `actlog keys add`",
+                event.fields.pdp_id
+            ),
+            "/signatures",
+        ));
+    }
+    Ok((bytes, parsed, event, candidates))
+}
+
+fn hint_matches(hint: &str, key: &ProducerKey) -> bool {
+    hint == key.name || hint == hex::encode(key.fingerprint())
+}
+
+fn preferred_key(env: &Envelope, candidates: &[ProducerKey]) -> usize {
+    match &env.signatures[0].keyid {
+        Some(hint) => candidates.iter().position(|k| hint_matches(hint, k)).unwrap_or(0),
+        None => 0,
+    }
+}
+
+fn find_verifying_key(env: &Envelope, pae: &[u8], candidates: &[ProducerKey]) -> Option<usize> {
+    for s in &env.signatures {
+        for (k, key) in candidates.iter().enumerate() {
+            if sig::verify(&key.key, pae, &s.sig).is_ok() {
+                return Some(k);
+            }
+        }
+    }
+    None
+}

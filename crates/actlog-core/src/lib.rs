@@ -1,0 +1,26 @@
+//! actlog-core: the ledger's pure logic.
+//!
+//! This crate holds every rule that decides what the ledger accepts and what
+//! its bytes mean: DSSE envelopes and PAE ([`dsse`]), the one signature
+//! acceptance rule ([`sig`]), event validation and normalization ([`event`]),
+//! the leaf encoding and blake3 chain ([`leaf`]), the RFC 6962 Merkle tree and
+//! its proofs ([`merkle`]), and C2SP signed-note checkpoints ([`note`]).
+//!
+//! Architecture invariant: this crate does no IO, spawns nothing, and never
+//! reads the clock, the environment or a random source. Time, keys and seeds
+//! are arguments. It must not depend on rocksdb, datafusion, axum or clap
+//! (`tests/quarantine.rs` enforces it).
+
+#![deny(missing_docs)]
+
+pub mod b64;
+pub mod dsse;
+pub mod event;
+pub mod ingest;
+pub mod leaf;
+pub mod merkle;
+pub mod note;
+pub mod sig;
+pub mod time;
+
+pub use leaf::Hash;

@@ -1,0 +1,799 @@
+//! actlog-store: the ledger's durable store, on RocksDB.
+//!
+//! This is the only crate that depends on `rocksdb`. It owns the data
+//! directory: the database, the ledger signing key file and the format
+//! version. Key types: [`Store`] (open, append, read, prove), [`Registry`]
+//! (producer keys and tokens), and [`verify::verify`].
+//!
+//! Architecture invariants:
+//! - One writer thread performs every write. Each group of concurrent
+//!   requests becomes **one** RocksDB `WriteBatch` written with `sync = true`:
+//!   leaves, envelopes, Merkle nodes, the event-id and secondary indexes,
+//!   registry changes, any checkpoint, and the head. Acknowledgements are sent
+//!   only after that write returns.
+//! - There is no update or delete API. A failed write poisons the store: the
+//!   process must reopen it, and recovery restarts from the last head on disk.
+//! - `open` checks the format version and the head against the last leaf and
+//!   the stored Merkle nodes, and reports any mismatch as corruption.
+
+pub mod keys;
+pub mod registry;
+pub mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actlog_core::ingest::Checked;
+use actlog_core::leaf::{Leaf, sha256};
+use actlog_core::merkle::{self, Frontier, NodeReader};
+use actlog_core::note::{Checkpoint, VerifierKey};
+use actlog_core::sig::{self, PublicKey};
+use actlog_core::{Hash, b64};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
+
+pub use registry::{KeyRecord, ROLES, Registry, TokenRecord};
+
+use crate::keys::*;
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The ledger signing key file inside the data directory.
+pub const LEDGER_KEY_FILE: &str = "ledger.key";
+/// The RocksDB directory inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory has no ledger.
+    #[error("no ledger at {0}; create one with `actlog init`")]
+    NotInitialized(PathBuf),
+    /// `init` on a directory that has a ledger.
+    #[error("a ledger already exists at {0}")]
+    AlreadyInitialized(PathBuf),
+    /// Written by a newer (or unknown) format.
+    #[error(
+        "data format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a newer actlog"
+    )]
+    FormatVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// The stored data contradicts itself. Never repaired silently.
+    #[error("storage corruption: {0}")]
+    Corruption(String),
+    /// Another process holds the database.
+    #[error("the data directory is in use by another process (is `actlog serve` running?): {0}")]
+    Locked(String),
+    /// RocksDB or file system failure.
+    #[error("storage error: {0}")]
+    Io(String),
+    /// A previous write failed; the store must be reopened.
+    #[error("the store stopped after a failed write; restart to recover from the last committed batch")]
+    Poisoned,
+    /// The store is opened read-only.
+    #[error("the store is opened read-only")]
+    ReadOnly,
+    /// The ingest queue is full.
+    #[error("the commit queue is full; retry later")]
+    Busy,
+    /// A refused request (admin operations).
+    #[error("{message}")]
+    Refused {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        let s = e.to_string();
+        if s.contains("lock") && s.contains("LOCK") {
+            Error::Locked(s)
+        } else if s.to_lowercase().contains("corrupt") {
+            Error::Corruption(s)
+        } else {
+            Error::Io(s)
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tuning and limits for an open store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Sign a checkpoint at most this long after an append.
+    pub checkpoint_interval: Duration,
+    /// Requests waiting for the writer before `append` answers `Busy`.
+    pub commit_queue_requests_max: usize,
+    /// Events one group commit takes at most.
+    pub group_events_max: usize,
+    /// Open without the writer (readers beside a running server).
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            checkpoint_interval: Duration::from_millis(1000),
+            commit_queue_requests_max: 1024,
+            group_events_max: 16 * 1024,
+            read_only: false,
+        }
+    }
+}
+
+/// One receipt per submitted envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The event id.
+    pub event_id: String,
+    /// Its seq (the original seq for duplicates).
+    pub seq: u64,
+    /// Its Merkle leaf hash.
+    pub leaf_hash: Hash,
+    /// Whether it was already in the ledger.
+    pub duplicate: bool,
+}
+
+/// The outcome of an accepted append.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Receipts in submission order.
+    pub receipts: Vec<Receipt>,
+    /// Tree size after the commit.
+    pub tree_size: u64,
+}
+
+/// Why an append request was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The same event id with a different payload.
+    #[error("event_id `{event_id}` (item {index}) is already in the ledger with a different payload")]
+    Conflict {
+        /// Item index.
+        index: usize,
+        /// The id.
+        event_id: String,
+        /// Seq of the stored event.
+        seq: u64,
+    },
+    /// The key was revoked between the check and the commit.
+    #[error("the key that signed item {index} was revoked")]
+    KeyRevoked {
+        /// Item index.
+        index: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// The committed head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Number of leaves.
+    pub tree_size: u64,
+    /// Chain hash of the last leaf (zeros when empty).
+    pub chain_hash: Hash,
+    /// Merkle root.
+    pub root: Hash,
+}
+
+impl Head {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(72);
+        v.extend_from_slice(&self.tree_size.to_be_bytes());
+        v.extend_from_slice(&self.chain_hash);
+        v.extend_from_slice(&self.root);
+        v
+    }
+    fn decode(b: &[u8]) -> Option<Head> {
+        if b.len() != 72 {
+            return None;
+        }
+        Some(Head {
+            tree_size: u64::from_be_bytes(b[..8].try_into().ok()?),
+            chain_hash: b[8..40].try_into().ok()?,
+            root: b[40..72].try_into().ok()?,
+        })
+    }
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its seq.
+    pub seq: u64,
+    /// Decoded leaf.
+    pub leaf: Leaf,
+    /// Leaf bytes.
+    pub leaf_bytes: Vec<u8>,
+    /// Merkle leaf hash.
+    pub leaf_hash: Hash,
+    /// Chain hash after this leaf.
+    pub chain_hash: Hash,
+    /// The envelope as received.
+    pub envelope: Vec<u8>,
+}
+
+/// An administrative change, written as a ledger-signed leaf.
+#[derive(Debug, Clone)]
+pub enum AdminOp {
+    /// Register a producer key.
+    AddKey {
+        /// Unique name.
+        name: String,
+        /// The PDP it speaks for.
+        pdp_id: String,
+        /// Raw public key.
+        public_key: [u8; 32],
+    },
+    /// Revoke a producer key.
+    RevokeKey {
+        /// Its name.
+        name: String,
+    },
+    /// Create a token (the caller made the secret; only its hash is kept).
+    CreateToken {
+        /// Unique name.
+        name: String,
+        /// Role.
+        role: String,
+        /// Bound PDP.
+        pdp_id: Option<String>,
+        /// SHA-256 of the secret.
+        token_sha256: Hash,
+    },
+    /// Revoke a token.
+    RevokeToken {
+        /// Its name.
+        name: String,
+    },
+}
+
+pub(crate) struct Shared {
+    pub(crate) db: DB,
+    pub(crate) head: RwLock<Head>,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) latest_checkpoint: RwLock<Option<(u64, String)>>,
+    pub(crate) checkpoint_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
+}
+
+/// An open ledger.
+pub struct Store {
+    shared: Arc<Shared>,
+    origin: String,
+    verifier: VerifierKey,
+    tx: Option<SyncSender<writer::Request>>,
+    writer: Option<JoinHandle<()>>,
+    data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("origin", &self.origin).field("data_dir", &self.data_dir).finish()
+    }
+}
+
+/// Explicit RocksDB options, one comment per knob.
+fn db_options(create: bool) -> DbOptions {
+    let mut o = DbOptions::default();
+    o.create_if_missing(create);
+    o.create_missing_column_families(create);
+    // Everything the ledger writes is synced by the writer; the WAL is the
+    // durability point, so it must never be disabled.
+    o.set_manual_wal_flush(false);
+    // Report corruption instead of skipping damaged records during WAL replay:
+    // a torn tail write is the only thing recovery may drop, and RocksDB
+    // drops it only when it was never acknowledged.
+    o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    o.set_paranoid_checks(true);
+    // Two cores: one background flush plus one compaction.
+    o.increase_parallelism(2);
+    o.set_max_background_jobs(2);
+    // Bigger memtables mean fewer, larger L0 files under steady ingest.
+    o.set_write_buffer_size(64 << 20);
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+    o
+}
+
+fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, DbOptions::default())).collect()
+}
+
+/// Reads the ledger seed from `ledger.key` (64 hex characters).
+pub fn read_ledger_seed(data_dir: &Path) -> Result<[u8; 32]> {
+    let path = data_dir.join(LEDGER_KEY_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Io(format!("cannot read the ledger key file {}: {e}", path.display())))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| Error::Corruption("the ledger key file is not hex".into()))?;
+    bytes.try_into().map_err(|_| Error::Corruption("the ledger key file is not 32 bytes".into()))
+}
+
+/// Writes a secret file with mode 0600, refusing to overwrite.
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(contents.as_bytes()).map_err(|e| Error::Io(e.to_string()))?;
+    f.sync_all().map_err(|e| Error::Io(e.to_string()))?;
+    Ok(())
+}
+
+/// The default origin for a ledger public key.
+pub fn default_origin(public_key: &[u8; 32]) -> String {
+    format!("actlog.local/{}", &hex::encode(sha256(public_key))[..8])
+}
+
+/// Whether `dir` holds a ledger.
+pub fn is_initialized(data_dir: &Path) -> bool {
+    data_dir.join(DB_DIR).join("CURRENT").exists()
+}
+
+impl Store {
+    /// Creates a ledger in `data_dir` from a ledger seed and origin, and opens it.
+    /// The caller creates the first admin token with [`Store::admin`].
+    pub fn init(data_dir: &Path, seed: [u8; 32], origin: Option<String>, opts: Options) -> Result<Store> {
+        if is_initialized(data_dir) {
+            return Err(Error::AlreadyInitialized(data_dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", data_dir.display())))?;
+        let public = sig::public_key_of(&seed);
+        let origin = origin.unwrap_or_else(|| default_origin(&public));
+        let key = PublicKey::from_bytes(&public).map_err(|e| Error::Io(format!("ledger key: {e}")))?;
+        VerifierKey::new(&origin, key).map_err(|e| Error::Refused { code: "bad_origin", message: e.to_string() })?;
+        write_secret_file(&data_dir.join(LEDGER_KEY_FILE), &format!("{}\n", hex::encode(seed)))?;
+        let db = DB::open_cf_descriptors(&db_options(true), data_dir.join(DB_DIR), cf_descriptors())?;
+        let meta = db.cf_handle(CF_META).expect("meta cf");
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.put_cf(&meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
+        wb.put_cf(&meta, META_ORIGIN, origin.as_bytes());
+        wb.put_cf(&meta, META_LEDGER_PUBLIC_KEY, public);
+        let head = Head { tree_size: 0, chain_hash: [0; 32], root: merkle::empty_root() };
+        wb.put_cf(&meta, META_HEAD, head.encode());
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(wb, &wo)?;
+        drop(db);
+        Store::open(data_dir, opts)
+    }
+
+    /// Opens an existing ledger, checking its format and head.
+    pub fn open(data_dir: &Path, opts: Options) -> Result<Store> {
+        if !is_initialized(data_dir) {
+            return Err(Error::NotInitialized(data_dir.to_path_buf()));
+        }
+        let path = data_dir.join(DB_DIR);
+        let db = if opts.read_only {
+            DB::open_cf_descriptors_read_only(&db_options(false), &path, cf_descriptors(), false)?
+        } else {
+            DB::open_cf_descriptors(&db_options(false), &path, cf_descriptors())?
+        };
+        let meta = db.cf_handle(CF_META).expect("meta cf");
+        let version = db
+            .get_cf(&meta, META_FORMAT_VERSION)?
+            .ok_or_else(|| Error::Corruption("format version is missing".into()))?;
+        let version = u32::from_be_bytes(
+            version.as_slice().try_into().map_err(|_| Error::Corruption("format version is malformed".into()))?,
+        );
+        if version != FORMAT_VERSION {
+            return Err(Error::FormatVersion { found: version });
+        }
+        let origin = String::from_utf8(
+            db.get_cf(&meta, META_ORIGIN)?.ok_or_else(|| Error::Corruption("origin is missing".into()))?,
+        )
+        .map_err(|_| Error::Corruption("origin is not UTF-8".into()))?;
+        let public: [u8; 32] = db
+            .get_cf(&meta, META_LEDGER_PUBLIC_KEY)?
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| Error::Corruption("ledger public key is missing or malformed".into()))?;
+        let key = PublicKey::from_bytes(&public).map_err(|e| Error::Corruption(format!("ledger public key: {e}")))?;
+        let verifier = VerifierKey::new(&origin, key).map_err(|e| Error::Corruption(format!("origin: {e}")))?;
+        let head_bytes = db.get_cf(&meta, META_HEAD)?.ok_or_else(|| Error::Corruption("head is missing".into()))?;
+        let head = Head::decode(&head_bytes).ok_or_else(|| Error::Corruption("head is malformed".into()))?;
+        let registry = load_registry(&db)?;
+        let latest = latest_checkpoint(&db)?;
+        let shared = Arc::new(Shared {
+            db,
+            head: RwLock::new(head.clone()),
+            registry: RwLock::new(registry),
+            latest_checkpoint: RwLock::new(latest.clone()),
+            checkpoint_signal: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
+        });
+        let frontier = check_head(&shared.db, &head)?;
+        if let Some((size, note)) = &latest {
+            let cp =
+                Checkpoint::open(note, &verifier).map_err(|e| Error::Corruption(format!("latest checkpoint: {e}")))?;
+            if *size != cp.tree_size || cp.tree_size > head.tree_size {
+                return Err(Error::Corruption(format!(
+                    "latest checkpoint covers {} leaves but the head has {}",
+                    cp.tree_size, head.tree_size
+                )));
+            }
+            let reader = Nodes(&shared.db);
+            if merkle::root(&reader, cp.tree_size)? != cp.root {
+                return Err(Error::Corruption(format!(
+                    "latest checkpoint root does not match the stored tree at size {}",
+                    cp.tree_size
+                )));
+            }
+        }
+        let mut store = Store { shared, origin, verifier, tx: None, writer: None, data_dir: data_dir.to_path_buf() };
+        if !opts.read_only {
+            let seed = read_ledger_seed(data_dir)?;
+            if sig::public_key_of(&seed) != public {
+                return Err(Error::Corruption("the ledger key file does not match the ledger's public key".into()));
+            }
+            let (tx, rx) = mpsc::sync_channel(opts.commit_queue_requests_max);
+            let state = writer::WriterState::new(
+                Arc::clone(&store.shared),
+                seed,
+                store.origin.clone(),
+                head,
+                frontier,
+                latest.map(|(s, _)| s),
+                &opts,
+            );
+            let handle = std::thread::Builder::new()
+                .name("actlog-writer".into())
+                .spawn(move || writer::run(state, rx))
+                .map_err(|e| Error::Io(e.to_string()))?;
+            store.tx = Some(tx);
+            store.writer = Some(handle);
+        }
+        Ok(store)
+    }
+
+    /// The log origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The ledger's verifier key.
+    pub fn verifier_key(&self) -> &VerifierKey {
+        &self.verifier
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The committed head.
+    pub fn head(&self) -> Head {
+        self.shared.head.read().expect("head lock").clone()
+    }
+
+    /// A snapshot of the registry.
+    pub fn registry(&self) -> Registry {
+        self.shared.registry.read().expect("registry lock").clone()
+    }
+
+    /// Runs `f` with the registry, without cloning it.
+    pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        f(&self.shared.registry.read().expect("registry lock"))
+    }
+
+    fn send(&self, req: writer::Request, block: bool) -> Result<()> {
+        let tx = self.tx.as_ref().ok_or(Error::ReadOnly)?;
+        if block {
+            tx.send(req).map_err(|_| Error::Poisoned)
+        } else {
+            tx.try_send(req).map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => Error::Busy,
+                mpsc::TrySendError::Disconnected(_) => Error::Poisoned,
+            })
+        }
+    }
+
+    /// Appends a checked batch atomically, waiting for the synced commit.
+    /// Blocks while the commit queue is full.
+    pub fn append(&self, items: Vec<Checked>) -> Result<Appended, AppendError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(
+            writer::Request::Append {
+                items,
+                reply: Box::new(move |r| {
+                    let _ = reply.send(r);
+                }),
+            },
+            true,
+        )?;
+        rx.recv().map_err(|_| AppendError::Store(Error::Poisoned))?
+    }
+
+    /// Appends without blocking: `done` runs on the writer thread after the
+    /// synced commit (or refusal). Answers [`Error::Busy`] when the queue is full.
+    pub fn append_async(
+        &self,
+        items: Vec<Checked>,
+        done: Box<dyn FnOnce(Result<Appended, AppendError>) + Send>,
+    ) -> Result<()> {
+        self.send(writer::Request::Append { items, reply: done }, false)
+    }
+
+    /// Applies an administrative change as a ledger-signed leaf. Returns its seq.
+    pub fn admin(&self, op: AdminOp) -> Result<u64> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(writer::Request::Admin { op, reply }, true)?;
+        rx.recv().map_err(|_| Error::Poisoned)?
+    }
+
+    /// Signs a checkpoint of the current head now, if it is not covered yet.
+    /// Returns the latest checkpoint.
+    pub fn checkpoint_now(&self) -> Result<Option<(u64, String)>> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(writer::Request::Checkpoint { reply }, true)?;
+        rx.recv().map_err(|_| Error::Poisoned)?
+    }
+
+    /// Waits until a checkpoint covers `tree_size` or `timeout` passes.
+    pub fn wait_checkpoint(&self, tree_size: u64, timeout: Duration) -> Option<(u64, String)> {
+        let (lock, cv) = &self.shared.checkpoint_signal;
+        let guard = lock.lock().expect("signal lock");
+        let (_guard, _) = cv.wait_timeout_while(guard, timeout, |covered| *covered < tree_size).expect("signal lock");
+        self.latest_checkpoint().filter(|(s, _)| *s >= tree_size)
+    }
+
+    /// The latest signed checkpoint: (tree size, note text).
+    pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
+        self.shared.latest_checkpoint.read().expect("checkpoint lock").clone()
+    }
+
+    /// Every stored checkpoint, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>> {
+        let cf = self.cf(CF_CHECKPOINTS);
+        let mut out = Vec::new();
+        for item in self.shared.db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let size = decode_seq(&k).ok_or_else(|| Error::Corruption("checkpoint key is malformed".into()))?;
+            let note = String::from_utf8(v.to_vec())
+                .map_err(|_| Error::Corruption(format!("checkpoint {size} is not UTF-8")))?;
+            out.push((size, note));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.shared.db.cf_handle(name).expect("column family exists")
+    }
+
+    /// Reads one event by seq, if committed.
+    pub fn event(&self, seq: u64) -> Result<Option<StoredEvent>> {
+        if seq >= self.head().tree_size {
+            return Ok(None);
+        }
+        let db = &self.shared.db;
+        let leaf_value = db
+            .get_cf(&self.cf(CF_LEAVES), encode_seq(seq))?
+            .ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing below the head")))?;
+        let envelope = db
+            .get_cf(&self.cf(CF_ENVELOPES), encode_seq(seq))?
+            .ok_or_else(|| Error::Corruption(format!("envelope {seq} is missing below the head")))?;
+        decode_stored(seq, &leaf_value, envelope).map(Some)
+    }
+
+    /// Reads one event by event id.
+    pub fn event_by_id(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        match self.seq_of(event_id)? {
+            Some((seq, _)) => self.event(seq),
+            None => Ok(None),
+        }
+    }
+
+    /// The seq and payload hash of an event id, if committed.
+    pub fn seq_of(&self, event_id: &str) -> Result<Option<(u64, Hash)>> {
+        let v = self.shared.db.get_cf(&self.cf(CF_EVENT_IDS), event_id.as_bytes())?;
+        let Some(v) = v else { return Ok(None) };
+        let (seq, hash) = decode_event_id_value(&v)
+            .ok_or_else(|| Error::Corruption(format!("event id index entry for `{event_id}` is malformed")))?;
+        Ok((seq < self.head().tree_size).then_some((seq, hash)))
+    }
+
+    /// Seqs of committed events whose indexed field equals `value`, ascending.
+    pub fn index_lookup(&self, field: IndexField, value: &str) -> Result<Vec<u64>> {
+        let prefix = index_prefix(field, value);
+        let size = self.head().tree_size;
+        let mut out = Vec::new();
+        let cf = self.cf(CF_INDEX);
+        let iter = self.shared.db.iterator_cf(&cf, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (_, _, seq) = decode_index(&k).ok_or_else(|| Error::Corruption("index key is malformed".into()))?;
+            if seq < size {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Merkle root of the tree of `tree_size` leaves (≤ the head).
+    pub fn root_at(&self, tree_size: u64) -> Result<Hash> {
+        self.check_size(tree_size)?;
+        merkle::root(&Nodes(&self.shared.db), tree_size)
+    }
+
+    fn check_size(&self, tree_size: u64) -> Result<()> {
+        let size = self.head().tree_size;
+        if tree_size > size {
+            return Err(Error::Refused {
+                code: "tree_size_out_of_range",
+                message: format!("tree size {tree_size} is larger than the ledger ({size})"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The audit path of `seq` in the tree of `tree_size` leaves. O(log n) reads.
+    pub fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<(Hash, Vec<Hash>)> {
+        self.check_size(tree_size)?;
+        let reader = Nodes(&self.shared.db);
+        let proof = merkle::inclusion_proof(&reader, seq, tree_size).map_err(proof_error)?;
+        Ok((reader.node(0, seq)?, proof))
+    }
+
+    /// The consistency proof between two tree sizes. O(log n) reads.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        self.check_size(new)?;
+        merkle::consistency_proof(&Nodes(&self.shared.db), old, new).map_err(proof_error)
+    }
+
+    /// Waits for queued writes, signs a final checkpoint, and stops the writer.
+    pub fn close(mut self) -> Result<()> {
+        let result = if self.tx.is_some() { self.checkpoint_now().map(|_| ()) } else { Ok(()) };
+        self.stop_writer();
+        result
+    }
+
+    fn stop_writer(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.shared.db
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}
+
+fn proof_error(e: merkle::ProofError<Error>) -> Error {
+    match e {
+        merkle::ProofError::Range(m) => Error::Refused { code: "seq_out_of_range", message: m },
+        merkle::ProofError::Store(e) => e,
+    }
+}
+
+pub(crate) fn decode_event_id_value(v: &[u8]) -> Option<(u64, Hash)> {
+    if v.len() != 40 {
+        return None;
+    }
+    Some((u64::from_be_bytes(v[..8].try_into().ok()?), v[8..].try_into().ok()?))
+}
+
+pub(crate) fn decode_stored(seq: u64, leaf_value: &[u8], envelope: Vec<u8>) -> Result<StoredEvent> {
+    if leaf_value.len() < 32 {
+        return Err(Error::Corruption(format!("leaf {seq} is truncated")));
+    }
+    let chain_hash: Hash = leaf_value[..32].try_into().expect("32 bytes");
+    let leaf_bytes = leaf_value[32..].to_vec();
+    let leaf = Leaf::decode(&leaf_bytes).map_err(|e| Error::Corruption(format!("leaf {seq}: {e}")))?;
+    if leaf.seq != seq {
+        return Err(Error::Corruption(format!("leaf stored at seq {seq} says seq {}", leaf.seq)));
+    }
+    Ok(StoredEvent { seq, leaf_hash: merkle::leaf_hash(&leaf_bytes), leaf, leaf_bytes, chain_hash, envelope })
+}
+
+/// Reads perfect-subtree hashes from the `nodes` column family.
+pub(crate) struct Nodes<'a>(pub(crate) &'a DB);
+
+impl NodeReader for Nodes<'_> {
+    type Error = Error;
+    fn node(&self, level: u8, index: u64) -> Result<Hash> {
+        let cf = self.0.cf_handle(CF_NODES).expect("nodes cf");
+        let v = self
+            .0
+            .get_pinned_cf(&cf, encode_node(level, index))?
+            .ok_or_else(|| Error::Corruption(format!("Merkle node ({level}, {index}) is missing")))?;
+        v.as_ref().try_into().map_err(|_| Error::Corruption(format!("Merkle node ({level}, {index}) is malformed")))
+    }
+}
+
+/// Recovery check: the head must match the last leaf, no leaf may lie beyond
+/// it, and the stored Merkle nodes must give the head's root.
+fn check_head(db: &DB, head: &Head) -> Result<Frontier> {
+    let leaves = db.cf_handle(CF_LEAVES).expect("leaves cf");
+    let mut last = db.iterator_cf(&leaves, rocksdb::IteratorMode::End);
+    match last.next().transpose()? {
+        None => {
+            if head.tree_size != 0 {
+                return Err(Error::Corruption(format!("head says {} leaves but none are stored", head.tree_size)));
+            }
+            if head.chain_hash != [0; 32] || head.root != merkle::empty_root() {
+                return Err(Error::Corruption("the empty ledger's head is not the empty head".into()));
+            }
+        }
+        Some((k, v)) => {
+            let seq = decode_seq(&k).ok_or_else(|| Error::Corruption("leaf key is malformed".into()))?;
+            if seq + 1 != head.tree_size {
+                return Err(Error::Corruption(format!(
+                    "the last stored leaf is seq {seq} but the head says {} leaves",
+                    head.tree_size
+                )));
+            }
+            if v.len() < 32 || v[..32] != head.chain_hash {
+                return Err(Error::Corruption(format!("the head's chain hash does not match leaf {seq}")));
+            }
+        }
+    }
+    drop(last);
+    let frontier = Frontier::load(&Nodes(db), head.tree_size)?;
+    if frontier.root() != head.root {
+        return Err(Error::Corruption("the head's root does not match the stored Merkle nodes".into()));
+    }
+    Ok(frontier)
+}
+
+fn load_registry(db: &DB) -> Result<Registry> {
+    let cf = db.cf_handle(CF_REGISTRY).expect("registry cf");
+    let mut reg = Registry::default();
+    for item in db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        if k.starts_with(REG_KEY_PREFIX) {
+            let rec: KeyRecord =
+                serde_json::from_slice(&v).map_err(|e| Error::Corruption(format!("key record: {e}")))?;
+            reg.put_key(rec);
+        } else if k.starts_with(REG_TOKEN_PREFIX) {
+            let rec: TokenRecord =
+                serde_json::from_slice(&v).map_err(|e| Error::Corruption(format!("token record: {e}")))?;
+            reg.put_token(rec);
+        } else {
+            return Err(Error::Corruption("unknown registry record".into()));
+        }
+    }
+    Ok(reg)
+}
+
+fn latest_checkpoint(db: &DB) -> Result<Option<(u64, String)>> {
+    let cf = db.cf_handle(CF_CHECKPOINTS).expect("checkpoints cf");
+    let mut it = db.iterator_cf(&cf, rocksdb::IteratorMode::End);
+    match it.next().transpose()? {
+        None => Ok(None),
+        Some((k, v)) => {
+            let size = decode_seq(&k).ok_or_else(|| Error::Corruption("checkpoint key is malformed".into()))?;
+            let note =
+                String::from_utf8(v.to_vec()).map_err(|_| Error::Corruption("checkpoint is not UTF-8".into()))?;
+            Ok(Some((size, note)))
+        }
+    }
+}
+
+/// Standard base64 of a hash (the JSON form).
+pub fn hash_b64(h: &Hash) -> String {
+    b64::encode(h)
+}

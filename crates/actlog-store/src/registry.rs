@@ -1,0 +1,113 @@
+//! The producer-key and API-token registry.
+//!
+//! The registry is derived from ledger events (`ledger.key_added`, ...): the
+//! `registry` column family and the in-memory maps are caches of what those
+//! signed leaves say, written in the same WriteBatch. `actlog verify`
+//! rebuilds the registry from the leaves and checks the cache against it.
+
+use std::collections::HashMap;
+
+use actlog_core::Hash;
+use actlog_core::ingest::{KeyLookup, ProducerKey};
+use actlog_core::leaf::sha256;
+use actlog_core::sig::PublicKey;
+use serde::{Deserialize, Serialize};
+
+/// API roles.
+pub const ROLES: &[&str] = &["ingest", "query", "auditor", "admin"];
+
+/// A registered producer key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Unique name.
+    pub name: String,
+    /// The PDP it speaks for.
+    pub pdp_id: String,
+    /// Raw public key, hex.
+    pub public_key_hex: String,
+    /// SHA-256 of the public key, hex: the leaf's producer key id.
+    pub fingerprint_hex: String,
+    /// Seq of the `ledger.key_added` leaf.
+    pub added_seq: u64,
+    /// Seq of the `ledger.key_revoked` leaf.
+    pub revoked_seq: Option<u64>,
+}
+
+impl KeyRecord {
+    /// The validated public key.
+    pub fn public_key(&self) -> Option<PublicKey> {
+        let bytes: [u8; 32] = hex::decode(&self.public_key_hex).ok()?.try_into().ok()?;
+        PublicKey::from_bytes(&bytes).ok()
+    }
+
+    /// Whether the key may authenticate an event at `seq`.
+    pub fn active_at(&self, seq: u64) -> bool {
+        self.added_seq < seq && self.revoked_seq.is_none_or(|r| seq < r)
+    }
+}
+
+/// An API token (only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Unique name.
+    pub name: String,
+    /// `ingest`, `query`, `auditor` or `admin`.
+    pub role: String,
+    /// Bound PDP, if any.
+    pub pdp_id: Option<String>,
+    /// SHA-256 of the token, hex.
+    pub token_sha256_hex: String,
+    /// Seq of the `ledger.token_created` leaf.
+    pub created_seq: u64,
+    /// Seq of the `ledger.token_revoked` leaf.
+    pub revoked_seq: Option<u64>,
+}
+
+/// The in-memory registry.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Keys by name.
+    pub keys: HashMap<String, KeyRecord>,
+    /// Tokens by name.
+    pub tokens: HashMap<String, TokenRecord>,
+    token_by_hash: HashMap<String, String>,
+}
+
+impl Registry {
+    /// Adds or replaces a key record.
+    pub fn put_key(&mut self, rec: KeyRecord) {
+        self.keys.insert(rec.name.clone(), rec);
+    }
+
+    /// Adds or replaces a token record.
+    pub fn put_token(&mut self, rec: TokenRecord) {
+        self.token_by_hash.insert(rec.token_sha256_hex.clone(), rec.name.clone());
+        self.tokens.insert(rec.name.clone(), rec);
+    }
+
+    /// The active key whose fingerprint is `fp`, if it speaks for `pdp_id`.
+    pub fn active_key_by_fingerprint(&self, fp: &Hash, pdp_id: &str) -> Option<&KeyRecord> {
+        let fp = hex::encode(fp);
+        self.keys.values().find(|k| k.fingerprint_hex == fp && k.pdp_id == pdp_id && k.revoked_seq.is_none())
+    }
+
+    /// The unrevoked token with this secret.
+    pub fn authenticate(&self, token: &str) -> Option<&TokenRecord> {
+        let h = hex::encode(sha256(token.as_bytes()));
+        let name = self.token_by_hash.get(&h)?;
+        self.tokens.get(name).filter(|t| t.revoked_seq.is_none())
+    }
+}
+
+impl KeyLookup for Registry {
+    fn keys_for_pdp(&self, pdp_id: &str) -> Vec<ProducerKey> {
+        let mut keys: Vec<ProducerKey> = self
+            .keys
+            .values()
+            .filter(|k| k.pdp_id == pdp_id && k.revoked_seq.is_none())
+            .filter_map(|k| Some(ProducerKey { name: k.name.clone(), pdp_id: k.pdp_id.clone(), key: k.public_key()? }))
+            .collect();
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        keys
+    }
+}

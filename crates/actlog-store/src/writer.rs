@@ -1,0 +1,543 @@
+//! The single writer thread and its group commit.
+//!
+//! Requests queue on a bounded channel. The writer takes every request that
+//! is waiting (up to `group_events_max` events), applies each one atomically
+//! to its in-memory state, writes the whole group as one synced WriteBatch,
+//! and only then answers every request in the group. A failed write stops the
+//! writer for good (fail-stop): its in-memory state is ahead of the disk, and
+//! only a reopen, which recovers from the last committed head, is safe.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actlog_core::Hash;
+use actlog_core::dsse::Envelope;
+use actlog_core::event::{self, Fields};
+use actlog_core::ingest::Checked;
+use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
+use actlog_core::merkle::{self, Frontier};
+use actlog_core::note::Checkpoint;
+use rocksdb::WriteBatch;
+
+use crate::keys::*;
+use crate::registry::{KeyRecord, ROLES, Registry, TokenRecord};
+use crate::{AdminOp, AppendError, Appended, Error, Head, Options, Receipt, Result, Shared};
+
+type AppendReply = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
+
+pub(crate) enum Request {
+    Append { items: Vec<Checked>, reply: AppendReply },
+    Admin { op: AdminOp, reply: SyncSender<Result<u64>> },
+    Checkpoint { reply: SyncSender<Result<Option<(u64, String)>>> },
+}
+
+pub(crate) struct WriterState {
+    shared: Arc<Shared>,
+    seed: [u8; 32],
+    origin: String,
+    ledger_fingerprint: Hash,
+    head: Head,
+    frontier: Frontier,
+    registry: Registry,
+    last_checkpoint_size: Option<u64>,
+    last_checkpoint_at: Instant,
+    checkpoint_interval: Duration,
+    group_events_max: usize,
+    admin_counter: u64,
+}
+
+impl WriterState {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        seed: [u8; 32],
+        origin: String,
+        head: Head,
+        frontier: Frontier,
+        last_checkpoint_size: Option<u64>,
+        opts: &Options,
+    ) -> WriterState {
+        let registry = shared.registry.read().expect("registry lock").clone();
+        let ledger_fingerprint = key_fingerprint(&actlog_core::sig::public_key_of(&seed));
+        WriterState {
+            shared,
+            seed,
+            origin,
+            ledger_fingerprint,
+            head,
+            frontier,
+            registry,
+            last_checkpoint_size,
+            last_checkpoint_at: Instant::now(),
+            checkpoint_interval: opts.checkpoint_interval,
+            group_events_max: opts.group_events_max.max(1),
+            admin_counter: 0,
+        }
+    }
+
+    fn dirty(&self) -> bool {
+        self.last_checkpoint_size != Some(self.head.tree_size) && self.head.tree_size > 0
+    }
+}
+
+/// Uncommitted changes of one group.
+struct Group {
+    batch: WriteBatch,
+    /// Event ids appended in this group: id → (seq, payload hash, leaf hash).
+    ids: HashMap<String, (u64, Hash, Hash)>,
+    registry_changed: bool,
+    checkpoint: Option<(u64, String)>,
+}
+
+enum Reply {
+    Append(AppendReply, Result<Appended, AppendError>),
+    Admin(SyncSender<Result<u64>>, Result<u64>),
+    Checkpoint(SyncSender<Result<Option<(u64, String)>>>),
+}
+
+pub(crate) fn run(mut st: WriterState, rx: Receiver<Request>) {
+    loop {
+        let wait = if st.dirty() {
+            st.checkpoint_interval.saturating_sub(st.last_checkpoint_at.elapsed())
+        } else {
+            Duration::from_secs(3600)
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                if st.dirty() && commit_group(&mut st, Vec::new(), true).is_err() {
+                    return fail_all(rx);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Shutdown: cover everything with a final checkpoint.
+                if st.dirty() {
+                    let _ = commit_group(&mut st, Vec::new(), true);
+                }
+                return;
+            }
+        };
+        let mut requests = vec![first];
+        let mut events = request_events(&requests[0]);
+        while events < st.group_events_max {
+            match rx.try_recv() {
+                Ok(r) => {
+                    events += request_events(&r);
+                    requests.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let force = requests.iter().any(|r| matches!(r, Request::Checkpoint { .. }));
+        let due = st.last_checkpoint_at.elapsed() >= st.checkpoint_interval;
+        if commit_group(&mut st, requests, force || due).is_err() {
+            return fail_all(rx);
+        }
+    }
+}
+
+fn request_events(r: &Request) -> usize {
+    match r {
+        Request::Append { items, .. } => items.len(),
+        _ => 1,
+    }
+}
+
+/// After a failed write every later request is refused; nothing is buffered.
+fn fail_all(rx: Receiver<Request>) {
+    for r in rx {
+        match r {
+            Request::Append { reply, .. } => reply(Err(AppendError::Store(Error::Poisoned))),
+            Request::Admin { reply, .. } => {
+                let _ = reply.send(Err(Error::Poisoned));
+            }
+            Request::Checkpoint { reply } => {
+                let _ = reply.send(Err(Error::Poisoned));
+            }
+        }
+    }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) -> Result<(), ()> {
+    let mut g = Group { batch: WriteBatch::default(), ids: HashMap::new(), registry_changed: false, checkpoint: None };
+    let received_at = now_nanos();
+    let mut replies = Vec::with_capacity(requests.len());
+    let start_size = st.head.tree_size;
+    for req in requests {
+        match req {
+            Request::Append { items, reply } => {
+                let r = apply_append(st, &mut g, items, received_at);
+                replies.push(Reply::Append(reply, r));
+            }
+            Request::Admin { op, reply } => {
+                let r = apply_admin(st, &mut g, op, received_at);
+                replies.push(Reply::Admin(reply, r));
+            }
+            Request::Checkpoint { reply } => replies.push(Reply::Checkpoint(reply)),
+        }
+    }
+    // Paired assertions: the frontier and head moved together, leaf by leaf.
+    assert_eq!(st.frontier.size(), st.head.tree_size, "frontier and head disagree");
+    assert!(st.head.tree_size >= start_size, "the tree never shrinks");
+    if checkpoint && st.dirty() {
+        let cp = Checkpoint { origin: st.origin.clone(), tree_size: st.head.tree_size, root: st.head.root };
+        let note = cp.sign(&st.seed);
+        let cf = st.shared.db.cf_handle(CF_CHECKPOINTS).expect("checkpoints cf");
+        g.batch.put_cf(&cf, encode_seq(cp.tree_size), note.as_bytes());
+        g.checkpoint = Some((cp.tree_size, note));
+    }
+    if g.batch.is_empty() {
+        finish(replies, st);
+        return Ok(());
+    }
+    let meta = st.shared.db.cf_handle(CF_META).expect("meta cf");
+    g.batch.put_cf(&meta, META_HEAD, st.head.encode());
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.set_sync(true);
+    let batch = std::mem::take(&mut g.batch);
+    if let Err(e) = st.shared.db.write_opt(batch, &wo) {
+        eprintln!("actlog-store: commit failed, stopping the writer: {e}");
+        for r in replies {
+            match r {
+                Reply::Append(reply, _) => reply(Err(AppendError::Store(Error::Poisoned))),
+                Reply::Admin(reply, _) => {
+                    let _ = reply.send(Err(Error::Poisoned));
+                }
+                Reply::Checkpoint(reply) => {
+                    let _ = reply.send(Err(Error::Poisoned));
+                }
+            }
+        }
+        return Err(());
+    }
+    // Publish only what is on disk.
+    *st.shared.head.write().expect("head lock") = st.head.clone();
+    if g.registry_changed {
+        *st.shared.registry.write().expect("registry lock") = st.registry.clone();
+    }
+    if let Some((size, note)) = g.checkpoint {
+        st.last_checkpoint_size = Some(size);
+        st.last_checkpoint_at = Instant::now();
+        *st.shared.latest_checkpoint.write().expect("checkpoint lock") = Some((size, note));
+        let (lock, cv) = &st.shared.checkpoint_signal;
+        *lock.lock().expect("signal lock") = size;
+        cv.notify_all();
+    }
+    finish(replies, st);
+    Ok(())
+}
+
+fn finish(replies: Vec<Reply>, st: &WriterState) {
+    for r in replies {
+        match r {
+            Reply::Append(reply, res) => reply(res),
+            Reply::Admin(reply, res) => {
+                let _ = reply.send(res);
+            }
+            Reply::Checkpoint(reply) => {
+                let latest = st.shared.latest_checkpoint.read().expect("checkpoint lock").clone();
+                let _ = reply.send(Ok(latest));
+            }
+        }
+    }
+}
+
+enum Plan {
+    New,
+    /// Already committed (or staged by an earlier request): (seq, leaf hash).
+    Stored(u64, Hash),
+    /// A repeat of an earlier item of the same request.
+    Repeat(usize),
+}
+
+fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash, Hash)>> {
+    if let Some(v) = g.ids.get(id) {
+        return Ok(Some(*v));
+    }
+    let cf = st.shared.db.cf_handle(CF_EVENT_IDS).expect("event_ids cf");
+    match st.shared.db.get_pinned_cf(&cf, id.as_bytes())? {
+        None => Ok(None),
+        Some(v) => {
+            let (seq, payload) = crate::decode_event_id_value(&v)
+                .ok_or_else(|| Error::Corruption(format!("event id index entry for `{id}` is malformed")))?;
+            let leaf_hash = merkle::NodeReader::node(&crate::Nodes(&st.shared.db), 0, seq)?;
+            Ok(Some((seq, payload, leaf_hash)))
+        }
+    }
+}
+
+fn apply_append(
+    st: &mut WriterState,
+    g: &mut Group,
+    items: Vec<Checked>,
+    received_at: u64,
+) -> Result<Appended, AppendError> {
+    // First pass decides everything; nothing is staged unless the whole
+    // request is accepted.
+    let mut plans = Vec::with_capacity(items.len());
+    let mut local: HashMap<&str, (usize, Hash)> = HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let id = item.event.fields.event_id.as_str();
+        if let Some(&(first, payload)) = local.get(id) {
+            if payload != item.payload_sha256 {
+                let seq = st.head.tree_size; // not yet assigned; the first copy is in this request
+                let _ = first;
+                return Err(AppendError::Conflict { index, event_id: id.to_string(), seq });
+            }
+            plans.push(Plan::Repeat(first));
+            continue;
+        }
+        match lookup_id(st, g, id)? {
+            Some((seq, payload, leaf_hash)) => {
+                if payload != item.payload_sha256 {
+                    return Err(AppendError::Conflict { index, event_id: id.to_string(), seq });
+                }
+                plans.push(Plan::Stored(seq, leaf_hash));
+            }
+            None => {
+                if item.kind == LeafKind::ProducerSigned
+                    && st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.event.fields.pdp_id).is_none()
+                {
+                    return Err(AppendError::KeyRevoked { index });
+                }
+                local.insert(id, (index, item.payload_sha256));
+                plans.push(Plan::New);
+            }
+        }
+    }
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(items.len());
+    for (item, plan) in items.iter().zip(plans) {
+        match plan {
+            Plan::New => {
+                let (seq, leaf_hash) = stage_leaf(st, g, item, received_at);
+                receipts.push(Receipt {
+                    event_id: item.event.fields.event_id.clone(),
+                    seq,
+                    leaf_hash,
+                    duplicate: false,
+                });
+            }
+            Plan::Stored(seq, leaf_hash) => {
+                receipts.push(Receipt { event_id: item.event.fields.event_id.clone(), seq, leaf_hash, duplicate: true })
+            }
+            Plan::Repeat(first) => {
+                let r = &receipts[first];
+                let dup = Receipt { event_id: r.event_id.clone(), seq: r.seq, leaf_hash: r.leaf_hash, duplicate: true };
+                receipts.push(dup);
+            }
+        }
+    }
+    Ok(Appended { receipts, tree_size: st.head.tree_size })
+}
+
+/// Stages one new leaf and everything derived from it. Returns (seq, leaf hash).
+fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: u64) -> (u64, Hash) {
+    let seq = st.head.tree_size;
+    assert_eq!(seq, st.frontier.size(), "seq must equal the Merkle leaf index");
+    let fields = &item.event.fields;
+    let leaf = Leaf {
+        kind: item.kind,
+        seq,
+        received_at_unix_nanos: received_at,
+        envelope_sha256: sha256(&item.envelope),
+        payload_sha256: item.payload_sha256,
+        producer_key_id: item.producer_key_id,
+        prev_chain_hash: st.head.chain_hash,
+        event_id: fields.event_id.clone(),
+    };
+    let leaf_bytes = leaf.encode();
+    let chain = chain_hash(&st.head.chain_hash, &leaf_bytes);
+    let leaf_hash = merkle::leaf_hash(&leaf_bytes);
+    let db = &st.shared.db;
+    let (leaves, envelopes, nodes, ids, index) = (
+        db.cf_handle(CF_LEAVES).expect("cf"),
+        db.cf_handle(CF_ENVELOPES).expect("cf"),
+        db.cf_handle(CF_NODES).expect("cf"),
+        db.cf_handle(CF_EVENT_IDS).expect("cf"),
+        db.cf_handle(CF_INDEX).expect("cf"),
+    );
+    let mut value = Vec::with_capacity(32 + leaf_bytes.len());
+    value.extend_from_slice(&chain);
+    value.extend_from_slice(&leaf_bytes);
+    g.batch.put_cf(&leaves, encode_seq(seq), value);
+    g.batch.put_cf(&envelopes, encode_seq(seq), &item.envelope);
+    let mut id_value = Vec::with_capacity(40);
+    id_value.extend_from_slice(&seq.to_be_bytes());
+    id_value.extend_from_slice(&item.payload_sha256);
+    g.batch.put_cf(&ids, fields.event_id.as_bytes(), id_value);
+    for (field, value) in index_values(fields) {
+        if value.len() <= INDEX_VALUE_BYTES_MAX {
+            g.batch.put_cf(&index, encode_index(field, value, seq), []);
+        }
+    }
+    st.frontier.push(leaf_hash, |level, idx, hash| {
+        g.batch.put_cf(&nodes, encode_node(level, idx), hash);
+    });
+    st.head = Head { tree_size: seq + 1, chain_hash: chain, root: st.frontier.root() };
+    g.ids.insert(fields.event_id.clone(), (seq, item.payload_sha256, leaf_hash));
+    (seq, leaf_hash)
+}
+
+fn index_values(f: &Fields) -> Vec<(IndexField, &str)> {
+    let mut v = Vec::with_capacity(5);
+    if let Some(x) = &f.actor_id {
+        v.push((IndexField::ActorId, x.as_str()));
+    }
+    if let Some(x) = &f.principal_id {
+        v.push((IndexField::PrincipalId, x.as_str()));
+    }
+    if let Some(x) = &f.session_id {
+        v.push((IndexField::SessionId, x.as_str()));
+    }
+    if let Some(x) = &f.task_id {
+        v.push((IndexField::TaskId, x.as_str()));
+    }
+    if let Some(x) = &f.decision_event_id {
+        v.push((IndexField::DecisionEventId, x.as_str()));
+    }
+    v
+}
+
+fn refused(code: &'static str, message: String) -> Error {
+    Error::Refused { code, message }
+}
+
+fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u64) -> Result<u64> {
+    let seq = st.head.tree_size;
+    let (event_type, body) = match &op {
+        AdminOp::AddKey { name, pdp_id, public_key } => {
+            valid_name(name)?;
+            if st.registry.keys.contains_key(name) {
+                return Err(refused("key_exists", format!("a key named `{name}` already exists")));
+            }
+            if pdp_id.is_empty() || pdp_id.len() > 256 {
+                return Err(refused("invalid_pdp_id", "pdp_id must be 1 to 256 bytes".into()));
+            }
+            actlog_core::sig::PublicKey::from_bytes(public_key)
+                .map_err(|e| refused("invalid_public_key", format!("public key refused: {e}")))?;
+            let rec = KeyRecord {
+                name: name.clone(),
+                pdp_id: pdp_id.clone(),
+                public_key_hex: hex::encode(public_key),
+                fingerprint_hex: hex::encode(key_fingerprint(public_key)),
+                added_seq: seq,
+                revoked_seq: None,
+            };
+            let body = serde_json::json!({
+                "name": name, "pdp_id": pdp_id,
+                "public_key": actlog_core::b64::encode(public_key),
+                "key_fingerprint": rec.fingerprint_hex,
+            });
+            put_key(st, g, rec);
+            ("ledger.key_added", body)
+        }
+        AdminOp::RevokeKey { name } => {
+            let mut rec = st
+                .registry
+                .keys
+                .get(name)
+                .cloned()
+                .ok_or_else(|| refused("key_not_found", format!("no key named `{name}`")))?;
+            if rec.revoked_seq.is_some() {
+                return Err(refused("key_revoked", format!("key `{name}` is already revoked")));
+            }
+            rec.revoked_seq = Some(seq);
+            let body = serde_json::json!({"name": name, "pdp_id": rec.pdp_id, "key_fingerprint": rec.fingerprint_hex});
+            put_key(st, g, rec);
+            ("ledger.key_revoked", body)
+        }
+        AdminOp::CreateToken { name, role, pdp_id, token_sha256 } => {
+            valid_name(name)?;
+            if !ROLES.contains(&role.as_str()) {
+                return Err(refused("invalid_role", format!("role must be one of {}", ROLES.join(", "))));
+            }
+            if st.registry.tokens.contains_key(name) {
+                return Err(refused("token_exists", format!("a token named `{name}` already exists")));
+            }
+            let rec = TokenRecord {
+                name: name.clone(),
+                role: role.clone(),
+                pdp_id: pdp_id.clone(),
+                token_sha256_hex: hex::encode(token_sha256),
+                created_seq: seq,
+                revoked_seq: None,
+            };
+            let body =
+                serde_json::json!({"name": name, "role": role, "pdp_id": pdp_id, "token_sha256": rec.token_sha256_hex});
+            put_token(st, g, rec);
+            ("ledger.token_created", body)
+        }
+        AdminOp::RevokeToken { name } => {
+            let mut rec = st
+                .registry
+                .tokens
+                .get(name)
+                .cloned()
+                .ok_or_else(|| refused("token_not_found", format!("no token named `{name}`")))?;
+            if rec.revoked_seq.is_some() {
+                return Err(refused("token_revoked", format!("token `{name}` is already revoked")));
+            }
+            rec.revoked_seq = Some(seq);
+            let body = serde_json::json!({"name": name, "role": rec.role});
+            put_token(st, g, rec);
+            ("ledger.token_revoked", body)
+        }
+    };
+    st.admin_counter += 1;
+    let payload = serde_json::json!({
+        "spec_version": "1",
+        "event_type": event_type,
+        "event_id": format!("actlog:{}:{}:{}", event_type, received_at, st.admin_counter),
+        "event_time": actlog_core::time::format_rfc3339_utc(received_at as i64),
+        "pdp": {"id": "actlog"},
+        "source": {"format": "actlog.ledger.v1"},
+        "ledger": body,
+    })
+    .to_string()
+    .into_bytes();
+    let event = event::validate(&payload).expect("the ledger writes valid ledger events");
+    let envelope = Envelope::sign(payload, Some(st.origin.clone()), &st.seed);
+    let checked = Checked {
+        payload_sha256: sha256(&envelope.payload),
+        envelope: envelope.to_json().into_bytes(),
+        event,
+        kind: LeafKind::LedgerSigned,
+        producer_key_id: st.ledger_fingerprint,
+        producer_key_name: None,
+    };
+    let (got, _) = stage_leaf(st, g, &checked, received_at);
+    assert_eq!(got, seq, "the admin leaf takes the seq its record names");
+    Ok(seq)
+}
+
+fn valid_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:".contains(&b))
+    {
+        return Err(refused("invalid_name", "names are 1 to 128 characters of letters, digits and . _ - @ :".into()));
+    }
+    Ok(())
+}
+
+fn put_key(st: &mut WriterState, g: &mut Group, rec: KeyRecord) {
+    let cf = st.shared.db.cf_handle(CF_REGISTRY).expect("registry cf");
+    let mut k = REG_KEY_PREFIX.to_vec();
+    k.extend_from_slice(rec.name.as_bytes());
+    g.batch.put_cf(&cf, k, serde_json::to_vec(&rec).expect("serializable"));
+    st.registry.put_key(rec);
+    g.registry_changed = true;
+}
+
+fn put_token(st: &mut WriterState, g: &mut Group, rec: TokenRecord) {
+    let cf = st.shared.db.cf_handle(CF_REGISTRY).expect("registry cf");
+    let mut k = REG_TOKEN_PREFIX.to_vec();
+    k.extend_from_slice(rec.name.as_bytes());
+    g.batch.put_cf(&cf, k, serde_json::to_vec(&rec).expect("serializable"));
+    st.registry.put_token(rec);
+    g.registry_changed = true;
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the build and test prerequisites when missing (idempotent).
+# - libclang-dev: RocksDB's bindgen needs libclang.
+# - jsonschema, blake3, cryptography (PyPI): the independent format checks in tests/.
+set -euo pipefail
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is not installed; install Rust (rustup) first" >&2
+  exit 2
+fi
+need_apt=()
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+need_pip=()
+python3 -c 'import jsonschema' 2>/dev/null || need_pip+=(jsonschema)
+python3 -c 'import blake3' 2>/dev/null || need_pip+=(blake3)
+python3 -c 'import cryptography' 2>/dev/null || need_pip+=(cryptography)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "setup: pip installing ${need_pip[*]}" >&2
+  python3 -m pip install -q "${need_pip[@]}"
+fi
