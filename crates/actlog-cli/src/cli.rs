@@ -30,6 +30,8 @@ pub enum Command {
         #[arg(long, env = "ACTLOG_ORIGIN")]
         origin: Option<String>,
     },
+    /// Run the HTTP server (initializes an empty data directory first).
+    Serve(ServeArgs),
     /// Show origin, verifier key, tree size and latest checkpoint.
     Info {
         #[arg(long)]
@@ -66,6 +68,8 @@ pub enum Command {
     Import(crate::import::ImportArgs),
     /// Verify the whole ledger offline; exit 1 with the first failing seq.
     Verify(crate::verify_cmd::VerifyArgs),
+    /// A simulated fleet of signing PDPs against a running server.
+    Loadgen(crate::loadgen::LoadgenArgs),
     /// Print Merkle proofs as JSON.
     Prove {
         #[command(subcommand)]
@@ -73,13 +77,47 @@ pub enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// HTTP listen address.
+    #[arg(long, env = "ACTLOG_LISTEN", default_value = "127.0.0.1:7340")]
+    pub listen: String,
+    /// Log origin, used only when the data directory is empty.
+    #[arg(long, env = "ACTLOG_ORIGIN")]
+    pub origin: Option<String>,
+    /// Sign a checkpoint at most this long after an append.
+    #[arg(long, env = "ACTLOG_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+    pub checkpoint_interval_ms: u64,
+    /// Serve GET /v1/checkpoint without a token.
+    #[arg(long, env = "ACTLOG_PUBLIC_CHECKPOINT")]
+    pub public_checkpoint: bool,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "ACTLOG_BODY_BYTES_MAX", default_value_t = 16 << 20)]
+    pub body_bytes_max: usize,
+    /// Envelopes per POST /v1/events.
+    #[arg(long, env = "ACTLOG_BATCH_ENVELOPES_MAX", default_value_t = 4096)]
+    pub batch_envelopes_max: usize,
+    /// Largest decoded payload, in bytes.
+    #[arg(long, env = "ACTLOG_PAYLOAD_BYTES_MAX", default_value_t = 128 << 10)]
+    pub payload_bytes_max: usize,
+    /// Appends in flight before the server answers 429.
+    #[arg(long, env = "ACTLOG_INGEST_REQUESTS_MAX", default_value_t = 64)]
+    pub ingest_requests_max: usize,
+    /// A JSON file of JSON Pointers locating request fields in non-AuthZEN OPA input (docs/opa.md).
+    #[arg(long, env = "ACTLOG_OPA_MAPPING")]
+    pub opa_mapping: Option<PathBuf>,
+    /// Longest time one request may take, in milliseconds.
+    #[arg(long, env = "ACTLOG_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
-    /// Manage a running server instead of the data directory (not yet available).
+    /// Manage a running server through its admin endpoints instead of the data directory.
     #[arg(long, env = "ACTLOG_URL")]
     pub url: Option<String>,
     /// Admin token for --url.
-    #[arg(long, env = "ACTLOG_TOKEN")]
+    #[arg(long, env = "ACTLOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
@@ -159,6 +197,7 @@ pub fn run(cli: Cli) -> CliResult {
     let data = cli.data.as_path();
     match cli.command {
         Command::Init { origin } => init(data, origin),
+        Command::Serve(args) => serve(data, args),
         Command::Info { json } => info(data, json),
         Command::Keygen { out, name } => keygen(&out, name),
         Command::Sign { key, key_name } => sign(&key, key_name),
@@ -167,6 +206,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Import(args) => crate::import::run(data, args),
         Command::Verify(args) => crate::verify_cmd::run(data, args),
         Command::Prove { command } => prove(data, command),
+        Command::Loadgen(args) => crate::loadgen::run(args),
     }
 }
 
@@ -178,13 +218,60 @@ fn open_write(data: &Path) -> CliResult<Store> {
     Ok(Store::open(data, Options::default())?)
 }
 
-fn no_remote(remote: &Remote) -> CliResult {
-    if remote.url.is_some() {
-        return Err(usage(
-            "--url needs `actlog serve`, which this build does not have yet; run the command on the data directory instead",
-        ));
+/// Calls an admin endpoint of a running server; returns the JSON body of a 2xx.
+fn remote_call(
+    remote: &Remote,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> CliResult<serde_json::Value> {
+    let url = remote.url.as_deref().expect("remote mode");
+    let token = remote.token.as_deref().ok_or_else(|| usage("--url needs --token ADMIN_TOKEN (or ACTLOG_TOKEN)"))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let full = format!("{}{path}", url.trim_end_matches('/'));
+    let auth = format!("Bearer {token}");
+    let resp = match (method, body) {
+        ("GET", _) => agent.get(&full).header("authorization", &auth).call(),
+        (_, Some(b)) => agent
+            .post(&full)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .send(b.to_string()),
+        (_, None) => agent.post(&full).header("authorization", &auth).send_empty(),
+    };
+    let mut resp = resp.map_err(|e| refused(format!("cannot reach {url}: {e}")))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        let msg = value["error"]["message"].as_str().unwrap_or(&text);
+        let code = value["error"]["code"].as_str().unwrap_or("error");
+        return Err(refused(format!("the server refused ({status} {code}): {msg}")));
     }
-    Ok(())
+    Ok(value)
+}
+
+fn remote_key(k: &serde_json::Value) -> Option<actlog_store::KeyRecord> {
+    let pk = actlog_core::b64::decode(k["public_key"].as_str()?)?;
+    Some(actlog_store::KeyRecord {
+        name: k["name"].as_str()?.to_string(),
+        pdp_id: k["pdp_id"].as_str()?.to_string(),
+        public_key_hex: hex::encode(pk),
+        fingerprint_hex: k["key_id"].as_str()?.to_string(),
+        added_seq: k["added_seq"].as_u64()?,
+        revoked_seq: k["revoked_seq"].as_u64(),
+    })
+}
+
+fn remote_token(t: &serde_json::Value) -> Option<actlog_store::TokenRecord> {
+    Some(actlog_store::TokenRecord {
+        name: t["name"].as_str()?.to_string(),
+        role: t["role"].as_str()?.to_string(),
+        pdp_id: t["pdp_id"].as_str().map(str::to_string),
+        token_sha256_hex: String::new(),
+        created_seq: t["created_seq"].as_u64()?,
+        revoked_seq: t["revoked_seq"].as_u64(),
+    })
 }
 
 fn init(data: &Path, origin: Option<String>) -> CliResult {
@@ -203,6 +290,61 @@ fn init(data: &Path, origin: Option<String>) -> CliResult {
     eprintln!("actlog: the admin token follows on stdout; it is shown only this once");
     print_secret(&token);
     Ok(())
+}
+
+fn serve(data: &Path, args: ServeArgs) -> CliResult {
+    let listen: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|_| usage(format!("--listen `{}` is not an address like 127.0.0.1:7340", args.listen)))?;
+    if args.checkpoint_interval_ms == 0 {
+        return Err(usage("--checkpoint-interval-ms must be at least 1"));
+    }
+    let opts = Options {
+        checkpoint_interval: std::time::Duration::from_millis(args.checkpoint_interval_ms),
+        ..Options::default()
+    };
+    let store = if actlog_store::is_initialized(data) {
+        Store::open(data, opts)?
+    } else {
+        let store = Store::init(data, random_32(), args.origin, opts)?;
+        let token = new_token();
+        store.admin(AdminOp::CreateToken {
+            name: "admin".into(),
+            role: "admin".into(),
+            pdp_id: None,
+            token_sha256: sha256(token.as_bytes()),
+        })?;
+        eprintln!("actlog: created the ledger in {}", data.display());
+        eprintln!("actlog: ledger verifier key: {}", store.verifier_key().to_text());
+        eprintln!("actlog: bootstrap admin token (shown only this once) follows on stdout");
+        print_secret(&token);
+        store
+    };
+    let limits = actlog_server::Limits {
+        body_bytes_max: args.body_bytes_max,
+        batch_envelopes_max: args.batch_envelopes_max,
+        payload_bytes_max: args.payload_bytes_max,
+        ingest_requests_max: args.ingest_requests_max.max(1),
+        request_timeout_ms: args.request_timeout_ms,
+        ..actlog_server::Limits::default()
+    };
+    let opa_mapping = match &args.opa_mapping {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+            serde_json::from_str(&text).map_err(|e| usage(format!("{} is not an OPA mapping: {e}", p.display())))?
+        }
+        None => actlog_core::opa::OpaMapping::default(),
+    };
+    let config = actlog_server::ServerConfig { listen, limits, public_checkpoint: args.public_checkpoint, opa_mapping };
+    let origin = store.origin().to_string();
+    actlog_server::run(
+        store,
+        config,
+        |addr| eprintln!("actlog: serving ledger {origin} on http://{addr}"),
+        std::future::pending(),
+    )
+    .map_err(|e| refused(format!("server: {e}")))
 }
 
 fn info(data: &Path, as_json: bool) -> CliResult {
@@ -237,8 +379,8 @@ fn keygen(out: &Path, name: Option<String>) -> CliResult {
             .map(str::to_string)
             .ok_or_else(|| usage("cannot derive a key name from --out; pass --name"))?,
     };
-    if name.is_empty() || name.contains(['+', ' ', '\n']) {
-        return Err(usage("key names must not be empty or contain '+' or spaces"));
+    if name.is_empty() || name.chars().any(|c| c == '+' || c.is_whitespace() || c.is_control()) {
+        return Err(usage("key names must not be empty or contain '+', spaces or control characters"));
     }
     let key = SignerKey { name, seed: random_32() };
     actlog_store::write_secret_file(out, &format!("{}\n", key.to_text())).map_err(|e| usage(e.to_string()))?;
@@ -277,8 +419,14 @@ fn sign(key_path: &Path, key_name: Option<String>) -> CliResult {
 fn keys(data: &Path, command: KeysCommand) -> CliResult {
     match command {
         KeysCommand::Add { name, public_key, pdp, remote } => {
-            no_remote(&remote)?;
             let pk = parse_public_key(&public_key)?;
+            if remote.url.is_some() {
+                let pdp_id = pdp.unwrap_or_else(|| name.clone());
+                let body = json!({"name": name, "public_key": actlog_core::b64::encode(pk), "pdp_id": pdp_id});
+                let r = remote_call(&remote, "POST", "/v1/keys", Some(body))?;
+                eprintln!("actlog: key `{name}` registered for PDP `{pdp_id}` at seq {}", r["added_seq"]);
+                return Ok(());
+            }
             let store = open_write(data)?;
             let pdp_id = pdp.unwrap_or_else(|| name.clone());
             let seq = store.admin(AdminOp::AddKey { name: name.clone(), pdp_id: pdp_id.clone(), public_key: pk })?;
@@ -286,9 +434,12 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
             eprintln!("actlog: key `{name}` registered for PDP `{pdp_id}` at seq {seq}");
         }
         KeysCommand::List { json: as_json, remote } => {
-            no_remote(&remote)?;
-            let store = open_read(data)?;
-            let mut keys: Vec<_> = store.registry().keys.into_values().collect();
+            let mut keys: Vec<actlog_store::KeyRecord> = if remote.url.is_some() {
+                let r = remote_call(&remote, "GET", "/v1/keys", None)?;
+                r["keys"].as_array().map(|a| a.iter().filter_map(remote_key).collect()).unwrap_or_default()
+            } else {
+                open_read(data)?.registry().keys.into_values().collect()
+            };
             keys.sort_by_key(|k| k.added_seq);
             if as_json {
                 let rows: Vec<_> = keys
@@ -318,7 +469,11 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
             }
         }
         KeysCommand::Revoke { name, remote } => {
-            no_remote(&remote)?;
+            if remote.url.is_some() {
+                let r = remote_call(&remote, "POST", &format!("/v1/keys/{name}/revoke"), None)?;
+                eprintln!("actlog: key `{name}` revoked at seq {}", r["revoked_seq"]);
+                return Ok(());
+            }
             let store = open_write(data)?;
             let seq = store.admin(AdminOp::RevokeKey { name: name.clone() })?;
             store.close()?;
@@ -331,7 +486,20 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
 fn tokens(data: &Path, command: TokensCommand) -> CliResult {
     match command {
         TokensCommand::Create { role, name, pdp, remote } => {
-            no_remote(&remote)?;
+            if remote.url.is_some() {
+                let r = remote_call(
+                    &remote,
+                    "POST",
+                    "/v1/tokens",
+                    Some(json!({"role": role, "name": name, "pdp_id": pdp})),
+                )?;
+                eprintln!(
+                    "actlog: token `{}` created; it follows on stdout and is shown only this once",
+                    r["name"].as_str().unwrap_or("")
+                );
+                print_secret(r["token"].as_str().ok_or_else(|| refused("the server's answer has no token"))?);
+                return Ok(());
+            }
             let name = name.unwrap_or_else(|| format!("{role}-{}", &hex::encode(random_32())[..8]));
             let token = new_token();
             let store = open_write(data)?;
@@ -346,9 +514,12 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             print_secret(&token);
         }
         TokensCommand::List { json: as_json, remote } => {
-            no_remote(&remote)?;
-            let store = open_read(data)?;
-            let mut tokens: Vec<_> = store.registry().tokens.into_values().collect();
+            let mut tokens: Vec<actlog_store::TokenRecord> = if remote.url.is_some() {
+                let r = remote_call(&remote, "GET", "/v1/tokens", None)?;
+                r["tokens"].as_array().map(|a| a.iter().filter_map(remote_token).collect()).unwrap_or_default()
+            } else {
+                open_read(data)?.registry().tokens.into_values().collect()
+            };
             tokens.sort_by_key(|t| t.created_seq);
             if as_json {
                 let rows: Vec<_> = tokens
@@ -377,7 +548,11 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             }
         }
         TokensCommand::Revoke { name, remote } => {
-            no_remote(&remote)?;
+            if remote.url.is_some() {
+                let r = remote_call(&remote, "POST", &format!("/v1/tokens/{name}/revoke"), None)?;
+                eprintln!("actlog: token `{name}` revoked at seq {}", r["revoked_seq"]);
+                return Ok(());
+            }
             let store = open_write(data)?;
             let seq = store.admin(AdminOp::RevokeToken { name: name.clone() })?;
             store.close()?;

@@ -38,6 +38,13 @@ pub enum Format {
 pub const IMPORT_FILE_BYTES_MAX: u64 = 8 << 30;
 
 fn read_file(path: &Path) -> CliResult<Vec<u8>> {
+    let len = std::fs::metadata(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?.len();
+    if len > IMPORT_FILE_BYTES_MAX {
+        return Err(usage(format!(
+            "{} is larger than import_file_bytes_max ({IMPORT_FILE_BYTES_MAX} bytes); split it",
+            path.display()
+        )));
+    }
     let raw = std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -80,7 +87,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         let submitter = Submitter::default();
         // Check the whole file first, in parallel chunks; keep only what the
         // append needs (the parsed JSON is dropped to bound memory).
-        let checked: Vec<Result<Vec<Checked>, String>> = lines
+        let checked: Vec<Result<Vec<(usize, Checked)>, String>> = lines
             .par_chunks(512)
             .map(|chunk| {
                 let envs: Vec<Vec<u8>> = chunk.iter().map(|(_, l)| l.to_vec()).collect();
@@ -90,7 +97,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                     match r {
                         Ok(mut c) => {
                             c.event.value = serde_json::Value::Null;
-                            ok.push(c);
+                            ok.push((*line, c));
                         }
                         Err(e) => {
                             let at = if e.path.is_empty() { String::new() } else { format!(" at {}", e.path) };
@@ -101,10 +108,37 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 Ok(ok)
             })
             .collect();
-        let mut items = Vec::with_capacity(lines.len());
+        let mut numbered = Vec::with_capacity(lines.len());
         for r in checked {
-            items.extend(r.map_err(|e| refused(format!("{e}; nothing from this file was written")))?);
+            numbered.extend(r.map_err(|e| refused(format!("{e}; nothing from this file was written")))?);
         }
+        // Conflicts are found before anything is written, too: an id repeated
+        // in the file with another payload, or already stored with another.
+        let mut seen: std::collections::HashMap<&str, ([u8; 32], usize)> = std::collections::HashMap::new();
+        for (line, c) in &numbered {
+            let id = c.event.fields.event_id.as_str();
+            let conflict = match seen.get(id) {
+                Some((h, first)) if *h != c.payload_sha256 => {
+                    Some(format!("repeats line {first} with a different payload"))
+                }
+                Some(_) => None,
+                None => match store.seq_of(id)? {
+                    Some((seq, h)) if h != c.payload_sha256 => {
+                        Some(format!("is stored at seq {seq} with a different payload"))
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(why) = conflict {
+                return Err(refused(format!(
+                    "{}: line {line}: conflict: event_id `{id}` {why}; nothing from this file was written",
+                    path.display()
+                )));
+            }
+            seen.entry(id).or_insert((c.payload_sha256, *line));
+        }
+        drop(seen);
+        let items: Vec<Checked> = numbered.into_iter().map(|(_, c)| c).collect();
         let total = items.len();
         let progress = stderr_is_tty().then(|| indicatif::ProgressBar::new(total as u64));
         let mut iter = items.into_iter().peekable();

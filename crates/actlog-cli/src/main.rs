@@ -6,6 +6,7 @@
 mod cli;
 mod import;
 mod keyfile;
+mod loadgen;
 mod util;
 mod verify_cmd;
 

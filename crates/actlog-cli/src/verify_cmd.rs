@@ -17,6 +17,10 @@ pub struct VerifyArgs {
     /// A checkpoint (signed note) obtained earlier, which the ledger must still contain.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// The ledger verifier key you expect (C2SP form, from `actlog info`);
+    /// without it the key stored in the data directory is trusted.
+    #[arg(long)]
+    pub key: Option<String>,
     /// Worker threads for signature checks (default: all cores).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
@@ -33,6 +37,13 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     }
     let trusted = match &args.checkpoint {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
+        None => None,
+    };
+    let expected_key = match &args.key {
+        Some(k) => Some(
+            actlog_core::note::VerifierKey::parse(k)
+                .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
+        ),
         None => None,
     };
     let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
@@ -57,6 +68,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
             jobs: args.jobs,
             trusted_checkpoint: trusted,
             progress: Some(&progress),
+            expected_key,
         },
     );
     if let Some(b) = &bar {

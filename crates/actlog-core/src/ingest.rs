@@ -12,6 +12,9 @@ use crate::event::{self, Event};
 use crate::leaf::{Hash, LeafKind, sha256};
 use crate::sig::{self, PublicKey};
 
+/// Event ids with this prefix belong to ledger-internal records.
+pub const RESERVED_EVENT_ID_PREFIX: &str = "actlog:";
+
 /// A producer key the registry knows, active at the time of the check.
 #[derive(Debug, Clone)]
 pub struct ProducerKey {
@@ -195,6 +198,13 @@ fn precheck(
             "reserved_event_type",
             "ledger.* events are written only by the ledger itself",
             "/event_type",
+        ));
+    }
+    if event.fields.event_id.starts_with(RESERVED_EVENT_ID_PREFIX) {
+        return Err(ItemError::new(
+            "reserved_event_id",
+            format!("event ids starting with `{RESERVED_EVENT_ID_PREFIX}` are reserved for the ledger's own records"),
+            "/event_id",
         ));
     }
     if let Some(bound) = submitter.pdp_id.as_ref().filter(|b| **b != event.fields.pdp_id) {

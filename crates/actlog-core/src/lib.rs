@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod opa;
 pub mod sig;
 pub mod time;
 

@@ -163,8 +163,8 @@ pub enum AppendError {
         index: usize,
         /// The id.
         event_id: String,
-        /// Seq of the stored event.
-        seq: u64,
+        /// Seq of the stored event (None when the first copy is in the same request).
+        seq: Option<u64>,
     },
     /// The key was revoked between the check and the commit.
     #[error("the key that signed item {index} was revoked")]
@@ -266,6 +266,7 @@ pub(crate) struct Shared {
     pub(crate) registry: RwLock<Registry>,
     pub(crate) latest_checkpoint: RwLock<Option<(u64, String)>>,
     pub(crate) checkpoint_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
+    pub(crate) checkpoint_signed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// An open ledger.
@@ -414,7 +415,11 @@ impl Store {
             head: RwLock::new(head.clone()),
             registry: RwLock::new(registry),
             latest_checkpoint: RwLock::new(latest.clone()),
-            checkpoint_signal: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
+            checkpoint_signal: (
+                std::sync::Mutex::new(latest.as_ref().map(|(s, _)| *s).unwrap_or(0)),
+                std::sync::Condvar::new(),
+            ),
+            checkpoint_signed_at: std::sync::Mutex::new(None),
         });
         let frontier = check_head(&shared.db, &head)?;
         if let Some((size, note)) = &latest {
@@ -554,6 +559,11 @@ impl Store {
     /// The latest signed checkpoint: (tree size, note text).
     pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
         self.shared.latest_checkpoint.read().expect("checkpoint lock").clone()
+    }
+
+    /// Time since this process signed a checkpoint (None before the first).
+    pub fn checkpoint_age(&self) -> Option<Duration> {
+        self.shared.checkpoint_signed_at.lock().expect("checkpoint time lock").map(|t| t.elapsed())
     }
 
     /// Every stored checkpoint, oldest first.

@@ -91,6 +91,12 @@ impl Registry {
         self.keys.values().find(|k| k.fingerprint_hex == fp && k.pdp_id == pdp_id && k.revoked_seq.is_none())
     }
 
+    /// Whether an unrevoked token has this SHA-256.
+    pub fn token_hash_active(&self, token_sha256: &Hash) -> bool {
+        let h = hex::encode(token_sha256);
+        self.token_by_hash.get(&h).and_then(|n| self.tokens.get(n)).is_some_and(|t| t.revoked_seq.is_none())
+    }
+
     /// The unrevoked token with this secret.
     pub fn authenticate(&self, token: &str) -> Option<&TokenRecord> {
         let h = hex::encode(sha256(token.as_bytes()));

@@ -35,11 +35,14 @@ pub struct VerifyOptions<'a> {
     pub trusted_checkpoint: Option<String>,
     /// Called with (leaves done, total) now and then.
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// The ledger verifier key the auditor expects. Without it, the key
+    /// stored in the data directory is trusted.
+    pub expected_key: Option<actlog_core::note::VerifierKey>,
 }
 
 impl Default for VerifyOptions<'_> {
     fn default() -> Self {
-        VerifyOptions { signatures: true, jobs: 0, trusted_checkpoint: None, progress: None }
+        VerifyOptions { signatures: true, jobs: 0, trusted_checkpoint: None, progress: None, expected_key: None }
     }
 }
 
@@ -218,6 +221,18 @@ const BATCH_SIGNATURES: usize = 256;
 
 /// Verifies the whole store. See the module docs for what is checked.
 pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, VerifyFailure> {
+    if let Some(k) = &opts.expected_key
+        && k != store.verifier_key()
+    {
+        return fail(
+            None,
+            format!(
+                "the ledger's key is {}, not the expected {}: this is another ledger, or it was re-keyed",
+                store.verifier_key().to_text(),
+                k.to_text()
+            ),
+        );
+    }
     let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.jobs).build().map_err(io)?;
     let head = store.head();
     let total = head.tree_size;
@@ -298,102 +313,111 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
     let mut envelopes = store.db().iterator_cf(&env_cf, rocksdb::IteratorMode::Start);
     let mut seq = 0u64;
     let mut jobs: Vec<Job> = Vec::with_capacity(CHUNK_LEAVES);
-    for item in leaves.by_ref() {
-        let (k, v) = item.map_err(io)?;
-        let key_seq =
-            decode_seq(&k).ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "leaf key is malformed".into() })?;
-        if key_seq != seq {
-            return fail(Some(seq), format!("leaf {seq} is missing (next stored leaf is {key_seq})"));
-        }
-        if seq >= total {
-            return fail(Some(seq), format!("leaf {seq} lies beyond the head ({total} leaves)"));
-        }
-        if v.len() < 32 {
-            return fail(Some(seq), "stored leaf is truncated");
-        }
-        let leaf_bytes = &v[32..];
-        let leaf = Leaf::decode(leaf_bytes)
-            .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("leaf does not decode: {e}") })?;
-        if leaf.seq != seq {
-            return fail(Some(seq), format!("leaf says seq {}", leaf.seq));
-        }
-        if leaf.prev_chain_hash != chain {
-            return fail(
-                Some(seq),
-                "leaf does not commit to the previous chain hash (reordered, inserted or deleted leaves)",
-            );
-        }
-        chain = chain_hash(&chain, leaf_bytes);
-        if v[..32] != chain {
-            return fail(Some(seq), "stored chain hash does not match the recomputed blake3 chain");
-        }
-        let leaf_hash = merkle::leaf_hash(leaf_bytes);
-        let mut node_err = None;
-        frontier.push(leaf_hash, |level, index, hash| {
-            if node_err.is_none()
-                && let Err(e) = nodes.expect(level, index, &hash)
-            {
-                node_err = Some(e);
+    // Structural checks stop at the first bad leaf; signature checks of the
+    // leaves before it still run, so the report names the first bad seq.
+    let structural = (|| -> Result<(), VerifyFailure> {
+        for item in leaves.by_ref() {
+            let (k, v) = item.map_err(io)?;
+            let key_seq = decode_seq(&k)
+                .ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "leaf key is malformed".into() })?;
+            if key_seq != seq {
+                return fail(Some(seq), format!("leaf {seq} is missing (next stored leaf is {key_seq})"));
             }
-        });
-        if let Some(e) = node_err {
-            return fail(Some(seq), e);
-        }
-        let mut h = blake3::Hasher::new();
-        h.update(leaf.event_id.as_bytes());
-        h.update(&seq.to_be_bytes());
-        xor_into(&mut id_digest, h.finalize().as_bytes());
-
-        let (ek, envelope) = match envelopes.next() {
-            Some(r) => r.map_err(io)?,
-            None => return fail(Some(seq), "envelope is missing"),
-        };
-        if decode_seq(&ek) != Some(seq) {
-            return fail(Some(seq), "envelope is missing");
-        }
-        if leaf.kind == LeafKind::LedgerSigned {
-            // Ledger records are checked in order: they change the registry.
-            if leaf.producer_key_id != ledger_fp {
-                return fail(Some(seq), "ledger record is not attributed to the ledger key");
+            if seq >= total {
+                return fail(Some(seq), format!("leaf {seq} lies beyond the head ({total} leaves)"));
             }
-            if sha256(&envelope) != leaf.envelope_sha256 {
-                return fail(Some(seq), "envelope does not match the leaf's envelope hash");
+            if v.len() < 32 {
+                return fail(Some(seq), "stored leaf is truncated");
             }
-            let env = Envelope::parse(&envelope)
-                .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger envelope: {e}") })?;
-            if sha256(&env.payload) != leaf.payload_sha256 {
-                return fail(Some(seq), "payload does not match the leaf's payload hash");
+            let leaf_bytes = &v[32..];
+            let leaf = Leaf::decode(leaf_bytes)
+                .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("leaf does not decode: {e}") })?;
+            if leaf.seq != seq {
+                return fail(Some(seq), format!("leaf says seq {}", leaf.seq));
             }
-            let pae = env.pae();
-            if !env.signatures.iter().any(|s| sig::verify(&ledger_pk, &pae, &s.sig).is_ok()) {
-                return fail(Some(seq), "ledger record is not signed by the ledger key");
+            if leaf.prev_chain_hash != chain {
+                return fail(
+                    Some(seq),
+                    "leaf does not commit to the previous chain hash (reordered, inserted or deleted leaves)",
+                );
             }
-            signatures.fetch_add(1, Ordering::Relaxed);
-            rebuilt
-                .apply(seq, &env.payload)
-                .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger record: {e}") })?;
-        } else if opts.signatures {
-            jobs.push(Job {
-                seq,
-                kind: leaf.kind,
-                envelope: envelope.to_vec(),
-                envelope_sha256: leaf.envelope_sha256,
-                payload_sha256: leaf.payload_sha256,
-                producer_key_id: leaf.producer_key_id,
-                event_id: leaf.event_id,
+            chain = chain_hash(&chain, leaf_bytes);
+            if v[..32] != chain {
+                return fail(Some(seq), "stored chain hash does not match the recomputed blake3 chain");
+            }
+            let leaf_hash = merkle::leaf_hash(leaf_bytes);
+            let mut node_err = None;
+            frontier.push(leaf_hash, |level, index, hash| {
+                if node_err.is_none()
+                    && let Err(e) = nodes.expect(level, index, &hash)
+                {
+                    node_err = Some(e);
+                }
             });
+            if let Some(e) = node_err {
+                return fail(Some(seq), e);
+            }
+            let mut h = blake3::Hasher::new();
+            h.update(leaf.event_id.as_bytes());
+            h.update(&seq.to_be_bytes());
+            xor_into(&mut id_digest, h.finalize().as_bytes());
+
+            let (ek, envelope) = match envelopes.next() {
+                Some(r) => r.map_err(io)?,
+                None => return fail(Some(seq), "envelope is missing"),
+            };
+            if decode_seq(&ek) != Some(seq) {
+                return fail(Some(seq), "envelope is missing");
+            }
+            if leaf.kind == LeafKind::LedgerSigned {
+                // Ledger records are checked in order: they change the registry.
+                if leaf.producer_key_id != ledger_fp {
+                    return fail(Some(seq), "ledger record is not attributed to the ledger key");
+                }
+                if sha256(&envelope) != leaf.envelope_sha256 {
+                    return fail(Some(seq), "envelope does not match the leaf's envelope hash");
+                }
+                let env = Envelope::parse(&envelope)
+                    .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger envelope: {e}") })?;
+                if sha256(&env.payload) != leaf.payload_sha256 {
+                    return fail(Some(seq), "payload does not match the leaf's payload hash");
+                }
+                let pae = env.pae();
+                if !env.signatures.iter().any(|s| sig::verify(&ledger_pk, &pae, &s.sig).is_ok()) {
+                    return fail(Some(seq), "ledger record is not signed by the ledger key");
+                }
+                signatures.fetch_add(1, Ordering::Relaxed);
+                rebuilt
+                    .apply(seq, &env.payload)
+                    .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger record: {e}") })?;
+            } else if opts.signatures {
+                jobs.push(Job {
+                    seq,
+                    kind: leaf.kind,
+                    envelope: envelope.to_vec(),
+                    envelope_sha256: leaf.envelope_sha256,
+                    payload_sha256: leaf.payload_sha256,
+                    producer_key_id: leaf.producer_key_id,
+                    event_id: leaf.event_id,
+                });
+            }
+            seq += 1;
+            check_roots(&frontier, &mut checkpoints, &mut checkpoints_checked)?;
+            if jobs.len() >= CHUNK_LEAVES {
+                pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
+                jobs.clear();
+            }
+            if seq.is_multiple_of(65_536)
+                && let Some(p) = opts.progress
+            {
+                p(seq, total);
+            }
         }
-        seq += 1;
-        check_roots(&frontier, &mut checkpoints, &mut checkpoints_checked)?;
-        if jobs.len() >= CHUNK_LEAVES {
-            pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
-            jobs.clear();
-        }
-        if seq.is_multiple_of(65_536)
-            && let Some(p) = opts.progress
-        {
-            p(seq, total);
-        }
+        Ok(())
+    })();
+    if let Err(f) = structural {
+        pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
+        return Err(f);
     }
     pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
     if let Some(p) = opts.progress {

@@ -225,6 +225,7 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
         st.last_checkpoint_size = Some(size);
         st.last_checkpoint_at = Instant::now();
         *st.shared.latest_checkpoint.write().expect("checkpoint lock") = Some((size, note));
+        *st.shared.checkpoint_signed_at.lock().expect("checkpoint time lock") = Some(Instant::now());
         let (lock, cv) = &st.shared.checkpoint_signal;
         *lock.lock().expect("signal lock") = size;
         cv.notify_all();
@@ -286,9 +287,8 @@ fn apply_append(
         let id = item.event.fields.event_id.as_str();
         if let Some(&(first, payload)) = local.get(id) {
             if payload != item.payload_sha256 {
-                let seq = st.head.tree_size; // not yet assigned; the first copy is in this request
                 let _ = first;
-                return Err(AppendError::Conflict { index, event_id: id.to_string(), seq });
+                return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: None });
             }
             plans.push(Plan::Repeat(first));
             continue;
@@ -296,7 +296,7 @@ fn apply_append(
         match lookup_id(st, g, id)? {
             Some((seq, payload, leaf_hash)) => {
                 if payload != item.payload_sha256 {
-                    return Err(AppendError::Conflict { index, event_id: id.to_string(), seq });
+                    return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: Some(seq) });
                 }
                 plans.push(Plan::Stored(seq, leaf_hash));
             }
@@ -304,6 +304,9 @@ fn apply_append(
                 if item.kind == LeafKind::ProducerSigned
                     && st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.event.fields.pdp_id).is_none()
                 {
+                    return Err(AppendError::KeyRevoked { index });
+                }
+                if item.kind == LeafKind::TokenAuthenticated && !st.registry.token_hash_active(&item.producer_key_id) {
                     return Err(AppendError::KeyRevoked { index });
                 }
                 local.insert(id, (index, item.payload_sha256));
@@ -493,7 +496,9 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     let payload = serde_json::json!({
         "spec_version": "1",
         "event_type": event_type,
-        "event_id": format!("actlog:{}:{}:{}", event_type, received_at, st.admin_counter),
+        // Unique by construction: the seq this record takes. Producers may
+        // not use the `actlog:` prefix (see ingest).
+        "event_id": format!("actlog:{event_type}:{seq}"),
         "event_time": actlog_core::time::format_rfc3339_utc(received_at as i64),
         "pdp": {"id": "actlog"},
         "source": {"format": "actlog.ledger.v1"},

@@ -1,0 +1,138 @@
+//! Ledger benchmarks, each beside the physical limit measured in the same run:
+//! - `limit/*`: ed25519-dalek's own single and batch verification, and blake3
+//!   chaining of 360-byte leaves, on this machine.
+//! - `ingest/*`: check (schema + signatures, both cores) and append with sync
+//!   on, at batch sizes 1, 64 and 1024.
+//! - `verify/*`: full verification of a 20,000-event ledger, with and
+//!   without signatures.
+//!
+//! `tools/bench_report.py` turns the results into the ratios in
+//! `docs/benchmarks.md`.
+
+use std::time::Duration;
+
+use actlog_benches::{PDP, SEED, envelopes};
+use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
+use actlog_core::sig::{self, PublicKey};
+use actlog_store::verify::{VerifyOptions, verify};
+use actlog_store::{AdminOp, Options, Store};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::{Signer, SigningKey, Verifier};
+use rayon::prelude::*;
+
+fn limit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("limit");
+    let sk = SigningKey::from_bytes(&SEED);
+    let vk = sk.verifying_key();
+    let msgs: Vec<Vec<u8>> = (0..1024u32).map(|i| format!("message {i} {}", "x".repeat(900)).into_bytes()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().map(|m| sk.sign(m)).collect();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("dalek_verify_single", |b| b.iter(|| vk.verify(&msgs[0], &sigs[0]).unwrap()));
+    g.throughput(Throughput::Elements(1024));
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+    let keys = vec![vk; 1024];
+    g.bench_function("dalek_verify_batch_1024", |b| {
+        b.iter(|| ed25519_dalek::verify_batch(&refs, &sigs, &keys).unwrap())
+    });
+    g.bench_function("dalek_verify_batch_1024_2cores", |b| {
+        b.iter(|| {
+            refs.par_chunks(512)
+                .zip(sigs.par_chunks(512))
+                .for_each(|(m, s)| ed25519_dalek::verify_batch(m, s, &keys[..m.len()]).unwrap())
+        })
+    });
+    let pk = PublicKey::from_bytes(vk.as_bytes()).unwrap();
+    let raw: Vec<[u8; 64]> = sigs.iter().map(|s| s.to_bytes()).collect();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("actlog_verify_single", |b| b.iter(|| sig::verify(&pk, &msgs[0], &raw[0]).unwrap()));
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("actlog_verify_batch_1024", |b| {
+        let items: Vec<sig::BatchItem<'_>> = msgs.iter().zip(&raw).map(|(m, s)| (&pk, &m[..], &s[..])).collect();
+        b.iter(|| assert!(sig::verify_batch(&items).iter().all(Result::is_ok)))
+    });
+    let leaves: Vec<[u8; 360]> = (0..1024u32).map(|i| [i as u8; 360]).collect();
+    g.bench_function("blake3_chain_360B_1024", |b| {
+        b.iter(|| {
+            let mut h = [0u8; 32];
+            for l in &leaves {
+                h = actlog_core::leaf::chain_hash(&h, l);
+            }
+            h
+        })
+    });
+    g.finish();
+}
+
+fn setup(dir: &std::path::Path) -> Store {
+    let store = Store::init(dir, [7; 32], Some("bench.example/log".into()), Options::default()).unwrap();
+    store
+        .admin(AdminOp::AddKey { name: "bench-key".into(), pdp_id: PDP.into(), public_key: sig::public_key_of(&SEED) })
+        .unwrap();
+    store
+}
+
+/// Check on both cores, as the server and `import` do.
+fn check_parallel(store: &Store, envs: Vec<Vec<u8>>) -> Vec<Checked> {
+    let reg = store.registry();
+    let limits = EnvelopeLimits::default();
+    let chunk = envs.len().div_ceil(2).max(1);
+    envs.par_chunks(chunk)
+        .flat_map_iter(|c| {
+            check_envelopes(c.to_vec(), &reg, &Submitter::default(), &limits).into_iter().map(|r| r.unwrap())
+        })
+        .collect()
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    for batch in [1u64, 64, 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = setup(dir.path());
+        let mut next = 0u64;
+        g.throughput(Throughput::Elements(batch));
+        g.bench_function(format!("check_and_append_sync_batch_{batch}"), |b| {
+            b.iter_batched(
+                || {
+                    next += batch;
+                    envelopes(next - batch, batch)
+                },
+                |envs| store.append(check_parallel(&store, envs)).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(format!("append_only_sync_batch_{batch}"), |b| {
+            b.iter_batched(
+                || {
+                    next += batch;
+                    check_parallel(&store, envelopes(next - batch, batch))
+                },
+                |items| store.append(items).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn verify_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("verify");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let dir = tempfile::tempdir().unwrap();
+    let store = setup(dir.path());
+    let n = 20_000u64;
+    for from in (0..n).step_by(1024) {
+        store.append(check_parallel(&store, envelopes(from, 1024.min(n - from)))).unwrap();
+    }
+    store.checkpoint_now().unwrap();
+    let size = store.head().tree_size;
+    g.throughput(Throughput::Elements(size));
+    g.bench_function("with_signatures_20k", |b| b.iter(|| verify(&store, &VerifyOptions::default()).unwrap()));
+    g.bench_function("structural_20k", |b| {
+        b.iter(|| verify(&store, &VerifyOptions { signatures: false, ..VerifyOptions::default() }).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, limit, ingest, verify_bench);
+criterion_main!(benches);

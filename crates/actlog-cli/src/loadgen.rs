@@ -1,0 +1,272 @@
+//! `actlog loadgen`: a simulated fleet of signing PDPs.
+//!
+//! It registers one key per PDP and an ingest token through the admin
+//! endpoints, pre-signs every event before the timed phase (so signing does
+//! not compete with the server for CPU), then sends batches from
+//! `--concurrency` threads at `--rate` events/s (or as fast as acknowledged)
+//! and reports events/s and acknowledgement latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actlog_core::b64;
+use actlog_core::dsse::Envelope;
+use actlog_core::sig::public_key_of;
+use clap::Args;
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::util::*;
+
+#[derive(Args, Debug)]
+pub struct LoadgenArgs {
+    /// Server base URL, e.g. http://127.0.0.1:7340
+    #[arg(long, env = "ACTLOG_URL")]
+    pub url: String,
+    /// An admin token (to register keys and an ingest token).
+    #[arg(long, env = "ACTLOG_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Target events per second (0 = as fast as acknowledged).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Simulated PDPs, each with its own key.
+    #[arg(long, default_value_t = 4)]
+    pub pdps: usize,
+    /// Envelopes per request.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Events to pre-sign when --rate is 0 (the run stops early if they run out).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One realistic event of a simulated fleet: decisions with delegation chains
+/// of depth 1 to 4, about 8% denies, and outcomes linked to earlier allows.
+pub fn fleet_event(run: &str, pdp: &str, i: u64) -> serde_json::Value {
+    let depth = 1 + (i % 4) as u32;
+    let agent = format!("agent-{}", i % 97);
+    let chain: Vec<_> = (1..=depth)
+        .map(|d| {
+            let sub = if d == 1 { agent.clone() } else { format!("orchestrator-{}-{d}", i % 13) };
+            json!({"depth": d, "sub": sub, "iss": "https://as.example", "sub_profile": "ai_agent"})
+        })
+        .collect();
+    let mut e = json!({
+        "spec_version": "1",
+        "event_id": format!("lg-{run}-{pdp}-{i}"),
+        "event_time": actlog_core::time::format_rfc3339_utc(1_788_000_000_000_000_000 + i as i64 * 1_000_000),
+        "pdp": {"id": pdp},
+        "delegation": {
+            "principal": {"type": "user", "id": format!("https://idp.example/users/u{}", i % 1000), "iss": "https://idp.example"},
+            "actor": {"id": agent, "iss": "https://as.example", "sub_profile": "ai_agent", "model": {"name": "model-x"}},
+            "chain": chain,
+            "verification": {"status": "verified", "method": "token_exchange"}
+        },
+        "correlation": {"session_id": format!("sess-{}", i % 5000), "task_id": format!("task-{}", i / 4)},
+        "purpose": {"scope": "travel.book"},
+        "trust": {"level": "T2", "risk_score": (i % 100) as f64},
+    });
+    if i % 4 == 3 {
+        e["event_type"] = json!("authz.outcome");
+        e["outcome"] = json!({"decision_event_id": format!("lg-{run}-{pdp}-{}", i - 1), "status": "executed"});
+    } else {
+        e["event_type"] = json!("authz.decision");
+        e["policy"] = json!({"bundles": {"authz": {"revision": "rev-1"}}, "decision_path": "mcp/authz/allow"});
+        e["request"] = json!({
+            "subject": {"type": "user", "id": format!("https://idp.example/users/u{}", i % 1000)},
+            "action": {"name": "tools/call"},
+            "resource": {"type": "tool", "id": format!("tool-{}", i % 31)},
+            "tool": {"protocol": "mcp", "server": "https://mcp.example", "name": format!("tool-{}", i % 31)}
+        });
+        e["decision"] = json!({"effect": if i.is_multiple_of(12) { "deny" } else { "allow" }});
+    }
+    e
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// POSTs JSON with a bearer token; returns (status, body).
+pub fn post_json(agent: &ureq::Agent, url: &str, token: &str, body: &serde_json::Value) -> CliResult<(u16, String)> {
+    let mut resp = agent
+        .post(url)
+        .header("authorization", &format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .map_err(|e| refused(format!("cannot reach {url}: {e}")))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.body_mut().read_to_string().unwrap_or_default()))
+}
+
+pub fn run(args: LoadgenArgs) -> CliResult {
+    if args.batch == 0 || args.concurrency == 0 || args.pdps == 0 {
+        return Err(usage("--batch, --concurrency and --pdps must be at least 1"));
+    }
+    let base = args.url.trim_end_matches('/').to_string();
+    let http = agent();
+    let run_id = hex::encode(&random_32()[..4]);
+    // Onboard the fleet through the admin endpoints.
+    let mut seeds = Vec::new();
+    for p in 0..args.pdps {
+        let seed = random_32();
+        let pdp = format!("lg-{run_id}-pdp{p}");
+        let (status, body) = post_json(
+            &http,
+            &format!("{base}/v1/keys"),
+            &args.admin_token,
+            &json!({
+                "name": format!("{pdp}-key"), "public_key": b64::encode(public_key_of(&seed)), "pdp_id": pdp,
+            }),
+        )?;
+        if status != 201 {
+            return Err(refused(format!("registering a PDP key failed ({status}): {body}")));
+        }
+        seeds.push((pdp, seed));
+    }
+    let (status, body) = post_json(
+        &http,
+        &format!("{base}/v1/tokens"),
+        &args.admin_token,
+        &json!({"role": "ingest", "name": format!("lg-{run_id}-ingest")}),
+    )?;
+    if status != 201 {
+        return Err(refused(format!("creating an ingest token failed ({status}): {body}")));
+    }
+    let token: String = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_string))
+        .ok_or_else(|| refused("the token response has no token"))?;
+
+    // Pre-sign every batch before the clock starts.
+    let total = if args.rate > 0 { args.rate * args.duration } else { args.events };
+    let n_batches = total.div_ceil(args.batch as u64) as usize;
+    let started_sign = Instant::now();
+    let batches: Vec<String> = (0..n_batches)
+        .into_par_iter()
+        .map(|b| {
+            let envs: Vec<String> = (0..args.batch as u64)
+                .map(|j| {
+                    let i = b as u64 * args.batch as u64 + j;
+                    let (pdp, seed) = &seeds[(i as usize) % seeds.len()];
+                    let ev = fleet_event(&run_id, pdp, i / seeds.len() as u64);
+                    Envelope::sign(ev.to_string().into_bytes(), Some(format!("{pdp}-key")), seed).to_json()
+                })
+                .collect();
+            format!("[{}]", envs.join(","))
+        })
+        .collect();
+    if !args.json {
+        eprintln!(
+            "loadgen: pre-signed {} events in {:.1}s; sending",
+            n_batches * args.batch,
+            started_sign.elapsed().as_secs_f64()
+        );
+    }
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.duration);
+    let progress = stderr_is_tty() && !args.json;
+    let latencies: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                let (batches, next, acked, errors, http) = (&batches, &next, &acked, &errors, http.clone());
+                let (token, base) = (&token, &base);
+                scope.spawn(move || {
+                    let mut lat = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= batches.len() || Instant::now() >= deadline {
+                            break;
+                        }
+                        if args.rate > 0 {
+                            let due = start + Duration::from_secs_f64((k * args.batch) as f64 / args.rate as f64);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                        let t = Instant::now();
+                        let resp = http
+                            .post(&format!("{base}/v1/events"))
+                            .header("authorization", &format!("Bearer {token}"))
+                            .header("content-type", "application/json")
+                            .send(batches[k].as_str());
+                        match resp {
+                            Ok(mut r) if r.status().as_u16() == 200 => {
+                                let _ = r.body_mut().read_to_string();
+                                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                                acked.fetch_add(args.batch as u64, Ordering::Relaxed);
+                            }
+                            Ok(mut r) => {
+                                let _ = r.body_mut().read_to_string();
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        if progress {
+            while handles.iter().any(|h| !h.is_finished()) {
+                std::thread::sleep(Duration::from_millis(500));
+                let secs = start.elapsed().as_secs_f64();
+                eprint!(
+                    "\rloadgen: {:>9} events acked, {:>8.0}/s, {} errors   ",
+                    acked.load(Ordering::Relaxed),
+                    acked.load(Ordering::Relaxed) as f64 / secs,
+                    errors.load(Ordering::Relaxed)
+                );
+            }
+            eprintln!();
+        }
+        handles.into_iter().map(|h| h.join().expect("sender thread")).collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let mut all: Vec<f64> = latencies.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() { 0.0 } else { all[((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1] }
+    };
+    let events = acked.load(Ordering::Relaxed);
+    let report = json!({
+        "events": events,
+        "seconds": seconds,
+        "events_per_s": events as f64 / seconds,
+        "latency_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": all.last().copied().unwrap_or(0.0)},
+        "errors": errors.load(Ordering::Relaxed),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{events} events in {seconds:.2}s = {:.0} events/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} errors",
+            events as f64 / seconds,
+            pct(0.50),
+            pct(0.99),
+            all.last().copied().unwrap_or(0.0),
+            report["errors"]
+        );
+    }
+    Ok(())
+}

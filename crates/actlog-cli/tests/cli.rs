@@ -1,0 +1,284 @@
+//! The `actlog` binary as a user runs it: exit codes, what goes to stdout,
+//! file modes, and refusal of bad input with nothing written.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use actlog_core::merkle;
+use actlog_core::note::{Checkpoint, VerifierKey};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        Env { _dir: dir, root }
+    }
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_actlog"));
+        cmd.args(args).env("ACTLOG_DATA", self.data()).current_dir(&self.root);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            pipe.write_all(input).unwrap();
+        }
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+    fn info(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["info", "--json"])).unwrap()
+    }
+    fn tree_size(&self) -> u64 {
+        self.info()["tree_size"].as_u64().unwrap()
+    }
+    /// init + a producer key registered to `pdp`; returns the key file path.
+    fn with_producer(&self, pdp: &str) -> PathBuf {
+        self.ok(&["init"]);
+        let key = self.root.join("pdp.key");
+        let vk = self.ok(&["keygen", "--out", key.to_str().unwrap()]);
+        self.ok(&["keys", "add", "pdp-key", "--public-key", vk.trim(), "--pdp", pdp]);
+        key
+    }
+    fn sign(&self, key: &Path, events: &[String]) -> String {
+        let out = self.run(&["sign", "--key", key.to_str().unwrap()], Some(events.join("\n").as_bytes()));
+        assert!(out.status.success(), "sign failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.root.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+}
+
+fn event(id: &str, pdp: &str) -> serde_json::Value {
+    serde_json::json!({
+        "spec_version": "1", "event_type": "authz.decision", "event_id": id,
+        "event_time": "2026-08-21T10:15:30Z", "pdp": {"id": pdp},
+        "delegation": {
+            "principal": {"type": "user", "id": "alice"},
+            "actor": {"id": "agent-1", "sub_profile": "ai_agent"},
+            "chain": [{"depth": 1, "sub": "agent-1", "sub_profile": "ai_agent"}],
+            "verification": {"status": "verified"}
+        },
+        "correlation": {"session_id": "s", "task_id": "t"},
+        "policy": {"version": "v1"},
+        "request": {"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
+                    "resource": {"type": "doc", "id": "d1"}},
+        "decision": {"effect": "allow"}
+    })
+}
+
+fn events(prefix: &str, n: usize, pdp: &str) -> Vec<String> {
+    (0..n).map(|i| event(&format!("{prefix}-{i}"), pdp).to_string()).collect()
+}
+
+/// Signs any payload with a key file, bypassing `actlog sign`'s validation.
+fn sign_raw(key: &Path, payload: Vec<u8>) -> String {
+    let text = std::fs::read_to_string(key).unwrap();
+    let blob = text.trim().splitn(5, '+').nth(4).unwrap();
+    let raw = actlog_core::b64::decode(blob).unwrap();
+    let seed: [u8; 32] = raw[1..].try_into().unwrap();
+    actlog_core::dsse::Envelope::sign(payload, Some("pdp-key".into()), &seed).to_json()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_prints_only_the_admin_token_and_keeps_the_ledger_key_private() {
+    let env = Env::new();
+    let out = env.run(&["init", "--origin", "example.com/audit"], None);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "stdout is the token alone: {stdout:?}");
+    assert!(stdout.starts_with("actlog_") && stdout.trim().len() > 40);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("example.com/audit+"));
+    assert_eq!(mode(&env.data().join("ledger.key")), 0o600);
+    let again = env.run(&["init"], None);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let info = env.info();
+    assert_eq!(info["origin"], "example.com/audit");
+    // The admin token's creation is itself the first leaf.
+    assert_eq!(info["tree_size"], 1);
+    VerifierKey::parse(info["verifier_key"].as_str().unwrap()).unwrap();
+}
+
+#[test]
+fn default_origin_is_derived_from_the_ledger_key() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let info = env.info();
+    let vk = VerifierKey::parse(info["verifier_key"].as_str().unwrap()).unwrap();
+    let digest = actlog_core::leaf::sha256(vk.key.as_bytes());
+    assert_eq!(info["origin"], format!("actlog.local/{}", &hex::encode(digest)[..8]));
+}
+
+#[test]
+fn sign_import_verify_prove_round_trip() {
+    let env = Env::new();
+    let key = env.with_producer("pdp-a");
+    assert_eq!(mode(&key), 0o600);
+    let signed = env.sign(&key, &events("e", 40, "pdp-a"));
+    let file = env.write("batch.ndjson", &signed);
+    let out = env.run(&["import", &file], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.tree_size(), 42);
+    // Re-import is idempotent.
+    env.ok(&["import", &file]);
+    assert_eq!(env.tree_size(), 42);
+    let verified = env.ok(&["verify", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["tree_size"].as_u64(), v["signatures"].as_u64()),
+        (Some(true), Some(42), Some(42))
+    );
+    // A proof printed by the CLI verifies against the signed checkpoint.
+    let info = env.info();
+    let vk = VerifierKey::parse(info["verifier_key"].as_str().unwrap()).unwrap();
+    let cp = Checkpoint::open(info["checkpoint"].as_str().unwrap(), &vk).unwrap();
+    assert_eq!(cp.tree_size, 42);
+    let b64 = |s: &serde_json::Value| -> [u8; 32] {
+        actlog_core::b64::decode(s.as_str().unwrap()).unwrap().try_into().unwrap()
+    };
+    for seq in [0u64, 1, 17, 41] {
+        let p: serde_json::Value = serde_json::from_str(&env.ok(&["prove", "inclusion", &seq.to_string()])).unwrap();
+        let hashes: Vec<[u8; 32]> = p["hashes"].as_array().unwrap().iter().map(b64).collect();
+        assert!(merkle::verify_inclusion(&b64(&p["leaf_hash"]), seq, 42, &hashes, &cp.root));
+    }
+    let p: serde_json::Value = serde_json::from_str(&env.ok(&["prove", "consistency", "5", "42"])).unwrap();
+    assert_eq!(p["old"], 5);
+    assert!(!p["hashes"].as_array().unwrap().is_empty());
+    let out = env.run(&["prove", "inclusion", "42"], None);
+    assert_eq!(out.status.code(), Some(1), "seq beyond the tree is refused");
+    // A checkpoint kept by an auditor is still contained later.
+    let note = env.write("cp.note", info["checkpoint"].as_str().unwrap());
+    env.ok(&["import", &env.write("more.ndjson", &env.sign(&key, &events("f", 5, "pdp-a")))]);
+    env.ok(&["verify", "--checkpoint", &note]);
+    // A forged one is not.
+    let forged = info["checkpoint"].as_str().unwrap().replacen("\n42\n", "\n43\n", 1);
+    let out = env.run(&["verify", "--checkpoint", &env.write("forged.note", &forged)], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
+}
+
+/// Each kind of bad line: the import stops with its line number and code,
+/// exits 1, and nothing from the file is written.
+#[test]
+fn import_refuses_a_file_with_one_bad_line_and_writes_nothing() {
+    let env = Env::new();
+    let key = env.with_producer("pdp-a");
+    let good: Vec<String> = env.sign(&key, &events("g", 3, "pdp-a")).lines().map(str::to_string).collect();
+    let other_key = env.root.join("other.key");
+    env.ok(&["keygen", "--out", other_key.to_str().unwrap()]);
+    let unregistered = env.sign(&other_key, &[event("u1", "pdp-a").to_string()]).trim().to_string();
+    let wrong_pdp = env.sign(&key, &[event("w1", "pdp-b").to_string()]).trim().to_string();
+    let mut missing = event("m1", "pdp-a");
+    missing["delegation"]["actor"].as_object_mut().unwrap().remove("id");
+    // `actlog sign` refuses invalid events, so sign this one directly.
+    let missing = sign_raw(&key, missing.to_string().into_bytes());
+    let env_json = |payload_type: &str, payload: &str, sig: &str| {
+        serde_json::json!({"payloadType": payload_type, "payload": payload, "signatures": [{"keyid": "pdp-key", "sig": sig}]})
+            .to_string()
+    };
+    let first: serde_json::Value = serde_json::from_str(&good[0]).unwrap();
+    let payload = first["payload"].as_str().unwrap();
+    let sig = first["signatures"][0]["sig"].as_str().unwrap();
+    let mut flipped = actlog_core::b64::decode(sig).unwrap();
+    flipped[5] ^= 1;
+    let mistyped_payload = {
+        let mut e = event("t1", "pdp-a");
+        e["delegation"]["chain"][0]["depth"] = serde_json::json!("one");
+        actlog_core::b64::encode(e.to_string())
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed JSON", "{\"payloadType\":".to_string(), "malformed_envelope"),
+        ("bad base64", env_json("application/vnd.actlog.event.v1+json", "***", sig), "bad_base64"),
+        ("wrong payloadType", env_json("application/json", payload, sig), "wrong_payload_type"),
+        (
+            "bad signature",
+            env_json("application/vnd.actlog.event.v1+json", payload, &actlog_core::b64::encode(&flipped)),
+            "bad_signature",
+        ),
+        ("unregistered key", unregistered, "bad_signature"),
+        ("PDP without a key", wrong_pdp, "unknown_key"),
+        ("missing field", missing, "/delegation/actor/id"),
+        (
+            "mistyped field",
+            env_json("application/vnd.actlog.event.v1+json", &mistyped_payload, sig),
+            "/delegation/chain/0/depth",
+        ),
+    ];
+    let before = env.tree_size();
+    for (name, bad, expect) in cases {
+        let text = format!("{}\n{}\n{}\n{}\n", good[0], good[1], bad, good[2]);
+        let file = env.write("bad.ndjson", &text);
+        let out = env.run(&["import", &file], None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains("line 3"), "{name}: {stderr}");
+        assert!(stderr.contains(expect), "{name}: expected {expect} in {stderr}");
+        assert_eq!(env.tree_size(), before, "{name}: something was written");
+    }
+    // A revoked key is refused too.
+    env.ok(&["keys", "revoke", "pdp-key"]);
+    let before = env.tree_size();
+    let out = env.run(&["import", &env.write("after.ndjson", &good.join("\n"))], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_key"));
+    assert_eq!(env.tree_size(), before);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn tokens_are_printed_once_and_listed_without_secrets() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let token = env.ok(&["tokens", "create", "--role", "ingest", "--name", "pdp-a-ingest", "--pdp", "pdp-a"]);
+    assert_eq!(token.lines().count(), 1);
+    let list = env.ok(&["tokens", "list", "--json"]);
+    assert!(!list.contains(token.trim()), "the secret is never listed");
+    let rows: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let bad_role = env.run(&["tokens", "create", "--role", "root"], None);
+    assert_eq!(bad_role.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("role must be one of"));
+    env.ok(&["tokens", "revoke", "pdp-a-ingest"]);
+    let rows: serde_json::Value = serde_json::from_str(&env.ok(&["tokens", "list", "--json"])).unwrap();
+    assert!(rows.as_array().unwrap().iter().any(|r| r["name"] == "pdp-a-ingest" && r["revoked_seq"].is_u64()));
+    assert_eq!(env.run(&["tokens", "revoke", "pdp-a-ingest"], None).status.code(), Some(1));
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_to_do() {
+    let env = Env::new();
+    let out = env.run(&["info"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("actlog init"));
+    assert_eq!(env.run(&["verify", "--no-such-flag"], None).status.code(), Some(2));
+    env.ok(&["init"]);
+    let out = env.run(&["keys", "add", "k", "--public-key", "not-a-key"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&["import", "/no/such/file"], None);
+    assert_eq!(out.status.code(), Some(2));
+}

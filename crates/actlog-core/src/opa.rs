@@ -1,0 +1,440 @@
+//! OPA decision-log events mapped to actlog events (contract section 5).
+//!
+//! OPA (and Permit.io's PDP, which is OPA) ships decision logs unchanged:
+//! a gzip JSON array of events with `decision_id`, `labels.id`,
+//! `bundles.*.revision`, `path`, `input`, `result`, `timestamp`, ... Each is
+//! mapped to one `authz.decision` event:
+//!
+//! - `event_id` is derived from (`labels.id`, `decision_id`), so a re-sent
+//!   chunk maps to the same ids and the same payloads, and is stored once.
+//! - AuthZEN-shaped input (`input.subject`, `input.action`, `input.resource`,
+//!   `input.context`) maps with no configuration; other shapes use
+//!   [`OpaMapping`]'s JSON Pointers into the OPA event.
+//! - The delegation chain comes from the RFC 8693 `act` claim at
+//!   `input.subject.properties.act` (nested `act` = deeper hops).
+//! - The mapped payload is serialized with sorted keys, so it is a pure
+//!   function of the OPA event; the raw OPA event is kept beside it.
+//!
+//! These events are authenticated by the ingest token, not signed by the
+//! producer (`producer_signature: none`).
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::ingest::ItemError;
+use crate::leaf::sha256;
+
+/// The `source.format` of mapped OPA events.
+pub const OPA_FORMAT: &str = "opa.decision_log.v1";
+
+/// Where to find request fields in a non-AuthZEN OPA event. Every entry is a
+/// JSON Pointer into the whole OPA event (for example `/input/user/id`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OpaMapping {
+    /// The subject's type (AuthZEN `subject.type`).
+    pub subject_type: Option<String>,
+    /// The subject's id.
+    pub subject_id: Option<String>,
+    /// The action name.
+    pub action: Option<String>,
+    /// The resource type.
+    pub resource_type: Option<String>,
+    /// The resource id.
+    pub resource_id: Option<String>,
+    /// An RFC 8693 `act` object (nested acts are deeper hops).
+    pub act: Option<String>,
+    /// The session id.
+    pub session_id: Option<String>,
+    /// The task id.
+    pub task_id: Option<String>,
+    /// The purpose scope.
+    pub purpose_scope: Option<String>,
+}
+
+fn at<'a>(v: &'a Value, pointer: &Option<String>) -> Option<&'a Value> {
+    pointer.as_deref().and_then(|p| v.pointer(p))
+}
+
+fn str_at(v: &Value, pointer: &Option<String>) -> Option<String> {
+    at(v, pointer).and_then(scalar_string)
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn item(code: &'static str, message: impl Into<String>, path: &str) -> ItemError {
+    ItemError { code, message: message.into(), path: path.into() }
+}
+
+/// The event id of an OPA decision: `opa:<labels.id>:<decision_id>` when that
+/// is at most 128 printable characters, else a hash of both.
+pub fn opa_event_id(pdp_id: &str, decision_id: &str) -> String {
+    let plain = format!("opa:{pdp_id}:{decision_id}");
+    if plain.len() <= crate::event::EVENT_ID_BYTES_MAX && plain.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        plain
+    } else {
+        let mut h = pdp_id.as_bytes().to_vec();
+        h.push(b'\n');
+        h.extend_from_slice(decision_id.as_bytes());
+        format!("opa:{}", &hex::encode(sha256(&h))[..40])
+    }
+}
+
+/// Normalizes an RFC 3339 timestamp with any offset to UTC `...Z`.
+fn utc_timestamp(ts: &str) -> Option<String> {
+    if crate::time::parse_rfc3339_utc(ts).is_some() {
+        return Some(ts.to_string());
+    }
+    // `+hh:mm` / `-hh:mm` offsets: shift to UTC.
+    let (body, sign, off) = if let Some(i) = ts.rfind(['+', '-']).filter(|i| *i > 10) {
+        (&ts[..i], if &ts[i..i + 1] == "+" { -1i64 } else { 1 }, &ts[i + 1..])
+    } else {
+        return None;
+    };
+    let (h, m) = off.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    let nanos = crate::time::parse_rfc3339_utc(&format!("{body}Z"))?;
+    Some(crate::time::format_rfc3339_utc(nanos + sign * (h * 3600 + m * 60) * 1_000_000_000))
+}
+
+/// The effect of an OPA `result`: `true` allow; `false` or absent deny; an
+/// object's `allow` (bool) or `decision` (bool or "allow"/"deny").
+fn effect_of(result: Option<&Value>) -> &'static str {
+    let from_value = |v: &Value| match v {
+        Value::Bool(true) => Some("allow"),
+        Value::Bool(false) => Some("deny"),
+        Value::String(s) if s.eq_ignore_ascii_case("allow") || s.eq_ignore_ascii_case("permit") => Some("allow"),
+        Value::String(s) if s.eq_ignore_ascii_case("deny") => Some("deny"),
+        _ => None,
+    };
+    match result {
+        None | Some(Value::Null) => "deny",
+        Some(Value::Object(o)) => o
+            .get("allow")
+            .or_else(|| o.get("decision"))
+            .or_else(|| o.get("allowed"))
+            .and_then(from_value)
+            .unwrap_or("not_applicable"),
+        Some(v) => from_value(v).unwrap_or("not_applicable"),
+    }
+}
+
+/// Flattens an RFC 8693 `act` claim into chain hops, outermost first.
+fn chain_from_act(act: &Value) -> Vec<Value> {
+    let mut hops = Vec::new();
+    let mut cur = Some(act);
+    while let Some(a) = cur.filter(|a| a.is_object()) {
+        let Some(sub) = a.get("sub").and_then(scalar_string) else { break };
+        let depth = hops.len() as u32 + 1;
+        let mut hop = json!({"depth": depth, "sub": sub,
+            "sub_profile": a.get("sub_profile").and_then(Value::as_str).unwrap_or("ai_agent")});
+        if let Some(iss) = a.get("iss").and_then(Value::as_str) {
+            hop["iss"] = json!(iss);
+        }
+        hops.push(hop);
+        if hops.len() >= crate::event::CHAIN_HOPS_MAX {
+            break;
+        }
+        cur = a.get("act");
+    }
+    hops
+}
+
+/// Maps one raw OPA decision event to the payload bytes of an actlog event.
+/// `bound_pdp` is the ingest token's PDP binding, if any.
+pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -> Result<Vec<u8>, ItemError> {
+    let v: Value =
+        serde_json::from_slice(raw).map_err(|e| item("malformed_opa_event", format!("not JSON: {e}"), ""))?;
+    let o =
+        v.as_object().ok_or_else(|| item("malformed_opa_event", "an OPA decision event must be a JSON object", ""))?;
+    let decision_id = o
+        .get("decision_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| item("malformed_opa_event", "decision_id is missing", "/decision_id"))?;
+    let labels = o.get("labels").and_then(Value::as_object);
+    let pdp_id = labels
+        .and_then(|l| l.get("id"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| item("malformed_opa_event", "labels.id (the OPA instance id) is missing", "/labels/id"))?;
+    if let Some(bound) = bound_pdp.filter(|b| *b != pdp_id) {
+        return Err(item("pdp_mismatch", format!("this token may only submit events of PDP `{bound}`"), "/labels/id"));
+    }
+    let timestamp = o
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .ok_or_else(|| item("malformed_opa_event", "timestamp is missing", "/timestamp"))?;
+    let event_time = utc_timestamp(timestamp)
+        .ok_or_else(|| item("malformed_opa_event", "timestamp is not RFC 3339", "/timestamp"))?;
+    let input = o.get("input").cloned().unwrap_or(Value::Null);
+
+    // Request: AuthZEN-shaped input first, then the configured pointers.
+    let authzen = |k: &str| input.get(k).filter(|x| x.is_object()).cloned();
+    let mut subject = authzen("subject").unwrap_or_else(|| json!({}));
+    let mut action = authzen("action").unwrap_or_else(|| json!({}));
+    let mut resource = authzen("resource").unwrap_or_else(|| json!({}));
+    let set = |obj: &mut Value, key: &str, val: Option<String>| {
+        if let Some(val) = val {
+            obj[key] = json!(val);
+        }
+    };
+    set(&mut subject, "type", str_at(&v, &mapping.subject_type));
+    set(&mut subject, "id", str_at(&v, &mapping.subject_id));
+    set(&mut action, "name", str_at(&v, &mapping.action));
+    set(&mut resource, "type", str_at(&v, &mapping.resource_type));
+    set(&mut resource, "id", str_at(&v, &mapping.resource_id));
+    let path = o.get("path").and_then(Value::as_str).unwrap_or("");
+    // What OPA cannot know is marked, never invented: the decision path
+    // stands in for a missing action, and `unknown` for missing ids.
+    if action.get("name").and_then(scalar_string).is_none() {
+        action["name"] = json!(if path.is_empty() { "unknown" } else { path });
+    }
+    for (obj, default_type) in [(&mut subject, "unknown"), (&mut resource, "opa_path")] {
+        if obj.get("type").and_then(scalar_string).is_none() {
+            obj["type"] = json!(default_type);
+        }
+        if obj.get("id").and_then(scalar_string).is_none() {
+            obj["id"] = json!(if default_type == "opa_path" && !path.is_empty() { path } else { "unknown" });
+        }
+    }
+    let mut request = json!({"subject": subject, "action": action, "resource": resource});
+    if let Some(ctx) = input.get("context").filter(|c| c.is_object()) {
+        request["context"] = ctx.clone();
+    }
+    if request["resource"]["type"] == "tool" {
+        let tool = input.get("tool").filter(|t| t.is_object()).cloned();
+        let name = tool
+            .as_ref()
+            .and_then(|t| t.get("name"))
+            .and_then(scalar_string)
+            .unwrap_or_else(|| scalar_string(&request["resource"]["id"]).unwrap_or_else(|| "unknown".into()));
+        let mut t = tool.unwrap_or_else(|| json!({}));
+        t["name"] = json!(name);
+        request["tool"] = t;
+    }
+
+    // Delegation: the act claim makes the subject the principal.
+    let act = at(&v, &mapping.act).or_else(|| input.pointer("/subject/properties/act")).filter(|a| a.is_object());
+    let subject_id = scalar_string(&request["subject"]["id"]).unwrap_or_else(|| "unknown".into());
+    let subject_type = scalar_string(&request["subject"]["type"]).unwrap_or_else(|| "unknown".into());
+    let mut chain = act.map(chain_from_act).unwrap_or_default();
+    let mut delegation = Map::new();
+    if chain.is_empty() {
+        let profile = match subject_type.as_str() {
+            "user" => "user",
+            "agent" | "ai_agent" => "ai_agent",
+            "workload" => "workload",
+            _ => "service",
+        };
+        chain.push(json!({"depth": 1, "sub": subject_id, "sub_profile": profile}));
+    } else {
+        delegation.insert("principal".into(), json!({"type": subject_type, "id": subject_id}));
+        if let Some(iss) = request["subject"].pointer("/properties/iss").and_then(Value::as_str) {
+            delegation["principal"]["iss"] = json!(iss);
+        }
+    }
+    let mut actor = json!({"id": chain[0]["sub"], "sub_profile": chain[0]["sub_profile"]});
+    if let Some(iss) = chain[0].get("iss") {
+        actor["iss"] = iss.clone();
+    }
+    let is_agent = actor["sub_profile"] == "ai_agent";
+    delegation.insert("actor".into(), actor);
+    delegation.insert("chain".into(), Value::Array(chain));
+    delegation.insert("verification".into(), json!({"status": "asserted", "method": "none"}));
+
+    let ctx = input.get("context");
+    let pick = |configured: &Option<String>, key: &str| {
+        str_at(&v, configured).or_else(|| ctx.and_then(|c| c.get(key)).and_then(scalar_string))
+    };
+    let mut correlation = Map::new();
+    for (key, val) in
+        [("session_id", pick(&mapping.session_id, "session_id")), ("task_id", pick(&mapping.task_id, "task_id"))]
+    {
+        match val {
+            Some(s) => {
+                correlation.insert(key.into(), json!(s));
+            }
+            None if is_agent => {
+                correlation.insert(key.into(), json!("unknown"));
+            }
+            None => {}
+        }
+    }
+    if let Some(t) = o.get("trace_id").and_then(scalar_string) {
+        correlation.insert("trace_id".into(), json!(t));
+    }
+    if let Some(r) = o.get("req_id").and_then(scalar_string) {
+        correlation.insert("request_id".into(), json!(r));
+    }
+
+    let mut policy = Map::new();
+    match o.get("bundles").and_then(Value::as_object).filter(|b| !b.is_empty()) {
+        Some(b) => {
+            policy.insert("bundles".into(), Value::Object(b.clone()));
+        }
+        None => {
+            let rev = o.get("revision").and_then(Value::as_str).unwrap_or("unversioned");
+            policy.insert("version".into(), json!(rev));
+        }
+    }
+    if !path.is_empty() {
+        policy.insert("decision_path".into(), json!(path));
+    }
+    let result = o.get("result");
+    let mut decision = json!({"effect": effect_of(result), "raw": result.cloned().unwrap_or(Value::Null)});
+    if let Some(err) = o.get("error").filter(|e| !e.is_null()) {
+        decision["effect"] = json!("indeterminate");
+        decision["error"] = json!({"code": err.get("code").cloned().unwrap_or(json!("opa_error")), "message": err.get("message").cloned().unwrap_or(err.clone())});
+    }
+    let mut event = json!({
+        "spec_version": "1",
+        "event_type": "authz.decision",
+        "event_id": opa_event_id(pdp_id, decision_id),
+        "event_time": event_time,
+        "pdp": {"id": pdp_id, "kind": "opa"},
+        "source": {"format": OPA_FORMAT, "native_id": decision_id, "raw_sha256": hex::encode(sha256(raw))},
+        "producer_signature": "none",
+        "delegation": delegation,
+        "policy": policy,
+        "request": request,
+        "decision": decision,
+    });
+    if let Some(version) = labels.and_then(|l| l.get("version")) {
+        event["pdp"]["version"] = version.clone();
+    }
+    if !correlation.is_empty() {
+        event["correlation"] = Value::Object(correlation);
+    }
+    if let Some(scope) = str_at(&v, &mapping.purpose_scope) {
+        event["purpose"] = json!({"scope": scope});
+    }
+    let mut redaction = Map::new();
+    for k in ["erased", "masked"] {
+        if let Some(x) = o.get(k) {
+            redaction.insert(k.into(), x.clone());
+        }
+    }
+    if !redaction.is_empty() {
+        event["redaction"] = Value::Object(redaction);
+    }
+    let mut ext = Map::new();
+    for k in ["requested_by", "metrics", "nd_builtin_cache", "span_id", "query", "mapped_result"] {
+        if let Some(x) = o.get(k) {
+            ext.insert(k.into(), x.clone());
+        }
+    }
+    if !ext.is_empty() {
+        event["ext"] = json!({"opa": ext});
+    }
+    let bytes = serde_json::to_vec(&event).expect("serializable");
+    crate::event::validate(&bytes)
+        .map_err(|e| item("unmappable_opa_event", format!("the mapped event breaks the schema: {e}"), &e.path))?;
+    Ok(bytes)
+}
+
+/// The stored record of a token-authenticated OPA event (see `schema/leaf.md`).
+pub fn stored_record(raw: &[u8], payload: &[u8], token_name: &str) -> Vec<u8> {
+    let raw_value: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
+    serde_json::to_vec(&json!({
+        "format": OPA_FORMAT,
+        "payload": crate::b64::encode(payload),
+        "raw": raw_value,
+        "token": token_name,
+    }))
+    .expect("serializable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opa(decision_id: &str, input: Value, result: Value) -> Vec<u8> {
+        json!({
+            "decision_id": decision_id,
+            "labels": {"id": "opa-1", "version": "1.4.2"},
+            "bundles": {"authz": {"revision": "rev-7"}},
+            "path": "mcp/authz/allow",
+            "input": input,
+            "result": result,
+            "timestamp": "2026-08-21T10:15:30.123456789Z",
+            "req_id": 7,
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn authzen_input_with_act_maps_without_configuration() {
+        let input = json!({
+            "subject": {"type": "user", "id": "alice", "properties": {"act": {"sub": "agent-1", "sub_profile": "ai_agent", "act": {"sub": "orchestrator"}}}},
+            "action": {"name": "tools/call"},
+            "resource": {"type": "tool", "id": "book_flight"},
+            "context": {"session_id": "s1", "task_id": "t1"}
+        });
+        let payload = map_decision(&opa("d1", input, json!(true)), &OpaMapping::default(), None).unwrap();
+        let ev = crate::event::validate(&payload).unwrap();
+        let f = &ev.fields;
+        assert_eq!(f.event_id, "opa:opa-1:d1");
+        assert_eq!(f.effect.as_deref(), Some("allow"));
+        assert_eq!(f.principal_id.as_deref(), Some("alice"));
+        assert_eq!(f.actor_id.as_deref(), Some("agent-1"));
+        assert_eq!(f.chain.len(), 2);
+        assert_eq!(f.chain[1].sub, "orchestrator");
+        assert_eq!(f.tool_name.as_deref(), Some("book_flight"));
+        assert_eq!(f.policy_version.as_deref(), Some("rev-7"));
+        assert_eq!(f.source_format.as_deref(), Some(OPA_FORMAT));
+        assert_eq!((f.session_id.as_deref(), f.task_id.as_deref()), (Some("s1"), Some("t1")));
+        // Deterministic: the same OPA event always maps to the same bytes.
+        let again = map_decision(&opa("d1", ev.value["request"].clone(), json!(true)), &OpaMapping::default(), None);
+        assert!(again.is_ok());
+    }
+
+    #[test]
+    fn configured_pointers_map_other_input_shapes() {
+        let input = json!({"user": {"name": "bob"}, "method": "GET", "path": ["accounts", "42"]});
+        let mapping = OpaMapping {
+            subject_id: Some("/input/user/name".into()),
+            subject_type: None,
+            action: Some("/input/method".into()),
+            resource_id: Some("/input/path/1".into()),
+            resource_type: Some("/input/path/0".into()),
+            ..OpaMapping::default()
+        };
+        let payload = map_decision(&opa("d2", input, json!({"allow": false})), &mapping, None).unwrap();
+        let f = crate::event::validate(&payload).unwrap().fields;
+        assert_eq!(f.action.as_deref(), Some("GET"));
+        assert_eq!((f.resource_type.as_deref(), f.resource_id.as_deref()), (Some("accounts"), Some("42")));
+        assert_eq!(f.actor_id.as_deref(), Some("bob"));
+        assert_eq!(f.effect.as_deref(), Some("deny"));
+    }
+
+    #[test]
+    fn effects_errors_offsets_and_bad_events() {
+        assert_eq!(effect_of(Some(&json!({"decision": "allow"}))), "allow");
+        assert_eq!(effect_of(Some(&json!({"x": 1}))), "not_applicable");
+        assert_eq!(effect_of(None), "deny");
+        assert_eq!(utc_timestamp("2026-08-21T12:15:30+02:00").as_deref(), Some("2026-08-21T10:15:30.000000000Z"));
+        let mut e: Value = serde_json::from_slice(&opa("d3", json!({}), json!(null))).unwrap();
+        e["error"] = json!({"code": "eval_error", "message": "boom"});
+        let f = crate::event::validate(&map_decision(e.to_string().as_bytes(), &OpaMapping::default(), None).unwrap())
+            .unwrap()
+            .fields;
+        assert_eq!(f.effect.as_deref(), Some("indeterminate"));
+        assert_eq!(map_decision(b"[1]", &OpaMapping::default(), None).unwrap_err().code, "malformed_opa_event");
+        let no_id = json!({"labels": {"id": "x"}, "timestamp": "2026-01-01T00:00:00Z"}).to_string();
+        assert_eq!(map_decision(no_id.as_bytes(), &OpaMapping::default(), None).unwrap_err().path, "/decision_id");
+        assert_eq!(
+            map_decision(&opa("d4", json!({}), json!(true)), &OpaMapping::default(), Some("opa-2")).unwrap_err().code,
+            "pdp_mismatch"
+        );
+    }
+}

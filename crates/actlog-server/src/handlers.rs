@@ -1,0 +1,324 @@
+//! Reads, proofs, admin, health and metrics.
+
+use std::sync::Arc;
+
+use actlog_core::leaf::{LeafKind, sha256};
+use actlog_core::{b64, time};
+use actlog_store::{AdminOp, StoredEvent};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::ingest::{json_depth, read_body};
+use crate::{ApiError, AppState, Role, authorize};
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&actlog_store::Store) -> Result<T, actlog_store::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn event_json(ev: &StoredEvent) -> serde_json::Value {
+    let raw = |bytes: &[u8]| -> serde_json::Value {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| RawValue::from_string(s.to_string()).ok())
+            .map(|r| serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let envelope = raw(&ev.envelope);
+    let payload = match ev.leaf.kind {
+        LeafKind::ProducerSigned | LeafKind::LedgerSigned => {
+            actlog_core::dsse::Envelope::parse(&ev.envelope).map(|e| raw(&e.payload)).unwrap_or(serde_json::Value::Null)
+        }
+        LeafKind::TokenAuthenticated => {
+            envelope["payload"].as_str().and_then(b64::decode).map(|p| raw(&p)).unwrap_or(serde_json::Value::Null)
+        }
+    };
+    json!({
+        "seq": ev.seq,
+        "event_id": ev.leaf.event_id,
+        "received_at": time::format_rfc3339_utc(ev.leaf.received_at_unix_nanos as i64),
+        "payload": payload,
+        "envelope": envelope,
+        "leaf": b64::encode(&ev.leaf_bytes),
+        "leaf_hash": b64::encode(ev.leaf_hash),
+        "chain_hash": b64::encode(ev.chain_hash),
+    })
+}
+
+pub async fn event_by_seq(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(seq): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
+    let seq: u64 =
+        seq.parse().map_err(|_| ApiError::bad_request("invalid_parameter", "seq must be a non-negative integer"))?;
+    let ev = blocking(&state, move |s| s.event(seq)).await?;
+    ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event at seq {seq}")))
+}
+
+pub async fn event_by_id(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
+    let id = event_id.clone();
+    let ev = blocking(&state, move |s| s.event_by_id(&id)).await?;
+    ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event with event_id `{event_id}`")))
+}
+
+pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Auditor])?;
+    let s = &state.store;
+    Ok(Json(json!({
+        "origin": s.origin(),
+        "verifier_key": s.verifier_key().to_text(),
+        "tree_size": s.head().tree_size,
+        "checkpoint": s.latest_checkpoint().map(|(_, n)| n),
+    })))
+}
+
+pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !state.public_checkpoint {
+        authorize(&state, &headers, &[Role::Auditor])?;
+    }
+    let (_, note) =
+        state.store.latest_checkpoint().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct InclusionParams {
+    seq: Option<String>,
+    tree_size: Option<String>,
+}
+
+fn parse_u64(name: &str, v: Option<&String>) -> Result<Option<u64>, ApiError> {
+    v.map(|s| {
+        s.parse::<u64>()
+            .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} must be a non-negative integer")))
+    })
+    .transpose()
+}
+
+pub async fn inclusion(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<InclusionParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Auditor])?;
+    let seq = parse_u64("seq", p.seq.as_ref())?
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "seq is required"))?;
+    let size = match parse_u64("tree_size", p.tree_size.as_ref())? {
+        Some(s) => s,
+        None => state.store.latest_checkpoint().map(|(s, _)| s).unwrap_or(state.store.head().tree_size),
+    };
+    let (leaf_hash, hashes) = blocking(&state, move |s| s.inclusion_proof(seq, size)).await?;
+    Ok(Json(json!({
+        "seq": seq, "tree_size": size, "leaf_hash": b64::encode(leaf_hash),
+        "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ConsistencyParams {
+    old: Option<String>,
+    new: Option<String>,
+}
+
+pub async fn consistency(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<ConsistencyParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Auditor])?;
+    let old = parse_u64("old", p.old.as_ref())?
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "old is required"))?;
+    let new = parse_u64("new", p.new.as_ref())?
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "new is required"))?;
+    let hashes = blocking(&state, move |s| s.consistency_proof(old, new)).await?;
+    Ok(Json(json!({"old": old, "new": new, "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>()})))
+}
+
+/// Reads a small admin JSON body under the same limits as ingest.
+async fn admin_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
+    let bytes = read_body(body, headers, &state.limits).await?;
+    if json_depth(&bytes) > state.limits.json_depth_max {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "json_too_deep", "the body nests too deep"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("malformed_json", "the body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn field<'a>(v: &'a serde_json::Value, name: &str, required: bool) -> Result<Option<&'a str>, ApiError> {
+    match v.get(name) {
+        None | Some(serde_json::Value::Null) if !required => Ok(None),
+        None | Some(serde_json::Value::Null) => Err(ApiError {
+            items: vec![crate::error::Item {
+                index: 0,
+                code: "missing_field",
+                message: format!("`{name}` is required"),
+                path: format!("/{name}"),
+            }],
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("`{name}` is required"))
+        }),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError {
+            items: vec![crate::error::Item {
+                index: 0,
+                code: "invalid_type",
+                message: format!("`{name}` must be a string"),
+                path: format!("/{name}"),
+            }],
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("`{name}` must be a string"))
+        }),
+    }
+}
+
+/// Parses a public key: base64 of 32 raw bytes, or a C2SP verifier key.
+pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
+    if let Ok(vk) = actlog_core::note::VerifierKey::parse(text) {
+        return Some(*vk.key.as_bytes());
+    }
+    b64::decode(text.trim())?.try_into().ok()
+}
+
+pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let v = admin_body(&state, &headers, body).await?;
+    let name = field(&v, "name", true)?.unwrap_or_default().to_string();
+    let pk_text = field(&v, "public_key", true)?.unwrap_or_default();
+    let pdp_id = field(&v, "pdp_id", false)?.map(str::to_string).unwrap_or_else(|| name.clone());
+    let public_key = parse_public_key(pk_text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_public_key",
+            "public_key must be base64 of 32 raw bytes or a C2SP verifier key",
+        )
+    })?;
+    let (n, p) = (name.clone(), pdp_id.clone());
+    let seq = blocking(&state, move |s| s.admin(AdminOp::AddKey { name: n, pdp_id: p, public_key })).await?;
+    let key_id = hex::encode(sha256(&public_key));
+    Ok((StatusCode::CREATED, Json(json!({"name": name, "pdp_id": pdp_id, "key_id": key_id, "added_seq": seq})))
+        .into_response())
+}
+
+pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let mut keys: Vec<_> = state.store.registry().keys.into_values().collect();
+    keys.sort_by_key(|k| k.added_seq);
+    Ok(Json(json!({"keys": keys.iter().map(|k| json!({
+        "name": k.name, "pdp_id": k.pdp_id,
+        "public_key": b64::encode(hex::decode(&k.public_key_hex).unwrap_or_default()),
+        "key_id": k.fingerprint_hex, "added_seq": k.added_seq, "revoked_seq": k.revoked_seq,
+    })).collect::<Vec<_>>()})))
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let n = name.clone();
+    let seq = blocking(&state, move |s| s.admin(AdminOp::RevokeKey { name: n })).await?;
+    Ok(Json(json!({"name": name, "revoked_seq": seq})))
+}
+
+/// A fresh API token: `actlog_` and 43 URL-safe base64 characters (256 bits).
+pub fn new_token() -> Result<String, ApiError> {
+    use base64::Engine;
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("random source: {e}")))?;
+    Ok(format!("actlog_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)))
+}
+
+pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let v = admin_body(&state, &headers, body).await?;
+    let role = field(&v, "role", true)?.unwrap_or_default().to_string();
+    let pdp_id = field(&v, "pdp_id", false)?.map(str::to_string);
+    let token = new_token()?;
+    let name = match field(&v, "name", false)? {
+        Some(n) => n.to_string(),
+        None => format!("{role}-{}", &hex::encode(sha256(token.as_bytes()))[..8]),
+    };
+    let (n, r, p, h) = (name.clone(), role.clone(), pdp_id.clone(), sha256(token.as_bytes()));
+    let seq = blocking(&state, move |s| s.admin(AdminOp::CreateToken { name: n, role: r, pdp_id: p, token_sha256: h }))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "name": name, "role": role, "pdp_id": pdp_id, "created_seq": seq})),
+    )
+        .into_response())
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let mut tokens: Vec<_> = state.store.registry().tokens.into_values().collect();
+    tokens.sort_by_key(|t| t.created_seq);
+    Ok(Json(json!({"tokens": tokens.iter().map(|t| json!({
+        "name": t.name, "role": t.role, "pdp_id": t.pdp_id, "created_seq": t.created_seq, "revoked_seq": t.revoked_seq,
+    })).collect::<Vec<_>>()})))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let n = name.clone();
+    let seq = blocking(&state, move |s| s.admin(AdminOp::RevokeToken { name: n })).await?;
+    Ok(Json(json!({"name": name, "revoked_seq": seq})))
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let shedding = state.ingest_slots.available_permits() == 0;
+    let down = state.shutting_down.load(std::sync::atomic::Ordering::SeqCst);
+    if shedding || down {
+        let why = if down { "shutting down" } else { "shedding load" };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": why}))).into_response();
+    }
+    Json(json!({"status": "ready", "tree_size": state.store.head().tree_size})).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Auditor])?;
+    let in_flight = state.limits.ingest_requests_max - state.ingest_slots.available_permits();
+    let text = state.metrics.render(
+        state.store.head().tree_size,
+        state.store.checkpoint_age().map(|d| d.as_secs_f64()),
+        in_flight,
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see docs/operating.md for the API")
+}

@@ -1,0 +1,478 @@
+//! `POST /v1/events`: read, decompress, split, check, append, acknowledge.
+//!
+//! Order of refusals: auth (401/403), overload (429), body size (413),
+//! encoding and media type (415), gzip (400/413), JSON shape and depth
+//! (400/422), batch size (413), then every envelope is checked and one bad
+//! envelope refuses the batch (422 with items). Only a fully checked batch
+//! reaches the store, and the 200 is sent after its synced commit.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use actlog_core::b64;
+use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
+use actlog_store::AppendError;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use rayon::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::error::Item;
+use crate::{ApiError, AppState, Limits, Role, authorize};
+
+#[derive(Deserialize)]
+pub struct IngestParams {
+    wait: Option<String>,
+}
+
+/// Reads the body under `body_bytes_max` and undoes `Content-Encoding: gzip`
+/// under `decompressed_bytes_max`.
+pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+    let bytes = axum::body::to_bytes(body, limits.body_bytes_max).await.map_err(|_| {
+        ApiError::too_large(
+            "body_too_large",
+            format!("the body exceeds body_bytes_max ({} bytes)", limits.body_bytes_max),
+        )
+    })?;
+    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+        None => Ok(bytes.to_vec()),
+        Some(e) if e == "identity" => Ok(bytes.to_vec()),
+        Some(e) if e == "gzip" => gunzip(&bytes, limits.decompressed_bytes_max),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding `{other}` is not supported; send gzip or nothing"),
+        )),
+    }
+}
+
+fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(max));
+    // Reading at most max + 1 bytes refuses a gzip bomb without inflating it.
+    let read = flate2::read::MultiGzDecoder::new(bytes).take(max as u64 + 1).read_to_end(&mut out);
+    match read {
+        Err(e) => Err(ApiError::bad_request("malformed_gzip", format!("the gzip body does not decompress: {e}"))),
+        Ok(n) if n > max => Err(ApiError::too_large(
+            "decompressed_too_large",
+            format!("the body decompresses beyond decompressed_bytes_max ({max} bytes)"),
+        )),
+        Ok(_) => Ok(out),
+    }
+}
+
+/// Nesting depth of a JSON text, counted outside strings. Cheap, and runs
+/// before the parser so deep input never reaches recursion.
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+enum Shape {
+    Array,
+    Ndjson,
+}
+
+fn media_shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ct.as_str() {
+        "application/json" => Ok(Shape::Array),
+        "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Ok(Shape::Ndjson),
+        "" => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type application/json (a JSON array of envelopes) or application/x-ndjson",
+        )),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type `{other}` is not accepted; send application/json or application/x-ndjson"),
+        )),
+    }
+}
+
+/// Splits a body into envelope byte strings, exactly as received.
+pub fn split_envelopes(body: &[u8], headers: &HeaderMap, limits: &Limits) -> Result<Vec<Vec<u8>>, ApiError> {
+    let shape = media_shape(headers)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("empty_body", "the body is empty; send at least one envelope"));
+    }
+    if json_depth(body) > limits.json_depth_max + 1 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "json_too_deep",
+            format!("the JSON nests deeper than json_depth_max ({})", limits.json_depth_max),
+        ));
+    }
+    let envelopes: Vec<Vec<u8>> = match shape {
+        Shape::Array => {
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request("malformed_json", format!("the body is not a JSON array of envelopes: {e}"))
+            })?;
+            items.into_iter().map(|r| r.get().as_bytes().to_vec()).collect()
+        }
+        Shape::Ndjson => body
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(<[u8]>::to_vec)
+            .collect(),
+    };
+    if envelopes.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "the batch holds no envelopes"));
+    }
+    if envelopes.len() > limits.batch_envelopes_max {
+        return Err(ApiError::too_large(
+            "batch_too_large",
+            format!("{} envelopes exceed batch_envelopes_max ({})", envelopes.len(), limits.batch_envelopes_max),
+        ));
+    }
+    Ok(envelopes)
+}
+
+/// Checks a batch on the rayon pool (both cores for big batches).
+pub async fn check_batch(
+    state: &AppState,
+    envelopes: Vec<Vec<u8>>,
+    submitter: Submitter,
+) -> Result<Vec<Checked>, ApiError> {
+    let registry = state.store.registry();
+    let limits = EnvelopeLimits {
+        envelope_bytes_max: state.limits.envelope_bytes_max,
+        payload_bytes_max: state.limits.payload_bytes_max,
+    };
+    let results = tokio::task::spawn_blocking(move || {
+        let chunk = envelopes.len().div_ceil(rayon::current_num_threads()).max(64);
+        envelopes
+            .par_chunks(chunk)
+            .flat_map_iter(|c| check_envelopes(c.to_vec(), &registry, &submitter, &limits))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("check task failed: {e}")))?;
+    let mut items = Vec::new();
+    let mut checked = Vec::with_capacity(results.len());
+    for (index, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(c) => checked.push(c),
+            Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
+        }
+    }
+    if !items.is_empty() {
+        for i in &items {
+            state.metrics.refused(i.code);
+        }
+        return Err(ApiError {
+            items,
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_batch",
+                "one or more envelopes were refused; nothing from this batch was stored",
+            )
+        });
+    }
+    Ok(checked)
+}
+
+/// Appends through the store's group commit and waits for the synced write.
+pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_store::Appended, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let n = checked.len();
+    let started = Instant::now();
+    state.store.append_async(
+        checked,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    )?;
+    let result = rx.await.map_err(|_| ApiError::internal("the writer dropped the request"))?;
+    state.metrics.commit_latency(started.elapsed());
+    match result {
+        Ok(a) => {
+            let dups = a.receipts.iter().filter(|r| r.duplicate).count();
+            state.metrics.accepted((n - dups) as u64, dups as u64, n);
+            Ok(a)
+        }
+        Err(AppendError::Conflict { index, event_id, .. }) => {
+            state.metrics.refused("conflict");
+            Err(ApiError {
+                items: vec![Item {
+                    index,
+                    code: "conflict",
+                    message: format!("event_id `{event_id}` is already stored with a different payload"),
+                    path: "/event_id".into(),
+                }],
+                ..ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "an event_id is already stored with a different payload; nothing from this batch was stored",
+                )
+            })
+        }
+        Err(AppendError::KeyRevoked { index }) => {
+            state.metrics.refused("revoked_key");
+            Err(ApiError {
+                items: vec![Item {
+                    index,
+                    code: "revoked_key",
+                    message: "the signing key was revoked".into(),
+                    path: "/signatures".into(),
+                }],
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_batch",
+                    "a signing key was revoked; nothing from this batch was stored",
+                )
+            })
+        }
+        Err(AppendError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Builds the 200 body, with a checkpoint and proofs for `?wait=checkpoint`.
+pub async fn receipts_body(
+    state: &AppState,
+    appended: actlog_store::Appended,
+    wait_checkpoint: bool,
+) -> Result<serde_json::Value, ApiError> {
+    let mut receipts: Vec<serde_json::Value> = appended
+        .receipts
+        .iter()
+        .map(|r| json!({"event_id": r.event_id, "seq": r.seq, "leaf_hash": b64::encode(r.leaf_hash), "duplicate": r.duplicate}))
+        .collect();
+    let mut body = json!({"tree_size": appended.tree_size});
+    if wait_checkpoint {
+        let store = std::sync::Arc::clone(&state.store);
+        let need = appended.receipts.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+        let timeout = Duration::from_millis(state.limits.wait_checkpoint_ms);
+        let seqs: Vec<u64> = appended.receipts.iter().map(|r| r.seq).collect();
+        let (cp, proofs) = tokio::task::spawn_blocking(move || {
+            let Some((size, note)) = store.wait_checkpoint(need, timeout) else {
+                return Ok::<_, actlog_store::Error>((None, Vec::new()));
+            };
+            let proofs = seqs.iter().map(|s| store.inclusion_proof(*s, size)).collect::<Result<Vec<_>, _>>()?;
+            Ok((Some((size, note)), proofs))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("proof task failed: {e}")))??;
+        let Some((size, note)) = cp else {
+            return Err(ApiError::unavailable(
+                "checkpoint_timeout",
+                "the events are stored, but no checkpoint covered them within wait_checkpoint_ms; retry (appends are idempotent)",
+            ));
+        };
+        for (r, (_, hashes)) in receipts.iter_mut().zip(proofs) {
+            r["inclusion"] = json!({"tree_size": size, "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>()});
+        }
+        body["checkpoint"] = json!(note);
+    }
+    body["receipts"] = serde_json::Value::Array(receipts);
+    Ok(body)
+}
+
+/// Refuses an append for overload. The body is read and dropped first (no
+/// parsing, no checks), so the client sees a clean 429 rather than a reset
+/// connection in the middle of its upload.
+async fn shed(state: &AppState, body: Body) -> ApiError {
+    state.metrics.refused("overloaded");
+    let _ = axum::body::to_bytes(body, state.limits.body_bytes_max).await;
+    ApiError::overloaded(format!(
+        "more than ingest_requests_max ({}) appends are in flight",
+        state.limits.ingest_requests_max
+    ))
+}
+
+pub async fn post_events(
+    State(state): State<AppState>,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&state, &headers, &[crate::Role::Ingest])?;
+    let _ = Role::Ingest;
+    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "the server is shutting down; retry against the next instance",
+        ));
+    }
+    let wait_checkpoint = match params.wait.as_deref() {
+        None => false,
+        Some("checkpoint") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("wait=`{other}` is not supported; use wait=checkpoint"),
+            ));
+        }
+    };
+    // Bounded: beyond ingest_requests_max in flight, shed load at once.
+    let _slot = match state.ingest_slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => return Err(shed(&state, body).await),
+    };
+    let bytes = read_body(body, &headers, &state.limits).await?;
+    let envelopes = split_envelopes(&bytes, &headers, &state.limits)?;
+    state.metrics.batch(envelopes.len());
+    let checked = check_batch(&state, envelopes, Submitter { pdp_id: token.pdp_id.clone() }).await?;
+    let appended = append(&state, checked).await?;
+    Ok(Json(receipts_body(&state, appended, wait_checkpoint).await?))
+}
+
+/// `POST /v1/opa/logs[/{partition}]`: OPA's decision-log upload protocol.
+pub async fn post_opa(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = authorize(&state, &headers, &[Role::Ingest])?;
+    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::unavailable("shutting_down", "the server is shutting down; OPA will retry"));
+    }
+    let _slot = match state.ingest_slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => return Err(shed(&state, body).await),
+    };
+    let bytes = read_body(body, &headers, &state.limits).await?;
+    if json_depth(&bytes) > state.limits.json_depth_max + 1 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "json_too_deep",
+            format!("the JSON nests deeper than json_depth_max ({})", state.limits.json_depth_max),
+        ));
+    }
+    let raws: Vec<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the body is not a JSON array of OPA decision events: {e}"))
+    })?;
+    if raws.len() > state.limits.batch_envelopes_max {
+        return Err(ApiError::too_large(
+            "batch_too_large",
+            format!("{} events exceed batch_envelopes_max ({})", raws.len(), state.limits.batch_envelopes_max),
+        ));
+    }
+    if raws.is_empty() {
+        return Ok(Json(json!({"receipts": [], "tree_size": state.store.head().tree_size})));
+    }
+    state.metrics.batch(raws.len());
+    let raws: Vec<Vec<u8>> = raws.into_iter().map(|r| r.get().as_bytes().to_vec()).collect();
+    let mapping = std::sync::Arc::clone(&state.opa_mapping);
+    let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
+    let limits = state.limits.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        raws.par_iter().map(|raw| map_opa(raw, &mapping, &token, token_hash, &limits)).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
+    let mut items = Vec::new();
+    let mut checked = Vec::with_capacity(results.len());
+    for (index, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(c) => checked.push(c),
+            Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
+        }
+    }
+    if !items.is_empty() {
+        for i in &items {
+            state.metrics.refused(i.code);
+        }
+        return Err(ApiError {
+            items,
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_batch",
+                "one or more OPA events were refused; nothing from this chunk was stored",
+            )
+        });
+    }
+    let appended = append(&state, checked).await?;
+    Ok(Json(receipts_body(&state, appended, false).await?))
+}
+
+fn map_opa(
+    raw: &[u8],
+    mapping: &actlog_core::opa::OpaMapping,
+    token: &actlog_store::TokenRecord,
+    token_hash: [u8; 32],
+    limits: &Limits,
+) -> Result<Checked, actlog_core::ingest::ItemError> {
+    if raw.len() > limits.envelope_bytes_max {
+        return Err(actlog_core::ingest::ItemError {
+            code: "envelope_too_large",
+            message: format!(
+                "the OPA event is {} bytes; the limit envelope_bytes_max is {}",
+                raw.len(),
+                limits.envelope_bytes_max
+            ),
+            path: String::new(),
+        });
+    }
+    let payload = actlog_core::opa::map_decision(raw, mapping, token.pdp_id.as_deref())?;
+    let event = actlog_core::event::validate(&payload).map_err(|e| actlog_core::ingest::ItemError {
+        code: "unmappable_opa_event",
+        message: e.message,
+        path: e.path,
+    })?;
+    Ok(Checked {
+        envelope: actlog_core::opa::stored_record(raw, &payload, &token.name),
+        payload_sha256: actlog_core::leaf::sha256(&payload),
+        event,
+        kind: actlog_core::leaf::LeafKind::TokenAuthenticated,
+        producer_key_id: token_hash,
+        producer_key_name: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_ignores_brackets_inside_strings() {
+        assert_eq!(json_depth(br#"[{"a":"[[[{{{"}]"#), 2);
+        assert_eq!(json_depth(br#"{"a":"\"[","b":[[1]]}"#), 3);
+        assert_eq!(json_depth(b"1"), 0);
+    }
+
+    #[test]
+    fn gzip_bombs_are_refused_at_the_limit() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b' '; 4 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 16 << 10);
+        assert_eq!(gunzip(&bomb, 1 << 20).unwrap_err().code, "decompressed_too_large");
+        assert_eq!(gunzip(&bomb, 8 << 20).unwrap().len(), 4 << 20);
+        assert_eq!(gunzip(b"not gzip", 1 << 20).unwrap_err().code, "malformed_gzip");
+    }
+}

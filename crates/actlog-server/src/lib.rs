@@ -1,0 +1,276 @@
+//! actlog-server: the HTTP API (contract section 4) on axum.
+//!
+//! This is the only crate that depends on axum and tokio. Key items:
+//! [`router`] builds the routes over an [`AppState`]; [`run`] serves until
+//! SIGTERM or ctrl-c, then stops accepting, drains in-flight requests, signs
+//! a final checkpoint and closes the store.
+//!
+//! Architecture invariants:
+//! - A 2xx for an append is sent only after the store's synced group commit
+//!   returned for that batch.
+//! - Every refusal is an [`error::ApiError`]: a stable code, a message, a
+//!   request id, and no internal detail.
+//! - Queues are bounded: at most `ingest_requests_max` appends are checked or
+//!   waiting at once; beyond that the answer is 429 with `Retry-After`.
+
+pub mod error;
+mod handlers;
+mod ingest;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use actlog_store::{Store, TokenRecord};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Named limits, each with its unit last. Defaults are in `docs/operating.md`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body as sent (compressed or not).
+    pub body_bytes_max: usize,
+    /// Largest body after gzip decompression; a bigger one is refused early.
+    pub decompressed_bytes_max: usize,
+    /// Envelopes in one `POST /v1/events`.
+    pub batch_envelopes_max: usize,
+    /// One envelope as received.
+    pub envelope_bytes_max: usize,
+    /// One decoded payload.
+    pub payload_bytes_max: usize,
+    /// Nesting depth of any JSON body.
+    pub json_depth_max: usize,
+    /// Appends being checked or waiting for commit at once.
+    pub ingest_requests_max: usize,
+    /// Longest time a request may take.
+    pub request_timeout_ms: u64,
+    /// Longest wait for `?wait=checkpoint`.
+    pub wait_checkpoint_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: 16 << 20,
+            decompressed_bytes_max: 64 << 20,
+            batch_envelopes_max: 4096,
+            envelope_bytes_max: 256 << 10,
+            payload_bytes_max: 128 << 10,
+            json_depth_max: 64,
+            ingest_requests_max: 64,
+            request_timeout_ms: 30_000,
+            wait_checkpoint_ms: 5_000,
+        }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    pub ingest_slots: Arc<Semaphore>,
+    pub shutting_down: Arc<AtomicBool>,
+    pub public_checkpoint: bool,
+    pub opa_mapping: Arc<actlog_core::opa::OpaMapping>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, limits: Limits) -> AppState {
+        AppState {
+            store,
+            ingest_slots: Arc::new(Semaphore::new(limits.ingest_requests_max)),
+            limits: Arc::new(limits),
+            metrics: Arc::new(Metrics::default()),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            public_checkpoint: false,
+            opa_mapping: Arc::new(actlog_core::opa::OpaMapping::default()),
+        }
+    }
+}
+
+/// API roles, weakest first. `admin` may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Query,
+    Auditor,
+    Admin,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Query => "query",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Authenticates the bearer token and checks that its role is one of `allowed` (or admin).
+pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Result<TokenRecord, ApiError> {
+    let unauthenticated = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthenticated("send `Authorization: Bearer <token>`"))?
+        .to_str()
+        .map_err(|_| unauthenticated("the Authorization header is not valid text"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    let record = state
+        .store
+        .with_registry(|r| r.authenticate(token.trim()).cloned())
+        .ok_or_else(|| unauthenticated("the token is unknown or revoked"))?;
+    if record.role == "admin" || allowed.iter().any(|r| r.name() == record.role) {
+        Ok(record)
+    } else {
+        let names: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this endpoint needs the {} role; the token has `{}`", names.join(" or "), record.role),
+        ))
+    }
+}
+
+/// The routes of contract section 4.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/opa/logs", post(ingest::post_opa))
+        .route("/v1/opa/logs/{partition}", post(ingest::post_opa))
+        .route("/v1/events/{seq}", get(handlers::event_by_seq))
+        .route("/v1/events/by-id/{event_id}", get(handlers::event_by_id))
+        .route("/v1/log", get(handlers::log))
+        .route("/v1/checkpoint", get(handlers::checkpoint))
+        .route("/v1/proofs/inclusion", get(handlers::inclusion))
+        .route("/v1/proofs/consistency", get(handlers::consistency))
+        .route("/v1/keys", post(handlers::add_key).get(handlers::list_keys))
+        .route("/v1/keys/{name}/revoke", post(handlers::revoke_key))
+        .route("/v1/tokens", post(handlers::create_token).get(handlers::list_tokens))
+        .route("/v1/tokens/{name}/revoke", post(handlers::revoke_token))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        // Bodies are read with our own limit so refusals follow the error contract.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn request_id() -> String {
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    format!("{}-{}", hex::encode(r), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Request id, timeout, and logging of internal errors.
+async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::unavailable(
+            "timeout",
+            format!(
+                "the request took longer than request_timeout_ms ({} ms); retry (appends are idempotent)",
+                timeout.as_millis()
+            ),
+        )
+        .into_response(),
+    };
+    if let Some(detail) = resp.extensions().get::<error::InternalDetail>() {
+        eprintln!("actlog-server: request {id} {method} {path}: {}", detail.0);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub limits: Limits,
+    /// Serve `GET /v1/checkpoint` without a token.
+    pub public_checkpoint: bool,
+    /// Where OPA input fields are, for non-AuthZEN input.
+    pub opa_mapping: actlog_core::opa::OpaMapping,
+}
+
+/// Binds and serves until SIGTERM or ctrl-c (or `shutdown` resolves), then
+/// drains, signs a final checkpoint and closes the store. `on_bound` gets the
+/// bound address (useful with port 0).
+pub fn run(
+    store: Store,
+    config: ServerConfig,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("actlog-http").build()?;
+    let store = Arc::new(store);
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        on_bound(listener.local_addr()?);
+        let mut state = AppState::new(Arc::clone(&store), config.limits);
+        state.public_checkpoint = config.public_checkpoint;
+        state.opa_mapping = Arc::new(config.opa_mapping);
+        let flag = Arc::clone(&state.shutting_down);
+        let app = router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = terminate() => {}
+                }
+                flag.store(true, Ordering::SeqCst);
+                eprintln!("actlog-server: shutting down: no new connections; draining in-flight requests");
+            })
+            .await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(30));
+    let store = Arc::try_unwrap(store).map_err(|_| std::io::Error::other("store still in use after shutdown"))?;
+    store.close().map_err(|e| std::io::Error::other(e.to_string()))?;
+    eprintln!("actlog-server: final checkpoint signed; store closed");
+    result
+}
+
+async fn terminate() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,100 @@
+//! Prometheus counters and histograms, rendered by hand as text format 0.0.4.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const COMMIT_BUCKETS_MS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 10.0, 64.0, 256.0, 1024.0, 4096.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, buckets: &[f64], v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; buckets.len()];
+        }
+        for (i, b) in buckets.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+    fn render(&self, name: &str, help: &str, buckets: &[f64], out: &mut String) {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        for (i, b) in buckets.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            out.push_str(&format!("{name}_bucket{{le=\"{b}\"}} {c}\n"));
+        }
+        out.push_str(&format!(
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+            self.count, self.sum, self.count
+        ));
+    }
+}
+
+/// What happened, for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    commit_ms: Mutex<Histogram>,
+    batch_sizes: Mutex<Histogram>,
+}
+
+impl Metrics {
+    pub fn accepted(&self, new: u64, duplicates: u64, _batch: usize) {
+        self.accepted.fetch_add(new, Ordering::Relaxed);
+        self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    }
+    pub fn refused(&self, reason: &'static str) {
+        *self.refused.lock().expect("metrics lock").entry(reason).or_default() += 1;
+    }
+    pub fn commit_latency(&self, d: Duration) {
+        self.commit_ms.lock().expect("metrics lock").observe(COMMIT_BUCKETS_MS, d.as_secs_f64() * 1000.0);
+    }
+    pub fn batch(&self, n: usize) {
+        self.batch_sizes.lock().expect("metrics lock").observe(BATCH_BUCKETS, n as f64);
+    }
+
+    /// Renders every metric; gauges are passed in by the caller.
+    pub fn render(&self, tree_size: u64, checkpoint_age_s: Option<f64>, queue_depth: usize) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP actlog_events_accepted_total Events appended (new leaves).\n# TYPE actlog_events_accepted_total counter\n");
+        out.push_str(&format!("actlog_events_accepted_total {}\n", self.accepted.load(Ordering::Relaxed)));
+        out.push_str("# HELP actlog_events_duplicate_total Events acknowledged as duplicates of stored ones.\n# TYPE actlog_events_duplicate_total counter\n");
+        out.push_str(&format!("actlog_events_duplicate_total {}\n", self.duplicates.load(Ordering::Relaxed)));
+        out.push_str("# HELP actlog_events_refused_total Envelopes or requests refused, by reason.\n# TYPE actlog_events_refused_total counter\n");
+        for (reason, n) in self.refused.lock().expect("metrics lock").iter() {
+            out.push_str(&format!("actlog_events_refused_total{{reason=\"{reason}\"}} {n}\n"));
+        }
+        self.batch_sizes.lock().expect("metrics lock").render(
+            "actlog_ingest_batch_envelopes",
+            "Envelopes per ingest request.",
+            BATCH_BUCKETS,
+            &mut out,
+        );
+        self.commit_ms.lock().expect("metrics lock").render(
+            "actlog_commit_latency_ms",
+            "Time from handing a checked batch to the writer until its synced commit.",
+            COMMIT_BUCKETS_MS,
+            &mut out,
+        );
+        out.push_str("# HELP actlog_tree_size Leaves in the ledger.\n# TYPE actlog_tree_size gauge\n");
+        out.push_str(&format!("actlog_tree_size {tree_size}\n"));
+        out.push_str("# HELP actlog_checkpoint_age_seconds Age of the latest signed checkpoint.\n# TYPE actlog_checkpoint_age_seconds gauge\n");
+        out.push_str(&format!("actlog_checkpoint_age_seconds {}\n", checkpoint_age_s.unwrap_or(-1.0)));
+        out.push_str("# HELP actlog_ingest_queue_depth Appends being checked or waiting for commit.\n# TYPE actlog_ingest_queue_depth gauge\n");
+        out.push_str(&format!("actlog_ingest_queue_depth {queue_depth}\n"));
+        out
+    }
+}

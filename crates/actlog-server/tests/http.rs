@@ -1,0 +1,846 @@
+//! End-to-end over real HTTP on 127.0.0.1: every endpoint, every role
+//! refusal, atomic batches, idempotent retries, proofs that verify, metrics,
+//! and a catalogue of bad requests that must change nothing.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actlog_core::b64;
+use actlog_core::dsse::Envelope;
+use actlog_core::leaf::sha256;
+use actlog_core::merkle;
+use actlog_core::note::Checkpoint;
+use actlog_core::sig::public_key_of;
+use actlog_server::{Limits, ServerConfig};
+use actlog_store::{AdminOp, Options, Store};
+use serde_json::{Value, json};
+
+const PRODUCER: [u8; 32] = [0x61; 32];
+const OTHER_PDP_KEY: [u8; 32] = [0x62; 32];
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio_stop::Sender>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    tokens: std::collections::HashMap<&'static str, String>,
+    _dir: tempfile::TempDir,
+}
+
+/// A tiny one-shot stop signal that needs no tokio in the test crate.
+mod tokio_stop {
+    use std::sync::{Arc, Mutex};
+    use std::task::{Poll, Waker};
+    #[derive(Default)]
+    struct Inner {
+        fired: bool,
+        waker: Option<Waker>,
+    }
+    pub struct Sender(Arc<Mutex<Inner>>);
+    pub struct Receiver(Arc<Mutex<Inner>>);
+    pub fn channel() -> (Sender, Receiver) {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        (Sender(Arc::clone(&inner)), Receiver(inner))
+    }
+    impl Sender {
+        pub fn fire(self) {
+            let mut i = self.0.lock().unwrap();
+            i.fired = true;
+            if let Some(w) = i.waker.take() {
+                w.wake();
+            }
+        }
+    }
+    impl std::future::Future for Receiver {
+        type Output = ();
+        fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+            let mut i = self.0.lock().unwrap();
+            if i.fired {
+                Poll::Ready(())
+            } else {
+                i.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn token_for(store: &Store, name: &str, role: &str, pdp: Option<&str>) -> String {
+    let token = format!("actlog_test_{name}_{}", hex::encode(&sha256(name.as_bytes())[..8]));
+    store
+        .admin(AdminOp::CreateToken {
+            name: name.into(),
+            role: role.into(),
+            pdp_id: pdp.map(str::to_string),
+            token_sha256: sha256(token.as_bytes()),
+        })
+        .unwrap();
+    token
+}
+
+impl Server {
+    fn start_with(limits: Limits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { checkpoint_interval: Duration::from_millis(100), ..Options::default() };
+        let store = Store::init(dir.path(), [0x60; 32], Some("http.test/log".into()), opts).unwrap();
+        store
+            .admin(AdminOp::AddKey {
+                name: "pdp-a-key".into(),
+                pdp_id: "pdp-a".into(),
+                public_key: public_key_of(&PRODUCER),
+            })
+            .unwrap();
+        store
+            .admin(AdminOp::AddKey {
+                name: "pdp-b-key".into(),
+                pdp_id: "pdp-b".into(),
+                public_key: public_key_of(&OTHER_PDP_KEY),
+            })
+            .unwrap();
+        let mut tokens = std::collections::HashMap::new();
+        for (name, role, pdp) in [
+            ("admin", "admin", None),
+            ("ingest", "ingest", None),
+            ("ingest-a", "ingest", Some("pdp-a")),
+            ("query", "query", None),
+            ("auditor", "auditor", None),
+            ("revoked", "ingest", None),
+        ] {
+            tokens.insert(name, token_for(&store, name, role, pdp));
+        }
+        store.admin(AdminOp::RevokeToken { name: "revoked".into() }).unwrap();
+        let (stop, stopped) = tokio_stop::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            limits,
+            public_checkpoint: false,
+            opa_mapping: Default::default(),
+        };
+        let thread = std::thread::spawn(move || {
+            actlog_server::run(store, config, move |addr| tx.send(addr).unwrap(), stopped).unwrap();
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server binds");
+        Server { addr, stop: Some(stop), thread: Some(thread), tokens, _dir: dir }
+    }
+
+    fn start() -> Server {
+        Server::start_with(Limits::default())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn token(&self, role: &str) -> &str {
+        &self.tokens[role]
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req = ureq::http::Request::builder().method(method).uri(self.url(path));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = match body {
+            Some(b) => agent.run(req.body(b).unwrap()),
+            None => agent.run(req.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = resp.status().as_u16();
+        let request_id = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+        let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let text = resp.into_body().read_to_string().unwrap_or_default();
+        Reply { status, text, request_id, retry_after }
+    }
+
+    fn get(&self, path: &str, token: &str) -> Reply {
+        self.call("GET", path, Some(token), &[], None)
+    }
+
+    fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.call(
+            "POST",
+            path,
+            Some(token),
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
+    }
+
+    fn post_events(&self, token: &str, envelopes: &[String]) -> Reply {
+        let body = format!("[{}]", envelopes.join(","));
+        self.call("POST", "/v1/events", Some(token), &[("content-type", "application/json")], Some(body.into_bytes()))
+    }
+
+    fn tree_size(&self) -> u64 {
+        self.get("/v1/log", self.token("auditor")).json()["tree_size"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s.fire();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    text: String,
+    request_id: Option<String>,
+    retry_after: Option<String>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+fn event(id: &str, pdp: &str) -> Value {
+    json!({
+        "spec_version": "1", "event_type": "authz.decision", "event_id": id,
+        "event_time": "2026-08-21T10:15:30Z", "pdp": {"id": pdp},
+        "delegation": {
+            "principal": {"type": "user", "id": "alice"},
+            "actor": {"id": "agent-1", "sub_profile": "ai_agent"},
+            "chain": [{"depth": 1, "sub": "agent-1", "sub_profile": "ai_agent"}],
+            "verification": {"status": "verified"}
+        },
+        "correlation": {"session_id": "s", "task_id": "t"},
+        "policy": {"version": "v1"},
+        "request": {"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
+                    "resource": {"type": "doc", "id": "d1"}},
+        "decision": {"effect": "allow"}
+    })
+}
+
+fn sign_value(v: &Value, seed: &[u8; 32]) -> String {
+    Envelope::sign(v.to_string().into_bytes(), Some("k".into()), seed).to_json()
+}
+
+fn envelope(id: &str) -> String {
+    sign_value(&event(id, "pdp-a"), &PRODUCER)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn hash(v: &Value) -> [u8; 32] {
+    b64::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+}
+
+#[test]
+fn ingest_read_prove_and_count() {
+    let s = Server::start();
+    let base = s.tree_size();
+    let r = s.post_events(s.token("ingest"), &[envelope("e1"), envelope("e2"), envelope("e3")]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    let seqs: Vec<u64> = body["receipts"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![base, base + 1, base + 2], "receipts in request order");
+    assert_eq!(body["tree_size"], base + 3);
+    assert!(r.request_id.is_some());
+
+    // NDJSON, gzip, and ?wait=checkpoint with proofs that verify.
+    let nd = format!("{}\n{}\n", envelope("e4"), envelope("e5"));
+    let r = s.call(
+        "POST",
+        "/v1/events?wait=checkpoint",
+        Some(s.token("ingest")),
+        &[("content-type", "application/x-ndjson"), ("content-encoding", "gzip")],
+        Some(gzip(nd.as_bytes())),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    let note = body["checkpoint"].as_str().unwrap();
+    let log = s.get("/v1/log", s.token("auditor")).json();
+    let vk = actlog_core::note::VerifierKey::parse(log["verifier_key"].as_str().unwrap()).unwrap();
+    let cp = Checkpoint::open(note, &vk).unwrap();
+    for rec in body["receipts"].as_array().unwrap() {
+        let proof: Vec<[u8; 32]> = rec["inclusion"]["hashes"].as_array().unwrap().iter().map(hash).collect();
+        assert_eq!(rec["inclusion"]["tree_size"], cp.tree_size);
+        assert!(merkle::verify_inclusion(
+            &hash(&rec["leaf_hash"]),
+            rec["seq"].as_u64().unwrap(),
+            cp.tree_size,
+            &proof,
+            &cp.root
+        ));
+    }
+
+    // Reads by seq and by id agree, and expose the stored bytes.
+    let by_seq = s.get(&format!("/v1/events/{base}"), s.token("query")).json();
+    let by_id = s.get("/v1/events/by-id/e1", s.token("auditor")).json();
+    assert_eq!(by_seq, by_id);
+    assert_eq!(by_seq["payload"]["event_id"], "e1");
+    assert_eq!(by_seq["envelope"]["payloadType"], "application/vnd.actlog.event.v1+json");
+    let leaf = b64::decode(by_seq["leaf"].as_str().unwrap()).unwrap();
+    assert_eq!(merkle::leaf_hash(&leaf), hash(&by_seq["leaf_hash"]));
+
+    // Proof endpoints against the latest checkpoint.
+    let size = cp.tree_size;
+    let p = s.get(&format!("/v1/proofs/inclusion?seq=1&tree_size={size}"), s.token("auditor")).json();
+    let proof: Vec<[u8; 32]> = p["hashes"].as_array().unwrap().iter().map(hash).collect();
+    assert!(merkle::verify_inclusion(&hash(&p["leaf_hash"]), 1, size, &proof, &cp.root));
+    let c = s.get(&format!("/v1/proofs/consistency?old=2&new={size}"), s.token("auditor")).json();
+    assert_eq!((c["old"].as_u64(), c["new"].as_u64()), (Some(2), Some(size)));
+    let text = s.get("/v1/checkpoint", s.token("auditor"));
+    assert_eq!(text.status, 200);
+    Checkpoint::open(&text.text, &vk).unwrap();
+
+    // Metrics count what happened.
+    s.post_events(s.token("ingest"), &[envelope("e1")]); // a duplicate
+    s.post_events(s.token("ingest"), &["{}".into()]); // a refusal
+    let m = s.get("/metrics", s.token("auditor")).text;
+    assert!(m.contains("actlog_events_accepted_total 5\n"), "{m}");
+    assert!(m.contains("actlog_events_duplicate_total 1\n"), "{m}");
+    assert!(m.contains("actlog_events_refused_total{reason=\"malformed_envelope\"} 1"), "{m}");
+    assert!(m.contains("actlog_commit_latency_ms_count 3\n"), "{m}");
+    assert!(m.contains("actlog_tree_size "));
+    assert_eq!(s.get("/healthz", "").status, 200);
+    assert_eq!(s.call("GET", "/readyz", None, &[], None).status, 200);
+}
+
+#[test]
+fn batches_are_atomic_and_retries_are_idempotent() {
+    let s = Server::start();
+    let before = s.tree_size();
+    let mut bad = event("bad-1", "pdp-a");
+    bad["decision"]["effect"] = json!("maybe");
+    let r = s.post_events(s.token("ingest"), &[envelope("ok-1"), sign_value(&bad, &PRODUCER), envelope("ok-2")]);
+    assert_eq!(r.status, 422);
+    let items = r.json()["error"]["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(items[0]["index"], 1);
+    assert_eq!(items[0]["path"], "/decision/effect");
+    assert_eq!(s.tree_size(), before, "one bad envelope stores nothing");
+    assert_eq!(s.get("/v1/events/by-id/ok-1", s.token("query")).status, 404);
+
+    let first = s.post_events(s.token("ingest"), &[envelope("r1"), envelope("r2")]).json();
+    let again = s.post_events(s.token("ingest"), &[envelope("r1"), envelope("r2")]).json();
+    for (a, b) in first["receipts"].as_array().unwrap().iter().zip(again["receipts"].as_array().unwrap()) {
+        assert_eq!(a["seq"], b["seq"]);
+        assert_eq!(a["leaf_hash"], b["leaf_hash"]);
+        assert_eq!((a["duplicate"].as_bool(), b["duplicate"].as_bool()), (Some(false), Some(true)));
+    }
+    let mut changed = event("r1", "pdp-a");
+    changed["decision"]["effect"] = json!("deny");
+    let size = s.tree_size();
+    let r = s.post_events(s.token("ingest"), &[envelope("r3"), sign_value(&changed, &PRODUCER)]);
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
+    assert_eq!(s.tree_size(), size);
+}
+
+#[test]
+fn roles_are_enforced_on_every_endpoint() {
+    let s = Server::start();
+    s.post_events(s.token("ingest"), &[envelope("x1")]);
+    let seq = s.tree_size() - 1;
+    let routes: Vec<(&str, String, &[&str])> = vec![
+        ("POST", "/v1/events".into(), &["ingest", "admin"]),
+        ("GET", format!("/v1/events/{seq}"), &["query", "auditor", "admin"]),
+        ("GET", "/v1/events/by-id/x1".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/log".into(), &["auditor", "admin"]),
+        ("GET", "/v1/checkpoint".into(), &["auditor", "admin"]),
+        ("GET", "/v1/proofs/inclusion?seq=0".into(), &["auditor", "admin"]),
+        ("GET", "/v1/proofs/consistency?old=1&new=2".into(), &["auditor", "admin"]),
+        ("GET", "/v1/keys".into(), &["admin"]),
+        ("GET", "/v1/tokens".into(), &["admin"]),
+        ("POST", "/v1/keys".into(), &["admin"]),
+        ("POST", "/v1/tokens".into(), &["admin"]),
+        ("POST", "/v1/keys/nope/revoke".into(), &["admin"]),
+        ("POST", "/v1/tokens/nope/revoke".into(), &["admin"]),
+        ("GET", "/metrics".into(), &["auditor", "admin"]),
+    ];
+    std::thread::sleep(Duration::from_millis(300)); // let a checkpoint be signed
+    let before = s.tree_size();
+    for (method, path, allowed) in &routes {
+        for role in ["ingest", "query", "auditor", "admin"] {
+            let body = match (*method, path.as_str()) {
+                ("POST", "/v1/events") => Some(format!("[{}]", envelope("x1")).into_bytes()),
+                ("POST", _) => Some(b"{}".to_vec()),
+                _ => None,
+            };
+            let r = s.call(method, path, Some(s.token(role)), &[("content-type", "application/json")], body);
+            if allowed.contains(&role) {
+                assert!(r.status != 401 && r.status != 403, "{role} {method} {path}: {} {}", r.status, r.text);
+            } else {
+                assert_eq!((r.status, r.code().as_str()), (403, "forbidden"), "{role} {method} {path}");
+            }
+        }
+        for token in [None, Some("actlog_wrong"), Some(s.token("revoked"))] {
+            let r = s.call(method, path, token, &[("content-type", "application/json")], Some(b"[]".to_vec()));
+            assert_eq!((r.status, r.code().as_str()), (401, "unauthenticated"), "{token:?} {method} {path}");
+            assert!(r.request_id.is_some());
+        }
+    }
+    assert_eq!(s.tree_size(), before, "no refused request changed the ledger");
+}
+
+#[test]
+fn keys_and_tokens_are_managed_at_runtime() {
+    let s = Server::start();
+    let admin = s.token("admin").to_string();
+    // A new PDP is onboarded without a restart.
+    let seed = [0x77u8; 32];
+    let r = s.post_json(
+        "/v1/keys",
+        &admin,
+        &json!({"name": "pdp-c-key", "public_key": b64::encode(public_key_of(&seed)), "pdp_id": "pdp-c"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s.post_json("/v1/tokens", &admin, &json!({"role": "ingest", "name": "c-ingest", "pdp_id": "pdp-c"}));
+    assert_eq!(r.status, 201);
+    let c_token = r.json()["token"].as_str().unwrap().to_string();
+    let ok = s.post_events(&c_token, &[sign_value(&event("c1", "pdp-c"), &seed)]);
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    // The PDP-bound token cannot send another PDP's events.
+    let r = s.post_events(&c_token, &[envelope("c-as-a")]);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["items"][0]["code"], "pdp_mismatch");
+    // Revoking the key stops it on the next request.
+    assert_eq!(s.call("POST", "/v1/keys/pdp-c-key/revoke", Some(&admin), &[], None).status, 200);
+    let r = s.post_events(&c_token, &[sign_value(&event("c2", "pdp-c"), &seed)]);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["items"][0]["code"], "unknown_key");
+    // Revoking the token stops it on the next request.
+    assert_eq!(s.call("POST", "/v1/tokens/c-ingest/revoke", Some(&admin), &[], None).status, 200);
+    let r = s.post_events(&c_token, &[sign_value(&event("c3", "pdp-c"), &seed)]);
+    assert_eq!(r.status, 401);
+    let keys = s.get("/v1/keys", &admin).json();
+    assert!(keys["keys"].as_array().unwrap().iter().any(|k| k["name"] == "pdp-c-key" && k["revoked_seq"].is_u64()));
+    let tokens = s.get("/v1/tokens", &admin).text;
+    assert!(!tokens.contains(&c_token), "secrets are never listed");
+    assert_eq!(
+        s.post_json("/v1/keys", &admin, &json!({"name": "pdp-c-key", "public_key": b64::encode([9u8; 32])})).status,
+        409
+    );
+    assert_eq!(s.call("POST", "/v1/keys/none/revoke", Some(&admin), &[], None).status, 404);
+}
+
+/// At least 30 bad requests, each with its status and code; afterwards the
+/// tree size is unchanged and the server still healthy.
+#[test]
+fn bad_request_catalogue() {
+    let limits = Limits {
+        body_bytes_max: 256 << 10,
+        decompressed_bytes_max: 1 << 20,
+        batch_envelopes_max: 8,
+        payload_bytes_max: 4096,
+        ..Limits::default()
+    };
+    let s = Server::start_with(limits);
+    let ingest = s.token("ingest").to_string();
+    let good = envelope("good");
+    let mut deep = String::new();
+    for _ in 0..100 {
+        deep.push('[');
+    }
+    for _ in 0..100 {
+        deep.push(']');
+    }
+    let mut bomb_src = vec![b' '; 2 << 20];
+    bomb_src[0] = b'[';
+    let bomb = gzip(&bomb_src);
+    let big_payload = {
+        let mut e = event("big", "pdp-a");
+        e["ext"] = json!({"blob": "x".repeat(5000)});
+        sign_value(&e, &PRODUCER)
+    };
+    let env_with = |payload_type: &str, payload: &str, sig: &str| {
+        json!({"payloadType": payload_type, "payload": payload, "signatures": [{"keyid": "k", "sig": sig}]}).to_string()
+    };
+    let g: Value = serde_json::from_str(&good).unwrap();
+    let (payload, sig) = (g["payload"].as_str().unwrap(), g["signatures"][0]["sig"].as_str().unwrap());
+    let mut flipped = b64::decode(sig).unwrap();
+    flipped[0] ^= 1;
+    let event_with = |f: &dyn Fn(&mut Value)| {
+        let mut e = event("mut", "pdp-a");
+        f(&mut e);
+        sign_value(&e, &PRODUCER)
+    };
+    let json_ct = [("content-type", "application/json")];
+    struct Case {
+        name: &'static str,
+        token: Option<String>,
+        headers: Vec<(&'static str, &'static str)>,
+        body: Vec<u8>,
+        status: u16,
+        code: &'static str,
+        item_code: Option<&'static str>,
+    }
+    let case = |name, body: Vec<u8>, status, code, item_code| Case {
+        name,
+        token: Some(ingest.clone()),
+        headers: json_ct.to_vec(),
+        body,
+        status,
+        code,
+        item_code,
+    };
+    let arr = |envs: &[String]| format!("[{}]", envs.join(",")).into_bytes();
+    let mut cases = vec![
+        case("malformed JSON", b"[{\"payloadType\":".to_vec(), 400, "malformed_json", None),
+        case("not an array", b"{\"payloadType\":\"x\"}".to_vec(), 400, "malformed_json", None),
+        case("empty body", Vec::new(), 400, "empty_body", None),
+        case("empty array", b"[]".to_vec(), 400, "empty_batch", None),
+        case("invalid UTF-8", b"[\"\xff\xfe\"]".to_vec(), 400, "malformed_json", None),
+        case("over-deep JSON", deep.into_bytes(), 422, "json_too_deep", None),
+        case(
+            "oversized batch",
+            arr(&(0..9).map(|i| envelope(&format!("b{i}"))).collect::<Vec<_>>()),
+            413,
+            "batch_too_large",
+            None,
+        ),
+        case("oversized body", vec![b' '; 300 << 10], 413, "body_too_large", None),
+        case("oversized payload", arr(&[big_payload]), 422, "invalid_batch", Some("payload_too_large")),
+        case("envelope not an object", b"[5]".to_vec(), 422, "invalid_batch", Some("malformed_envelope")),
+        case(
+            "bad base64",
+            arr(&[env_with("application/vnd.actlog.event.v1+json", "%%%", sig)]),
+            422,
+            "invalid_batch",
+            Some("bad_base64"),
+        ),
+        case(
+            "wrong payloadType",
+            arr(&[env_with("application/json", payload, sig)]),
+            422,
+            "invalid_batch",
+            Some("wrong_payload_type"),
+        ),
+        case(
+            "no signatures",
+            arr(&[
+                json!({"payloadType": "application/vnd.actlog.event.v1+json", "payload": payload, "signatures": []})
+                    .to_string(),
+            ]),
+            422,
+            "invalid_batch",
+            Some("missing_signature"),
+        ),
+        case(
+            "bad signature",
+            arr(&[env_with("application/vnd.actlog.event.v1+json", payload, &b64::encode(&flipped))]),
+            422,
+            "invalid_batch",
+            Some("bad_signature"),
+        ),
+        case(
+            "unknown key",
+            arr(&[sign_value(&event("u", "pdp-a"), &[0x99; 32])]),
+            422,
+            "invalid_batch",
+            Some("bad_signature"),
+        ),
+        case(
+            "other PDP's key",
+            arr(&[sign_value(&event("o", "pdp-a"), &OTHER_PDP_KEY)]),
+            422,
+            "invalid_batch",
+            Some("bad_signature"),
+        ),
+        case(
+            "PDP with no key",
+            arr(&[sign_value(&event("n", "pdp-z"), &PRODUCER)]),
+            422,
+            "invalid_batch",
+            Some("unknown_key"),
+        ),
+        case(
+            "missing event_id",
+            arr(&[event_with(&|e| {
+                e.as_object_mut().unwrap().remove("event_id");
+            })]),
+            422,
+            "invalid_batch",
+            Some("schema_violation"),
+        ),
+        case(
+            "mistyped chain depth",
+            arr(&[event_with(&|e| e["delegation"]["chain"][0]["depth"] = json!("1"))]),
+            422,
+            "invalid_batch",
+            Some("schema_violation"),
+        ),
+        case(
+            "missing actor id",
+            arr(&[event_with(&|e| {
+                e["delegation"]["actor"].as_object_mut().unwrap().remove("id");
+            })]),
+            422,
+            "invalid_batch",
+            Some("schema_violation"),
+        ),
+        case(
+            "bad effect",
+            arr(&[event_with(&|e| e["decision"]["effect"] = json!("perhaps"))]),
+            422,
+            "invalid_batch",
+            Some("schema_violation"),
+        ),
+        case(
+            "bad event_time",
+            arr(&[event_with(&|e| e["event_time"] = json!("yesterday"))]),
+            422,
+            "invalid_batch",
+            Some("schema_violation"),
+        ),
+        case(
+            "payload not JSON",
+            arr(&[Envelope::sign(b"not json".to_vec(), None, &PRODUCER).to_json()]),
+            422,
+            "invalid_batch",
+            Some("schema_violation"),
+        ),
+        case(
+            "reserved event type",
+            arr(&[event_with(&|e| {
+                e["event_type"] = json!("ledger.key_added");
+                e["ledger"] = json!({});
+            })]),
+            422,
+            "invalid_batch",
+            Some("reserved_event_type"),
+        ),
+        case("gzip bomb", bomb, 413, "decompressed_too_large", None),
+        case("malformed gzip", b"\x1f\x8b\x08garbage".to_vec(), 400, "malformed_gzip", None),
+    ];
+    cases[24].headers.push(("content-encoding", "gzip"));
+    cases[25].headers.push(("content-encoding", "gzip"));
+    let more = vec![
+        Case {
+            name: "wrong content type",
+            token: Some(ingest.clone()),
+            headers: vec![("content-type", "text/plain")],
+            body: arr(std::slice::from_ref(&good)),
+            status: 415,
+            code: "unsupported_media_type",
+            item_code: None,
+        },
+        Case {
+            name: "no content type",
+            token: Some(ingest.clone()),
+            headers: vec![],
+            body: arr(std::slice::from_ref(&good)),
+            status: 415,
+            code: "unsupported_media_type",
+            item_code: None,
+        },
+        Case {
+            name: "unknown encoding",
+            token: Some(ingest.clone()),
+            headers: vec![("content-type", "application/json"), ("content-encoding", "br")],
+            body: arr(std::slice::from_ref(&good)),
+            status: 415,
+            code: "unsupported_encoding",
+            item_code: None,
+        },
+        Case {
+            name: "malformed NDJSON line",
+            token: Some(ingest.clone()),
+            headers: vec![("content-type", "application/x-ndjson")],
+            body: format!("{good}\n{{oops\n").into_bytes(),
+            status: 422,
+            code: "invalid_batch",
+            item_code: Some("malformed_envelope"),
+        },
+        Case {
+            name: "missing token",
+            token: None,
+            headers: json_ct.to_vec(),
+            body: arr(std::slice::from_ref(&good)),
+            status: 401,
+            code: "unauthenticated",
+            item_code: None,
+        },
+        Case {
+            name: "invalid token",
+            token: Some("actlog_nope".into()),
+            headers: json_ct.to_vec(),
+            body: arr(std::slice::from_ref(&good)),
+            status: 401,
+            code: "unauthenticated",
+            item_code: None,
+        },
+        Case {
+            name: "revoked token",
+            token: Some(s.token("revoked").into()),
+            headers: json_ct.to_vec(),
+            body: arr(std::slice::from_ref(&good)),
+            status: 401,
+            code: "unauthenticated",
+            item_code: None,
+        },
+        Case {
+            name: "wrong role",
+            token: Some(s.token("query").into()),
+            headers: json_ct.to_vec(),
+            body: arr(std::slice::from_ref(&good)),
+            status: 403,
+            code: "forbidden",
+            item_code: None,
+        },
+        Case {
+            name: "PDP-bound token, other PDP",
+            token: Some(s.token("ingest-a").into()),
+            headers: json_ct.to_vec(),
+            body: arr(&[sign_value(&event("bb", "pdp-b"), &OTHER_PDP_KEY)]),
+            status: 422,
+            code: "invalid_batch",
+            item_code: Some("pdp_mismatch"),
+        },
+    ];
+    cases.extend(more);
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    let before = s.tree_size();
+    for c in &cases {
+        let r = s.call("POST", "/v1/events", c.token.as_deref(), &c.headers, Some(c.body.clone()));
+        assert_eq!(r.status, c.status, "{}: {}", c.name, r.text);
+        assert_eq!(r.code(), c.code, "{}: {}", c.name, r.text);
+        if let Some(item) = c.item_code {
+            assert_eq!(r.json()["error"]["items"][0]["code"], item, "{}: {}", c.name, r.text);
+        }
+        assert!(r.request_id.is_some(), "{}: every error carries x-request-id", c.name);
+        assert!(!r.text.contains("rocksdb") && !r.text.contains("/tmp/"), "{}: leaks internals: {}", c.name, r.text);
+        assert_eq!(s.tree_size(), before, "{}: the tree changed", c.name);
+    }
+    // Query parameters and routes.
+    let a = s.token("auditor").to_string();
+    for (path, status, code) in [
+        ("/v1/events/abc", 400, "invalid_parameter"),
+        ("/v1/events/999999", 404, "not_found"),
+        ("/v1/events/by-id/none", 404, "not_found"),
+        ("/v1/proofs/inclusion", 400, "invalid_parameter"),
+        ("/v1/proofs/inclusion?seq=-1", 400, "invalid_parameter"),
+        ("/v1/proofs/inclusion?seq=5&tree_size=999999", 404, "tree_size_out_of_range"),
+        ("/v1/proofs/consistency?old=3&new=2", 404, "seq_out_of_range"),
+        ("/v1/no-such-route", 404, "not_found"),
+    ] {
+        let r = s.get(path, &a);
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{path}: {}", r.text);
+    }
+    let r = s.call("POST", "/v1/events?wait=forever", Some(&ingest), &json_ct, Some(arr(std::slice::from_ref(&good))));
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"));
+    assert_eq!(s.tree_size(), before);
+    assert_eq!(s.call("GET", "/healthz", None, &[], None).status, 200);
+    let ok = s.post_events(&ingest, &[good]);
+    assert_eq!(ok.status, 200, "still serving: {}", ok.text);
+}
+
+#[test]
+fn overload_is_refused_with_retry_after() {
+    let limits = Limits { ingest_requests_max: 1, ..Limits::default() };
+    let s = Server::start_with(limits);
+    let ingest = s.token("ingest").to_string();
+    // Many concurrent large batches against one slot: some must be shed,
+    // each with 429 and Retry-After, and every 200 must be stored.
+    let results: Vec<Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let s = &s;
+                let ingest = &ingest;
+                scope.spawn(move || {
+                    let envs: Vec<String> = (0..400).map(|i| envelope(&format!("ov-{t}-{i}"))).collect();
+                    s.post_events(ingest, &envs)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shed: Vec<_> = results.iter().filter(|r| r.status == 429).collect();
+    assert!(!shed.is_empty(), "statuses: {:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
+    for r in &shed {
+        assert_eq!(r.code(), "overloaded");
+        assert_eq!(r.retry_after.as_deref(), Some("1"));
+    }
+    for r in results.iter().filter(|r| r.status == 200) {
+        let first = r.json()["receipts"][0]["event_id"].as_str().unwrap().to_string();
+        assert_eq!(s.get(&format!("/v1/events/by-id/{first}"), s.token("query")).status, 200);
+    }
+}
+
+/// OPA's decision-log plugin: a gzip JSON array of events with OPA's field
+/// names, POSTed to `/v1/opa/logs` (and to a partition path). A re-sent chunk
+/// stores nothing twice; a token bound to one OPA instance cannot speak for another.
+#[test]
+fn opa_decision_log_chunks_are_stored_once() {
+    let s = Server::start();
+    let ingest = s.token("ingest").to_string();
+    let opa_event = |i: u32, instance: &str| {
+        json!({
+            "labels": {"id": instance, "version": "1.4.2"},
+            "decision_id": format!("4ca636c1-55e4-417a-b1d8-{i:012}"),
+            "bundles": {"authz": {"revision": "W3sibCI6InN5cy9jYXRhbG9nIiwicyI6NDA3MX1d"}},
+            "path": "mcp/authz/allow",
+            "input": {
+                "subject": {"type": "user", "id": "alice", "properties": {"act": {"sub": "agent-7", "iss": "https://as.example", "sub_profile": "ai_agent"}}},
+                "action": {"name": "tools/call"},
+                "resource": {"type": "tool", "id": "book_flight"},
+                "context": {"session_id": "sess-1", "task_id": "task-9"}
+            },
+            "result": !i.is_multiple_of(5),
+            "requested_by": "10.0.4.7:51122",
+            "timestamp": "2026-08-21T10:15:30.123456789Z",
+            "metrics": {"timer_rego_query_eval_ns": 20512},
+            "req_id": i,
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "erased": ["/input/password"]
+        })
+    };
+    let chunk: Vec<Value> = (0..25).map(|i| opa_event(i, "opa-eu-1")).collect();
+    let body = gzip(serde_json::to_string(&chunk).unwrap().as_bytes());
+    let headers = [("content-type", "application/json"), ("content-encoding", "gzip")];
+    let before = s.tree_size();
+    let r = s.call("POST", "/v1/opa/logs", Some(&ingest), &headers, Some(body.clone()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.tree_size(), before + 25);
+    // OPA re-sends whole chunks after a timeout: nothing is stored twice.
+    let r = s.call("POST", "/v1/opa/logs/partition-a", Some(&ingest), &headers, Some(body));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["receipts"].as_array().unwrap().iter().all(|x| x["duplicate"] == true));
+    assert_eq!(s.tree_size(), before + 25);
+    // The stored event is the mapped one, marked unsigned, with the raw OPA event kept.
+    let e = s.get("/v1/events/by-id/opa:opa-eu-1:4ca636c1-55e4-417a-b1d8-000000000003", s.token("query")).json();
+    assert_eq!(e["payload"]["producer_signature"], "none");
+    assert_eq!(e["payload"]["source"]["format"], "opa.decision_log.v1");
+    assert_eq!(e["payload"]["delegation"]["principal"]["id"], "alice");
+    assert_eq!(e["payload"]["delegation"]["actor"]["id"], "agent-7");
+    assert_eq!(e["payload"]["decision"]["effect"], "allow");
+    assert_eq!(e["envelope"]["raw"]["decision_id"], "4ca636c1-55e4-417a-b1d8-000000000003");
+    let denied = s.get("/v1/events/by-id/opa:opa-eu-1:4ca636c1-55e4-417a-b1d8-000000000005", s.token("query")).json();
+    assert_eq!(denied["payload"]["decision"]["effect"], "deny");
+    // A token bound to another PDP is refused for this instance's events.
+    let bound = s.token("ingest-a").to_string();
+    let other = gzip(serde_json::to_string(&vec![opa_event(100, "opa-eu-1")]).unwrap().as_bytes());
+    let r = s.call("POST", "/v1/opa/logs", Some(&bound), &headers, Some(other));
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["items"][0]["code"], "pdp_mismatch");
+    // A malformed chunk is refused whole.
+    let r = s.call("POST", "/v1/opa/logs", Some(&ingest), &headers, Some(gzip(b"[{\"labels\":{}}]")));
+    assert_eq!(r.status, 422);
+    assert_eq!(s.tree_size(), before + 25);
+}
