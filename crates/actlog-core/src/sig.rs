@@ -74,20 +74,29 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
+/// Whether the encoded y coordinate is below p = 2^255 − 19. The only
+/// other non-canonical encodings (x = 0 with the sign bit set) are of small
+/// order, which the rule refuses separately.
+fn y_is_canonical(bytes: &[u8; 32]) -> bool {
+    let top = bytes[31] & 0x7f;
+    !(top == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[0] >= 0xed)
+}
+
 fn decompress_canonical(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
-    let point = CompressedEdwardsY(*bytes).decompress()?;
-    // Non-canonical encodings (y ≥ p, or x = 0 with the sign bit set)
-    // decompress but do not round-trip.
-    if point.compress().as_bytes() != bytes {
+    if !y_is_canonical(bytes) {
         return None;
     }
-    Some(point)
+    CompressedEdwardsY(*bytes).decompress()
 }
 
 impl PublicKey {
     /// Validates raw key bytes against rule (1).
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SigError> {
         let point = decompress_canonical(bytes).ok_or(SigError::KeyEncoding)?;
+        // Keys are checked once, so the full round trip is affordable here.
+        if point.compress().as_bytes() != bytes {
+            return Err(SigError::KeyEncoding);
+        }
         if point.is_small_order() {
             return Err(SigError::KeySmallOrder);
         }
@@ -106,9 +115,11 @@ impl PublicKey {
 /// A signature whose encodings passed rules (2) and (3), ready for the equation.
 struct Prepared {
     r: EdwardsPoint,
+    r_bytes: [u8; 32],
     s: Scalar,
     k: Scalar,
     a: EdwardsPoint,
+    a_bytes: [u8; 32],
 }
 
 fn prepare(key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<Prepared, SigError> {
@@ -128,7 +139,7 @@ fn prepare(key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<Prepared, SigError
     h.update(msg);
     let wide: [u8; 64] = h.finalize().into();
     let k = Scalar::from_bytes_mod_order_wide(&wide);
-    Ok(Prepared { r, s, k, a: key.point })
+    Ok(Prepared { r, r_bytes, s, k, a: key.point, a_bytes: key.bytes })
 }
 
 /// Verifies one signature under the pinned rule.
@@ -181,8 +192,8 @@ fn batch_equation(prepared: &[(usize, Prepared)]) -> bool {
     // so they are derived from a hash over every (R, A, S, k) in the batch.
     let mut transcript = blake3::Hasher::new_derive_key("actlog 2026 ed25519 batch coefficients");
     for (_, p) in prepared {
-        transcript.update(p.r.compress().as_bytes());
-        transcript.update(p.a.compress().as_bytes());
+        transcript.update(&p.r_bytes);
+        transcript.update(&p.a_bytes);
         transcript.update(p.s.as_bytes());
         transcript.update(p.k.as_bytes());
     }
@@ -291,6 +302,12 @@ mod tests {
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(EIGHT_TORSION[0].compress().as_bytes());
         assert_eq!(verify(&pk, b"m", &sig), Err(SigError::RSmallOrder));
+        // y = p: a non-canonical encoding, refused before decompression.
+        let mut r = [0xffu8; 32];
+        r[0] = 0xed;
+        r[31] = 0x7f;
+        sig[..32].copy_from_slice(&r);
+        assert_eq!(verify(&pk, b"m", &sig), Err(SigError::REncoding));
     }
 
     /// A signature whose R carries a torsion component: the cofactorless

@@ -231,6 +231,9 @@ pub fn run(
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("actlog-http").build()?;
     let store = Arc::new(store);
     let result = runtime.block_on(async {
+        // Handlers first: a SIGTERM that arrives once we have said we listen
+        // must find them installed.
+        let signals = Signals::install()?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         on_bound(listener.local_addr()?);
         let mut state = AppState::new(Arc::clone(&store), config.limits);
@@ -242,7 +245,7 @@ pub fn run(
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     _ = shutdown => {}
-                    _ = terminate() => {}
+                    _ = signals.wait() => {}
                 }
                 flag.store(true, Ordering::SeqCst);
                 eprintln!("actlog-server: shutting down: no new connections; draining in-flight requests");
@@ -256,21 +259,34 @@ pub fn run(
     result
 }
 
-async fn terminate() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (ctrl-c), registered before the server announces itself.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -71,11 +71,22 @@ pub struct Registry {
     /// Tokens by name.
     pub tokens: HashMap<String, TokenRecord>,
     token_by_hash: HashMap<String, String>,
+    /// Active keys by PDP, validated once: checking a key (its subgroup
+    /// membership costs a scalar multiplication) must not happen per event.
+    active_by_pdp: HashMap<String, Vec<ProducerKey>>,
 }
 
 impl Registry {
     /// Adds or replaces a key record.
     pub fn put_key(&mut self, rec: KeyRecord) {
+        let list = self.active_by_pdp.entry(rec.pdp_id.clone()).or_default();
+        list.retain(|k| k.name != rec.name);
+        if rec.revoked_seq.is_none()
+            && let Some(key) = rec.public_key()
+        {
+            list.push(ProducerKey { name: rec.name.clone(), pdp_id: rec.pdp_id.clone(), key });
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         self.keys.insert(rec.name.clone(), rec);
     }
 
@@ -86,9 +97,8 @@ impl Registry {
     }
 
     /// The active key whose fingerprint is `fp`, if it speaks for `pdp_id`.
-    pub fn active_key_by_fingerprint(&self, fp: &Hash, pdp_id: &str) -> Option<&KeyRecord> {
-        let fp = hex::encode(fp);
-        self.keys.values().find(|k| k.fingerprint_hex == fp && k.pdp_id == pdp_id && k.revoked_seq.is_none())
+    pub fn active_key_by_fingerprint(&self, fp: &Hash, pdp_id: &str) -> bool {
+        self.active_by_pdp.get(pdp_id).is_some_and(|keys| keys.iter().any(|k| &k.fingerprint() == fp))
     }
 
     /// Whether an unrevoked token has this SHA-256.
@@ -107,13 +117,6 @@ impl Registry {
 
 impl KeyLookup for Registry {
     fn keys_for_pdp(&self, pdp_id: &str) -> Vec<ProducerKey> {
-        let mut keys: Vec<ProducerKey> = self
-            .keys
-            .values()
-            .filter(|k| k.pdp_id == pdp_id && k.revoked_seq.is_none())
-            .filter_map(|k| Some(ProducerKey { name: k.name.clone(), pdp_id: k.pdp_id.clone(), key: k.public_key()? }))
-            .collect();
-        keys.sort_by(|a, b| a.name.cmp(&b.name));
-        keys
+        self.active_by_pdp.get(pdp_id).cloned().unwrap_or_default()
     }
 }

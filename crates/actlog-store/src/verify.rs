@@ -95,10 +95,13 @@ struct Job {
 }
 
 /// The registry rebuilt from ledger-signed leaves, with history.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Rebuilt {
     keys: HashMap<String, KeyRecord>,
     tokens: HashMap<String, TokenRecord>,
+    /// Validated keys by name: validation costs a scalar multiplication, so
+    /// it happens once per key, not once per event.
+    parsed: HashMap<String, PublicKey>,
 }
 
 impl Rebuilt {
@@ -107,7 +110,7 @@ impl Rebuilt {
         self.keys
             .values()
             .filter(|k| k.fingerprint_hex == fp && k.pdp_id == pdp_id && k.active_at(seq))
-            .find_map(|k| k.public_key())
+            .find_map(|k| self.parsed.get(&k.name).copied())
     }
 
     fn token_active(&self, token_sha256: &Hash, seq: u64) -> bool {
@@ -130,6 +133,8 @@ impl Rebuilt {
                 if self.keys.contains_key(&name) {
                     return Err(format!("key `{name}` is added twice"));
                 }
+                let key = PublicKey::from_bytes(&pk).map_err(|e| format!("key `{name}`: {e}"))?;
+                self.parsed.insert(name.clone(), key);
                 self.keys.insert(
                     name.clone(),
                     KeyRecord {
@@ -264,7 +269,9 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
     let mut frontier = Frontier::default();
     let mut nodes = NodeCursor { store, levels: Vec::new() };
     let mut chain = [0u8; 32];
-    let mut rebuilt = Rebuilt::default();
+    // Shared with the checker thread; copied on write when a ledger record
+    // changes it while the checker still holds the old one.
+    let mut rebuilt = std::sync::Arc::new(Rebuilt::default());
     let mut id_digest = [0u8; 32];
     let signatures = AtomicU64::new(0);
 
@@ -309,151 +316,203 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
 
     let leaves_cf = store.cf(CF_LEAVES);
     let env_cf = store.cf(CF_ENVELOPES);
-    let mut leaves = store.db().iterator_cf(&leaves_cf, rocksdb::IteratorMode::Start);
-    let mut envelopes = store.db().iterator_cf(&env_cf, rocksdb::IteratorMode::Start);
+    let scan = || {
+        // A full scan: read ahead, and do not evict the serving working set.
+        let mut o = rocksdb::ReadOptions::default();
+        o.fill_cache(false);
+        o.set_readahead_size(4 << 20);
+        o
+    };
+    let mut leaves = store.db().iterator_cf_opt(&leaves_cf, scan(), rocksdb::IteratorMode::Start);
+    // Structural mode reads envelopes only for ledger records (point reads).
+    let mut envelopes =
+        opts.signatures.then(|| store.db().iterator_cf_opt(&env_cf, scan(), rocksdb::IteratorMode::Start));
     let mut seq = 0u64;
     let mut jobs: Vec<Job> = Vec::with_capacity(CHUNK_LEAVES);
-    // Structural checks stop at the first bad leaf; signature checks of the
-    // leaves before it still run, so the report names the first bad seq.
-    let structural = (|| -> Result<(), VerifyFailure> {
-        for item in leaves.by_ref() {
-            let (k, v) = item.map_err(io)?;
-            let key_seq = decode_seq(&k)
-                .ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "leaf key is malformed".into() })?;
-            if key_seq != seq {
-                return fail(Some(seq), format!("leaf {seq} is missing (next stored leaf is {key_seq})"));
-            }
-            if seq >= total {
-                return fail(Some(seq), format!("leaf {seq} lies beyond the head ({total} leaves)"));
-            }
-            if v.len() < 32 {
-                return fail(Some(seq), "stored leaf is truncated");
-            }
-            let leaf_bytes = &v[32..];
-            let leaf = Leaf::decode(leaf_bytes)
-                .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("leaf does not decode: {e}") })?;
-            if leaf.seq != seq {
-                return fail(Some(seq), format!("leaf says seq {}", leaf.seq));
-            }
-            if leaf.prev_chain_hash != chain {
-                return fail(
-                    Some(seq),
-                    "leaf does not commit to the previous chain hash (reordered, inserted or deleted leaves)",
-                );
-            }
-            chain = chain_hash(&chain, leaf_bytes);
-            if v[..32] != chain {
-                return fail(Some(seq), "stored chain hash does not match the recomputed blake3 chain");
-            }
-            let leaf_hash = merkle::leaf_hash(leaf_bytes);
-            let mut node_err = None;
-            frontier.push(leaf_hash, |level, index, hash| {
-                if node_err.is_none()
-                    && let Err(e) = nodes.expect(level, index, &hash)
+    std::thread::scope(|scope| -> Result<VerifyReport, VerifyFailure> {
+        // Signature checks run on the pool while this thread scans on: the
+        // checker takes chunks in seq order and keeps the first failure.
+        let (to_checker, chunks) = std::sync::mpsc::sync_channel::<(Vec<Job>, std::sync::Arc<Rebuilt>)>(2);
+        let checker = scope.spawn(|| {
+            let mut first: Option<VerifyFailure> = None;
+            for (chunk, reg) in chunks {
+                if first.is_none()
+                    && let Err(f) = pool.install(|| check_jobs(&chunk, &reg, &signatures))
                 {
-                    node_err = Some(e);
+                    first = Some(f);
                 }
-            });
-            if let Some(e) = node_err {
-                return fail(Some(seq), e);
             }
-            let mut h = blake3::Hasher::new();
-            h.update(leaf.event_id.as_bytes());
-            h.update(&seq.to_be_bytes());
-            xor_into(&mut id_digest, h.finalize().as_bytes());
-
-            let (ek, envelope) = match envelopes.next() {
-                Some(r) => r.map_err(io)?,
-                None => return fail(Some(seq), "envelope is missing"),
-            };
-            if decode_seq(&ek) != Some(seq) {
-                return fail(Some(seq), "envelope is missing");
-            }
-            if leaf.kind == LeafKind::LedgerSigned {
-                // Ledger records are checked in order: they change the registry.
-                if leaf.producer_key_id != ledger_fp {
-                    return fail(Some(seq), "ledger record is not attributed to the ledger key");
+            first
+        });
+        // Structural checks stop at the first bad leaf; signature checks of the
+        // leaves before it still run, so the report names the first bad seq.
+        let structural = (|| -> Result<(), VerifyFailure> {
+            for item in leaves.by_ref() {
+                let (k, v) = item.map_err(io)?;
+                let key_seq = decode_seq(&k)
+                    .ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "leaf key is malformed".into() })?;
+                if key_seq != seq {
+                    return fail(Some(seq), format!("leaf {seq} is missing (next stored leaf is {key_seq})"));
                 }
-                if sha256(&envelope) != leaf.envelope_sha256 {
-                    return fail(Some(seq), "envelope does not match the leaf's envelope hash");
+                if seq >= total {
+                    return fail(Some(seq), format!("leaf {seq} lies beyond the head ({total} leaves)"));
                 }
-                let env = Envelope::parse(&envelope)
-                    .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger envelope: {e}") })?;
-                if sha256(&env.payload) != leaf.payload_sha256 {
-                    return fail(Some(seq), "payload does not match the leaf's payload hash");
+                if v.len() < 32 {
+                    return fail(Some(seq), "stored leaf is truncated");
                 }
-                let pae = env.pae();
-                if !env.signatures.iter().any(|s| sig::verify(&ledger_pk, &pae, &s.sig).is_ok()) {
-                    return fail(Some(seq), "ledger record is not signed by the ledger key");
+                let leaf_bytes = &v[32..];
+                let leaf = Leaf::decode(leaf_bytes)
+                    .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("leaf does not decode: {e}") })?;
+                if leaf.seq != seq {
+                    return fail(Some(seq), format!("leaf says seq {}", leaf.seq));
                 }
-                signatures.fetch_add(1, Ordering::Relaxed);
-                rebuilt
-                    .apply(seq, &env.payload)
-                    .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger record: {e}") })?;
-            } else if opts.signatures {
-                jobs.push(Job {
-                    seq,
-                    kind: leaf.kind,
-                    envelope: envelope.to_vec(),
-                    envelope_sha256: leaf.envelope_sha256,
-                    payload_sha256: leaf.payload_sha256,
-                    producer_key_id: leaf.producer_key_id,
-                    event_id: leaf.event_id,
+                if leaf.prev_chain_hash != chain {
+                    return fail(
+                        Some(seq),
+                        "leaf does not commit to the previous chain hash (reordered, inserted or deleted leaves)",
+                    );
+                }
+                chain = chain_hash(&chain, leaf_bytes);
+                if v[..32] != chain {
+                    return fail(Some(seq), "stored chain hash does not match the recomputed blake3 chain");
+                }
+                let leaf_hash = merkle::leaf_hash(leaf_bytes);
+                let mut node_err = None;
+                frontier.push(leaf_hash, |level, index, hash| {
+                    if node_err.is_none()
+                        && let Err(e) = nodes.expect(level, index, &hash)
+                    {
+                        node_err = Some(e);
+                    }
                 });
+                if let Some(e) = node_err {
+                    return fail(Some(seq), e);
+                }
+                let mut h = blake3::Hasher::new();
+                h.update(leaf.event_id.as_bytes());
+                h.update(&seq.to_be_bytes());
+                xor_into(&mut id_digest, h.finalize().as_bytes());
+
+                let envelope: Vec<u8> = match envelopes.as_mut() {
+                    Some(it) => {
+                        let (ek, envelope) = match it.next() {
+                            Some(r) => r.map_err(io)?,
+                            None => return fail(Some(seq), "envelope is missing"),
+                        };
+                        if decode_seq(&ek) != Some(seq) {
+                            return fail(Some(seq), "envelope is missing");
+                        }
+                        envelope.to_vec()
+                    }
+                    None if leaf.kind == LeafKind::LedgerSigned => store
+                        .db()
+                        .get_cf(&env_cf, encode_seq(seq))
+                        .map_err(io)?
+                        .ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "envelope is missing".into() })?,
+                    None => Vec::new(),
+                };
+                if leaf.kind == LeafKind::LedgerSigned {
+                    // Ledger records are checked in order: they change the registry.
+                    if leaf.producer_key_id != ledger_fp {
+                        return fail(Some(seq), "ledger record is not attributed to the ledger key");
+                    }
+                    if sha256(&envelope) != leaf.envelope_sha256 {
+                        return fail(Some(seq), "envelope does not match the leaf's envelope hash");
+                    }
+                    let env = Envelope::parse(&envelope)
+                        .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger envelope: {e}") })?;
+                    if sha256(&env.payload) != leaf.payload_sha256 {
+                        return fail(Some(seq), "payload does not match the leaf's payload hash");
+                    }
+                    let pae = env.pae();
+                    if !env.signatures.iter().any(|s| sig::verify(&ledger_pk, &pae, &s.sig).is_ok()) {
+                        return fail(Some(seq), "ledger record is not signed by the ledger key");
+                    }
+                    signatures.fetch_add(1, Ordering::Relaxed);
+                    std::sync::Arc::make_mut(&mut rebuilt)
+                        .apply(seq, &env.payload)
+                        .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger record: {e}") })?;
+                } else if opts.signatures {
+                    jobs.push(Job {
+                        seq,
+                        kind: leaf.kind,
+                        envelope,
+                        envelope_sha256: leaf.envelope_sha256,
+                        payload_sha256: leaf.payload_sha256,
+                        producer_key_id: leaf.producer_key_id,
+                        event_id: leaf.event_id,
+                    });
+                }
+                seq += 1;
+                check_roots(&frontier, &mut checkpoints, &mut checkpoints_checked)?;
+                if jobs.len() >= CHUNK_LEAVES {
+                    let chunk = std::mem::replace(&mut jobs, Vec::with_capacity(CHUNK_LEAVES));
+                    // The checker stopped only after a failure; the scan goes on to
+                    // find any earlier structural fault.
+                    let _ = to_checker.send((chunk, std::sync::Arc::clone(&rebuilt)));
+                }
+                if seq.is_multiple_of(65_536)
+                    && let Some(p) = opts.progress
+                {
+                    p(seq, total);
+                }
             }
-            seq += 1;
-            check_roots(&frontier, &mut checkpoints, &mut checkpoints_checked)?;
-            if jobs.len() >= CHUNK_LEAVES {
-                pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
-                jobs.clear();
-            }
-            if seq.is_multiple_of(65_536)
-                && let Some(p) = opts.progress
+            Ok(())
+        })();
+        // Whatever is pending belongs to seqs before any structural fault.
+        let _ = to_checker.send((std::mem::take(&mut jobs), std::sync::Arc::clone(&rebuilt)));
+        drop(to_checker);
+        let signature_failure = checker.join().expect("checker thread");
+        if let Some(f) = signature_failure {
+            // Chunks go in seq order, so this precedes any structural fault.
+            return Err(f);
+        }
+        structural?;
+        if let Some(p) = opts.progress {
+            p(seq, total);
+        }
+        if seq != total {
+            return fail(Some(seq), format!("the head says {total} leaves but only {seq} are stored"));
+        }
+        let beyond = match envelopes.as_mut() {
+            Some(it) => it.next().is_some(),
+            None => store
+                .db()
+                .iterator_cf(&env_cf, rocksdb::IteratorMode::End)
+                .next()
+                .transpose()
+                .map_err(io)?
+                .is_some_and(|(k, _)| decode_seq(&k).is_none_or(|s| s >= total)),
+        };
+        if beyond {
+            return fail(Some(seq), "an envelope is stored beyond the last leaf");
+        }
+        if chain != head.chain_hash {
+            return fail(seq.checked_sub(1), "the head's chain hash does not match the leaves");
+        }
+        if frontier.root() != head.root {
+            return fail(seq.checked_sub(1), "the head's root does not match the leaves");
+        }
+        if let Some((size, _)) = checkpoints.next() {
+            return fail(None, format!("checkpoint at size {size} covers more leaves than the ledger has ({total})"));
+        }
+        // Every stored node beyond those the leaves produce is unexpected.
+        for (level, it) in nodes.levels.iter_mut().enumerate() {
+            if let Some(it) = it
+                && let Some(Ok((k, _))) = it.next()
+                && decode_node(&k).map(|(l, _)| l as usize) == Some(level)
             {
-                p(seq, total);
+                return fail(None, format!("a Merkle node is stored beyond the tree at level {level}"));
             }
         }
-        Ok(())
-    })();
-    if let Err(f) = structural {
-        pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
-        return Err(f);
-    }
-    pool.install(|| check_jobs(&jobs, &rebuilt, &signatures))?;
-    if let Some(p) = opts.progress {
-        p(seq, total);
-    }
-    if seq != total {
-        return fail(Some(seq), format!("the head says {total} leaves but only {seq} are stored"));
-    }
-    if envelopes.next().is_some() {
-        return fail(Some(seq), "an envelope is stored beyond the last leaf");
-    }
-    if chain != head.chain_hash {
-        return fail(seq.checked_sub(1), "the head's chain hash does not match the leaves");
-    }
-    if frontier.root() != head.root {
-        return fail(seq.checked_sub(1), "the head's root does not match the leaves");
-    }
-    if let Some((size, _)) = checkpoints.next() {
-        return fail(None, format!("checkpoint at size {size} covers more leaves than the ledger has ({total})"));
-    }
-    // Every stored node beyond those the leaves produce is unexpected.
-    for (level, it) in nodes.levels.iter_mut().enumerate() {
-        if let Some(it) = it
-            && let Some(Ok((k, _))) = it.next()
-            && decode_node(&k).map(|(l, _)| l as usize) == Some(level)
-        {
-            return fail(None, format!("a Merkle node is stored beyond the tree at level {level}"));
-        }
-    }
-    check_event_ids(store, &id_digest)?;
-    check_registry(store, &rebuilt)?;
-    Ok(VerifyReport {
-        tree_size: total,
-        root: frontier.root(),
-        checkpoints: checkpoints_checked,
-        signatures: signatures.load(Ordering::Relaxed),
+        check_event_ids(store, &id_digest)?;
+        check_registry(store, &rebuilt)?;
+        Ok(VerifyReport {
+            tree_size: total,
+            root: frontier.root(),
+            checkpoints: checkpoints_checked,
+            signatures: signatures.load(Ordering::Relaxed),
+        })
     })
 }
 

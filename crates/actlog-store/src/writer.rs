@@ -302,7 +302,7 @@ fn apply_append(
             }
             None => {
                 if item.kind == LeafKind::ProducerSigned
-                    && st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.event.fields.pdp_id).is_none()
+                    && !st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.event.fields.pdp_id)
                 {
                     return Err(AppendError::KeyRevoked { index });
                 }
