@@ -20,6 +20,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use rayon::prelude::*;
 
+// The allocator the `actlog` binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn limit(c: &mut Criterion) {
     let mut g = c.benchmark_group("limit");
     let sk = SigningKey::from_bytes(&SEED);
@@ -134,5 +138,60 @@ fn verify_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, limit, ingest, verify_bench);
+/// Inclusion proofs for random seqs in a large tree. The tree is filled with
+/// token-authenticated leaves built from one validated template (the proof
+/// path does not look at payloads), `ACTLOG_BENCH_PROOF_LEAVES` of them
+/// (default 1,000,000).
+fn proofs(c: &mut Criterion) {
+    let n: u64 = std::env::var("ACTLOG_BENCH_PROOF_LEAVES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = setup(dir.path());
+    let token = actlog_core::leaf::sha256(b"bench-token");
+    store
+        .admin(AdminOp::CreateToken { name: "t".into(), role: "ingest".into(), pdp_id: None, token_sha256: token })
+        .unwrap();
+    let template = actlog_core::event::validate(&actlog_benches::event(0, 2)).unwrap();
+    let mut i = 0u64;
+    while store.head().tree_size < n {
+        let items: Vec<Checked> = (0..16_384)
+            .map(|_| {
+                i += 1;
+                let mut fields = template.fields.clone();
+                fields.event_id = format!("p-{i}");
+                Checked {
+                    envelope: i.to_be_bytes().to_vec(),
+                    fields,
+                    payload_sha256: actlog_core::leaf::sha256(&i.to_be_bytes()),
+                    kind: actlog_core::leaf::LeafKind::TokenAuthenticated,
+                    producer_key_id: token,
+                    producer_key_name: None,
+                }
+            })
+            .collect();
+        store.append(items).unwrap();
+    }
+    let size = store.head().tree_size;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut g = c.benchmark_group("proof");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("inclusion_random_seq_{size}"), |b| {
+        b.iter(|| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            store.inclusion_proof(rng % size, size).unwrap()
+        })
+    });
+    g.bench_function(format!("consistency_random_{size}"), |b| {
+        b.iter(|| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            store.consistency_proof(1 + rng % (size - 1), size).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, limit, ingest, verify_bench, proofs);
 criterion_main!(benches);

@@ -100,6 +100,18 @@ pub struct ServeArgs {
     /// Largest decoded payload, in bytes.
     #[arg(long, env = "ACTLOG_PAYLOAD_BYTES_MAX", default_value_t = 128 << 10)]
     pub payload_bytes_max: usize,
+    /// Largest envelope as received, in bytes.
+    #[arg(long, env = "ACTLOG_ENVELOPE_BYTES_MAX", default_value_t = 256 << 10)]
+    pub envelope_bytes_max: usize,
+    /// Largest body after gzip decompression, in bytes.
+    #[arg(long, env = "ACTLOG_DECOMPRESSED_BYTES_MAX", default_value_t = 64 << 20)]
+    pub decompressed_bytes_max: usize,
+    /// Deepest JSON nesting accepted in a body.
+    #[arg(long, env = "ACTLOG_JSON_DEPTH_MAX", default_value_t = 64)]
+    pub json_depth_max: usize,
+    /// Longest wait for ?wait=checkpoint, in milliseconds.
+    #[arg(long, env = "ACTLOG_WAIT_CHECKPOINT_MS", default_value_t = 5_000)]
+    pub wait_checkpoint_ms: u64,
     /// Appends in flight before the server answers 429.
     #[arg(long, env = "ACTLOG_INGEST_REQUESTS_MAX", default_value_t = 64)]
     pub ingest_requests_max: usize,
@@ -327,8 +339,16 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         payload_bytes_max: args.payload_bytes_max,
         ingest_requests_max: args.ingest_requests_max.max(1),
         request_timeout_ms: args.request_timeout_ms,
-        ..actlog_server::Limits::default()
+        envelope_bytes_max: args.envelope_bytes_max,
+        decompressed_bytes_max: args.decompressed_bytes_max,
+        json_depth_max: args.json_depth_max,
+        wait_checkpoint_ms: args.wait_checkpoint_ms,
     };
+    if limits.payload_bytes_max > limits.envelope_bytes_max {
+        return Err(usage(
+            "--payload-bytes-max cannot exceed --envelope-bytes-max (a payload travels base64-encoded inside the envelope)",
+        ));
+    }
     let opa_mapping = match &args.opa_mapping {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;

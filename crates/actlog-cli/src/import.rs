@@ -95,8 +95,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 let mut ok = Vec::with_capacity(results.len());
                 for ((line, _), r) in chunk.iter().zip(results) {
                     match r {
-                        Ok(mut c) => {
-                            c.event.value = serde_json::Value::Null;
+                        Ok(c) => {
                             ok.push((*line, c));
                         }
                         Err(e) => {
@@ -116,7 +115,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         // in the file with another payload, or already stored with another.
         let mut seen: std::collections::HashMap<&str, ([u8; 32], usize)> = std::collections::HashMap::new();
         for (line, c) in &numbered {
-            let id = c.event.fields.event_id.as_str();
+            let id = c.fields.event_id.as_str();
             let conflict = match seen.get(id) {
                 Some((h, first)) if *h != c.payload_sha256 => {
                     Some(format!("repeats line {first} with a different payload"))
@@ -154,6 +153,12 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 Err(AppendError::Conflict { event_id, .. }) => {
                     return Err(refused(format!(
                         "{}: event_id `{event_id}` is already in the ledger with a different payload (stopped; earlier batches of this file were written)",
+                        path.display()
+                    )));
+                }
+                Err(AppendError::TokenRevoked { index }) => {
+                    return Err(refused(format!(
+                        "{}: the token of item {index} in a batch was revoked during the import",
                         path.display()
                     )));
                 }

@@ -8,7 +8,7 @@
 //! [`sig::verify_batch`]); the result per item never depends on the batch.
 
 use crate::dsse::{DsseError, Envelope};
-use crate::event::{self, Event};
+use crate::event::{self, Event, Fields};
 use crate::leaf::{Hash, LeafKind, sha256};
 use crate::sig::{self, PublicKey};
 
@@ -83,7 +83,9 @@ pub struct Checked {
     /// The envelope bytes exactly as received.
     pub envelope: Vec<u8>,
     /// The validated event.
-    pub event: Event,
+    /// The validated event's normalized fields. (The parsed JSON is dropped
+    /// here, on the checking threads, not later on the single writer.)
+    pub fields: Fields,
     /// SHA-256 of the payload bytes.
     pub payload_sha256: Hash,
     /// How it was authenticated.
@@ -145,7 +147,7 @@ pub fn check_envelopes(
                 Ok(Checked {
                     payload_sha256: sha256(&p.parsed.payload),
                     envelope: p.envelope,
-                    event: p.event,
+                    fields: p.event.fields,
                     kind: LeafKind::ProducerSigned,
                     producer_key_id: key.fingerprint(),
                     producer_key_name: Some(key.name.clone()),

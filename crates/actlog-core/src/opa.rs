@@ -341,15 +341,19 @@ pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -
 }
 
 /// The stored record of a token-authenticated OPA event (see `schema/leaf.md`).
+///
+/// The raw OPA event is embedded byte for byte (it was parsed as JSON
+/// already), so `source.raw_sha256` can be recomputed from the record.
 pub fn stored_record(raw: &[u8], payload: &[u8], token_name: &str) -> Vec<u8> {
-    let raw_value: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
-    serde_json::to_vec(&json!({
-        "format": OPA_FORMAT,
-        "payload": crate::b64::encode(payload),
-        "raw": raw_value,
-        "token": token_name,
-    }))
-    .expect("serializable")
+    let raw_text = std::str::from_utf8(raw).ok().filter(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok());
+    let token = serde_json::to_string(token_name).expect("serializable");
+    let mut out = Vec::with_capacity(raw.len() + payload.len() * 4 / 3 + 128);
+    out.extend_from_slice(
+        format!("{{\"format\":\"{OPA_FORMAT}\",\"payload\":\"{}\",\"raw\":", crate::b64::encode(payload)).as_bytes(),
+    );
+    out.extend_from_slice(raw_text.unwrap_or("null").as_bytes());
+    out.extend_from_slice(format!(",\"token\":{token}}}").as_bytes());
+    out
 }
 
 #[cfg(test)]
@@ -396,6 +400,11 @@ mod tests {
         // Deterministic: the same OPA event always maps to the same bytes.
         let again = map_decision(&opa("d1", ev.value["request"].clone(), json!(true)), &OpaMapping::default(), None);
         assert!(again.is_ok());
+        // The stored record keeps the raw event byte for byte.
+        let raw = opa("d1", json!({"a": [1, 2]}), json!(true));
+        let rec: Value = serde_json::from_slice(&stored_record(&raw, b"{}", "tok")).unwrap();
+        assert_eq!(serde_json::to_vec(&rec["raw"]).unwrap().len(), raw.len());
+        assert_eq!(rec["token"], "tok");
     }
 
     #[test]

@@ -61,9 +61,10 @@ fn event_json(ev: &StoredEvent) -> serde_json::Value {
 pub async fn event_by_seq(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(seq): Path<String>,
+    seq: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
+    let Path(seq) = seq.map_err(|_| ApiError::bad_request("invalid_parameter", "the path is not valid"))?;
     let seq: u64 =
         seq.parse().map_err(|_| ApiError::bad_request("invalid_parameter", "seq must be a non-negative integer"))?;
     let ev = blocking(&state, move |s| s.event(seq)).await?;
@@ -73,9 +74,10 @@ pub async fn event_by_seq(
 pub async fn event_by_id(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(event_id): Path<String>,
+    event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
+    let Path(event_id) = event_id.map_err(|_| ApiError::bad_request("invalid_parameter", "the path is not valid"))?;
     let id = event_id.clone();
     let ev = blocking(&state, move |s| s.event_by_id(&id)).await?;
     ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event with event_id `{event_id}`")))
@@ -118,9 +120,10 @@ fn parse_u64(name: &str, v: Option<&String>) -> Result<Option<u64>, ApiError> {
 pub async fn inclusion(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<InclusionParams>,
+    p: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
+    let Query(p) = p.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
     let seq = parse_u64("seq", p.seq.as_ref())?
         .ok_or_else(|| ApiError::bad_request("invalid_parameter", "seq is required"))?;
     let size = match parse_u64("tree_size", p.tree_size.as_ref())? {
@@ -143,9 +146,10 @@ pub struct ConsistencyParams {
 pub async fn consistency(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<ConsistencyParams>,
+    p: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
+    let Query(p) = p.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
     let old = parse_u64("old", p.old.as_ref())?
         .ok_or_else(|| ApiError::bad_request("invalid_parameter", "old is required"))?;
     let new = parse_u64("new", p.new.as_ref())?
@@ -301,8 +305,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let shedding = state.ingest_slots.available_permits() == 0;
     let down = state.shutting_down.load(std::sync::atomic::Ordering::SeqCst);
-    if shedding || down {
-        let why = if down { "shutting down" } else { "shedding load" };
+    let stopped = state.store.is_poisoned();
+    if shedding || down || stopped {
+        let why = if stopped {
+            "store stopped after a failed write"
+        } else if down {
+            "shutting down"
+        } else {
+            "shedding load"
+        };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": why}))).into_response();
     }
     Json(json!({"status": "ready", "tree_size": state.store.head().tree_size})).into_response()
@@ -317,6 +328,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
         in_flight,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
 pub async fn not_found() -> ApiError {

@@ -236,6 +236,22 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
                 )
             })
         }
+        Err(AppendError::TokenRevoked { index }) => {
+            state.metrics.refused("revoked_token");
+            Err(ApiError {
+                items: vec![Item {
+                    index,
+                    code: "revoked_token",
+                    message: "the ingest token was revoked".into(),
+                    path: String::new(),
+                }],
+                ..ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the token was revoked; nothing from this batch was stored",
+                )
+            })
+        }
         Err(AppendError::KeyRevoked { index }) => {
             state.metrics.refused("revoked_key");
             Err(ApiError {
@@ -311,12 +327,13 @@ async fn shed(state: &AppState, body: Body) -> ApiError {
 
 pub async fn post_events(
     State(state): State<AppState>,
-    Query(params): Query<IngestParams>,
+    params: Result<Query<IngestParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let token = authorize(&state, &headers, &[crate::Role::Ingest])?;
-    let _ = Role::Ingest;
+    let token = authorize(&state, &headers, &[Role::Ingest])?;
+    let Query(params) =
+        params.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable(
             "shutting_down",
@@ -445,7 +462,7 @@ fn map_opa(
     Ok(Checked {
         envelope: actlog_core::opa::stored_record(raw, &payload, &token.name),
         payload_sha256: actlog_core::leaf::sha256(&payload),
-        event,
+        fields: event.fields,
         kind: actlog_core::leaf::LeafKind::TokenAuthenticated,
         producer_key_id: token_hash,
         producer_key_name: None,

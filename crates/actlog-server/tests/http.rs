@@ -743,6 +743,9 @@ fn bad_request_catalogue() {
         let r = s.get(path, &a);
         assert_eq!((r.status, r.code().as_str()), (status, code), "{path}: {}", r.text);
     }
+    let r = s.call("DELETE", "/v1/events", Some(&ingest), &[], None);
+    assert_eq!((r.status, r.code().as_str()), (405, "method_not_allowed"), "{}", r.text);
+    assert!(r.request_id.is_some());
     let r = s.call("POST", "/v1/events?wait=forever", Some(&ingest), &json_ct, Some(arr(std::slice::from_ref(&good))));
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"));
     assert_eq!(s.tree_size(), before);

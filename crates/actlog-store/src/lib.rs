@@ -172,6 +172,12 @@ pub enum AppendError {
         /// Item index.
         index: usize,
     },
+    /// The token that authenticated an unsigned item was revoked before the commit.
+    #[error("the token that authenticated item {index} was revoked")]
+    TokenRevoked {
+        /// Item index.
+        index: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -267,6 +273,7 @@ pub(crate) struct Shared {
     pub(crate) latest_checkpoint: RwLock<Option<(u64, String)>>,
     pub(crate) checkpoint_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
     pub(crate) checkpoint_signed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    pub(crate) poisoned: std::sync::atomic::AtomicBool,
 }
 
 /// An open ledger.
@@ -309,7 +316,22 @@ fn db_options(create: bool) -> DbOptions {
 }
 
 fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
-    ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, DbOptions::default())).collect()
+    ALL_CFS
+        .iter()
+        .map(|name| {
+            let mut o = DbOptions::default();
+            // Appends look up every event id, and nearly all are misses: a
+            // bloom filter answers those without reading data blocks.
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            o.set_block_based_table_factory(&table);
+            o.set_write_buffer_size(64 << 20);
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+            ColumnFamilyDescriptor::new(*name, o)
+        })
+        .collect()
 }
 
 /// Reads the ledger seed from `ledger.key` (64 hex characters).
@@ -420,6 +442,7 @@ impl Store {
                 std::sync::Condvar::new(),
             ),
             checkpoint_signed_at: std::sync::Mutex::new(None),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         });
         let frontier = check_head(&shared.db, &head)?;
         if let Some((size, note)) = &latest {
@@ -559,6 +582,11 @@ impl Store {
     /// The latest signed checkpoint: (tree size, note text).
     pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
         self.shared.latest_checkpoint.read().expect("checkpoint lock").clone()
+    }
+
+    /// Whether a failed write stopped the writer (the store must be reopened).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Time since this process signed a checkpoint (None before the first).

@@ -184,6 +184,9 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
     }
     // Paired assertions: the frontier and head moved together, leaf by leaf.
     assert_eq!(st.frontier.size(), st.head.tree_size, "frontier and head disagree");
+    if st.head.tree_size != start_size {
+        st.head.root = st.frontier.root();
+    }
     assert!(st.head.tree_size >= start_size, "the tree never shrinks");
     if checkpoint && st.dirty() {
         let cp = Checkpoint { origin: st.origin.clone(), tree_size: st.head.tree_size, root: st.head.root };
@@ -203,6 +206,7 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
     let batch = std::mem::take(&mut g.batch);
     if let Err(e) = st.shared.db.write_opt(batch, &wo) {
         eprintln!("actlog-store: commit failed, stopping the writer: {e}");
+        st.shared.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
         for r in replies {
             match r {
                 Reply::Append(reply, _) => reply(Err(AppendError::Store(Error::Poisoned))),
@@ -284,7 +288,7 @@ fn apply_append(
     let mut plans = Vec::with_capacity(items.len());
     let mut local: HashMap<&str, (usize, Hash)> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
-        let id = item.event.fields.event_id.as_str();
+        let id = item.fields.event_id.as_str();
         if let Some(&(first, payload)) = local.get(id) {
             if payload != item.payload_sha256 {
                 let _ = first;
@@ -295,19 +299,22 @@ fn apply_append(
         }
         match lookup_id(st, g, id)? {
             Some((seq, payload, leaf_hash)) => {
-                if payload != item.payload_sha256 {
+                // OPA re-sends whole chunks, and its events are identified by
+                // (labels.id, decision_id) alone (contract section 5): for
+                // token-authenticated events the id is the idempotency key.
+                if payload != item.payload_sha256 && item.kind != LeafKind::TokenAuthenticated {
                     return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: Some(seq) });
                 }
                 plans.push(Plan::Stored(seq, leaf_hash));
             }
             None => {
                 if item.kind == LeafKind::ProducerSigned
-                    && !st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.event.fields.pdp_id)
+                    && !st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.fields.pdp_id)
                 {
                     return Err(AppendError::KeyRevoked { index });
                 }
                 if item.kind == LeafKind::TokenAuthenticated && !st.registry.token_hash_active(&item.producer_key_id) {
-                    return Err(AppendError::KeyRevoked { index });
+                    return Err(AppendError::TokenRevoked { index });
                 }
                 local.insert(id, (index, item.payload_sha256));
                 plans.push(Plan::New);
@@ -319,15 +326,10 @@ fn apply_append(
         match plan {
             Plan::New => {
                 let (seq, leaf_hash) = stage_leaf(st, g, item, received_at);
-                receipts.push(Receipt {
-                    event_id: item.event.fields.event_id.clone(),
-                    seq,
-                    leaf_hash,
-                    duplicate: false,
-                });
+                receipts.push(Receipt { event_id: item.fields.event_id.clone(), seq, leaf_hash, duplicate: false });
             }
             Plan::Stored(seq, leaf_hash) => {
-                receipts.push(Receipt { event_id: item.event.fields.event_id.clone(), seq, leaf_hash, duplicate: true })
+                receipts.push(Receipt { event_id: item.fields.event_id.clone(), seq, leaf_hash, duplicate: true })
             }
             Plan::Repeat(first) => {
                 let r = &receipts[first];
@@ -343,7 +345,7 @@ fn apply_append(
 fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: u64) -> (u64, Hash) {
     let seq = st.head.tree_size;
     assert_eq!(seq, st.frontier.size(), "seq must equal the Merkle leaf index");
-    let fields = &item.event.fields;
+    let fields = &item.fields;
     let leaf = Leaf {
         kind: item.kind,
         seq,
@@ -382,7 +384,8 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: 
     st.frontier.push(leaf_hash, |level, idx, hash| {
         g.batch.put_cf(&nodes, encode_node(level, idx), hash);
     });
-    st.head = Head { tree_size: seq + 1, chain_hash: chain, root: st.frontier.root() };
+    // The root is folded once per group (commit_group), not once per leaf.
+    st.head = Head { tree_size: seq + 1, chain_hash: chain, root: st.head.root };
     g.ids.insert(fields.event_id.clone(), (seq, item.payload_sha256, leaf_hash));
     (seq, leaf_hash)
 }
@@ -511,7 +514,7 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     let checked = Checked {
         payload_sha256: sha256(&envelope.payload),
         envelope: envelope.to_json().into_bytes(),
-        event,
+        fields: event.fields,
         kind: LeafKind::LedgerSigned,
         producer_key_id: st.ledger_fingerprint,
         producer_key_name: None,
