@@ -20,6 +20,8 @@ struct Proc {
 
 /// Starts `actlog serve` on an ephemeral port and waits until it listens.
 fn serve(data: &Path) -> Proc {
+    // A first start prints the admin token on stdout; wait for it too.
+    let fresh = !data.join("db").exists();
     let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
         .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "200"])
         .env("ACTLOG_DATA", data)
@@ -45,7 +47,7 @@ fn serve(data: &Path) -> Proc {
     });
     let (mut url, mut token) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while url.is_none() {
+    while url.is_none() || (fresh && token.is_none()) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(("url", u)) => url = Some(u),

@@ -220,6 +220,7 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
         }
         return Err(());
     }
+    st.shared.synced_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Publish only what is on disk.
     *st.shared.head.write().expect("head lock") = st.head.clone();
     if g.registry_changed {

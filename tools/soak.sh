@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Memory under sustained load and under overload (release build):
+#  1. SECONDS (default 600) of steady load at RATE events/s (default 2500),
+#     the server's RSS sampled every 5 s and summarized per minute;
+#  2. 60 s of overload: 128 connections sending batches of 256 as fast as
+#     they can, so most are shed with 429; RSS sampled the same way.
+#   bash tools/soak.sh [SECONDS] [RATE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-600}
+rate=${2:-2500}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/actlog-target}"
+cargo build --release --locked -p actlog-cli >&2
+bin="$CARGO_TARGET_DIR/release/actlog"
+work=$(mktemp -d)
+trap 'kill $srv 2>/dev/null; rm -rf "$work"' EXIT
+port=$((20000 + RANDOM % 20000))
+ACTLOG_DATA="$work/data" "$bin" serve --listen "127.0.0.1:$port" >"$work/admin.token" 2>"$work/serve.log" &
+srv=$!
+for _ in $(seq 100); do grep -q serving "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+url="http://127.0.0.1:$port"; admin=$(cat "$work/admin.token")
+sample() { while kill -0 "$srv" 2>/dev/null; do echo "$(date +%s) $(ps -o rss= -p "$srv")"; sleep 5; done; }
+sample > "$work/rss" &
+sampler=$!
+start=$(date +%s)
+steady=$("$bin" loadgen --url "$url" --admin-token "$admin" --rate "$rate" --duration "$secs" --batch 50 --concurrency 4 --json)
+mid=$(date +%s)
+over=$("$bin" loadgen --url "$url" --admin-token "$admin" --duration 60 --batch 256 --concurrency 128 --events 400000 --json)
+end=$(date +%s)
+kill "$sampler" 2>/dev/null || true
+echo "steady: $steady"
+echo "overload: $over"
+awk -v s="$start" -v m="$mid" '{ t=$1-s; if ($1 < m) { min=int(t/60); if (!(min in lo) || $2<lo[min]) lo[min]=$2; if ($2>hi[min]) hi[min]=$2 } else { if (olo==""||$2<olo) olo=$2; if ($2>ohi) ohi=$2 } }
+  END { printf "| minute | RSS min MiB | RSS max MiB |\n| ---: | ---: | ---: |\n"; for (i=0;i in lo;i++) printf "| %d | %.0f | %.0f |\n", i+1, lo[i]/1024, hi[i]/1024;
+        printf "\nOverload phase RSS: %.0f to %.0f MiB\n", olo/1024, ohi/1024 }' "$work/rss"
