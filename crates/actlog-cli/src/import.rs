@@ -23,6 +23,12 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Envelopes)]
     pub format: Format,
+    /// With --format opa: the registered ingest token the events are attributed to (by name).
+    #[arg(long)]
+    pub token_name: Option<String>,
+    /// With --format opa: JSON Pointers for non-AuthZEN input (docs/opa.md).
+    #[arg(long)]
+    pub opa_mapping: Option<PathBuf>,
     /// Envelopes per synced commit.
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
@@ -65,24 +71,64 @@ fn read_file(path: &Path) -> CliResult<Vec<u8>> {
 }
 
 pub fn run(data: &Path, args: ImportArgs) -> CliResult {
-    if args.format == Format::Opa {
-        return Err(usage("--format opa is not available in this build yet; import DSSE envelopes"));
-    }
     if args.batch == 0 {
         return Err(usage("--batch must be at least 1"));
     }
     let store = Store::open(data, Options::default())?;
+    let opa = match args.format {
+        Format::Envelopes => None,
+        Format::Opa => {
+            let name = args.token_name.as_deref().ok_or_else(|| {
+                usage("--format opa needs --token-name NAME: OPA events are attributed to a registered ingest token")
+            })?;
+            let rec = store
+                .registry()
+                .tokens
+                .get(name)
+                .cloned()
+                .filter(|t| t.revoked_seq.is_none() && (t.role == "ingest" || t.role == "admin"))
+                .ok_or_else(|| usage(format!("no active ingest token named `{name}`; see `actlog tokens list`")))?;
+            let hash: [u8; 32] = hex::decode(&rec.token_sha256_hex)
+                .ok()
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| refused("the token record is malformed"))?;
+            let mapping: actlog_core::opa::OpaMapping = match &args.opa_mapping {
+                Some(p) => {
+                    let t =
+                        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+                    serde_json::from_str(&t)
+                        .map_err(|e| usage(format!("{} is not an OPA mapping: {e}", p.display())))?
+                }
+                None => Default::default(),
+            };
+            Some((rec, hash, mapping))
+        }
+    };
     let limits = EnvelopeLimits::default();
     let (mut added, mut duplicates) = (0u64, 0u64);
     let started = Instant::now();
     for path in &args.files {
         let bytes = read_file(path)?;
-        let lines: Vec<(usize, &[u8])> = bytes
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
-            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-            .collect();
+        // OPA decision logs come as JSON arrays (as OPA uploads them) or NDJSON.
+        let opa_array: Option<Vec<Vec<u8>>> = match &opa {
+            Some(_) if bytes.trim_ascii_start().starts_with(b"[") => {
+                let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
+                    refused(format!("{}: not a JSON array of OPA decision events: {e}", path.display()))
+                })?;
+                Some(items.into_iter().map(|r| r.get().as_bytes().to_vec()).collect())
+            }
+            _ => None,
+        };
+        let lines: Vec<(usize, &[u8])> = match &opa_array {
+            Some(items) => items.iter().enumerate().map(|(i, b)| (i + 1, &b[..])).collect(),
+            None => bytes
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+                .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+                .collect(),
+        };
+        let what = if opa_array.is_some() { "event" } else { "line" };
         let registry = store.registry();
         let submitter = Submitter::default();
         // Check the whole file first, in parallel chunks; keep only what the
@@ -90,8 +136,23 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         let checked: Vec<Result<Vec<(usize, Checked)>, String>> = lines
             .par_chunks(512)
             .map(|chunk| {
-                let envs: Vec<Vec<u8>> = chunk.iter().map(|(_, l)| l.to_vec()).collect();
-                let results = check_envelopes(envs, &registry, &submitter, &limits);
+                let results: Vec<Result<Checked, actlog_core::ingest::ItemError>> = match &opa {
+                    None => {
+                        let envs: Vec<Vec<u8>> = chunk.iter().map(|(_, l)| l.to_vec()).collect();
+                        check_envelopes(envs, &registry, &submitter, &limits)
+                    }
+                    Some((rec, hash, mapping)) => {
+                        let token = actlog_core::opa::OpaToken {
+                            name: &rec.name,
+                            sha256: *hash,
+                            pdp_id: rec.pdp_id.as_deref(),
+                        };
+                        chunk
+                            .iter()
+                            .map(|(_, l)| actlog_core::opa::check(l, mapping, &token, limits.envelope_bytes_max))
+                            .collect()
+                    }
+                };
                 let mut ok = Vec::with_capacity(results.len());
                 for ((line, _), r) in chunk.iter().zip(results) {
                     match r {
@@ -100,7 +161,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                         }
                         Err(e) => {
                             let at = if e.path.is_empty() { String::new() } else { format!(" at {}", e.path) };
-                            return Err(format!("{}: line {line}: {}{at}: {}", path.display(), e.code, e.message));
+                            return Err(format!("{}: {what} {line}: {}{at}: {}", path.display(), e.code, e.message));
                         }
                     }
                 }
@@ -117,8 +178,10 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         for (line, c) in &numbered {
             let id = c.fields.event_id.as_str();
             let conflict = match seen.get(id) {
+                // OPA events are identified by (labels.id, decision_id) alone.
+                _ if c.kind == actlog_core::leaf::LeafKind::TokenAuthenticated => None,
                 Some((h, first)) if *h != c.payload_sha256 => {
-                    Some(format!("repeats line {first} with a different payload"))
+                    Some(format!("repeats {what} {first} with a different payload"))
                 }
                 Some(_) => None,
                 None => match store.seq_of(id)? {
@@ -130,7 +193,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
             };
             if let Some(why) = conflict {
                 return Err(refused(format!(
-                    "{}: line {line}: conflict: event_id `{id}` {why}; nothing from this file was written",
+                    "{}: {what} {line}: conflict: event_id `{id}` {why}; nothing from this file was written",
                     path.display()
                 )));
             }

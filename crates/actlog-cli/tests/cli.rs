@@ -282,3 +282,47 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     let out = env.run(&["import", "/no/such/file"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `import --format opa`: OPA decision logs as OPA uploads them (a gzip JSON
+/// array), attributed to a registered ingest token; a re-import stores
+/// nothing twice, and `verify` checks the token-authenticated leaves.
+#[test]
+fn opa_decision_logs_import_and_verify() {
+    use std::io::Write;
+    let env = Env::new();
+    env.ok(&["init"]);
+    env.ok(&["tokens", "create", "--role", "ingest", "--name", "opa-fleet"]);
+    let events: Vec<serde_json::Value> = (0..30)
+        .map(|i| {
+            serde_json::json!({
+                "labels": {"id": "opa-1", "version": "1.4.2"},
+                "decision_id": format!("d-{i}"),
+                "bundles": {"authz": {"revision": "r1"}},
+                "path": "authz/allow",
+                "input": {"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
+                          "resource": {"type": "doc", "id": format!("doc-{i}")}},
+                "result": i % 3 != 0,
+                "timestamp": "2026-08-21T10:15:30.5Z"
+            })
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(serde_json::to_string(&events).unwrap().as_bytes()).unwrap();
+    let file = env.root.join("opa.json.gz");
+    std::fs::write(&file, gz.finish().unwrap()).unwrap();
+    let file = file.to_str().unwrap();
+    let out = env.run(&["import", "--format", "opa", file], None);
+    assert_eq!(out.status.code(), Some(2), "a token name is required");
+    let before = env.tree_size();
+    env.ok(&["import", "--format", "opa", "--token-name", "opa-fleet", file]);
+    assert_eq!(env.tree_size(), before + 30);
+    env.ok(&["import", "--format", "opa", "--token-name", "opa-fleet", file]);
+    assert_eq!(env.tree_size(), before + 30, "a re-imported chunk stores nothing twice");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["verify", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+    // Revoking the token does not invalidate what it already authenticated.
+    env.ok(&["tokens", "revoke", "opa-fleet"]);
+    env.ok(&["verify"]);
+    let out = env.run(&["import", "--format", "opa", "--token-name", "opa-fleet", file], None);
+    assert_eq!(out.status.code(), Some(2));
+}

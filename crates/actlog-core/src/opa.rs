@@ -340,6 +340,44 @@ pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -
     Ok(bytes)
 }
 
+/// The token an OPA event is attributed to.
+#[derive(Debug, Clone)]
+pub struct OpaToken<'a> {
+    /// The token's name (kept in the stored record).
+    pub name: &'a str,
+    /// SHA-256 of the token: the leaf's producer key id.
+    pub sha256: crate::Hash,
+    /// The token's PDP binding, if any.
+    pub pdp_id: Option<&'a str>,
+}
+
+/// Maps, validates and packages one raw OPA event for the store: the same
+/// steps at `POST /v1/opa/logs` and at `actlog import --format opa`.
+pub fn check(
+    raw: &[u8],
+    mapping: &OpaMapping,
+    token: &OpaToken<'_>,
+    envelope_bytes_max: usize,
+) -> Result<crate::ingest::Checked, ItemError> {
+    if raw.len() > envelope_bytes_max {
+        return Err(item(
+            "envelope_too_large",
+            format!("the OPA event is {} bytes; the limit envelope_bytes_max is {envelope_bytes_max}", raw.len()),
+            "",
+        ));
+    }
+    let payload = map_decision(raw, mapping, token.pdp_id)?;
+    let event = crate::event::validate(&payload).map_err(|e| item("unmappable_opa_event", e.message, &e.path))?;
+    Ok(crate::ingest::Checked {
+        envelope: stored_record(raw, &payload, token.name),
+        payload_sha256: sha256(&payload),
+        fields: event.fields,
+        kind: crate::leaf::LeafKind::TokenAuthenticated,
+        producer_key_id: token.sha256,
+        producer_key_name: None,
+    })
+}
+
 /// The stored record of a token-authenticated OPA event (see `schema/leaf.md`).
 ///
 /// The raw OPA event is embedded byte for byte (it was parsed as JSON

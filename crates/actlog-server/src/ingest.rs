@@ -442,31 +442,8 @@ fn map_opa(
     token_hash: [u8; 32],
     limits: &Limits,
 ) -> Result<Checked, actlog_core::ingest::ItemError> {
-    if raw.len() > limits.envelope_bytes_max {
-        return Err(actlog_core::ingest::ItemError {
-            code: "envelope_too_large",
-            message: format!(
-                "the OPA event is {} bytes; the limit envelope_bytes_max is {}",
-                raw.len(),
-                limits.envelope_bytes_max
-            ),
-            path: String::new(),
-        });
-    }
-    let payload = actlog_core::opa::map_decision(raw, mapping, token.pdp_id.as_deref())?;
-    let event = actlog_core::event::validate(&payload).map_err(|e| actlog_core::ingest::ItemError {
-        code: "unmappable_opa_event",
-        message: e.message,
-        path: e.path,
-    })?;
-    Ok(Checked {
-        envelope: actlog_core::opa::stored_record(raw, &payload, &token.name),
-        payload_sha256: actlog_core::leaf::sha256(&payload),
-        fields: event.fields,
-        kind: actlog_core::leaf::LeafKind::TokenAuthenticated,
-        producer_key_id: token_hash,
-        producer_key_name: None,
-    })
+    let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
+    actlog_core::opa::check(raw, mapping, &t, limits.envelope_bytes_max)
 }
 
 #[cfg(test)]
