@@ -360,6 +360,8 @@ fn roles_are_enforced_on_every_endpoint() {
     let seq = s.tree_size() - 1;
     let routes: Vec<(&str, String, &[&str])> = vec![
         ("POST", "/v1/events".into(), &["ingest", "admin"]),
+        ("POST", "/v1/opa/logs".into(), &["ingest", "admin"]),
+        ("POST", "/v1/opa/logs/p1".into(), &["ingest", "admin"]),
         ("GET", format!("/v1/events/{seq}"), &["query", "auditor", "admin"]),
         ("GET", "/v1/events/by-id/x1".into(), &["query", "auditor", "admin"]),
         ("GET", "/v1/log".into(), &["auditor", "admin"]),
@@ -380,6 +382,7 @@ fn roles_are_enforced_on_every_endpoint() {
         for role in ["ingest", "query", "auditor", "admin"] {
             let body = match (*method, path.as_str()) {
                 ("POST", "/v1/events") => Some(format!("[{}]", envelope("x1")).into_bytes()),
+                ("POST", p) if p.starts_with("/v1/opa/") => Some(b"[]".to_vec()),
                 ("POST", _) => Some(b"{}".to_vec()),
                 _ => None,
             };
