@@ -4,6 +4,7 @@
 //! 2 usage error (bad flags, missing files, unusable input).
 
 mod cli;
+mod config;
 mod import;
 mod keyfile;
 mod loadgen;
@@ -20,6 +21,10 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if let Err(e) = config::load_into_env() {
+        eprintln!("actlog: {}", e.message);
+        return ExitCode::from(e.code);
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

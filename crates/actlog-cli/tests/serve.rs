@@ -232,3 +232,22 @@ fn kill_9_mid_load_keeps_every_acknowledged_event() {
     let out = actlog(&data, &["verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `actlog.toml` in the data directory sets flags below the environment and
+/// the command line; an unknown key is refused with the list of known ones.
+#[test]
+fn actlog_toml_configures_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(actlog(&data, &["init"]).status.success());
+    std::fs::write(data.join("actlog.toml"), "public_checkpoint = true\ncheckpoint-interval-ms = 100\n").unwrap();
+    let mut p = serve(&data);
+    // Public checkpoint: no token needed.
+    let r = agent().get(&format!("{}/v1/checkpoint", p.url)).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(sigterm(&mut p).success());
+    std::fs::write(data.join("actlog.toml"), "listn = \"127.0.0.1:1\"\n").unwrap();
+    let out = actlog(&data, &["info"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`listn` is not a flag"));
+}
