@@ -181,13 +181,15 @@ pub fn run(args: LoadgenArgs) -> CliResult {
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let shed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
     let progress = stderr_is_tty() && !args.json;
     let latencies: Vec<Vec<f64>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.concurrency)
             .map(|_| {
-                let (batches, next, acked, errors, http) = (&batches, &next, &acked, &errors, http.clone());
+                let (batches, next, acked, errors, shed, http) =
+                    (&batches, &next, &acked, &errors, &shed, http.clone());
                 let (token, base) = (&token, &base);
                 scope.spawn(move || {
                     let mut lat = Vec::new();
@@ -202,25 +204,37 @@ pub fn run(args: LoadgenArgs) -> CliResult {
                                 std::thread::sleep(wait);
                             }
                         }
+                        // Like OPA, keep a shed batch and send it again after Retry-After.
                         let t = Instant::now();
-                        let resp = http
-                            .post(&format!("{base}/v1/events"))
-                            .header("authorization", &format!("Bearer {token}"))
-                            .header("content-type", "application/json")
-                            .send(batches[k].as_str());
-                        match resp {
-                            Ok(mut r) if r.status().as_u16() == 200 => {
-                                let _ = r.body_mut().read_to_string();
-                                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                                acked.fetch_add(args.batch as u64, Ordering::Relaxed);
+                        loop {
+                            let resp = http
+                                .post(&format!("{base}/v1/events"))
+                                .header("authorization", &format!("Bearer {token}"))
+                                .header("content-type", "application/json")
+                                .send(batches[k].as_str());
+                            match resp {
+                                Ok(mut r) if r.status().as_u16() == 200 => {
+                                    let _ = r.body_mut().read_to_string();
+                                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                                    acked.fetch_add(args.batch as u64, Ordering::Relaxed);
+                                }
+                                Ok(mut r) if matches!(r.status().as_u16(), 429 | 503) => {
+                                    let _ = r.body_mut().read_to_string();
+                                    shed.fetch_add(1, Ordering::Relaxed);
+                                    if Instant::now() < deadline {
+                                        std::thread::sleep(Duration::from_millis(50));
+                                        continue;
+                                    }
+                                }
+                                Ok(mut r) => {
+                                    let _ = r.body_mut().read_to_string();
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(_) => {
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
-                            Ok(mut r) => {
-                                let _ = r.body_mut().read_to_string();
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
+                            break;
                         }
                     }
                     lat
@@ -255,17 +269,19 @@ pub fn run(args: LoadgenArgs) -> CliResult {
         "events_per_s": events as f64 / seconds,
         "latency_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": all.last().copied().unwrap_or(0.0)},
         "errors": errors.load(Ordering::Relaxed),
+        "shed": shed.load(Ordering::Relaxed),
     });
     if args.json {
         println!("{report}");
     } else {
         println!(
-            "{events} events in {seconds:.2}s = {:.0} events/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} errors",
+            "{events} events in {seconds:.2}s = {:.0} events/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} errors; {} shed and retried",
             events as f64 / seconds,
             pct(0.50),
             pct(0.99),
             all.last().copied().unwrap_or(0.0),
-            report["errors"]
+            report["errors"],
+            report["shed"]
         );
     }
     Ok(())

@@ -310,14 +310,25 @@ fn db_options(create: bool) -> DbOptions {
     // Two cores: one background flush plus one compaction.
     o.increase_parallelism(2);
     o.set_max_background_jobs(2);
-    // Bigger memtables mean fewer, larger L0 files under steady ingest.
+    // Bigger memtables mean fewer, larger L0 files under steady ingest, but
+    // all column families together stay under one budget, so memory is
+    // bounded however the load spreads across them.
     o.set_write_buffer_size(64 << 20);
+    o.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES_MAX);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
     o
 }
 
+/// Memtables of all column families together, in bytes.
+pub const DB_WRITE_BUFFER_BYTES_MAX: usize = 256 << 20;
+/// The block cache shared by all column families, in bytes.
+pub const BLOCK_CACHE_BYTES_MAX: usize = 128 << 20;
+
 fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    // One cache for every column family (RocksDB would otherwise give each
+    // table factory its own).
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES_MAX);
     ALL_CFS
         .iter()
         .map(|name| {
@@ -327,6 +338,7 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
             table.set_cache_index_and_filter_blocks(true);
+            table.set_block_cache(&cache);
             o.set_block_based_table_factory(&table);
             o.set_write_buffer_size(64 << 20);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
