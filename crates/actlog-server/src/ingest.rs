@@ -177,6 +177,16 @@ pub async fn check_batch(
     })
     .await
     .map_err(|e| ApiError::internal(format!("check task failed: {e}")))?;
+    all_or_nothing(state, results, "one or more envelopes were refused; nothing from this batch was stored")
+}
+
+/// The checked items of a batch, or one 422 listing every refused item:
+/// a batch is stored whole or not at all.
+fn all_or_nothing(
+    state: &AppState,
+    results: Vec<Result<Checked, actlog_core::ingest::ItemError>>,
+    message: &str,
+) -> Result<Vec<Checked>, ApiError> {
     let mut items = Vec::new();
     let mut checked = Vec::with_capacity(results.len());
     for (index, r) in results.into_iter().enumerate() {
@@ -185,20 +195,13 @@ pub async fn check_batch(
             Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
         }
     }
-    if !items.is_empty() {
-        for i in &items {
-            state.metrics.refused(i.code);
-        }
-        return Err(ApiError {
-            items,
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_batch",
-                "one or more envelopes were refused; nothing from this batch was stored",
-            )
-        });
+    if items.is_empty() {
+        return Ok(checked);
     }
-    Ok(checked)
+    for i in &items {
+        state.metrics.refused(i.code);
+    }
+    Err(ApiError { items, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch", message) })
 }
 
 /// Appends through the store's group commit and waits for the synced write.
@@ -410,27 +413,8 @@ pub async fn post_opa(
     })
     .await
     .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
-    let mut items = Vec::new();
-    let mut checked = Vec::with_capacity(results.len());
-    for (index, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(c) => checked.push(c),
-            Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
-        }
-    }
-    if !items.is_empty() {
-        for i in &items {
-            state.metrics.refused(i.code);
-        }
-        return Err(ApiError {
-            items,
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_batch",
-                "one or more OPA events were refused; nothing from this chunk was stored",
-            )
-        });
-    }
+    let checked =
+        all_or_nothing(&state, results, "one or more OPA events were refused; nothing from this chunk was stored")?;
     let appended = append(&state, checked).await?;
     Ok(Json(receipts_body(&state, appended, false).await?))
 }
