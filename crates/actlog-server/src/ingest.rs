@@ -316,12 +316,16 @@ pub async fn receipts_body(
     Ok(body)
 }
 
-/// Refuses an append for overload. The body is read and dropped first (no
-/// parsing, no checks), so the client sees a clean 429 rather than a reset
-/// connection in the middle of its upload.
+/// At most this much of a shed request's body is read before answering 429.
+const SHED_DRAIN_BYTES_MAX: usize = 1 << 20;
+
+/// Refuses an append for overload. Up to `SHED_DRAIN_BYTES_MAX` of the body
+/// is read and dropped first (no parsing, no checks), so most clients see a
+/// clean 429 rather than a reset mid-upload, while shed requests cannot hold
+/// more than that much memory each.
 async fn shed(state: &AppState, body: Body) -> ApiError {
     state.metrics.refused("overloaded");
-    let _ = axum::body::to_bytes(body, state.limits.body_bytes_max).await;
+    let _ = axum::body::to_bytes(body, SHED_DRAIN_BYTES_MAX).await;
     ApiError::overloaded(format!(
         "more than ingest_requests_max ({}) appends are in flight",
         state.limits.ingest_requests_max
