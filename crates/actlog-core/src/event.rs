@@ -6,7 +6,9 @@
 //! the offending member. Unknown members are allowed and kept: the payload
 //! bytes are stored verbatim, and only [`Fields`] is derived from them.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The event types producers may send.
 pub const PRODUCER_EVENT_TYPES: &[&str] = &[
@@ -100,28 +102,150 @@ pub struct Fields {
     pub source_format: Option<String>,
 }
 
-/// A validated event: the parsed JSON and its normalized fields.
+/// A validated event: its normalized fields.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// The payload as parsed (for reading fields; never re-serialized for hashing).
-    pub value: Value,
     /// The normalized fields.
     pub fields: Fields,
 }
 
 /// Parses and validates one event payload.
+///
+/// The payload is parsed into a tree that borrows its strings from the
+/// payload bytes (a `serde_json::Value` tree allocated and freed every
+/// member and was the largest cost after the signature). The tree is
+/// dropped before returning; only [`Fields`] is kept.
 pub fn validate(payload: &[u8]) -> Result<Event, SchemaError> {
-    let value: Value = serde_json::from_slice(payload).map_err(|e| SchemaError {
+    let tree: J<'_> = serde_json::from_slice(payload).map_err(|e| SchemaError {
         path: String::new(),
         code: "invalid_json",
         message: format!("payload is not valid JSON: {e}"),
     })?;
-    let fields = validate_value(&value)?;
-    Ok(Event { value, fields })
+    let fields = validate_tree(&tree)?;
+    Ok(Event { fields })
 }
 
-/// Validates an already parsed event.
-pub fn validate_value(value: &Value) -> Result<Fields, SchemaError> {
+/// A JSON value whose strings borrow from the input where they can.
+#[derive(Debug)]
+enum J<'a> {
+    Null,
+    Bool,
+    Num(Num),
+    Str(Cow<'a, str>),
+    Arr(Vec<J<'a>>),
+    Obj(JMap<'a>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    U(u64),
+    I(i64),
+    F(f64),
+}
+
+/// Object members in document order; a repeated key resolves to its last
+/// value, as `serde_json::Map` does.
+#[derive(Debug)]
+struct JMap<'a>(Vec<(Cow<'a, str>, J<'a>)>);
+
+impl<'a> JMap<'a> {
+    fn get(&self, key: &str) -> Option<&J<'a>> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_ref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
+impl J<'_> {
+    fn is_string(&self) -> bool {
+        matches!(self, J::Str(_))
+    }
+    fn is_object(&self) -> bool {
+        matches!(self, J::Obj(_))
+    }
+}
+
+impl<'de> Deserialize<'de> for J<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = J<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<J<'de>, E> {
+                Ok(J::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<J<'de>, E> {
+                Ok(J::Bool)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<J<'de>, E> {
+                Ok(J::Num(Num::U(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<J<'de>, E> {
+                Ok(J::Num(Num::I(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<J<'de>, E> {
+                Ok(J::Num(Num::F(v)))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<J<'de>, E> {
+                Ok(J::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<J<'de>, E> {
+                Ok(J::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<J<'de>, E> {
+                Ok(J::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<J<'de>, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(v) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(J::Arr(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<J<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v = map.next_value()?;
+                    members.push((k, v));
+                }
+                Ok(J::Obj(JMap(members)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes (serde's
+/// own `Cow` impl always copies).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Validates a parsed event.
+fn validate_tree(value: &J<'_>) -> Result<Fields, SchemaError> {
     let root = Obj::root(value)?;
     let mut f = Fields::default();
     let spec = root.req_str("spec_version")?;
@@ -341,8 +465,8 @@ pub fn validate_value(value: &Value) -> Result<Fields, SchemaError> {
             return Err(outcome.invalid("status", "must be executed, blocked, failed, overridden or unknown"));
         }
         match outcome.map.get("result_code") {
-            None | Some(Value::String(_)) => {}
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
+            None | Some(J::Str(_)) => {}
+            Some(J::Num(Num::U(_) | Num::I(_))) => {}
             Some(_) => return Err(outcome.type_error("result_code", "a string or an integer")),
         }
         f.decision_event_id = Some(id.to_string());
@@ -356,12 +480,10 @@ pub fn validate_value(value: &Value) -> Result<Fields, SchemaError> {
 
 fn bundle_revisions(bundles: &Obj<'_>) -> Result<Option<String>, SchemaError> {
     let mut revisions: Vec<(String, String)> = Vec::new();
-    let mut names: Vec<&String> = bundles.map.keys().collect();
-    names.sort();
-    for name in names {
+    for name in bundles.map.keys() {
         let bundle = bundles.req_obj(name)?;
         if let Some(rev) = bundle.opt_str("revision")? {
-            revisions.push((name.clone(), rev.to_string()));
+            revisions.push((name.to_string(), rev.to_string()));
         }
     }
     Ok(match revisions.len() {
@@ -378,29 +500,29 @@ fn escape(token: &str) -> String {
 
 struct Obj<'a> {
     path: String,
-    map: &'a Map<String, Value>,
+    map: &'a JMap<'a>,
 }
 
 struct Arr<'a> {
     path: String,
-    items: &'a [Value],
+    items: &'a [J<'a>],
 }
 
-fn type_name(v: &Value) -> &'static str {
+fn type_name(v: &J<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        J::Null => "null",
+        J::Bool => "a boolean",
+        J::Num(_) => "a number",
+        J::Str(_) => "a string",
+        J::Arr(_) => "an array",
+        J::Obj(_) => "an object",
     }
 }
 
 impl<'a> Obj<'a> {
-    fn root(v: &'a Value) -> Result<Obj<'a>, SchemaError> {
+    fn root(v: &'a J<'a>) -> Result<Obj<'a>, SchemaError> {
         match v {
-            Value::Object(map) => Ok(Obj { path: String::new(), map }),
+            J::Obj(map) => Ok(Obj { path: String::new(), map }),
             other => Err(SchemaError {
                 path: String::new(),
                 code: "invalid_type",
@@ -427,7 +549,7 @@ impl<'a> Obj<'a> {
     fn opt_str(&self, key: &str) -> Result<Option<&'a str>, SchemaError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(J::Str(s)) => Ok(Some(s.as_ref())),
             Some(_) => Err(self.type_error(key, "a string")),
         }
     }
@@ -437,25 +559,25 @@ impl<'a> Obj<'a> {
     fn opt_f64(&self, key: &str) -> Result<Option<f64>, SchemaError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(J::Num(Num::U(n))) => Ok(Some(*n as f64)),
+            Some(J::Num(Num::I(n))) => Ok(Some(*n as f64)),
+            Some(J::Num(Num::F(n))) => Ok(Some(*n)),
             Some(_) => Err(self.type_error(key, "a number")),
         }
     }
     fn req_u32(&self, key: &str) -> Result<u32, SchemaError> {
         match self.map.get(key) {
             None => Err(self.missing(key)),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) => u32::try_from(v).map_err(|_| self.invalid(key, "is too large")),
-                None if n.as_i64().is_some() => Err(self.invalid(key, "must be at least 1")),
-                None => Err(self.type_error(key, "an integer")),
-            },
+            Some(J::Num(Num::U(v))) => u32::try_from(*v).map_err(|_| self.invalid(key, "is too large")),
+            Some(J::Num(Num::I(_))) => Err(self.invalid(key, "must be at least 1")),
+            Some(J::Num(Num::F(_))) => Err(self.type_error(key, "an integer")),
             Some(_) => Err(self.type_error(key, "an integer")),
         }
     }
     fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, SchemaError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Obj { path: self.child(key), map })),
+            Some(J::Obj(map)) => Ok(Some(Obj { path: self.child(key), map })),
             Some(_) => Err(self.type_error(key, "an object")),
         }
     }
@@ -465,7 +587,7 @@ impl<'a> Obj<'a> {
     fn opt_array(&self, key: &str) -> Result<Option<Arr<'a>>, SchemaError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(Value::Array(items)) => Ok(Some(Arr { path: self.child(key), items })),
+            Some(J::Arr(items)) => Ok(Some(Arr { path: self.child(key), items })),
             Some(_) => Err(self.type_error(key, "an array")),
         }
     }
@@ -485,10 +607,32 @@ impl<'a> Arr<'a> {
             message: format!("must be {want}, got {}", type_name(&self.items[i])),
         }
     }
-    fn obj_at(&self, i: usize, v: &'a Value) -> Result<Obj<'a>, SchemaError> {
+    fn obj_at(&self, i: usize, v: &'a J<'a>) -> Result<Obj<'a>, SchemaError> {
         match v {
-            Value::Object(map) => Ok(Obj { path: format!("{}/{i}", self.path), map }),
+            J::Obj(map) => Ok(Obj { path: format!("{}/{i}", self.path), map }),
             _ => Err(self.type_error_at(i, "an object")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_keys_and_values_and_repeated_keys_parse_like_serde_json() {
+        // An escaped key, an escaped value, and a repeated key (the last wins).
+        let base = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schema/examples/valid/07-agent-registered-service.json"
+        ))
+        .unwrap();
+        let text = String::from_utf8(base).unwrap();
+        let text = text.replacen("\"event_id\"", "\"event_\\u0069d\"", 1).replacen("{", "{\"pdp\": 5, ", 1);
+        let ev = validate(text.as_bytes()).unwrap();
+        assert!(!ev.fields.event_id.is_empty());
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event_id"].as_str().unwrap(), ev.fields.event_id);
+        assert_eq!(v["pdp"]["id"].as_str().unwrap(), ev.fields.pdp_id);
     }
 }

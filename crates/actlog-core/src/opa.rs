@@ -436,7 +436,8 @@ mod tests {
         assert_eq!(f.source_format.as_deref(), Some(OPA_FORMAT));
         assert_eq!((f.session_id.as_deref(), f.task_id.as_deref()), (Some("s1"), Some("t1")));
         // Deterministic: the same OPA event always maps to the same bytes.
-        let again = map_decision(&opa("d1", ev.value["request"].clone(), json!(true)), &OpaMapping::default(), None);
+        let mapped: Value = serde_json::from_slice(&payload).unwrap();
+        let again = map_decision(&opa("d1", mapped["request"].clone(), json!(true)), &OpaMapping::default(), None);
         assert!(again.is_ok());
         // The stored record keeps the raw event byte for byte.
         let raw = opa("d1", json!({"a": [1, 2]}), json!(true));
