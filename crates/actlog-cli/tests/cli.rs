@@ -146,6 +146,15 @@ fn sign_import_verify_prove_round_trip() {
     // Re-import is idempotent.
     env.ok(&["import", &file]);
     assert_eq!(env.tree_size(), 42);
+    // Pinning the expected ledger key: the right one passes, another fails.
+    let vk_text = env.info()["verifier_key"].as_str().unwrap().to_string();
+    env.ok(&["verify", "--key", &vk_text]);
+    let other = Env::new();
+    other.ok(&["init"]);
+    let other_vk = other.info()["verifier_key"].as_str().unwrap().to_string();
+    let out = env.run(&["verify", "--key", &other_vk], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another ledger"));
     let verified = env.ok(&["verify", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&verified).unwrap();
     assert_eq!(

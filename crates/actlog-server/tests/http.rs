@@ -452,6 +452,7 @@ fn bad_request_catalogue() {
         decompressed_bytes_max: 1 << 20,
         batch_envelopes_max: 8,
         payload_bytes_max: 4096,
+        envelope_bytes_max: 8192,
         ..Limits::default()
     };
     let s = Server::start_with(limits);
@@ -471,6 +472,17 @@ fn bad_request_catalogue() {
         let mut e = event("big", "pdp-a");
         e["ext"] = json!({"blob": "x".repeat(5000)});
         sign_value(&e, &PRODUCER)
+    };
+    let huge_envelope = {
+        let mut e = event("huge", "pdp-a");
+        e["ext"] = json!({"blob": "x".repeat(7000)});
+        sign_value(&e, &PRODUCER)
+    };
+    let nine_sigs = {
+        let mut v: Value = serde_json::from_str(&envelope("nine")).unwrap();
+        let one = v["signatures"][0].clone();
+        v["signatures"] = Value::Array(vec![one; 9]);
+        v.to_string()
     };
     let env_with = |payload_type: &str, payload: &str, sig: &str| {
         json!({"payloadType": payload_type, "payload": payload, "signatures": [{"keyid": "k", "sig": sig}]}).to_string()
@@ -520,6 +532,15 @@ fn bad_request_catalogue() {
         ),
         case("oversized body", vec![b' '; 300 << 10], 413, "body_too_large", None),
         case("oversized payload", arr(&[big_payload]), 422, "invalid_batch", Some("payload_too_large")),
+        case("oversized envelope", arr(&[huge_envelope]), 422, "invalid_batch", Some("envelope_too_large")),
+        case("too many signatures", arr(&[nine_sigs]), 422, "invalid_batch", Some("too_many_signatures")),
+        case(
+            "reserved event id",
+            arr(&[event_with(&|e| e["event_id"] = json!("actlog:ledger.key_added:3"))]),
+            422,
+            "invalid_batch",
+            Some("reserved_event_id"),
+        ),
         case("envelope not an object", b"[5]".to_vec(), 422, "invalid_batch", Some("malformed_envelope")),
         case(
             "bad base64",
@@ -632,8 +653,9 @@ fn bad_request_catalogue() {
         case("gzip bomb", bomb, 413, "decompressed_too_large", None),
         case("malformed gzip", b"\x1f\x8b\x08garbage".to_vec(), 400, "malformed_gzip", None),
     ];
-    cases[24].headers.push(("content-encoding", "gzip"));
-    cases[25].headers.push(("content-encoding", "gzip"));
+    for c in cases.iter_mut().filter(|c| c.name.contains("gzip")) {
+        c.headers.push(("content-encoding", "gzip"));
+    }
     let more = vec![
         Case {
             name: "wrong content type",
