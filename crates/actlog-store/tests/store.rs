@@ -455,3 +455,66 @@ fn kill_9_never_loses_an_acknowledged_append() {
     }
     assert!(acked.len() > 100, "the child made progress: {} acks", acked.len());
 }
+
+/// The derived column families are checked too: a changed Merkle node,
+/// checkpoint, registry record or event-id entry is found by `open` or `verify`.
+#[test]
+fn tampering_with_derived_data_is_detected() {
+    type Edit = Box<dyn Fn(&rocksdb::DB)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "interior Merkle node",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_NODES).unwrap();
+                db.put_cf(cf, encode_node(2, 3), [7u8; 32]).unwrap();
+            }),
+        ),
+        (
+            "leaf hash node",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_NODES).unwrap();
+                db.put_cf(cf, encode_node(0, 5), [7u8; 32]).unwrap();
+            }),
+        ),
+        (
+            "stored checkpoint",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_CHECKPOINTS).unwrap();
+                let (k, v) = db.iterator_cf(cf, rocksdb::IteratorMode::Start).next().unwrap().unwrap();
+                let mut note = v.to_vec();
+                note[0] ^= 1;
+                db.put_cf(cf, k, note).unwrap();
+            }),
+        ),
+        (
+            "registry record",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_REGISTRY).unwrap();
+                let key = [REG_KEY_PREFIX, b"pdp-1-key"].concat();
+                let rec = String::from_utf8(db.get_cf(cf, &key).unwrap().unwrap()).unwrap();
+                db.put_cf(cf, &key, rec.replace("pdp-1\"", "pdp-9\"")).unwrap();
+            }),
+        ),
+        (
+            "event-id index entry",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_EVENT_IDS).unwrap();
+                let mut v = db.get_cf(cf, b"fx-3").unwrap().unwrap();
+                v[7] ^= 1;
+                db.put_cf(cf, b"fx-3", v).unwrap();
+            }),
+        ),
+    ];
+    for (name, edit) in edits {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(fixture(), dir.path());
+        raw(dir.path(), |db| edit(db));
+        match Store::open(dir.path(), Options { read_only: true, ..opts() }) {
+            Err(Error::Corruption(_)) => {}
+            Err(e) => panic!("{name}: unexpected open error {e:?}"),
+            Ok(store) => {
+                assert!(verify(&store, &VerifyOptions::default()).is_err(), "{name} was not detected");
+            }
+        }
+    }
+}
