@@ -335,14 +335,20 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         let (to_checker, chunks) = std::sync::mpsc::sync_channel::<(Vec<Job>, std::sync::Arc<Rebuilt>)>(2);
         let checker = scope.spawn(|| {
             let mut first: Option<VerifyFailure> = None;
+            let mut index_digest = [0u8; 32];
             for (chunk, reg) in chunks {
-                if first.is_none()
-                    && let Err(f) = pool.install(|| check_jobs(&chunk, &reg, &signatures))
-                {
-                    first = Some(f);
+                if first.is_some() {
+                    continue;
+                }
+                match pool.install(|| check_jobs(&chunk, &reg, &signatures)) {
+                    Ok(d) => xor_into(&mut index_digest, &d),
+                    Err(f) => first = Some(f),
                 }
             }
-            first
+            match first {
+                Some(f) => Err(f),
+                None => Ok(index_digest),
+            }
         });
         // Structural checks stop at the first bad leaf; signature checks of the
         // leaves before it still run, so the report names the first bad seq.
@@ -466,11 +472,9 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         // Whatever is pending belongs to seqs before any structural fault.
         let _ = to_checker.send((std::mem::take(&mut jobs), std::sync::Arc::clone(&rebuilt)));
         drop(to_checker);
-        let signature_failure = checker.join().expect("checker thread");
-        if let Some(f) = signature_failure {
-            // Chunks go in seq order, so this precedes any structural fault.
-            return Err(f);
-        }
+        // A signature failure comes first: chunks go in seq order, so it
+        // precedes any structural fault.
+        let index_digest = checker.join().expect("checker thread")?;
         structural?;
         if let Some(p) = opts.progress {
             p(seq, total);
@@ -511,6 +515,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         }
         if opts.signatures {
             check_event_ids(store, &id_digest)?;
+            check_index(store, &index_digest)?;
         }
         check_registry(store, &rebuilt)?;
         Ok(VerifyReport {
@@ -528,16 +533,31 @@ fn xor_into(acc: &mut Hash, h: &Hash) {
     }
 }
 
-fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<(), VerifyFailure> {
-    let failures: Vec<VerifyFailure> =
-        jobs.par_chunks(BATCH_SIGNATURES).filter_map(|chunk| check_chunk(chunk, reg, signatures).err()).collect();
-    match failures.into_iter().min_by_key(|f| f.seq) {
+/// Checks a chunk of jobs in parallel; returns the XOR digest of the
+/// secondary-index keys the events imply, or the lowest failing seq.
+fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
+    let results: Vec<Result<Hash, VerifyFailure>> =
+        jobs.par_chunks(BATCH_SIGNATURES).map(|chunk| check_chunk(chunk, reg, signatures)).collect();
+    let mut digest = [0u8; 32];
+    let mut first: Option<VerifyFailure> = None;
+    for r in results {
+        match r {
+            Ok(d) => xor_into(&mut digest, &d),
+            Err(f) => {
+                if first.as_ref().is_none_or(|g| f.seq < g.seq) {
+                    first = Some(f);
+                }
+            }
+        }
+    }
+    match first {
         Some(f) => Err(f),
-        None => Ok(()),
+        None => Ok(digest),
     }
 }
 
-fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<(), VerifyFailure> {
+fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
+    let mut index_digest = [0u8; 32];
     struct Ready {
         seq: u64,
         key: PublicKey,
@@ -578,6 +598,11 @@ fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<(
         if ev.fields.event_id != job.event_id {
             return fail(seq, "the event's event_id differs from the leaf's");
         }
+        for (field, value) in crate::writer::index_values(&ev.fields) {
+            if value.len() <= INDEX_VALUE_BYTES_MAX {
+                xor_into(&mut index_digest, blake3::hash(&encode_index(field, value, job.seq)).as_bytes());
+            }
+        }
         match job.kind {
             LeafKind::ProducerSigned => {
                 let key =
@@ -607,7 +632,7 @@ fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<(
         }
     }
     signatures.fetch_add(ready.len() as u64, Ordering::Relaxed);
-    Ok(())
+    Ok(index_digest)
 }
 
 fn check_event_ids(store: &Store, leaves_digest: &Hash) -> Result<(), VerifyFailure> {
@@ -624,6 +649,20 @@ fn check_event_ids(store: &Store, leaves_digest: &Hash) -> Result<(), VerifyFail
     }
     if &digest != leaves_digest {
         return fail(None, "the event_id index does not match the leaves");
+    }
+    Ok(())
+}
+
+/// The secondary indexes hold exactly the entries the events imply.
+fn check_index(store: &Store, implied: &Hash) -> Result<(), VerifyFailure> {
+    let cf = store.cf(CF_INDEX);
+    let mut digest = [0u8; 32];
+    for item in store.db().iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        let (k, _) = item.map_err(io)?;
+        xor_into(&mut digest, blake3::hash(&k).as_bytes());
+    }
+    if &digest != implied {
+        return fail(None, "the secondary index does not match the events");
     }
     Ok(())
 }

@@ -391,7 +391,7 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: 
     (seq, leaf_hash)
 }
 
-fn index_values(f: &Fields) -> Vec<(IndexField, &str)> {
+pub(crate) fn index_values(f: &Fields) -> Vec<(IndexField, &str)> {
     let mut v = Vec::with_capacity(5);
     if let Some(x) = &f.actor_id {
         v.push((IndexField::ActorId, x.as_str()));

@@ -496,6 +496,13 @@ fn tampering_with_derived_data_is_detected() {
             }),
         ),
         (
+            "secondary index entry",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_INDEX).unwrap();
+                db.put_cf(cf, encode_index(IndexField::TaskId, "task-1", 3), []).unwrap();
+            }),
+        ),
+        (
             "event-id index entry",
             Box::new(|db: &rocksdb::DB| {
                 let cf = db.cf_handle(CF_EVENT_IDS).unwrap();
