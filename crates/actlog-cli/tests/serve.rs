@@ -153,6 +153,9 @@ fn first_start_prints_the_token_and_sigterm_signs_a_final_checkpoint() {
     // Readers work beside the running server.
     let info: Value = serde_json::from_slice(&actlog(&data, &["info", "--json"]).stdout).unwrap();
     assert!(info["tree_size"].as_u64().is_some());
+    let out = actlog(&data, &["verify"]);
+    assert!(out.status.success(), "verify beside a running server: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(actlog(&data, &["prove", "inclusion", "1"]).status.success());
     let status = sigterm(&mut p);
     assert!(status.success(), "graceful exit: {status:?}");
     let info: Value = serde_json::from_slice(&actlog(&data, &["info", "--json"]).stdout).unwrap();
