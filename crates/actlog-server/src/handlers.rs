@@ -322,10 +322,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
     let in_flight = state.limits.ingest_requests_max - state.ingest_slots.available_permits();
+    let memory = state.store.memory_stats();
     let text = state.metrics.render(
         state.store.head().tree_size,
         state.store.checkpoint_age().map(|d| d.as_secs_f64()),
         in_flight,
+        &memory,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

@@ -67,7 +67,13 @@ impl Metrics {
     }
 
     /// Renders every metric; gauges are passed in by the caller.
-    pub fn render(&self, tree_size: u64, checkpoint_age_s: Option<f64>, queue_depth: usize) -> String {
+    pub fn render(
+        &self,
+        tree_size: u64,
+        checkpoint_age_s: Option<f64>,
+        queue_depth: usize,
+        storage_memory: &[(&str, u64)],
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP actlog_events_accepted_total Events appended (new leaves).\n# TYPE actlog_events_accepted_total counter\n");
         out.push_str(&format!("actlog_events_accepted_total {}\n", self.accepted.load(Ordering::Relaxed)));
@@ -95,6 +101,10 @@ impl Metrics {
         out.push_str(&format!("actlog_checkpoint_age_seconds {}\n", checkpoint_age_s.unwrap_or(-1.0)));
         out.push_str("# HELP actlog_ingest_queue_depth Appends being checked or waiting for commit.\n# TYPE actlog_ingest_queue_depth gauge\n");
         out.push_str(&format!("actlog_ingest_queue_depth {queue_depth}\n"));
+        out.push_str("# HELP actlog_storage_memory_bytes RocksDB memory by kind (memtables, table readers, block cache).\n# TYPE actlog_storage_memory_bytes gauge\n");
+        for (kind, bytes) in storage_memory {
+            out.push_str(&format!("actlog_storage_memory_bytes{{kind=\"{kind}\"}} {bytes}\n"));
+        }
         out
     }
 }

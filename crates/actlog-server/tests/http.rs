@@ -319,6 +319,7 @@ fn ingest_read_prove_and_count() {
     assert!(m.contains("actlog_events_refused_total{reason=\"malformed_envelope\"} 1"), "{m}");
     assert!(m.contains("actlog_commit_latency_ms_count 3\n"), "{m}");
     assert!(m.contains("actlog_tree_size "));
+    assert!(m.contains("actlog_storage_memory_bytes{kind=\"memtables\"} "), "{m}");
     assert_eq!(s.get("/healthz", "").status, 200);
     assert_eq!(s.call("GET", "/readyz", None, &[], None).status, 200);
 }

@@ -604,6 +604,24 @@ impl Store {
         self.shared.synced_writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// RocksDB's own memory accounting, summed over column families:
+    /// (`memtables`, `table_readers`, `block_cache`, `block_cache_pinned`) in bytes.
+    pub fn memory_stats(&self) -> Vec<(&'static str, u64)> {
+        let db = &self.shared.db;
+        let sum = |prop: &str| -> u64 {
+            ALL_CFS.iter().filter_map(|cf| db.property_int_value_cf(self.cf(cf), prop).ok().flatten()).sum()
+        };
+        // The block cache is shared, so it is read once, not summed.
+        let once =
+            |prop: &str| -> u64 { db.property_int_value_cf(self.cf(CF_LEAVES), prop).ok().flatten().unwrap_or(0) };
+        vec![
+            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
+            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+            ("block_cache", once("rocksdb.block-cache-usage")),
+            ("block_cache_pinned", once("rocksdb.block-cache-pinned-usage")),
+        ]
+    }
+
     /// Whether a failed write stopped the writer (the store must be reopened).
     pub fn is_poisoned(&self) -> bool {
         self.shared.poisoned.load(std::sync::atomic::Ordering::SeqCst)
