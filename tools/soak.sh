@@ -25,11 +25,14 @@ sampler=$!
 start=$(date +%s)
 steady=$("$bin" loadgen --url "$url" --admin-token "$admin" --rate "$rate" --duration "$secs" --batch 50 --concurrency 4 --json)
 mid=$(date +%s)
+# RocksDB's own accounting at the end of the steady phase.
+curl -s -H "Authorization: Bearer $admin" "$url/metrics" | grep '^actlog_storage_memory_bytes' > "$work/mem" || true
 over=$("$bin" loadgen --url "$url" --admin-token "$admin" --duration 60 --batch 256 --concurrency 128 --events 400000 --json)
 end=$(date +%s)
 kill "$sampler" 2>/dev/null || true
 echo "steady: $steady"
 echo "overload: $over"
+echo "storage memory at the end of the steady phase:"; sed 's/^/  /' "$work/mem"
 awk -v s="$start" -v m="$mid" '{ t=$1-s; if ($1 < m) { min=int(t/60); if (!(min in lo) || $2<lo[min]) lo[min]=$2; if ($2>hi[min]) hi[min]=$2 } else { if (olo==""||$2<olo) olo=$2; if ($2>ohi) ohi=$2 } }
   END { printf "| minute | RSS min MiB | RSS max MiB |\n| ---: | ---: | ---: |\n"; for (i=0;i in lo;i++) printf "| %d | %.0f | %.0f |\n", i+1, lo[i]/1024, hi[i]/1024;
         printf "\nOverload phase RSS: %.0f to %.0f MiB\n", olo/1024, ohi/1024 }' "$work/rss"
