@@ -286,8 +286,9 @@ fn remote_token(t: &serde_json::Value) -> Option<actlog_store::TokenRecord> {
     })
 }
 
-fn init(data: &Path, origin: Option<String>) -> CliResult {
-    let store = Store::init(data, random_32(), origin, Options::default())?;
+/// Creates a new ledger and its first admin token; returns the store and the token.
+fn create_ledger(data: &Path, origin: Option<String>, opts: Options) -> CliResult<(Store, String)> {
+    let store = Store::init(data, random_32(), origin, opts)?;
     let token = new_token();
     store.admin(AdminOp::CreateToken {
         name: "admin".into(),
@@ -295,6 +296,11 @@ fn init(data: &Path, origin: Option<String>) -> CliResult {
         pdp_id: None,
         token_sha256: sha256(token.as_bytes()),
     })?;
+    Ok((store, token))
+}
+
+fn init(data: &Path, origin: Option<String>) -> CliResult {
+    let (store, token) = create_ledger(data, origin, Options::default())?;
     let vk = store.verifier_key().to_text();
     store.close()?;
     eprintln!("actlog: created the ledger in {}", data.display());
@@ -319,14 +325,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     let store = if actlog_store::is_initialized(data) {
         Store::open(data, opts)?
     } else {
-        let store = Store::init(data, random_32(), args.origin, opts)?;
-        let token = new_token();
-        store.admin(AdminOp::CreateToken {
-            name: "admin".into(),
-            role: "admin".into(),
-            pdp_id: None,
-            token_sha256: sha256(token.as_bytes()),
-        })?;
+        let (store, token) = create_ledger(data, args.origin, opts)?;
         eprintln!("actlog: created the ledger in {}", data.display());
         eprintln!("actlog: ledger verifier key: {}", store.verifier_key().to_text());
         eprintln!("actlog: bootstrap admin token (shown only this once) follows on stdout");
