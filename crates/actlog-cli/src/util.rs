@@ -42,8 +42,7 @@ pub fn random_32() -> [u8; 32] {
 
 /// A fresh API token: `actlog_` and 43 URL-safe base64 characters (256 bits).
 pub fn new_token() -> String {
-    use base64::Engine;
-    format!("actlog_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_32()))
+    actlog_core::api_token(&random_32())
 }
 
 /// Whether stderr is a terminal (progress bars go there only then).

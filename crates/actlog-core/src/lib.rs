@@ -25,3 +25,11 @@ pub mod sig;
 pub mod time;
 
 pub use leaf::Hash;
+
+/// The text form of an API token made from 32 secret random bytes:
+/// `actlog_` and 43 URL-safe base64 characters. One format for the CLI and
+/// the server; the caller supplies the randomness.
+pub fn api_token(secret: &[u8; 32]) -> String {
+    use base64::Engine;
+    format!("actlog_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret))
+}

@@ -241,18 +241,26 @@ pub async fn revoke_key(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&state, &headers, &[Role::Admin])?;
-    let n = name.clone();
-    let seq = blocking(&state, move |s| s.admin(AdminOp::RevokeKey { name: n })).await?;
+    revoke(&state, &headers, AdminOp::RevokeKey { name: name.clone() }, name).await
+}
+
+/// Runs a revocation as admin and answers `{"name","revoked_seq"}`.
+async fn revoke(
+    state: &AppState,
+    headers: &HeaderMap,
+    op: AdminOp,
+    name: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(state, headers, &[Role::Admin])?;
+    let seq = blocking(state, move |s| s.admin(op)).await?;
     Ok(Json(json!({"name": name, "revoked_seq": seq})))
 }
 
 /// A fresh API token: `actlog_` and 43 URL-safe base64 characters (256 bits).
 pub fn new_token() -> Result<String, ApiError> {
-    use base64::Engine;
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("random source: {e}")))?;
-    Ok(format!("actlog_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)))
+    Ok(actlog_core::api_token(&b))
 }
 
 pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -292,10 +300,7 @@ pub async fn revoke_token(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&state, &headers, &[Role::Admin])?;
-    let n = name.clone();
-    let seq = blocking(&state, move |s| s.admin(AdminOp::RevokeToken { name: n })).await?;
-    Ok(Json(json!({"name": name, "revoked_seq": seq})))
+    revoke(&state, &headers, AdminOp::RevokeToken { name: name.clone() }, name).await
 }
 
 pub async fn healthz() -> Json<serde_json::Value> {
