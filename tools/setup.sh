@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build and test prerequisites when missing (idempotent).
 # - libclang-dev: RocksDB's bindgen needs libclang.
+# - postgresql-client: the tests run the real psql against `--pg-listen`.
 # - jsonschema, blake3, cryptography (PyPI): the independent format checks in tests/.
 set -euo pipefail
 if ! command -v cargo >/dev/null 2>&1; then
@@ -10,6 +11,7 @@ fi
 need_apt=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v psql >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/psql ] || need_apt+=(postgresql-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

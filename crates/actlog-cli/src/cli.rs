@@ -70,6 +70,10 @@ pub enum Command {
     Verify(crate::verify_cmd::VerifyArgs),
     /// A simulated fleet of signing PDPs against a running server.
     Loadgen(crate::loadgen::LoadgenArgs),
+    /// Run SQL against the ledger (a REPL when QUERY is absent).
+    Sql(crate::sql_cmd::SqlArgs),
+    /// Print the reconstructed delegation chain of one event.
+    Chain(crate::sql_cmd::ChainArgs),
     /// Print Merkle proofs as JSON.
     Prove {
         #[command(subcommand)]
@@ -121,6 +125,24 @@ pub struct ServeArgs {
     /// Longest time one request may take, in milliseconds.
     #[arg(long, env = "ACTLOG_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// PostgreSQL wire-protocol listen address (off unless given).
+    #[arg(long, env = "ACTLOG_PG_LISTEN")]
+    pub pg_listen: Option<String>,
+    /// Rows one SQL query returns at most (`sql_rows_max`).
+    #[arg(long, env = "ACTLOG_SQL_ROWS_MAX", default_value_t = actlog_query::engine::SQL_ROWS_MAX_DEFAULT)]
+    pub sql_rows_max: usize,
+    /// Longest one SQL query may run, in milliseconds (`sql_time_ms`).
+    #[arg(long, env = "ACTLOG_SQL_TIME_MS", default_value_t = 30_000)]
+    pub sql_time_ms: u64,
+    /// Memory for one query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
+    #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
+    pub sql_memory_bytes: usize,
+    /// SQL queries running at once over HTTP (`sql_requests_max`); more get 429.
+    #[arg(long, env = "ACTLOG_SQL_REQUESTS_MAX", default_value_t = 4)]
+    pub sql_requests_max: usize,
+    /// Events per sealed Parquet segment (`segment_events`).
+    #[arg(long, env = "ACTLOG_SEGMENT_EVENTS", default_value_t = actlog_query::segments::SEGMENT_EVENTS_DEFAULT)]
+    pub segment_events: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -219,6 +241,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Verify(args) => crate::verify_cmd::run(data, args),
         Command::Prove { command } => prove(data, command),
         Command::Loadgen(args) => crate::loadgen::run(args),
+        Command::Sql(args) => crate::sql_cmd::sql(data, args),
+        Command::Chain(args) => crate::sql_cmd::chain(data, args),
     }
 }
 
@@ -342,6 +366,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         decompressed_bytes_max: args.decompressed_bytes_max,
         json_depth_max: args.json_depth_max,
         wait_checkpoint_ms: args.wait_checkpoint_ms,
+        sql_requests_max: args.sql_requests_max.max(1),
     };
     if limits.payload_bytes_max > limits.envelope_bytes_max {
         return Err(usage(
@@ -355,12 +380,41 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         }
         None => actlog_core::opa::OpaMapping::default(),
     };
-    let config = actlog_server::ServerConfig { listen, limits, public_checkpoint: args.public_checkpoint, opa_mapping };
+    let pg_listen = match &args.pg_listen {
+        Some(a) => {
+            Some(a.parse().map_err(|_| usage(format!("--pg-listen `{a}` is not an address like 127.0.0.1:5433")))?)
+        }
+        None => None,
+    };
+    if args.segment_events == 0 || args.sql_rows_max == 0 {
+        return Err(usage("--segment-events and --sql-rows-max must be at least 1"));
+    }
+    let query = actlog_query::EngineOptions {
+        segment_events: args.segment_events,
+        limits: actlog_query::QueryLimits {
+            rows_max: args.sql_rows_max,
+            time: std::time::Duration::from_millis(args.sql_time_ms),
+            memory_bytes: args.sql_memory_bytes,
+        },
+    };
+    let config = actlog_server::ServerConfig {
+        listen,
+        limits,
+        public_checkpoint: args.public_checkpoint,
+        opa_mapping,
+        pg_listen,
+        query,
+    };
     let origin = store.origin().to_string();
     actlog_server::run(
         store,
         config,
-        |addr| eprintln!("actlog: serving ledger {origin} on http://{addr}"),
+        |b| {
+            if let Some(pg) = b.pg {
+                eprintln!("actlog: PostgreSQL wire protocol on {pg} (user=<role> password=<token>)");
+            }
+            eprintln!("actlog: serving ledger {origin} on http://{}", b.http)
+        },
         std::future::pending(),
     )
     .map_err(|e| refused(format!("server: {e}")))

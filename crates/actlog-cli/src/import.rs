@@ -243,12 +243,27 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
     }
     let cp = store.checkpoint_now()?;
     let size = store.head().tree_size;
-    store.close()?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "actlog: imported {added} events ({duplicates} duplicates skipped) in {secs:.2}s ({:.0} events/s); tree size {size}{}",
         added as f64 / secs.max(1e-9),
         if cp.is_some() { ", checkpoint signed" } else { "" }
     );
+    seal_and_close(store)
+}
+
+/// Seals full query segments (derived data) and closes the store.
+pub fn seal_and_close(store: Store) -> CliResult {
+    let store = std::sync::Arc::new(store);
+    let started = Instant::now();
+    let engine = actlog_query::Engine::open(store.clone(), actlog_query::EngineOptions::default())
+        .map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    let sealed = engine.seal().map_err(|e| refused(format!("sealing query segments: {e}")))?;
+    drop(engine);
+    if sealed > 0 {
+        eprintln!("actlog: sealed {sealed} query segment(s) in {:.2}s", started.elapsed().as_secs_f64());
+    }
+    let store = std::sync::Arc::try_unwrap(store).map_err(|_| refused("the store is still in use"))?;
+    store.close()?;
     Ok(())
 }

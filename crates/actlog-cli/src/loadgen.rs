@@ -93,7 +93,8 @@ pub fn fleet_event(run: &str, pdp: &str, i: u64) -> serde_json::Value {
     e
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP agent that returns error statuses as responses.
+pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -118,7 +119,7 @@ pub fn run(args: LoadgenArgs) -> CliResult {
         return Err(usage("--batch, --concurrency and --pdps must be at least 1"));
     }
     let base = args.url.trim_end_matches('/').to_string();
-    let http = agent();
+    let http = http_agent();
     let run_id = hex::encode(&random_32()[..4]);
     // Onboard the fleet through the admin endpoints.
     let mut seeds = Vec::new();

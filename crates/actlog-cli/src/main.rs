@@ -8,6 +8,7 @@ mod config;
 mod import;
 mod keyfile;
 mod loadgen;
+mod sql_cmd;
 mod util;
 mod verify_cmd;
 

@@ -74,7 +74,28 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    // Segments are derived data: checked only once the ledger itself is intact.
+    let segments = match &result {
+        Ok(_) => Some(
+            actlog_query::segments::verify(&store, data, |_| {})
+                .map_err(|e| refused(format!("verification FAILED: segments: {e}")))?,
+        ),
+        Err(_) => None,
+    };
     let secs = started.elapsed().as_secs_f64();
+    if let Some(Err(f)) = &segments {
+        if args.json {
+            println!("{}", serde_json::json!({"ok": false, "seq": f.first_seq, "reason": f.reason, "segments": false}));
+        }
+        return Err(refused(format!(
+            "verification FAILED: the ledger is intact, but the segment from seq {} does not match it: {}; \
+             segments are derived data: stop the server, delete {}, and restart it to rebuild them",
+            f.first_seq,
+            f.reason,
+            actlog_query::segments::dir(data).display()
+        )));
+    }
+    let segments_checked = segments.and_then(|s| s.ok()).unwrap_or(0);
     match result {
         Ok(r) => {
             if args.json {
@@ -82,15 +103,16 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
                     "{}",
                     serde_json::json!({
                         "ok": true, "tree_size": r.tree_size, "root_hash": actlog_core::b64::encode(r.root),
-                        "checkpoints": r.checkpoints, "signatures": r.signatures, "seconds": secs,
+                        "checkpoints": r.checkpoints, "signatures": r.signatures, "segments": segments_checked, "seconds": secs,
                     })
                 );
             } else {
                 println!(
-                    "ok: {} leaves, {} checkpoints, {} signatures verified in {secs:.2}s ({:.0} leaves/s); root {}",
+                    "ok: {} leaves, {} checkpoints, {} signatures, {} segments verified in {secs:.2}s ({:.0} leaves/s); root {}",
                     r.tree_size,
                     r.checkpoints,
                     r.signatures,
+                    segments_checked,
                     r.tree_size as f64 / secs.max(1e-9),
                     actlog_core::b64::encode(r.root)
                 );

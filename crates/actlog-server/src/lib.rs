@@ -17,6 +17,8 @@ pub mod error;
 mod handlers;
 mod ingest;
 mod metrics;
+pub mod pg;
+mod sql;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +58,8 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Longest wait for `?wait=checkpoint`.
     pub wait_checkpoint_ms: u64,
+    /// SQL queries running at once (HTTP); more get 429.
+    pub sql_requests_max: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +74,7 @@ impl Default for Limits {
             ingest_requests_max: 64,
             request_timeout_ms: 30_000,
             wait_checkpoint_ms: 5_000,
+            sql_requests_max: 4,
         }
     }
 }
@@ -84,11 +89,15 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     pub public_checkpoint: bool,
     pub opa_mapping: Arc<actlog_core::opa::OpaMapping>,
+    pub engine: actlog_query::Engine,
+    pub sql_slots: Arc<Semaphore>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>, limits: Limits) -> AppState {
+    pub fn new(store: Arc<Store>, limits: Limits, engine: actlog_query::Engine) -> AppState {
         AppState {
+            sql_slots: Arc::new(Semaphore::new(limits.sql_requests_max.max(1))),
+            engine,
             store,
             ingest_slots: Arc::new(Semaphore::new(limits.ingest_requests_max)),
             limits: Arc::new(limits),
@@ -164,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/{name}/revoke", post(handlers::revoke_key))
         .route("/v1/tokens", post(handlers::create_token).get(handlers::list_tokens))
         .route("/v1/tokens/{name}/revoke", post(handlers::revoke_token))
+        .route("/v1/sql", post(sql::post_sql))
+        .route("/v1/chains/{event_id}", get(sql::chain))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
@@ -188,7 +199,11 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     let id = request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    let mut timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    if path == "/v1/sql" {
+        // SQL has its own named limit (sql_time_ms); let it answer first.
+        timeout = timeout.max(state.engine.limits().time + Duration::from_secs(5));
+    }
     let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::unavailable(
@@ -218,7 +233,14 @@ pub struct ServerConfig {
     pub public_checkpoint: bool,
     /// Where OPA input fields are, for non-AuthZEN input.
     pub opa_mapping: actlog_core::opa::OpaMapping,
+    /// The PostgreSQL wire endpoint, when enabled.
+    pub pg_listen: Option<SocketAddr>,
+    /// Segments and per-query limits.
+    pub query: actlog_query::EngineOptions,
 }
+
+/// How often the sealer looks for a full segment.
+const SEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Binds and serves until SIGTERM or ctrl-c (or `shutdown` resolves), then
 /// drains, signs a final checkpoint and closes the store. `on_bound` gets the
@@ -226,7 +248,7 @@ pub struct ServerConfig {
 pub fn run(
     store: Store,
     config: ServerConfig,
-    on_bound: impl FnOnce(SocketAddr),
+    on_bound: impl FnOnce(Bound),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("actlog-http").build()?;
@@ -235,14 +257,28 @@ pub fn run(
         // Handlers first: a SIGTERM that arrives once we have said we listen
         // must find them installed.
         let signals = Signals::install()?;
+        let engine = actlog_query::Engine::open(Arc::clone(&store), config.query)
+            .map_err(|e| std::io::Error::other(format!("opening the query engine: {e}")))?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        on_bound(listener.local_addr()?);
-        let mut state = AppState::new(Arc::clone(&store), config.limits);
+        let pg_listener = match config.pg_listen {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+            None => None,
+        };
+        on_bound(Bound { http: listener.local_addr()?, pg: pg_listener.as_ref().map(|l| l.local_addr()).transpose()? });
+        let mut state = AppState::new(Arc::clone(&store), config.limits, engine.clone());
         state.public_checkpoint = config.public_checkpoint;
         state.opa_mapping = Arc::new(config.opa_mapping);
         let flag = Arc::clone(&state.shutting_down);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let sealer = tokio::spawn(seal_loop(engine.clone(), stop_rx.clone()));
+        let pg = pg_listener.map(|l| {
+            let auth_store = Arc::clone(&store);
+            let auth: pg::Authenticate =
+                Arc::new(move |user: &str, password: &str| pg_authenticate(&auth_store, user, password));
+            tokio::spawn(pg::serve(l, engine.clone(), auth, stop_rx.clone()))
+        });
         let app = router(state);
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     _ = shutdown => {}
@@ -251,13 +287,70 @@ pub fn run(
                 flag.store(true, Ordering::SeqCst);
                 eprintln!("actlog-server: shutting down: no new connections; draining in-flight requests");
             })
-            .await
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = sealer.await;
+        if let Some(pg) = pg {
+            let _ = pg.await;
+        }
+        served
     });
     runtime.shutdown_timeout(Duration::from_secs(30));
     let store = Arc::try_unwrap(store).map_err(|_| std::io::Error::other("store still in use after shutdown"))?;
     store.close().map_err(|e| std::io::Error::other(e.to_string()))?;
     eprintln!("actlog-server: final checkpoint signed; store closed");
     result
+}
+
+/// The addresses the server listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// HTTP.
+    pub http: SocketAddr,
+    /// PostgreSQL wire, when enabled.
+    pub pg: Option<SocketAddr>,
+}
+
+/// Seals full segments in the background until told to stop. A failure is
+/// logged and retried: segments are derived data, and queries read the
+/// tail from the ledger meanwhile.
+async fn seal_loop(engine: actlog_query::Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.seal()).await {
+            Ok(Ok(n)) if n > 0 => eprintln!("actlog-server: sealed {n} segment(s)"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("actlog-server: sealing a segment failed (queries read the ledger meanwhile): {e}"),
+            Err(e) => eprintln!("actlog-server: the sealer task failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SEAL_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// The PostgreSQL wire login: `user` is the role, the password the token.
+fn pg_authenticate(store: &Store, user: &str, password: &str) -> Result<(), pg::AuthFailure> {
+    let record = store.with_registry(|r| r.authenticate(password.trim()).cloned()).ok_or_else(|| {
+        pg::AuthFailure::BadPassword("the password must be a valid, unrevoked actlog API token".to_string())
+    })?;
+    if record.role != "query" && record.role != "admin" {
+        return Err(pg::AuthFailure::WrongRole(format!(
+            "SQL needs a token with the query (or admin) role; this token has `{}`",
+            record.role
+        )));
+    }
+    if record.role != user {
+        return Err(pg::AuthFailure::WrongRole(format!(
+            "connect with user={} (the token's role), not `{user}`",
+            record.role
+        )));
+    }
+    Ok(())
 }
 
 /// SIGTERM and SIGINT (ctrl-c), registered before the server announces itself.

@@ -116,9 +116,11 @@ impl Server {
             limits,
             public_checkpoint: false,
             opa_mapping: Default::default(),
+            pg_listen: None,
+            query: Default::default(),
         };
         let thread = std::thread::spawn(move || {
-            actlog_server::run(store, config, move |addr| tx.send(addr).unwrap(), stopped).unwrap();
+            actlog_server::run(store, config, move |b| tx.send(b.http).unwrap(), stopped).unwrap();
         });
         let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server binds");
         Server { addr, stop: Some(stop), thread: Some(thread), tokens, _dir: dir }

@@ -32,6 +32,15 @@ pub const META_ORIGIN: &[u8] = b"origin";
 pub const META_LEDGER_PUBLIC_KEY: &[u8] = b"ledger_public_key";
 /// The head: tree size u64 ‖ chain hash 32 ‖ root hash 32.
 pub const META_HEAD: &[u8] = b"head";
+/// Prefix of `checkpoint_time/` ‖ tree size u64 → unix nanos u64 (when it was signed).
+pub const META_CHECKPOINT_TIME: &[u8] = b"checkpoint_time/";
+
+/// The meta key holding when the checkpoint of `tree_size` was signed.
+pub fn encode_checkpoint_time(tree_size: u64) -> Vec<u8> {
+    let mut k = META_CHECKPOINT_TIME.to_vec();
+    k.extend_from_slice(&tree_size.to_be_bytes());
+    k
+}
 
 /// Registry key prefix for producer keys (followed by the key name).
 pub const REG_KEY_PREFIX: &[u8] = b"k/";

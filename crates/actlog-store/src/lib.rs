@@ -35,6 +35,7 @@ use actlog_core::sig::{self, PublicKey};
 use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
+pub use keys::{INDEX_VALUE_BYTES_MAX, IndexField};
 pub use registry::{KeyRecord, ROLES, Registry, TokenRecord};
 
 use crate::keys::*;
@@ -635,6 +636,83 @@ impl Store {
     /// Time since this process signed a checkpoint (None before the first).
     pub fn checkpoint_age(&self) -> Option<Duration> {
         self.shared.checkpoint_signed_at.lock().expect("checkpoint time lock").map(|t| t.elapsed())
+    }
+
+    /// Every stored checkpoint with when it was signed (unix nanos; `None`
+    /// for checkpoints written before the time was recorded), oldest first.
+    pub fn checkpoints_with_time(&self) -> Result<Vec<(u64, String, Option<u64>)>> {
+        let meta = self.cf(CF_META);
+        let list = self.checkpoints()?;
+        let keys: Vec<_> = list.iter().map(|(size, _)| (&meta, encode_checkpoint_time(*size))).collect();
+        let times = self.shared.db.multi_get_cf(keys);
+        list.into_iter()
+            .zip(times)
+            .map(|((size, note), t)| {
+                let t = match t? {
+                    Some(v) => Some(u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                        Error::Corruption(format!("checkpoint time of tree size {size} is malformed"))
+                    })?)),
+                    None => None,
+                };
+                Ok((size, note, t))
+            })
+            .collect()
+    }
+
+    /// Calls `f` with every committed event in `[from, to)`, in seq order,
+    /// reading leaves and envelopes with two forward iterators. `to` is
+    /// clamped to the head read at the start, so the scan sees a prefix that
+    /// was committed as a whole.
+    pub fn scan(&self, from: u64, to: u64, mut f: impl FnMut(StoredEvent) -> Result<()>) -> Result<()> {
+        let to = to.min(self.head().tree_size);
+        if from >= to {
+            return Ok(());
+        }
+        let db = &self.shared.db;
+        let opts = || {
+            let mut o = rocksdb::ReadOptions::default();
+            o.set_iterate_upper_bound(encode_seq(to).to_vec());
+            // A bulk read must not evict the point-lookup working set.
+            o.fill_cache(false);
+            o
+        };
+        let start = encode_seq(from);
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let mut leaves = db.iterator_cf_opt(&self.cf(CF_LEAVES), opts(), mode);
+        let mut envelopes = db.iterator_cf_opt(&self.cf(CF_ENVELOPES), opts(), mode);
+        for seq in from..to {
+            let (lk, lv) =
+                leaves.next().ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing below the head")))??;
+            let (ek, ev) = envelopes
+                .next()
+                .ok_or_else(|| Error::Corruption(format!("envelope {seq} is missing below the head")))??;
+            if decode_seq(&lk) != Some(seq) {
+                return Err(Error::Corruption(format!("leaf {seq} is missing below the head")));
+            }
+            if decode_seq(&ek) != Some(seq) {
+                return Err(Error::Corruption(format!("envelope {seq} is missing below the head")));
+            }
+            f(decode_stored(seq, &lv, ev.into_vec())?)?;
+        }
+        Ok(())
+    }
+
+    /// Reads committed events by seq with one batched point lookup; seqs at
+    /// or past the head are skipped.
+    pub fn events_at(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
+        let size = self.head().tree_size;
+        let seqs: Vec<u64> = seqs.iter().copied().filter(|s| *s < size).collect();
+        let db = &self.shared.db;
+        let (lcf, ecf) = (self.cf(CF_LEAVES), self.cf(CF_ENVELOPES));
+        let leaves = db.multi_get_cf(seqs.iter().map(|s| (&lcf, encode_seq(*s))));
+        let envelopes = db.multi_get_cf(seqs.iter().map(|s| (&ecf, encode_seq(*s))));
+        let mut out = Vec::with_capacity(seqs.len());
+        for ((seq, l), e) in seqs.iter().zip(leaves).zip(envelopes) {
+            let l = l?.ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing below the head")))?;
+            let e = e?.ok_or_else(|| Error::Corruption(format!("envelope {seq} is missing below the head")))?;
+            out.push(decode_stored(*seq, &l, e)?);
+        }
+        Ok(out)
     }
 
     /// Every stored checkpoint, oldest first.

@@ -193,6 +193,8 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
         let note = cp.sign(&st.seed);
         let cf = st.shared.db.cf_handle(CF_CHECKPOINTS).expect("checkpoints cf");
         g.batch.put_cf(&cf, encode_seq(cp.tree_size), note.as_bytes());
+        let meta = st.shared.db.cf_handle(CF_META).expect("meta cf");
+        g.batch.put_cf(&meta, encode_checkpoint_time(cp.tree_size), now_nanos().to_be_bytes());
         g.checkpoint = Some((cp.tree_size, note));
     }
     if g.batch.is_empty() {

@@ -1,0 +1,291 @@
+//! `actlog sql` (one-shot and REPL) and `actlog chain`, on a data dir or
+//! against a running server (`--url/--token`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use actlog_query::{Engine, EngineOptions, QueryOptions, QueryOutput};
+use actlog_store::{Options, Store};
+use clap::{Args, ValueEnum};
+
+use crate::cli::Remote;
+use crate::util::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Arrow,
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// The query; without it, a REPL reads statements ending in `;` from stdin.
+    pub query: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Read every row from the segments instead of the store's indexes (same answers).
+    #[arg(long)]
+    pub no_index: bool,
+    /// Rows returned at most (`sql_rows_max`).
+    #[arg(long, env = "ACTLOG_SQL_ROWS_MAX", default_value_t = actlog_query::engine::SQL_ROWS_MAX_DEFAULT)]
+    pub sql_rows_max: usize,
+    /// Longest a query may run, in milliseconds (`sql_time_ms`).
+    #[arg(long, env = "ACTLOG_SQL_TIME_MS", default_value_t = 30_000)]
+    pub sql_time_ms: u64,
+    /// Memory for a query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
+    #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
+    pub sql_memory_bytes: usize,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Args, Debug)]
+pub struct ChainArgs {
+    /// Any event of the task: a decision, an outcome or a sub-agent's call.
+    pub event_id: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))
+}
+
+/// Opens the data dir: for writing when no server holds it (so full
+/// segments are sealed first), else read-only beside the running server.
+fn open(data: &Path) -> CliResult<(Arc<Store>, bool)> {
+    match Store::open(data, Options::default()) {
+        Ok(s) => Ok((Arc::new(s), true)),
+        // Held by a server, or not writable here (no ledger key, a read-only
+        // copy): read what is there.
+        Err(e @ actlog_store::Error::NotInitialized(_)) => Err(e.into()),
+        Err(_) => Ok((Arc::new(Store::open(data, Options { read_only: true, ..Options::default() })?), false)),
+    }
+}
+
+fn query_error(e: actlog_query::QueryError) -> CliError {
+    let m = format!("{}: {}", e.code, e.message);
+    if e.code == "sql_invalid" { usage(m) } else { refused(m) }
+}
+
+fn print(out: &QueryOutput, format: Format) -> CliResult {
+    let mut stdout = std::io::stdout().lock();
+    let r = match format {
+        Format::Table => stdout.write_all(actlog_query::output::to_table(out, 60).as_bytes()),
+        Format::Csv => stdout.write_all(actlog_query::output::to_csv(out).as_bytes()),
+        Format::Json => writeln!(stdout, "{}", actlog_query::output::to_json(out)),
+        Format::Arrow => stdout.write_all(&actlog_query::output::to_arrow_ipc(out).map_err(refused)?),
+    };
+    r.map_err(|e| refused(format!("writing the result: {e}")))?;
+    if format == Format::Table {
+        eprintln!("({} rows at tree size {})", out.row_count, out.tree_size);
+    }
+    if out.truncated {
+        eprintln!(
+            "actlog: the result was cut at sql_rows_max ({} rows); narrow the query or raise --sql-rows-max",
+            out.row_count
+        );
+    }
+    Ok(())
+}
+
+fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format) -> CliResult {
+    let accept = match format {
+        Format::Arrow => "application/vnd.apache.arrow.stream",
+        Format::Csv => "text/csv",
+        _ => "application/json",
+    };
+    let agent = crate::loadgen::http_agent();
+    let resp = agent
+        .post(&format!("{}/v1/sql", url.trim_end_matches('/')))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Accept", accept)
+        .send_json(serde_json::json!({"sql": sql, "use_index": use_index}))
+        .map_err(|e| refused(format!("cannot reach {url}: {e}")))?;
+    let status = resp.status().as_u16();
+    let truncated = resp.headers().get("x-actlog-truncated").is_some_and(|v| v == "true");
+    let body = resp.into_body().read_to_vec().map_err(|e| refused(format!("reading the response: {e}")))?;
+    if status != 200 {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let m = format!(
+            "{}: {}",
+            v["error"]["code"].as_str().unwrap_or("error"),
+            v["error"]["message"].as_str().unwrap_or("")
+        );
+        return Err(if status == 400 && v["error"]["code"] == "sql_invalid" { usage(m) } else { refused(m) });
+    }
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Table => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| refused(format!("the server sent invalid JSON: {e}")))?;
+            let cols: Vec<String> = v["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                .collect();
+            let rows: Vec<Vec<String>> = v["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    r.as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| match c {
+                            serde_json::Value::Null => "NULL".to_string(),
+                            serde_json::Value::String(s) => s.clone(),
+                            v => v.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            let _ = writeln!(stdout, "{}", cols.join(" | "));
+            for r in rows {
+                let _ = writeln!(stdout, "{}", r.join(" | "));
+            }
+        }
+        _ => {
+            let _ = stdout.write_all(&body);
+        }
+    }
+    if truncated {
+        eprintln!("actlog: the result was cut at the server's sql_rows_max");
+    }
+    Ok(())
+}
+
+pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
+    if let Some(url) = &args.remote.url {
+        let token = args.remote.token.as_deref().ok_or_else(|| usage("--url needs --token (a query token)"))?;
+        let q = args.query.as_deref().ok_or_else(|| usage("--url needs a QUERY (the REPL works on a data dir)"))?;
+        return remote_sql(url, token, q, !args.no_index, args.format);
+    }
+    let (store, writable) = open(data)?;
+    let opts = EngineOptions {
+        limits: actlog_query::QueryLimits {
+            rows_max: args.sql_rows_max,
+            time: std::time::Duration::from_millis(args.sql_time_ms),
+            memory_bytes: args.sql_memory_bytes,
+        },
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(store.clone(), opts).map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    if writable {
+        let n = engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
+        if n > 0 {
+            eprintln!("actlog: sealed {n} segment(s)");
+        }
+    }
+    let rt = runtime()?;
+    let mut qopts = QueryOptions { use_index: !args.no_index };
+    let result = match &args.query {
+        Some(q) => rt.block_on(engine.query(q, &qopts)).map_err(query_error).and_then(|out| print(&out, args.format)),
+        None => repl(&rt, &engine, &mut qopts, args.format),
+    };
+    drop(engine);
+    drop(rt);
+    if writable && let Ok(s) = Arc::try_unwrap(store) {
+        s.close()?;
+    }
+    result
+}
+
+fn repl(rt: &tokio::runtime::Runtime, engine: &Engine, qopts: &mut QueryOptions, format: Format) -> CliResult {
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprintln!(
+            "actlog sql: statements end with `;`. Tables: {}. \\q quits.",
+            actlog_query::engine::TABLES.join(", ")
+        );
+    }
+    let mut buf = String::new();
+    let mut failed = false;
+    let stdin = std::io::stdin();
+    let prompt = |cont: bool| {
+        if tty {
+            eprint!("{}", if cont { "     -> " } else { "actlog> " });
+        }
+    };
+    prompt(false);
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| refused(format!("reading stdin: {e}")))?;
+        let t = line.trim();
+        if buf.is_empty() && (t == "\\q" || t == "exit" || t == "quit") {
+            break;
+        }
+        buf.push_str(&line);
+        buf.push('\n');
+        if !t.ends_with(';') {
+            prompt(!buf.trim().is_empty());
+            continue;
+        }
+        let stmt = std::mem::take(&mut buf);
+        if let Some(v) = actlog_query::engine::parse_use_index(&stmt) {
+            qopts.use_index = v;
+            eprintln!("SET actlog.use_index = {v}");
+        } else {
+            match rt.block_on(engine.query(&stmt, qopts)) {
+                Ok(out) => print(&out, format)?,
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: {}: {}", e.code, e.message);
+                }
+            }
+        }
+        prompt(false);
+    }
+    if !buf.trim().is_empty() {
+        return Err(usage("the last statement does not end with `;`"));
+    }
+    if failed && !tty { Err(refused("a statement failed")) } else { Ok(()) }
+}
+
+pub fn chain(data: &Path, args: ChainArgs) -> CliResult {
+    let value = if let Some(url) = &args.remote.url {
+        let token = args.remote.token.as_deref().ok_or_else(|| usage("--url needs --token (a query token)"))?;
+        let agent = crate::loadgen::http_agent();
+        let mut resp = agent
+            .get(&format!("{}/v1/chains/{}", url.trim_end_matches('/'), percent_encode(&args.event_id)))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .map_err(|e| refused(format!("cannot reach {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let v: serde_json::Value =
+            resp.body_mut().read_json().map_err(|e| refused(format!("the server sent invalid JSON: {e}")))?;
+        if status != 200 {
+            return Err(refused(format!("{}: {}", v["error"]["code"], v["error"]["message"])));
+        }
+        v
+    } else {
+        let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
+        actlog_query::chain::reconstruct(&store, &args.event_id)
+            .map_err(|e| refused(e.to_string()))?
+            .ok_or_else(|| refused(format!("no event with event_id `{}` in the ledger", args.event_id)))?
+    };
+    if args.json {
+        println!("{value}");
+    } else {
+        print!("{}", actlog_query::chain::to_text(&value));
+    }
+    Ok(())
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

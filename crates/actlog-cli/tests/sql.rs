@@ -1,0 +1,270 @@
+//! SQL through every front end: `actlog sql` on the data dir (read-only
+//! beside a running server), `POST /v1/sql` (JSON, CSV, Arrow IPC), and the
+//! real `psql` against `--pg-listen`; the same answers everywhere. Also
+//! chains (CLI local, CLI remote, HTTP), role checks on both protocols, and
+//! `actlog verify` covering the segments the server sealed.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Proc {
+    child: Child,
+    http: String,
+    pg: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn actlog(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_actlog")).args(args).env("ACTLOG_DATA", data).output().unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "actlog failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A ledger of 2,500 generated events, and tokens by role.
+fn ledger(data: &Path) -> std::collections::HashMap<&'static str, String> {
+    let admin = stdout(&actlog(data, &["init", "--origin", "sql.actlog.test"])).trim().to_string();
+    let mut tokens = std::collections::HashMap::from([("admin", admin)]);
+    for role in ["query", "ingest", "auditor"] {
+        let t = stdout(&actlog(data, &["tokens", "create", "--role", role, "--name", role])).trim().to_string();
+        tokens.insert(role, t);
+    }
+    let store = actlog_store::Store::open(data, actlog_store::Options::default()).unwrap();
+    let cfg = actlog_gen::GenConfig { seed: 5, events: 2_500, pdps: 3, ..actlog_gen::GenConfig::default() };
+    actlog_gen::build_ledger(&store, &cfg, 500, |_| {}).unwrap();
+    store.close().unwrap();
+    tokens
+}
+
+fn serve(data: &Path) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0", "--segment-events", "1000"])
+        .env("ACTLOG_DATA", data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("actlog: PostgreSQL wire protocol on ") {
+                let _ = tx.send(("pg", a.split(' ').next().unwrap().to_string()));
+            } else if let Some(url) = line.split(" on ").nth(1).filter(|u| u.starts_with("http://")) {
+                let _ = tx.send(("http", url.to_string()));
+            } else if line.contains("sealed") {
+                let _ = tx.send(("sealed", line));
+            }
+        }
+    });
+    let (mut http, mut pg, mut sealed) = (None, None, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.is_none() || pg.is_none() || !sealed {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(("http", u)) => http = Some(u),
+            Ok(("pg", a)) => pg = Some(a),
+            Ok(_) => sealed = true,
+            Err(_) => panic!("actlog serve did not start and seal"),
+        }
+    }
+    Proc { child, http: http.unwrap(), pg: pg.unwrap() }
+}
+
+fn post_sql(p: &Proc, token: &str, sql: &str, accept: &str) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let resp = agent
+        .post(&format!("{}/v1/sql", p.http))
+        .header("authorization", &format!("Bearer {token}"))
+        .header("accept", accept)
+        .send_json(json!({"sql": sql}))
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().read_to_vec().unwrap())
+}
+
+fn get(url: &str, token: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut resp = agent.get(url).header("authorization", &format!("Bearer {token}")).call().unwrap();
+    (resp.status().as_u16(), resp.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn psql(p: &Proc, user: &str, password: &str, sql: &str) -> std::process::Output {
+    let (host, port) = p.pg.rsplit_once(':').unwrap();
+    Command::new(psql_bin())
+        .args(["--csv", "-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .arg(format!("host={host} port={port} user={user} dbname=ledger sslmode=disable"))
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs (tools/setup.sh installs postgresql-client)")
+}
+
+fn psql_bin() -> String {
+    for p in ["/usr/bin/psql", "/usr/lib/postgresql/15/bin/psql"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    "psql".to_string()
+}
+
+const QUERIES: &[&str] = &[
+    "SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY event_type",
+    "SELECT effect, count(*) AS n FROM decision_chains GROUP BY effect ORDER BY effect",
+    "SELECT seq, event_id, CAST(event_time AS VARCHAR) AS t, actor_id, chain_depth, risk_score FROM events WHERE seq BETWEEN 995 AND 1004 ORDER BY seq",
+    "SELECT h.depth, count(*) AS n FROM events e JOIN delegation_hops h ON h.seq = e.seq WHERE e.event_type = 'authz.decision' GROUP BY h.depth ORDER BY h.depth",
+    "SELECT name, pdp_id, added_seq, revoked_seq FROM producer_keys ORDER BY added_seq",
+    "SELECT seq, principal_id, task_id FROM events WHERE task_id = (SELECT task_id FROM events WHERE seq = 2400) ORDER BY seq",
+];
+
+#[test]
+fn the_same_answers_through_cli_http_and_psql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tokens = ledger(data);
+    let p = serve(data);
+    for q in QUERIES {
+        let (status, http) = post_sql(&p, &tokens["query"], q, "text/csv");
+        assert_eq!(status, 200, "{q}: {}", String::from_utf8_lossy(&http));
+        let http = String::from_utf8(http).unwrap();
+        // The CLI opens the data dir read-only beside the running server.
+        let cli = stdout(&actlog(data, &["sql", q, "--format", "csv"]));
+        let remote =
+            stdout(&actlog(data, &["sql", q, "--format", "csv", "--url", &p.http, "--token", &tokens["query"]]));
+        let pg = psql(&p, "query", &tokens["query"], q);
+        assert!(pg.status.success(), "psql: {q}: {}", String::from_utf8_lossy(&pg.stderr));
+        let pg = String::from_utf8(pg.stdout).unwrap();
+        assert!(http.lines().count() > 1, "{q} returns rows");
+        assert_eq!(cli, http, "{q}: CLI vs HTTP");
+        assert_eq!(remote, http, "{q}: CLI --url vs HTTP");
+        assert_eq!(pg, http, "{q}: psql vs HTTP");
+    }
+    // JSON body shape (contract section 4).
+    let (status, body) = post_sql(&p, &tokens["query"], QUERIES[0], "application/json");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["columns"][0], json!({"name": "event_type", "type": "Utf8"}));
+    assert_eq!(v["row_count"].as_u64().unwrap() as usize, v["rows"].as_array().unwrap().len());
+    assert_eq!(v["truncated"], false);
+    // Arrow IPC stream decodes to the same rows.
+    let (status, body) = post_sql(&p, &tokens["query"], QUERIES[0], "application/vnd.apache.arrow.stream");
+    assert_eq!(status, 200);
+    let reader =
+        actlog_query::datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, v["rows"].as_array().unwrap().len());
+    // The CLI's arrow output is the same stream format.
+    let arrow = actlog(data, &["sql", QUERIES[0], "--format", "arrow"]);
+    assert!(arrow.status.success());
+    let reader =
+        actlog_query::datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.stdout), None)
+            .unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), rows);
+}
+
+#[test]
+fn roles_are_checked_on_http_and_pg_and_the_sandbox_answers_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tokens = ledger(data);
+    let p = serve(data);
+    let q = "SELECT count(*) FROM events";
+    for role in ["ingest", "auditor"] {
+        let (status, body) = post_sql(&p, &tokens[role], q, "application/json");
+        assert_eq!(status, 403, "{role}");
+        assert!(String::from_utf8_lossy(&body).contains("forbidden"));
+    }
+    assert_eq!(post_sql(&p, "actlog_wrong", q, "application/json").0, 401);
+    assert_eq!(post_sql(&p, &tokens["admin"], q, "application/json").0, 200);
+
+    // psql: the token is the password and its role must be the user.
+    let ok = psql(&p, "query", &tokens["query"], q);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = psql(&p, "query", "actlog_not_a_token", q);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("valid, unrevoked actlog API token"));
+    let wrong_role = psql(&p, "ingest", &tokens["ingest"], q);
+    assert!(!wrong_role.status.success());
+    assert!(String::from_utf8_lossy(&wrong_role.stderr).contains("query (or admin) role"));
+    let mismatch = psql(&p, "admin", &tokens["query"], q);
+    assert!(!mismatch.status.success());
+    assert!(String::from_utf8_lossy(&mismatch.stderr).contains("user=query"));
+
+    // Refusals carry the stable code, on both protocols.
+    let (status, body) = post_sql(&p, &tokens["query"], "DELETE FROM events", "application/json");
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "sql_refused");
+    let refused = psql(&p, "query", &tokens["query"], "DROP TABLE events");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("DDL is refused"));
+    let n = psql(&p, "query", &tokens["query"], q);
+    assert_eq!(String::from_utf8_lossy(&n.stdout).lines().nth(1), Some("2507"), "nothing changed");
+}
+
+#[test]
+fn chains_and_verify_cover_what_the_server_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tokens = ledger(data);
+    let p = serve(data);
+    // A sub-agent decision whose task has an outcome.
+    let (status, body) = post_sql(
+        &p,
+        &tokens["query"],
+        "SELECT o.event_id, d.event_id FROM events o JOIN events d ON d.event_id = o.decision_event_id \
+         WHERE d.chain_depth >= 2 ORDER BY o.seq LIMIT 1",
+        "text/csv",
+    );
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    let (outcome_id, decision_id) = (row[0], row[1]);
+    let (status, from_outcome) = get(&format!("{}/v1/chains/{outcome_id}", p.http), &tokens["query"]);
+    assert_eq!(status, 200);
+    let (_, from_decision) = get(&format!("{}/v1/chains/{decision_id}", p.http), &tokens["query"]);
+    assert_eq!(from_outcome["decision"], from_decision["decision"], "any event of the task leads to the same decision");
+    assert_eq!(from_outcome["decision"]["event_id"], decision_id);
+    assert!(from_outcome["actors"].as_array().unwrap().len() >= 2);
+    assert!(from_outcome["outcomes"].as_array().unwrap().iter().any(|o| o["event_id"] == outcome_id));
+    // Every line carries a seq that proves.
+    let seq = from_outcome["decision"]["seq"].as_u64().unwrap();
+    let (status, proof) = get(&format!("{}/v1/proofs/inclusion?seq={seq}", p.http), &tokens["auditor"]);
+    assert_eq!(status, 200);
+    assert_eq!(proof["leaf_hash"], from_outcome["decision"]["leaf_hash"]);
+    assert_eq!(get(&format!("{}/v1/chains/{decision_id}", p.http), &tokens["auditor"]).0, 403);
+    assert_eq!(get(&format!("{}/v1/chains/nope", p.http), &tokens["query"]).0, 404);
+
+    let local: Value = serde_json::from_str(&stdout(&actlog(data, &["chain", decision_id, "--json"]))).unwrap();
+    let remote: Value = serde_json::from_str(&stdout(&actlog(
+        data,
+        &["chain", decision_id, "--json", "--url", &p.http, "--token", &tokens["query"]],
+    )))
+    .unwrap();
+    assert_eq!(local["decision"], from_decision["decision"]);
+    assert_eq!(remote["decision"], from_decision["decision"]);
+    let text = stdout(&actlog(data, &["chain", decision_id]));
+    assert!(text.contains("principal") && text.contains("decision") && text.contains(&format!("seq {seq}")), "{text}");
+
+    drop(p);
+    let v = actlog(data, &["verify", "--json"]);
+    let out: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert_eq!(out["segments"], 2, "the two segments the server sealed were checked");
+}

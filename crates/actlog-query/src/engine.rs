@@ -1,0 +1,567 @@
+//! The SQL engine: one read-only DataFusion session per query over a
+//! consistent snapshot of the ledger, with named limits.
+//!
+//! A query sees the ledger at one committed tree size: sealed segments
+//! below `sealed_end`, and the live tail read from RocksDB up to the tree
+//! size read when the query started. Batches are committed whole, so no
+//! query sees part of a batch, and `seq` has no gaps below the size.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actlog_store::Store;
+use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Statement, TableFactor, Visit, Visitor};
+use futures::StreamExt;
+
+use crate::provider::{Kind, LedgerTable, Snapshot};
+use crate::rows::{self, Builder};
+use crate::segments::{self, Segment};
+use crate::{Error, tables};
+
+/// Rows a query returns at most, by default (`sql_rows_max`).
+pub const SQL_ROWS_MAX_DEFAULT: usize = 100_000;
+/// Time a query may run, by default (`sql_time_ms`).
+pub const SQL_TIME_DEFAULT: Duration = Duration::from_secs(30);
+/// Memory a query's operators may hold, by default (`sql_memory_bytes`).
+pub const SQL_MEMORY_BYTES_DEFAULT: usize = 512 << 20;
+/// Tail rows decoded per batch.
+const TAIL_BATCH_ROWS: u64 = 8_192;
+
+/// The per-query limits. Each has a name, used in errors and flags.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// `sql_rows_max`: rows returned; more are cut and `truncated` is set.
+    pub rows_max: usize,
+    /// `sql_time_ms`: wall time from parse to the last row.
+    pub time: Duration,
+    /// `sql_memory_bytes`: memory pool for sorts, joins and aggregates.
+    pub memory_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits { rows_max: SQL_ROWS_MAX_DEFAULT, time: SQL_TIME_DEFAULT, memory_bytes: SQL_MEMORY_BYTES_DEFAULT }
+    }
+}
+
+/// How the engine is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Events per sealed segment.
+    pub segment_events: u64,
+    /// Per-query limits.
+    pub limits: QueryLimits,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { segment_events: segments::SEGMENT_EVENTS_DEFAULT, limits: QueryLimits::default() }
+    }
+}
+
+/// Per-query options.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryOptions {
+    /// Use the store's indexes for selective filters (default). Off forces
+    /// scans, to show that pushdown never changes an answer.
+    pub use_index: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions { use_index: true }
+    }
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    /// Column names and types.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// Rows returned.
+    pub row_count: usize,
+    /// Whether `sql_rows_max` cut the result.
+    pub truncated: bool,
+    /// The tree size the query answered for.
+    pub tree_size: u64,
+}
+
+/// A refused or failed query, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct QueryError {
+    /// `sql_refused`, `sql_invalid`, `sql_time_limit`, `sql_memory_limit` or `internal`.
+    pub code: &'static str,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl QueryError {
+    fn refused(m: impl Into<String>) -> QueryError {
+        QueryError { code: "sql_refused", message: m.into() }
+    }
+    fn invalid(m: impl Into<String>) -> QueryError {
+        QueryError { code: "sql_invalid", message: m.into() }
+    }
+}
+
+fn from_df(e: DataFusionError, limits: &QueryLimits) -> QueryError {
+    let root = e.find_root();
+    // Reading a segment file failed: never show its path or the I/O error
+    // to a client.
+    if matches!(root, DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) | DataFusionError::ParquetError(_))
+        || root.to_string().contains(&format!("/{}/", crate::segments::SEGMENTS_DIR))
+    {
+        return QueryError { code: "internal", message: format!("reading the query segments failed: {root}") };
+    }
+    match root {
+        DataFusionError::ResourcesExhausted(m) => QueryError {
+            code: "sql_memory_limit",
+            message: format!(
+                "the query needs more memory than the limit sql_memory_bytes = {} allows ({m}); narrow it with WHERE or aggregate less",
+                limits.memory_bytes
+            ),
+        },
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(Error::Corruption(m)) => QueryError { code: "storage_corruption", message: m.clone() },
+            _ => QueryError { code: "internal", message: "the query failed inside the engine".into() },
+        },
+        DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
+            QueryError::invalid(strip_df(&root.to_string()))
+        }
+        DataFusionError::NotImplemented(m) => QueryError::invalid(format!("not supported: {m}")),
+        DataFusionError::Execution(m) => QueryError::invalid(strip_df(m)),
+        DataFusionError::ArrowError(a, _) => QueryError::invalid(a.to_string()),
+        _ => QueryError::invalid(strip_df(&root.to_string())),
+    }
+}
+
+/// DataFusion prefixes messages with its error kind; keep the text.
+fn strip_df(m: &str) -> String {
+    let m = m.trim();
+    for p in ["Error during planning: ", "SQL error: ", "Schema error: ", "Execution error: "] {
+        if let Some(rest) = m.strip_prefix(p) {
+            return rest.to_string();
+        }
+    }
+    m.to_string()
+}
+
+/// Tables a query may name (besides its own CTEs and `information_schema`).
+pub const TABLES: &[&str] = &["events", "delegation_hops", "checkpoints", "producer_keys", "decision_chains"];
+/// Table functions a query may call: none reads a file or a URL.
+const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "unnest"];
+
+/// `SET actlog.use_index = true|false`: the one session setting clients may
+/// change (the SQL front ends keep it per session). Returns the new value.
+pub fn parse_use_index(sql: &str) -> Option<bool> {
+    let s = sql.trim().trim_end_matches(';').trim().to_ascii_lowercase();
+    let rest = s.strip_prefix("set")?.trim_start();
+    let rest = rest.strip_prefix("actlog.use_index")?.trim_start();
+    let rest = rest.strip_prefix('=').or_else(|| rest.strip_prefix("to"))?.trim();
+    match rest.trim_matches('\'') {
+        "true" | "on" => Some(true),
+        "false" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+struct Sandbox {
+    refused: Option<QueryError>,
+}
+
+impl Visitor for Sandbox {
+    type Break = ();
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> std::ops::ControlFlow<()> {
+        if let TableFactor::Table { name, args, .. } = t {
+            let text = name.to_string();
+            let last = name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default();
+            if text.contains(['/', ':', '\\', '\'']) || (text.contains('.') && text.contains('"')) {
+                self.refused = Some(QueryError::refused(format!(
+                    "file and URL tables are refused (`{text}`): queries read only the ledger's tables: {}",
+                    TABLES.join(", ")
+                )));
+                return std::ops::ControlFlow::Break(());
+            }
+            if args.is_some() && !TABLE_FUNCTIONS.contains(&last.as_str()) {
+                self.refused = Some(QueryError::refused(format!(
+                    "table function `{text}` is refused: only {} may be called",
+                    TABLE_FUNCTIONS.join(", ")
+                )));
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        if let TableFactor::Function { name, .. } = t {
+            self.refused = Some(QueryError::refused(format!("table function `{name}` is refused")));
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn check_sql_statement(s: &Statement) -> Result<(), QueryError> {
+    let class = match s {
+        Statement::Query(_) => {
+            let mut v = Sandbox { refused: None };
+            let _ = s.visit(&mut v);
+            return v.refused.map_or(Ok(()), Err);
+        }
+        Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_)
+        | Statement::Merge(_)
+        | Statement::Truncate(_) => "DML is refused: the ledger is append-only and changes only through signed ingest",
+        Statement::Copy { .. } => "COPY is refused: queries neither read nor write files",
+        Statement::Set(_) => {
+            "SET is refused here; the only session setting is `SET actlog.use_index = true|false` in `actlog sql` and psql"
+        }
+        _ if is_ddl(s) => "DDL is refused: the ledger's tables and view are fixed; use WITH for a named subquery",
+        _ => "only SELECT (and EXPLAIN SELECT) statements are allowed: the SQL endpoint is read-only",
+    };
+    Err(QueryError::refused(format!("{class} (statement: `{}`)", first_words(&s.to_string()))))
+}
+
+fn is_ddl(s: &Statement) -> bool {
+    let t = s.to_string().to_ascii_uppercase();
+    ["CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "COMMENT"].iter().any(|k| t.starts_with(k))
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
+}
+
+/// Parses one statement and applies the sandbox.
+pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
+    if sql.trim().is_empty() {
+        return Err(QueryError::invalid("the query is empty"));
+    }
+    let state = SessionContext::new().state();
+    let st = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic).map_err(|e| {
+        let m = strip_df(&e.to_string());
+        QueryError::invalid(m)
+    })?;
+    check_statement(&st)?;
+    Ok(st)
+}
+
+fn check_statement(st: &DfStatement) -> Result<(), QueryError> {
+    match st {
+        DfStatement::Statement(s) => check_sql_statement(s),
+        DfStatement::CreateExternalTable(_) => {
+            Err(QueryError::refused("CREATE EXTERNAL TABLE is refused: queries read only the ledger's tables"))
+        }
+        DfStatement::CopyTo(_) => Err(QueryError::refused("COPY is refused: queries neither read nor write files")),
+        DfStatement::Explain(e) => check_statement(&e.statement),
+        DfStatement::Reset(_) => Err(QueryError::refused("RESET is refused: there is no session state to reset")),
+    }
+}
+
+/// Tail chunk: `events` and `hops` rows of `[first, first + events.num_rows())`.
+#[derive(Debug, Clone)]
+struct Chunk {
+    first: u64,
+    events: RecordBatch,
+    hops: RecordBatch,
+}
+
+struct Live {
+    segments: segments::Segments,
+    tail: Vec<Chunk>,
+    /// One past the last seq in `tail` (≥ sealed end).
+    tail_end: u64,
+}
+
+impl Live {
+    fn sealed_end(&self) -> u64 {
+        self.segments.last().map_or(0, |s| s.end_seq)
+    }
+
+    /// Drops tail rows that sealed segments now cover.
+    fn trim(&mut self) {
+        let end = self.sealed_end();
+        self.tail.retain(|c| c.first + c.events.num_rows() as u64 > end);
+        for c in &mut self.tail {
+            if c.first < end {
+                let skip = (end - c.first) as usize;
+                c.events = c.events.slice(skip, c.events.num_rows() - skip);
+                let seqs = c.hops.column(0).as_any().downcast_ref::<UInt64Array>().expect("hops seq is UInt64");
+                let hop_skip = seqs.values().partition_point(|s| *s < end);
+                c.hops = c.hops.slice(hop_skip, c.hops.num_rows() - hop_skip);
+                c.first = end;
+            }
+        }
+        self.tail_end = self.tail_end.max(end);
+    }
+}
+
+struct Inner {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    opts: EngineOptions,
+    live: Mutex<Live>,
+    seal_lock: Mutex<()>,
+}
+
+/// The query engine of one open ledger. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("data_dir", &self.inner.data_dir).finish()
+    }
+}
+
+impl Engine {
+    /// Opens the engine over an open store: reads the segment manifest.
+    pub fn open(store: Arc<Store>, opts: EngineOptions) -> Result<Engine, Error> {
+        let data_dir = store.data_dir().to_path_buf();
+        let segs = segments::load(&data_dir, store.head().tree_size)?;
+        let end = segs.last().map_or(0, |s| s.end_seq);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                data_dir,
+                opts,
+                live: Mutex::new(Live { segments: Arc::new(segs), tail: Vec::new(), tail_end: end }),
+                seal_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// The limits queries run under.
+    pub fn limits(&self) -> QueryLimits {
+        self.inner.opts.limits
+    }
+
+    /// The sealed segments.
+    pub fn segments(&self) -> Vec<Segment> {
+        self.inner.live.lock().expect("live lock").segments.to_vec()
+    }
+
+    /// Seals every full segment past the sealed end (blocking). Returns how
+    /// many were sealed.
+    pub fn seal(&self) -> Result<usize, Error> {
+        let _g = self.inner.seal_lock.lock().expect("seal lock");
+        let before = self.inner.live.lock().expect("live lock").segments.to_vec();
+        let n = before.len();
+        let after =
+            segments::seal(&self.inner.store, &self.inner.data_dir, before, self.inner.opts.segment_events, |s| {
+                let mut live = self.inner.live.lock().expect("live lock");
+                live.segments = Arc::new(s.to_vec());
+                live.trim();
+            })?;
+        Ok(after.len() - n)
+    }
+
+    /// A consistent snapshot at the current tree size (blocking): the tail
+    /// is brought up to that size first.
+    pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        let mut live = self.inner.live.lock().expect("live lock");
+        let size = self.inner.store.head().tree_size;
+        if live.tail_end < size {
+            let names = self.inner.store.with_registry(rows::key_names);
+            let mut from = live.tail_end;
+            while from < size {
+                let to = (from + TAIL_BATCH_ROWS).min(size);
+                let mut b = Builder::default();
+                let mut err = None;
+                self.inner.store.scan(from, to, |ev| {
+                    match rows::decode(&ev, &names) {
+                        Ok(r) => b.push(&r),
+                        Err(e) => err = Some(e),
+                    }
+                    Ok(())
+                })?;
+                if let Some(e) = err {
+                    return Err(e);
+                }
+                assert_eq!(b.len() as u64, to - from, "a committed range reads whole");
+                let (events, hops) = b.finish();
+                live.tail.push(Chunk { first: from, events, hops });
+                from = to;
+            }
+            live.tail_end = size;
+        }
+        assert!(live.tail_end >= size, "the tail never runs behind a snapshot");
+        // The tail may run ahead of `size` only if another snapshot read a
+        // later head; cut it back so this snapshot is exactly `[0, size)`.
+        let mut tail_events = Vec::new();
+        let mut tail_hops = Vec::new();
+        for c in &live.tail {
+            if c.first >= size {
+                break;
+            }
+            let n = ((size - c.first) as usize).min(c.events.num_rows());
+            tail_events.push(c.events.slice(0, n));
+            let seqs = c.hops.column(0).as_any().downcast_ref::<UInt64Array>().expect("hops seq is UInt64");
+            let h = seqs.values().partition_point(|s| *s < size);
+            tail_hops.push(c.hops.slice(0, h));
+        }
+        Ok(Snapshot {
+            tree_size: size,
+            segments: live.segments.clone(),
+            tail_events,
+            tail_hops,
+            dir: segments::dir(&self.inner.data_dir),
+        })
+    }
+
+    fn context(&self, snap: Snapshot, opts: &QueryOptions) -> Result<SessionContext, QueryError> {
+        let limits = self.inner.opts.limits;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            // No spilling: a query never writes files.
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()
+            .map_err(|e| from_df(e, &limits))?;
+        let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let snap = Arc::new(snap);
+        let store = self.inner.store.clone();
+        let reg = |name: &str, t: Arc<dyn datafusion::catalog::TableProvider>| {
+            ctx.register_table(name, t).map(|_| ()).map_err(|e| from_df(e, &limits))
+        };
+        reg("events", Arc::new(LedgerTable::new(Kind::Events, snap.clone(), store.clone(), opts.use_index)))?;
+        reg("delegation_hops", Arc::new(LedgerTable::new(Kind::Hops, snap.clone(), store.clone(), opts.use_index)))?;
+        let (cp, keys) = tables::small_tables(&store, snap.tree_size).map_err(|e| QueryError {
+            code: if matches!(e, Error::Corruption(_)) { "storage_corruption" } else { "internal" },
+            message: e.to_string(),
+        })?;
+        reg("checkpoints", Arc::new(MemTable::try_new(cp.schema(), vec![vec![cp]]).map_err(|e| from_df(e, &limits))?))?;
+        reg(
+            "producer_keys",
+            Arc::new(MemTable::try_new(keys.schema(), vec![vec![keys]]).map_err(|e| from_df(e, &limits))?),
+        )?;
+        Ok(ctx)
+    }
+
+    async fn snapshot_async(&self) -> Result<Snapshot, QueryError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.snapshot())
+            .await
+            .map_err(|_| QueryError { code: "internal", message: "the snapshot task failed".into() })?
+            .map_err(|e| QueryError {
+                code: if matches!(e, Error::Corruption(_)) { "storage_corruption" } else { "internal" },
+                message: e.to_string(),
+            })
+    }
+
+    async fn plan(
+        &self,
+        sql: &str,
+        opts: &QueryOptions,
+    ) -> Result<(SessionContext, datafusion::logical_expr::LogicalPlan, u64), QueryError> {
+        let limits = self.inner.opts.limits;
+        let st = check(sql)?;
+        let snap = self.snapshot_async().await?;
+        let size = snap.tree_size;
+        let ctx = self.context(snap, opts)?;
+        tables::register_views(&ctx).await.map_err(|e| from_df(e, &limits))?;
+        let plan = ctx.state().statement_to_plan(st).await.map_err(|e| from_df(e, &limits))?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::refused(strip_df(&e.to_string())))?;
+        Ok((ctx, plan, size))
+    }
+
+    /// Runs one read-only statement under the limits.
+    pub async fn query(&self, sql: &str, opts: &QueryOptions) -> Result<QueryOutput, QueryError> {
+        self.query_params(sql, Vec::new(), opts).await
+    }
+
+    /// Plans without running: the output schema and the number of `$n`
+    /// placeholders.
+    pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, usize), QueryError> {
+        let (_, plan, _) = self.plan(sql, &QueryOptions::default()).await?;
+        let params = plan.get_parameter_types().map_err(|e| from_df(e, &self.limits()))?.len();
+        Ok((Arc::new(plan.schema().as_arrow().clone()), params))
+    }
+
+    /// Runs with `$1..$n` bound to text values (`None` is NULL), each cast
+    /// to the type the planner inferred for it.
+    pub async fn query_params(
+        &self,
+        sql: &str,
+        params: Vec<Option<String>>,
+        opts: &QueryOptions,
+    ) -> Result<QueryOutput, QueryError> {
+        let limits = self.inner.opts.limits;
+        let run = async {
+            let (ctx, mut plan, tree_size) = self.plan(sql, opts).await?;
+            if !params.is_empty() {
+                let types = plan.get_parameter_types().map_err(|e| from_df(e, &limits))?;
+                let mut values = Vec::with_capacity(params.len());
+                for (i, p) in params.into_iter().enumerate() {
+                    let v = ScalarValue::Utf8(p);
+                    let want = types.get(&format!("${}", i + 1)).cloned().flatten();
+                    values.push(match want {
+                        Some(t) => v.cast_to(&t).map_err(|e| {
+                            QueryError::invalid(format!("parameter ${} does not convert to {t}: {e}", i + 1))
+                        })?,
+                        None => v,
+                    });
+                }
+                plan = plan
+                    .with_param_values(ParamValues::List(values.into_iter().map(Into::into).collect()))
+                    .map_err(|e| from_df(e, &limits))?;
+            }
+            let df = ctx.execute_logical_plan(plan).await.map_err(|e| from_df(e, &limits))?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await.map_err(|e| from_df(e, &limits))?;
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
+            let mut truncated = false;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(|e| from_df(e, &limits))?;
+                if rows + b.num_rows() > limits.rows_max {
+                    let keep = limits.rows_max - rows;
+                    batches.push(b.slice(0, keep));
+                    rows += keep;
+                    truncated = true;
+                    break;
+                }
+                rows += b.num_rows();
+                batches.push(b);
+            }
+            Ok(QueryOutput { schema, batches, row_count: rows, truncated, tree_size })
+        };
+        match tokio::time::timeout(limits.time, run).await {
+            Ok(r) => r,
+            Err(_) => Err(QueryError {
+                code: "sql_time_limit",
+                message: format!(
+                    "the query ran longer than the limit sql_time_ms = {}; narrow it with WHERE on seq, event_time or an indexed id",
+                    limits.time.as_millis()
+                ),
+            }),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+}

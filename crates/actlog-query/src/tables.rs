@@ -1,0 +1,109 @@
+//! The small tables (`checkpoints`, `producer_keys`) and the
+//! `decision_chains` view.
+
+use std::sync::Arc;
+
+use actlog_store::Store;
+use datafusion::arrow::array::{RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::SessionContext;
+
+use crate::Error;
+use crate::rows::timestamp_type;
+
+/// `decision_chains`: one row per decision with its actor chain and its
+/// first outcome (`outcome_status` and `outcome_seq` NULL when none).
+pub const DECISION_CHAINS_SQL: &str = "CREATE VIEW decision_chains AS \
+SELECT d.seq, d.event_id, d.task_id, d.session_id, d.principal_id, d.actor_chain, d.purpose_scope, \
+d.policy_version, d.action, d.resource_id, d.effect, o.outcome_status, o.outcome_seq \
+FROM events d LEFT JOIN ( \
+  SELECT decision_event_id, min(seq) AS outcome_seq, first_value(outcome_status ORDER BY seq) AS outcome_status \
+  FROM events WHERE event_type = 'authz.outcome' GROUP BY decision_event_id \
+) o ON o.decision_event_id = d.event_id \
+WHERE d.event_type = 'authz.decision'";
+
+/// Registers the views on a fresh context (before the sandbox applies).
+pub async fn register_views(ctx: &SessionContext) -> datafusion::error::Result<()> {
+    ctx.sql(DECISION_CHAINS_SQL).await?;
+    Ok(())
+}
+
+/// Builds `checkpoints` (up to `tree_size`) and `producer_keys`.
+pub fn small_tables(store: &Store, tree_size: u64) -> Result<(RecordBatch, RecordBatch), Error> {
+    let mut size = UInt64Builder::new();
+    let mut root = StringBuilder::new();
+    let mut created = TimestampNanosecondBuilder::new().with_timezone("UTC");
+    let mut text = StringBuilder::new();
+    for (s, n, t) in store.checkpoints_with_time()? {
+        if s > tree_size {
+            continue;
+        }
+        // The body is `origin\nsize\nroot\n`; the writer signed it, and
+        // `actlog verify` checks the signatures, so only the root is read here.
+        let r = n
+            .lines()
+            .nth(2)
+            .and_then(actlog_core::b64::decode)
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| Error::Corruption(format!("stored checkpoint of tree size {s} does not parse")))?;
+        size.append_value(s);
+        // Lowercase hex in SQL (contract section 10); the note keeps base64.
+        root.append_value(hex::encode(r));
+        created.append_option(t.map(|t| t as i64));
+        text.append_value(&n);
+    }
+    let cp_schema = Arc::new(Schema::new(vec![
+        Field::new("tree_size", DataType::UInt64, false),
+        Field::new("root_hash", DataType::Utf8, false),
+        Field::new("created_at", timestamp_type(), true),
+        Field::new("note", DataType::Utf8, false),
+    ]));
+    let cp = RecordBatch::try_new(
+        cp_schema,
+        vec![Arc::new(size.finish()), Arc::new(root.finish()), Arc::new(created.finish()), Arc::new(text.finish())],
+    )
+    .expect("checkpoints columns");
+
+    let reg = store.registry();
+    let mut keys: Vec<_> = reg.keys.values().filter(|k| k.added_seq < tree_size).collect();
+    keys.sort_by_key(|k| k.added_seq);
+    let mut name = StringBuilder::new();
+    let mut key_id = StringBuilder::new();
+    let mut pdp = StringBuilder::new();
+    let mut public = StringBuilder::new();
+    let mut added = UInt64Builder::new();
+    let mut revoked = UInt64Builder::new();
+    for k in keys {
+        let raw: [u8; 32] = hex::decode(&k.public_key_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::Corruption(format!("key `{}` has a malformed public key", k.name)))?;
+        name.append_value(&k.name);
+        key_id.append_value(&k.fingerprint_hex);
+        pdp.append_value(&k.pdp_id);
+        public.append_value(actlog_core::b64::encode(raw));
+        added.append_value(k.added_seq);
+        revoked.append_option(k.revoked_seq.filter(|s| *s < tree_size));
+    }
+    let k_schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("key_id", DataType::Utf8, false),
+        Field::new("pdp_id", DataType::Utf8, false),
+        Field::new("public_key", DataType::Utf8, false),
+        Field::new("added_seq", DataType::UInt64, false),
+        Field::new("revoked_seq", DataType::UInt64, true),
+    ]));
+    let keys = RecordBatch::try_new(
+        k_schema,
+        vec![
+            Arc::new(name.finish()),
+            Arc::new(key_id.finish()),
+            Arc::new(pdp.finish()),
+            Arc::new(public.finish()),
+            Arc::new(added.finish()),
+            Arc::new(revoked.finish()),
+        ],
+    )
+    .expect("producer_keys columns");
+    Ok((cp, keys))
+}

@@ -1,0 +1,294 @@
+//! The engine's promises: the sandbox refuses every statement class that is
+//! not a read, each limit is reported by name when hit, a query during
+//! ingest sees a consistent prefix, pushdown never changes an answer, and
+//! segments are checked against the ledger.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actlog_query::{Engine, EngineOptions, QueryLimits, QueryOptions};
+use actlog_store::{Options, Store};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn sandbox_refuses_every_non_read_statement_class() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let rt = rt();
+    let refused = [
+        // DDL
+        ("CREATE TABLE t (a INT)", "DDL"),
+        ("CREATE TABLE t AS SELECT * FROM events", "DDL"),
+        ("CREATE VIEW v AS SELECT 1", "DDL"),
+        ("DROP TABLE events", "DDL"),
+        ("ALTER TABLE events ADD COLUMN x INT", "DDL"),
+        ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
+        // DML
+        ("INSERT INTO events (seq) VALUES (1)", "DML"),
+        ("UPDATE events SET effect = 'allow'", "DML"),
+        ("DELETE FROM events", "DML"),
+        ("TRUNCATE TABLE events", "DML"),
+        // COPY, both ways
+        ("COPY events TO '/tmp/actlog-copy.csv'", "COPY"),
+        ("COPY (SELECT 1) TO '/tmp/actlog-copy.parquet'", "COPY"),
+        // files and URLs
+        ("SELECT * FROM '/etc/passwd'", "file and URL tables"),
+        ("SELECT * FROM 'https://example.com/x.parquet'", "file and URL tables"),
+        ("SELECT * FROM read_parquet('/tmp/x.parquet')", "table function"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "table function"),
+        // session and other statements
+        ("SET datafusion.execution.batch_size = 1", "SET"),
+        ("RESET datafusion.execution.batch_size", "RESET"),
+        ("EXPLAIN COPY events TO '/tmp/x.csv'", "COPY"),
+        ("SHOW TABLES", "only SELECT"),
+    ];
+    for (sql, what) in refused {
+        let e = rt.block_on(engine.query(sql, &QueryOptions::default())).expect_err(sql);
+        assert_eq!(e.code, "sql_refused", "{sql}: {e}");
+        assert!(e.message.contains(what), "{sql}: message `{}` should name {what}", e.message);
+    }
+    assert!(!std::path::Path::new("/tmp/actlog-copy.csv").exists());
+    // Reads are allowed, including EXPLAIN and the safe table functions.
+    for sql in [
+        "SELECT count(*) FROM events",
+        "EXPLAIN SELECT * FROM events WHERE seq = 3",
+        "SELECT * FROM generate_series(1, 3)",
+        "WITH d AS (SELECT * FROM decision_chains) SELECT count(*) FROM d",
+    ] {
+        rt.block_on(engine.query(sql, &QueryOptions::default())).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // Invalid SQL is not a refusal.
+    let e = rt.block_on(engine.query("SELEC 1", &QueryOptions::default())).unwrap_err();
+    assert_eq!(e.code, "sql_invalid", "{e}");
+    let e = rt.block_on(engine.query("SELECT nope FROM events", &QueryOptions::default())).unwrap_err();
+    assert_eq!(e.code, "sql_invalid", "{e}");
+    assert!(e.message.contains("nope"), "{e}");
+}
+
+fn engine_with(dir: &std::path::Path, limits: QueryLimits) -> Engine {
+    common::fixture(dir);
+    // Reopen with other limits over the same ledger and segments.
+    let store = Arc::new(Store::open(dir, Options { read_only: true, ..Options::default() }).unwrap());
+    Engine::open(store, EngineOptions { segment_events: common::FIXTURE_SEGMENT_EVENTS, limits }).unwrap()
+}
+
+#[test]
+fn each_limit_is_reported_by_name() {
+    let rt = rt();
+    // Rows: cut and flagged, never an error.
+    let tmp = tempfile::tempdir().unwrap();
+    let e = engine_with(tmp.path(), QueryLimits { rows_max: 10, ..QueryLimits::default() });
+    let out = rt.block_on(e.query("SELECT seq FROM events ORDER BY seq", &QueryOptions::default())).unwrap();
+    assert_eq!(out.row_count, 10);
+    assert!(out.truncated);
+    let out = rt.block_on(e.query("SELECT seq FROM events ORDER BY seq LIMIT 10", &QueryOptions::default())).unwrap();
+    assert!(!out.truncated, "exactly the limit is not a cut");
+    drop(e);
+
+    // Time.
+    let tmp = tempfile::tempdir().unwrap();
+    let e = engine_with(tmp.path(), QueryLimits { time: Duration::from_millis(50), ..QueryLimits::default() });
+    let err = rt
+        .block_on(e.query(
+            "SELECT count(*) FROM events a, events b, generate_series(1, 1000) g WHERE a.payload < b.payload",
+            &QueryOptions::default(),
+        ))
+        .unwrap_err();
+    assert_eq!(err.code, "sql_time_limit", "{err}");
+    assert!(err.message.contains("sql_time_ms"), "{err}");
+    drop(e);
+
+    // Memory.
+    let tmp = tempfile::tempdir().unwrap();
+    let e = engine_with(tmp.path(), QueryLimits { memory_bytes: 64 << 10, ..QueryLimits::default() });
+    let err =
+        rt.block_on(e.query("SELECT payload FROM events ORDER BY payload DESC", &QueryOptions::default())).unwrap_err();
+    assert_eq!(err.code, "sql_memory_limit", "{err}");
+    assert!(err.message.contains("sql_memory_bytes"), "{err}");
+}
+
+#[test]
+fn pushdown_never_changes_an_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let rt = rt();
+    let probe = common::rows(
+        &engine,
+        "SELECT actor_id, principal_id, session_id, task_id, event_id FROM events WHERE event_type = 'authz.decision' AND seq > 2200 AND principal_id IS NOT NULL AND session_id IS NOT NULL AND task_id IS NOT NULL ORDER BY seq LIMIT 1",
+    );
+    let p = &rt.block_on(probe)[0];
+    let queries = [
+        format!("SELECT seq, event_id, effect FROM events WHERE actor_id = '{}' ORDER BY seq", p[0]),
+        format!("SELECT seq FROM events WHERE principal_id = '{}' ORDER BY seq", p[1]),
+        format!("SELECT seq FROM events WHERE session_id = '{}' ORDER BY seq", p[2]),
+        format!("SELECT seq, event_type FROM events WHERE task_id = '{}' ORDER BY seq", p[3]),
+        format!("SELECT seq FROM events WHERE event_id = '{}'", p[4]),
+        format!("SELECT seq FROM events WHERE event_id IN ('{}', 'missing') AND task_id = '{}'", p[4], p[3]),
+        format!("SELECT d.seq, h.depth, h.sub FROM events d JOIN delegation_hops h ON h.seq = d.seq WHERE d.task_id = '{}' ORDER BY 1, 2", p[3]),
+        "SELECT count(*) FROM events WHERE seq BETWEEN 900 AND 2100".to_string(),
+        "SELECT count(*) FROM events WHERE seq = 1500 OR seq = 10".to_string(),
+        "SELECT count(*) FROM events WHERE event_time >= TIMESTAMP '2026-01-10T00:00:00Z' AND event_time < TIMESTAMP '2026-01-12T00:00:00Z'".to_string(),
+        "SELECT count(*) FROM delegation_hops WHERE seq IN (5, 1200, 2400)".to_string(),
+    ];
+    for q in &queries {
+        let with = rt.block_on(common::rows_with(&engine, q, QueryOptions { use_index: true }));
+        let without = rt.block_on(common::rows_with(&engine, q, QueryOptions { use_index: false }));
+        assert_eq!(with, without, "{q}");
+        assert!(!with.is_empty(), "{q} returns rows");
+    }
+    // The index path really is taken: with the index, a task lookup reads
+    // from memory (the fetched rows), not from Parquet.
+    let plan = |use_index| {
+        let out = rt
+            .block_on(engine.query(
+                &format!("EXPLAIN SELECT seq FROM events WHERE task_id = '{}'", p[3]),
+                &QueryOptions { use_index },
+            ))
+            .unwrap();
+        actlog_query::output::to_text_rows(&out.batches).concat().into_iter().flatten().collect::<Vec<_>>().join("\n")
+    };
+    let indexed = plan(true);
+    let scanned = plan(false);
+    assert!(!indexed.contains("ParquetSource") && !indexed.contains("parquet"), "{indexed}");
+    assert!(scanned.to_lowercase().contains("parquet"), "{scanned}");
+}
+
+#[test]
+fn queries_during_ingest_see_a_consistent_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let rt = rt();
+    let store = engine.store().clone();
+    let start = store.head().tree_size;
+    const BATCH: u64 = 7;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let store = store.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut batches = 0u64;
+            let mut g = actlog_gen::Generator::new(actlog_gen::GenConfig {
+                seed: 99,
+                events: 100_000,
+                pdps: 3,
+                ..actlog_gen::GenConfig::default()
+            });
+            while !stop.load(Ordering::SeqCst) && batches < 120 {
+                let items: Vec<_> = (0..BATCH).map(|_| g.next().unwrap()).collect();
+                actlog_gen::append_generated(&store, 42, &items).unwrap();
+                batches += 1;
+            }
+            batches
+        })
+    };
+    let mut checks = 0;
+    while !writer.is_finished() || checks < 5 {
+        let out = rt
+            .block_on(engine.query(
+                "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, count(DISTINCT seq) AS d FROM events",
+                &QueryOptions::default(),
+            ))
+            .unwrap();
+        let r = &actlog_query::output::to_text_rows(&out.batches)[0];
+        let n: u64 = r[0].as_deref().unwrap().parse().unwrap();
+        let lo: u64 = r[1].as_deref().unwrap().parse().unwrap();
+        let hi: u64 = r[2].as_deref().unwrap().parse().unwrap();
+        let d: u64 = r[3].as_deref().unwrap().parse().unwrap();
+        assert_eq!(n, out.tree_size, "the query sees exactly the tree size it reports");
+        assert_eq!((lo, hi + 1, d), (0, n, n), "no gap and no duplicate below the tree size");
+        assert_eq!((n - start) % BATCH, 0, "no torn batch: {n} events after {start}");
+        checks += 1;
+        if checks % 4 == 0 {
+            engine.seal().unwrap();
+        }
+        if checks > 400 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let batches = writer.join().unwrap();
+    assert!(batches > 0 && checks >= 5);
+    let final_n = rt.block_on(common::rows(&engine, "SELECT count(*) FROM events"));
+    assert_eq!(final_n[0][0], (start + batches * BATCH).to_string());
+}
+
+#[test]
+fn segments_are_checked_against_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let store = engine.store().clone();
+    let ok = actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap();
+    assert_eq!(ok, Ok(2));
+    let segs = engine.segments();
+    drop(engine);
+    let dir = actlog_query::segments::dir(tmp.path());
+
+    // A flipped byte in a file: the recorded hash no longer matches.
+    let f = dir.join(&segs[1].events_file);
+    let orig = std::fs::read(&f).unwrap();
+    let mut bad = orig.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    std::fs::write(&f, &bad).unwrap();
+    let fail = actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap().unwrap_err();
+    assert_eq!(fail.first_seq, segs[1].first_seq);
+    assert!(fail.reason.contains("blake3"), "{}", fail.reason);
+    std::fs::write(&f, &orig).unwrap();
+
+    // A rewritten segment whose hash is also rewritten in the manifest: the
+    // rows no longer equal the ledger's.
+    let (mut events, _) = actlog_query::segments::build(&store, segs[0].first_seq, segs[0].end_seq).unwrap();
+    let cols: Vec<_> = events.columns().to_vec();
+    let effect_idx = events.schema().index_of("effect").unwrap();
+    let flipped: actlog_query::datafusion::arrow::array::StringArray = cols[effect_idx]
+        .as_any()
+        .downcast_ref::<actlog_query::datafusion::arrow::array::StringArray>()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(|s| if s == "deny" { "allow" } else { s }))
+        .collect();
+    let mut cols2 = cols.clone();
+    cols2[effect_idx] = Arc::new(flipped);
+    events = actlog_query::datafusion::arrow::array::RecordBatch::try_new(events.schema(), cols2).unwrap();
+    let mut buf = Vec::new();
+    let mut w =
+        actlog_query::datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, events.schema(), None).unwrap();
+    w.write(&events).unwrap();
+    w.close().unwrap();
+    std::fs::write(dir.join(&segs[0].events_file), &buf).unwrap();
+    let manifest = dir.join(actlog_query::segments::MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace(&segs[0].events_blake3, blake3::hash(&buf).to_hex().as_str())).unwrap();
+    let fail = actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap().unwrap_err();
+    assert_eq!(fail.first_seq, 0);
+    assert!(fail.reason.contains("`effect`"), "{}", fail.reason);
+
+    // Rebuilt from the ledger after deleting them: equal again.
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(store);
+}
+
+#[test]
+fn segments_rebuild_from_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let rt = rt();
+    let q = "SELECT effect, count(*) FROM events GROUP BY effect ORDER BY effect";
+    let before = rt.block_on(common::rows(&engine, q));
+    let store = engine.store().clone();
+    drop(engine);
+    std::fs::remove_dir_all(actlog_query::segments::dir(tmp.path())).unwrap();
+    let engine =
+        Engine::open(store.clone(), EngineOptions { segment_events: 1_000, ..EngineOptions::default() }).unwrap();
+    // Unsealed: everything is read from the tail, same answer.
+    assert_eq!(rt.block_on(common::rows(&engine, q)), before);
+    assert_eq!(engine.seal().unwrap(), 2);
+    assert_eq!(rt.block_on(common::rows(&engine, q)), before);
+    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
+}

@@ -1,0 +1,1555 @@
+//! The PostgreSQL wire endpoint: `psql`, Grafana, DBeaver, JDBC and lib/pq
+//! query the ledger through the same read-only `actlog_query::Engine` as the
+//! HTTP API.
+//!
+//! It is built on pgwire 0.42 without TLS. The endpoint is meant for loopback
+//! or a trusted network, so clients connect with `sslmode=disable`, and an
+//! SSLRequest is answered "no".
+//!
+//! Authentication is a cleartext password. The user name is a role (`query`
+//! or `admin`) and the password is an API token. The caller's
+//! [`Authenticate`] checks both. A refusal ends the connection with a FATAL
+//! ErrorResponse: SQLSTATE 28P01 for a bad token, 28000 for a role that may not
+//! query or does not match the user name.
+//!
+//! Protocol coverage:
+//! - Simple query (psql). A query string may hold several statements separated
+//!   by `;`. Each one gets RowDescription, DataRows and `SELECT n`, and the
+//!   first error stops the rest, as in PostgreSQL.
+//! - Extended query (Grafana, JDBC, lib/pq, pgx): Parse, Bind, Describe,
+//!   Execute, Close, Sync. Parse plans the statement with `Engine::describe`,
+//!   so Describe answers without running it. Parameters are described as TEXT
+//!   and passed to the engine as text. Binary parameters of the common types
+//!   are converted to text first. Execute honours its row count by suspending
+//!   the portal.
+//! - CancelRequest (psql's ctrl-c) drops the running query.
+//! - Not covered: COPY, replication, `pg_catalog` emulation, and more than one
+//!   statement in one Parse.
+//!
+//! A few session statements that drivers send on their own are answered here
+//! and never reach the engine; `classify` lists them.
+//!
+//! Results are sent in text or binary format, as the client asks. Arrow types
+//! map to PostgreSQL types as `PgColumn::of` lists. A result cut by the
+//! engine's row limit also carries a WARNING notice.
+
+use std::fmt::{self, Debug, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actlog_query::datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use actlog_query::datafusion::arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
+};
+use actlog_query::datafusion::arrow::record_batch::RecordBatch;
+use actlog_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions as ArrowFormatOptions};
+use actlog_query::{Engine, QueryError, QueryOptions};
+use async_trait::async_trait;
+use bytes::{BufMut, BytesMut};
+use futures::{Sink, SinkExt, stream};
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_ERROR, SEVERITY_FATAL, SEVERITY_WARNING};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::{DataRow, FORMAT_CODE_BINARY};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Why a login was refused. The message is sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// The token is unknown, revoked or malformed: SQLSTATE 28P01.
+    BadPassword(String),
+    /// The token is valid, but its role may not query or is not the user
+    /// name: SQLSTATE 28000.
+    WrongRole(String),
+}
+
+/// Checks a login, given `(user, password)`: the user is a role name and the
+/// password an API token.
+pub type Authenticate = Arc<dyn Fn(&str, &str) -> Result<(), AuthFailure> + Send + Sync>;
+
+/// Most connections served at once. One more is refused with SQLSTATE 53300,
+/// as PostgreSQL does beyond `max_connections` (whose default is also 100).
+pub const CONNECTIONS_MAX: usize = 100;
+
+/// Serves PostgreSQL clients on `listener` until `shutdown` becomes true (or
+/// its sender is dropped), one task per connection.
+///
+/// On shutdown it stops accepting and then closes every open connection,
+/// aborting any running query: sessions such as an idle psql can last
+/// forever, so they are not drained. It returns once all connection tasks are
+/// gone, so nothing holds `engine` afterwards.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    auth: Authenticate,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let handlers = Arc::new(Handlers::new(engine, auth));
+    let mut connections = JoinSet::new();
+    while !*shutdown.borrow_and_update() {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                // A dropped sender means that the server is going away.
+                if changed.is_err() {
+                    break;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _peer)) => {
+                    if connections.len() >= CONNECTIONS_MAX {
+                        refuse_connection(&socket);
+                    } else {
+                        let handlers = Arc::clone(&handlers);
+                        connections.spawn(async move {
+                            // An error here is the client's connection failing;
+                            // pgwire has already told the client what it could.
+                            let _ = pgwire::tokio::process_socket(socket, None, handlers).await;
+                        });
+                    }
+                }
+                Err(e) => {
+                    // Usually a transient shortage (EMFILE); do not spin on it.
+                    eprintln!("actlog-server: postgres endpoint: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Tells a client beyond [`CONNECTIONS_MAX`] why it is turned away.
+fn refuse_connection(socket: &TcpStream) {
+    let info = ErrorInfo::new(
+        SEVERITY_FATAL.to_owned(),
+        "53300".to_owned(),
+        format!("sorry, too many clients already (at most {CONNECTIONS_MAX})"),
+    );
+    let mut message = BytesMut::new();
+    if PgWireBackendMessage::ErrorResponse(info.into()).encode(&mut message).is_ok() {
+        // Best effort: the socket is new, so the short message fits its send
+        // buffer. libpq reads an ErrorResponse even in place of an SSL answer.
+        let _ = socket.try_write(&message);
+    }
+}
+
+/// The pgwire handlers of every connection.
+struct Handlers {
+    startup: Arc<CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>>,
+    queries: Arc<QueryHandler>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    fn new(engine: Engine, auth: Authenticate) -> Handlers {
+        // Connections register here at login, so a CancelRequest can find them.
+        let connection_manager = Arc::new(ConnectionManager::new());
+        let startup =
+            CleartextPasswordAuthStartupHandler::new(TokenAuth { auth }, DefaultServerParameterProvider::default())
+                .with_connection_manager(Arc::clone(&connection_manager));
+        let parser = Arc::new(StatementParser { engine: engine.clone() });
+        Handlers {
+            startup: Arc::new(startup),
+            queries: Arc::new(QueryHandler { engine, parser }),
+            cancel: Arc::new(DefaultCancelHandler::new(connection_manager)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// Checks the password message with the caller's [`Authenticate`].
+struct TokenAuth {
+    auth: Authenticate,
+}
+
+impl Debug for TokenAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenAuth")
+    }
+}
+
+#[async_trait]
+impl AuthSource for TokenAuth {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        // Tokens are checked, never handed out: `verify_password` is the only
+        // path, and pgwire's cleartext mechanism calls nothing else.
+        Err(fatal("28P01", "password authentication failed"))
+    }
+
+    async fn verify_password(&self, login: &LoginInfo, presented_password: &[u8]) -> PgWireResult<Option<()>> {
+        let user = login.user().unwrap_or_default();
+        let password =
+            std::str::from_utf8(presented_password).map_err(|_| fatal("28P01", "the password is not valid UTF-8"))?;
+        match (self.auth)(user, password) {
+            Ok(()) => Ok(None),
+            Err(AuthFailure::BadPassword(message)) => Err(fatal("28P01", message)),
+            Err(AuthFailure::WrongRole(message)) => Err(fatal("28000", message)),
+        }
+    }
+}
+
+/// Answers both query protocols.
+struct QueryHandler {
+    engine: Engine,
+    parser: Arc<StatementParser>,
+}
+
+/// One statement, as kept between Parse and Execute.
+#[derive(Debug, Clone)]
+struct PreparedStatement {
+    /// The statement as the client sent it.
+    sql: String,
+    command: Command,
+    /// The output schema from `Engine::describe`; `None` for statements that do
+    /// not reach the engine, and in the simple protocol, which does not plan
+    /// twice.
+    schema: Option<SchemaRef>,
+    /// The number of `$n` placeholders.
+    param_count: usize,
+}
+
+impl PreparedStatement {
+    fn fields(&self, format: Option<&Format>) -> Vec<FieldInfo> {
+        match (&self.command, &self.schema) {
+            (Command::Engine, Some(schema)) => field_infos(schema, format),
+            (Command::ShowIsolation, _) => vec![isolation_field(format)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What one statement is, after the allowlist of session statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Command {
+    /// Everything else: the engine runs it, or refuses it.
+    Engine,
+    /// `SET ...`: accepted without effect, except `SET actlog.use_index`.
+    Set { use_index: Option<bool> },
+    /// `BEGIN` or `START TRANSACTION`, with its command tag.
+    Begin(&'static str),
+    /// `COMMIT`, `END`, `ROLLBACK` or `ABORT`, with its command tag.
+    End(&'static str),
+    /// `SHOW TRANSACTION ISOLATION LEVEL`.
+    ShowIsolation,
+}
+
+/// Per-connection `SET actlog.use_index`, kept in pgwire's session extensions.
+#[derive(Debug, Clone, Copy)]
+struct UseIndex(bool);
+
+const ISOLATION_COLUMN: &str = "transaction_isolation";
+const ISOLATION_LEVEL: &str = "read committed";
+
+impl QueryHandler {
+    /// Runs one statement and turns its outcome into a pgwire response. Query
+    /// errors are `PgWireError::UserError`.
+    async fn execute<C>(
+        &self,
+        client: &mut C,
+        statement: &PreparedStatement,
+        params: Vec<Option<String>>,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match &statement.command {
+            Command::Engine => {
+                let options = query_options(client);
+                let result = if params.is_empty() {
+                    self.engine.query(&statement.sql, &options).await
+                } else {
+                    self.engine.query_params(&statement.sql, params, &options).await
+                };
+                let output = result.map_err(|e| query_error(&e))?;
+                if output.truncated {
+                    let notice = ErrorInfo::new(
+                        SEVERITY_WARNING.to_owned(),
+                        "01000".to_owned(),
+                        format!("the result was cut at {} rows by the row limit", output.row_count),
+                    );
+                    client.feed(PgWireBackendMessage::NoticeResponse(notice.into())).await?;
+                }
+                // Encode with the schema that Describe announced, so binary
+                // values match the announced types; the engine plans the same
+                // way twice, so the column count check is a safety net only.
+                let schema = statement
+                    .schema
+                    .as_ref()
+                    .filter(|described| described.fields().len() == output.schema.fields().len())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::clone(&output.schema));
+                Ok(Response::Query(query_response(&schema, output.batches, format)))
+            }
+            Command::Set { use_index } => {
+                if let Some(use_index) = use_index {
+                    client.session_extensions().insert(UseIndex(*use_index));
+                }
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Command::Begin(tag) => Ok(Response::TransactionStart(Tag::new(tag))),
+            Command::End(tag) => Ok(Response::TransactionEnd(Tag::new(tag))),
+            Command::ShowIsolation => Ok(Response::Query(show_isolation(format)?)),
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let pieces = split_statements(query);
+        if pieces.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(pieces.len());
+        for sql in pieces {
+            let result = match classify(sql) {
+                Ok(command) => {
+                    let statement = PreparedStatement { sql: sql.to_owned(), command, schema: None, param_count: 0 };
+                    self.execute(client, &statement, Vec::new(), &Format::UnifiedText).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(response) => responses.push(response),
+                // Like PostgreSQL, the first failing statement ends the string.
+                Err(PgWireError::UserError(info)) => {
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = PreparedStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    /// pgwire keeps the response in the portal and sends at most the
+    /// Execute message's row count per Execute, so `_max_rows` needs no work
+    /// here.
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = &portal.statement.statement;
+        let params = text_parameters(portal)?;
+        if params.len() != statement.param_count {
+            return Err(sql_error(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but the prepared statement requires {}",
+                    params.len(),
+                    statement.param_count
+                ),
+            ));
+        }
+        self.execute(client, statement, params, &portal.result_column_format).await
+    }
+}
+
+/// Parses (and, for the engine, plans) the statement of a Parse message.
+struct StatementParser {
+    engine: Engine,
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = PreparedStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<PreparedStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let pieces = split_statements(sql);
+        match pieces.as_slice() {
+            // Only comments: pgwire stores an empty statement.
+            [] => Ok(None),
+            [piece] => {
+                let command = classify(piece)?;
+                let (schema, param_count) = if command == Command::Engine {
+                    let (schema, param_count) = self.engine.describe(piece).await.map_err(|e| query_error(&e))?;
+                    (Some(schema), param_count)
+                } else {
+                    (None, 0)
+                };
+                Ok(Some(PreparedStatement { sql: (*piece).to_owned(), command, schema, param_count }))
+            }
+            _ => Err(sql_error("42601", "cannot insert multiple commands into a prepared statement")),
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        // TEXT, not UNKNOWN: every driver can encode any value as text, and
+        // the engine casts the text to what the query needs.
+        Ok(vec![Type::TEXT; stmt.param_count])
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &PreparedStatement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(stmt.fields(column_format))
+    }
+}
+
+fn query_options<C: ClientInfo>(client: &C) -> QueryOptions {
+    QueryOptions { use_index: client.session_extensions().get::<UseIndex>().is_none_or(|setting| setting.0) }
+}
+
+// Errors.
+
+fn sql_error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_ERROR.to_owned(), code.to_owned(), message.into())))
+}
+
+/// A FATAL error ends the connection once sent.
+fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(SEVERITY_FATAL.to_owned(), code.to_owned(), message.into())))
+}
+
+fn internal(message: impl Into<String>) -> PgWireError {
+    sql_error("XX000", message)
+}
+
+/// Maps the engine's stable error codes to SQLSTATEs.
+fn query_error(error: &QueryError) -> PgWireError {
+    let code = match error.code {
+        "sql_refused" => "42501",
+        "sql_invalid" => invalid_sql_code(&error.message),
+        "sql_time_limit" => "57014",
+        "sql_memory_limit" => "53200",
+        _ => {
+            // Internal details (storage messages, paths) stay in the server log.
+            eprintln!("actlog-server: pg query failed: {}: {}", error.code, error.message);
+            return sql_error("XX000", "internal error; the server log has the details");
+        }
+    };
+    sql_error(code, error.message.clone())
+}
+
+/// Tells a missing table or column from other planning errors, by DataFusion's
+/// wording ("table '...' not found", "No field named ..."); 42601 otherwise.
+fn invalid_sql_code(message: &str) -> &'static str {
+    let message = message.to_ascii_lowercase();
+    if message.contains("table") && message.contains("not found") {
+        "42P01"
+    } else if message.contains("no field named") {
+        "42703"
+    } else {
+        "42601"
+    }
+}
+
+// Statements.
+
+/// Splits a query string at top-level semicolons. Semicolons inside quotes,
+/// `E'...'` strings, quoted identifiers, dollar quotes and comments do not
+/// count. Each piece keeps its text exactly as sent (the engine gets what the
+/// user wrote, not a re-printed parse tree); pieces with nothing but
+/// whitespace and comments are dropped. Syntax errors are left to the engine.
+fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let previous_is_ident = i > 0 && is_ident_byte(bytes[i - 1]);
+        match bytes[i] {
+            b';' => {
+                // `;` is ASCII, so both slice ends are char boundaries.
+                pieces.push(&sql[start..i]);
+                i += 1;
+                start = i;
+            }
+            b'\'' => {
+                // `E'...'` allows backslash escapes; `e` must start a token.
+                let escape_string =
+                    i > 0 && matches!(bytes[i - 1], b'e' | b'E') && !(i > 1 && is_ident_byte(bytes[i - 2]));
+                i = skip_quoted(bytes, i, b'\'', escape_string);
+            }
+            b'"' => i = skip_quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = skip_line_comment(bytes, i),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
+            b'$' if !previous_is_ident => i = skip_dollar_quoted(bytes, i),
+            _ => i += 1,
+        }
+    }
+    pieces.push(&sql[start..]);
+    pieces.retain(|piece| !strip_leading_comments(piece).trim().is_empty());
+    pieces
+}
+
+/// Identifier bytes; everything non-ASCII counts, as in PostgreSQL.
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The index after the quote that closes the one at `open` (doubled quotes
+/// stay inside), or the end.
+fn skip_quoted(bytes: &[u8], open: usize, quote: u8, backslash_escapes: bool) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if backslash_escapes && b == b'\\' {
+            i += 2;
+        } else if b == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    bytes.len()
+}
+
+fn skip_line_comment(bytes: &[u8], start: usize) -> usize {
+    bytes.iter().skip(start).position(|&b| b == b'\n').map_or(bytes.len(), |offset| start + offset + 1)
+}
+
+/// Block comments nest in PostgreSQL.
+fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            depth += 1;
+            i += 2;
+        } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+            depth = depth.saturating_sub(1);
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    bytes.len()
+}
+
+/// `$tag$ ... $tag$` (the tag may be empty). A `$` that does not open a
+/// dollar quote, as in the placeholder `$1`, is skipped alone.
+fn skip_dollar_quoted(bytes: &[u8], start: usize) -> usize {
+    let tag_start = start + 1;
+    if bytes.get(tag_start).is_some_and(u8::is_ascii_digit) {
+        return start + 1;
+    }
+    let mut end = tag_start;
+    while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] >= 0x80) {
+        end += 1;
+    }
+    if bytes.get(end) != Some(&b'$') {
+        return start + 1;
+    }
+    let tag = &bytes[start..=end];
+    let body = end + 1;
+    match bytes.get(body..).and_then(|rest| rest.windows(tag.len()).position(|window| window == tag)) {
+        Some(offset) => body + offset + tag.len(),
+        None => bytes.len(),
+    }
+}
+
+fn strip_leading_comments(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if rest.starts_with("--") {
+            rest = rest.find('\n').and_then(|newline| rest.get(newline + 1..)).unwrap_or("");
+        } else if rest.starts_with("/*") {
+            rest = rest.get(skip_block_comment(rest.as_bytes(), 0)..).unwrap_or("");
+        } else {
+            return rest;
+        }
+    }
+}
+
+/// Sorts out the session statements that drivers send on their own, so they
+/// never reach the engine (which refuses anything but queries):
+///
+/// - `SET ...` (also `SET SESSION`/`SET LOCAL`) answers `SET` and has no
+///   effect, except `SET actlog.use_index = true|false` (or `TO`), which sets
+///   `QueryOptions::use_index` for the rest of the connection. Any other
+///   `actlog.*` name is an error, so a typo is not silently ignored.
+/// - `BEGIN`, `START TRANSACTION`, `COMMIT`, `END`, `ROLLBACK` and `ABORT`
+///   answer their command tags. Every statement is a read of a snapshot, so
+///   there is nothing to commit or undo.
+/// - `SHOW TRANSACTION ISOLATION LEVEL` answers one row, `read committed`.
+///
+/// Everything else, `SELECT version()` included, goes to the engine.
+fn classify(sql: &str) -> PgWireResult<Command> {
+    let statement = strip_leading_comments(sql).trim_end();
+    let lower = statement.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    Ok(match words.as_slice() {
+        ["set", ..] => parse_set(statement)?,
+        ["begin", ..] => Command::Begin("BEGIN"),
+        ["start", "transaction", ..] => Command::Begin("START TRANSACTION"),
+        ["commit" | "end", ..] => Command::End("COMMIT"),
+        ["rollback" | "abort", ..] => Command::End("ROLLBACK"),
+        ["show", "transaction", "isolation", "level", ..] => Command::ShowIsolation,
+        _ => Command::Engine,
+    })
+}
+
+/// `statement` starts with the word `set`, in any case.
+fn parse_set(statement: &str) -> PgWireResult<Command> {
+    let mut rest = statement.get(3..).unwrap_or("").trim_start();
+    for scope in ["session ", "local "] {
+        if let Some(after) = strip_prefix_ignore_case(rest, scope) {
+            rest = after.trim_start();
+        }
+    }
+    let name_end = rest.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(rest.len());
+    let (name, value) = rest.split_at(name_end);
+    let name = name.trim_matches('"').to_ascii_lowercase();
+    if !name.starts_with("actlog.") {
+        return Ok(Command::Set { use_index: None });
+    }
+    let value = value.trim_start();
+    let value = value.strip_prefix('=').or_else(|| strip_prefix_ignore_case(value, "to")).unwrap_or(value);
+    let value = value.trim().trim_matches(|c: char| c == '\'' || c == '"').to_ascii_lowercase();
+    match name.as_str() {
+        "actlog.use_index" => match value.as_str() {
+            "true" | "on" | "yes" | "1" | "default" => Ok(Command::Set { use_index: Some(true) }),
+            "false" | "off" | "no" | "0" => Ok(Command::Set { use_index: Some(false) }),
+            _ => Err(sql_error(
+                "22023",
+                format!("invalid value for parameter \"actlog.use_index\": \"{value}\"; use true or false"),
+            )),
+        },
+        _ => Err(sql_error("42704", format!("unrecognized configuration parameter \"{name}\""))),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) { text.get(prefix.len()..) } else { None }
+}
+
+// Parameters.
+
+/// The Bind message's parameters as the engine takes them: text, or `None`
+/// for NULL.
+fn text_parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Vec<Option<String>>> {
+    let mut values = Vec::with_capacity(portal.parameters.len());
+    for (idx, parameter) in portal.parameters.iter().enumerate() {
+        let position = idx + 1;
+        let Some(bytes) = parameter else {
+            values.push(None);
+            continue;
+        };
+        let value = if parameter_is_binary(&portal.parameter_format, idx) {
+            let declared = portal.statement.parameter_types.get(idx).and_then(Option::as_ref);
+            binary_parameter(declared, bytes, position)?
+        } else {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| sql_error("22021", format!("parameter ${position} is not valid UTF-8")))?
+        };
+        values.push(Some(value));
+    }
+    Ok(values)
+}
+
+fn parameter_is_binary(format: &Format, idx: usize) -> bool {
+    match format {
+        Format::UnifiedText => false,
+        Format::UnifiedBinary => true,
+        Format::Individual(codes) => codes.get(idx) == Some(&FORMAT_CODE_BINARY),
+    }
+}
+
+/// Turns a binary parameter into the text the engine casts from. The type is
+/// the one the client declared in Parse; undeclared ones were described as
+/// TEXT, whose binary form is UTF-8.
+fn binary_parameter(declared: Option<&Type>, bytes: &[u8], position: usize) -> PgWireResult<String> {
+    let malformed = || sql_error("22P03", format!("incorrect binary data format in parameter ${position}"));
+    let utf8 = || String::from_utf8(bytes.to_vec()).map_err(|_| malformed());
+    let Some(ty) = declared else {
+        return utf8();
+    };
+    let mut out = String::new();
+    let written = match *ty {
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => return utf8(),
+        Type::BOOL => match bytes {
+            [b] => {
+                out.push_str(if *b == 0 { "false" } else { "true" });
+                Ok(())
+            }
+            _ => return Err(malformed()),
+        },
+        Type::INT2 => write!(out, "{}", i16::from_be_bytes(bytes.try_into().map_err(|_| malformed())?)),
+        Type::INT4 => write!(out, "{}", i32::from_be_bytes(bytes.try_into().map_err(|_| malformed())?)),
+        Type::INT8 => write!(out, "{}", i64::from_be_bytes(bytes.try_into().map_err(|_| malformed())?)),
+        Type::FLOAT4 => {
+            let value = f32::from_be_bytes(bytes.try_into().map_err(|_| malformed())?);
+            write_float(&mut out, value, f64::from(value))
+        }
+        Type::FLOAT8 => {
+            let value = f64::from_be_bytes(bytes.try_into().map_err(|_| malformed())?);
+            write_float(&mut out, value, value)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let pg_micros = i64::from_be_bytes(bytes.try_into().map_err(|_| malformed())?);
+            let seconds = pg_micros.div_euclid(MICROS_PER_SECOND) + UNIX_TO_PG_EPOCH_SECONDS;
+            let micros = pg_micros.rem_euclid(MICROS_PER_SECOND);
+            // "+00:00" rather than PostgreSQL's "+00": Arrow's parser wants it.
+            let zone = if *ty == Type::TIMESTAMPTZ { "+00:00" } else { "" };
+            write_timestamp(&mut out, seconds, micros, zone)
+        }
+        Type::DATE => {
+            let pg_days = i32::from_be_bytes(bytes.try_into().map_err(|_| malformed())?);
+            write_date(&mut out, i64::from(pg_days) + i64::from(UNIX_TO_PG_EPOCH_DAYS))
+        }
+        Type::UUID => {
+            let uuid: [u8; 16] = bytes.try_into().map_err(|_| malformed())?;
+            uuid.iter().enumerate().try_for_each(|(idx, byte)| {
+                if matches!(idx, 4 | 6 | 8 | 10) {
+                    out.push('-');
+                }
+                write!(out, "{byte:02x}")
+            })
+        }
+        _ => {
+            return Err(sql_error(
+                "0A000",
+                format!("parameter ${position} of type {} must be sent in text format", ty.name()),
+            ));
+        }
+    };
+    written.map_err(|_| internal("formatting a parameter failed"))?;
+    Ok(out)
+}
+
+// Results.
+
+/// How an Arrow column goes on the wire.
+///
+/// | Arrow                                   | PostgreSQL                      |
+/// |-----------------------------------------|---------------------------------|
+/// | Boolean                                 | BOOL                            |
+/// | Int8, Int16, Int32, UInt8, UInt16       | INT4                            |
+/// | Int64, UInt32, UInt64                   | INT8 (UInt64 above i64: text only) |
+/// | Float32, Float64                        | FLOAT8                          |
+/// | Utf8, LargeUtf8, Utf8View               | TEXT                            |
+/// | Timestamp with a time zone              | TIMESTAMPTZ, shown in UTC       |
+/// | Timestamp without one                   | TIMESTAMP                       |
+/// | Date32                                  | DATE                            |
+/// | List or LargeList of one of the above   | that type's array (TEXT[], ...) |
+/// | anything else                           | TEXT, as Arrow displays it      |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgColumn {
+    Scalar(Scalar),
+    Array(Scalar),
+    /// TEXT through Arrow's `ArrayFormatter`.
+    Formatted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scalar {
+    Bool,
+    Int4,
+    Int8,
+    Float8,
+    Text,
+    Timestamp,
+    TimestampTz,
+    Date,
+}
+
+impl PgColumn {
+    fn of(data_type: &DataType) -> PgColumn {
+        if let Some(scalar) = Scalar::of(data_type) {
+            return PgColumn::Scalar(scalar);
+        }
+        match data_type {
+            DataType::List(item) | DataType::LargeList(item) => {
+                Scalar::of(item.data_type()).map_or(PgColumn::Formatted, PgColumn::Array)
+            }
+            _ => PgColumn::Formatted,
+        }
+    }
+
+    fn pg_type(self) -> Type {
+        match self {
+            PgColumn::Scalar(scalar) => scalar.pg_type(),
+            PgColumn::Array(scalar) => scalar.pg_array_type(),
+            PgColumn::Formatted => Type::TEXT,
+        }
+    }
+}
+
+impl Scalar {
+    fn of(data_type: &DataType) -> Option<Scalar> {
+        Some(match data_type {
+            DataType::Boolean => Scalar::Bool,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => Scalar::Int4,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Scalar::Int8,
+            DataType::Float32 | DataType::Float64 => Scalar::Float8,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Scalar::Text,
+            DataType::Timestamp(_, Some(_)) => Scalar::TimestampTz,
+            DataType::Timestamp(_, None) => Scalar::Timestamp,
+            DataType::Date32 => Scalar::Date,
+            _ => return None,
+        })
+    }
+
+    fn pg_type(self) -> Type {
+        match self {
+            Scalar::Bool => Type::BOOL,
+            Scalar::Int4 => Type::INT4,
+            Scalar::Int8 => Type::INT8,
+            Scalar::Float8 => Type::FLOAT8,
+            Scalar::Text => Type::TEXT,
+            Scalar::Timestamp => Type::TIMESTAMP,
+            Scalar::TimestampTz => Type::TIMESTAMPTZ,
+            Scalar::Date => Type::DATE,
+        }
+    }
+
+    fn pg_array_type(self) -> Type {
+        match self {
+            Scalar::Bool => Type::BOOL_ARRAY,
+            Scalar::Int4 => Type::INT4_ARRAY,
+            Scalar::Int8 => Type::INT8_ARRAY,
+            Scalar::Float8 => Type::FLOAT8_ARRAY,
+            Scalar::Text => Type::TEXT_ARRAY,
+            Scalar::Timestamp => Type::TIMESTAMP_ARRAY,
+            Scalar::TimestampTz => Type::TIMESTAMPTZ_ARRAY,
+            Scalar::Date => Type::DATE_ARRAY,
+        }
+    }
+}
+
+/// One non-null value read from an Arrow array.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float32(f32),
+    Float64(f64),
+    Text(&'a str),
+    /// Seconds since the Unix epoch, and microseconds in `0..1_000_000`.
+    Timestamp {
+        seconds: i64,
+        micros: i64,
+    },
+    /// Days since the Unix epoch.
+    Date(i32),
+}
+
+const UNIX_TO_PG_EPOCH_SECONDS: i64 = 946_684_800;
+const UNIX_TO_PG_EPOCH_DAYS: i32 = 10_957;
+const SECONDS_PER_DAY: i64 = 86_400;
+const MICROS_PER_SECOND: i64 = 1_000_000;
+
+fn field_infos(schema: &SchemaRef, format: Option<&Format>) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(idx, field)| {
+            FieldInfo::new(
+                field.name().clone(),
+                None,
+                None,
+                PgColumn::of(field.data_type()).pg_type(),
+                format_at(format, idx),
+            )
+        })
+        .collect()
+}
+
+/// The result format of column `idx`. pgwire's `Format::format_for` indexes
+/// without a bound check, and the codes come from the client.
+fn format_at(format: Option<&Format>, idx: usize) -> FieldFormat {
+    match format {
+        None | Some(Format::UnifiedText) => FieldFormat::Text,
+        Some(Format::UnifiedBinary) => FieldFormat::Binary,
+        Some(Format::Individual(codes)) => codes.get(idx).map_or(FieldFormat::Text, |code| FieldFormat::from(*code)),
+    }
+}
+
+fn isolation_field(format: Option<&Format>) -> FieldInfo {
+    FieldInfo::new(ISOLATION_COLUMN.to_owned(), None, None, Type::TEXT, format_at(format, 0))
+}
+
+fn show_isolation(format: &Format) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(vec![isolation_field(Some(format))]);
+    // TEXT is the same bytes in both formats.
+    let mut data = BytesMut::new();
+    let at = begin_field(&mut data);
+    data.put_slice(ISOLATION_LEVEL.as_bytes());
+    end_field(&mut data, at)?;
+    Ok(QueryResponse::new(fields, stream::iter(vec![Ok(DataRow::new(data, 1))])))
+}
+
+/// What `encode_batch` needs to know of every column.
+#[derive(Debug)]
+struct RowPlan {
+    columns: Vec<PgColumn>,
+    formats: Vec<FieldFormat>,
+}
+
+/// Rows are encoded one batch at a time as pgwire pulls them, so at most one
+/// batch exists twice (as Arrow and as rows).
+fn query_response(schema: &SchemaRef, batches: Vec<RecordBatch>, format: &Format) -> QueryResponse {
+    let fields = Arc::new(field_infos(schema, Some(format)));
+    let plan = Arc::new(RowPlan {
+        columns: schema.fields().iter().map(|field| PgColumn::of(field.data_type())).collect(),
+        formats: (0..schema.fields().len()).map(|idx| format_at(Some(format), idx)).collect(),
+    });
+    let rows = batches.into_iter().flat_map(move |batch| match encode_batch(&batch, &plan) {
+        Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) => vec![Err(e)],
+    });
+    QueryResponse::new(fields, stream::iter(rows))
+}
+
+fn encode_batch(batch: &RecordBatch, plan: &RowPlan) -> PgWireResult<Vec<DataRow>> {
+    if batch.num_columns() != plan.columns.len() || plan.formats.len() != plan.columns.len() {
+        return Err(internal("a result batch does not match the result schema"));
+    }
+    let field_count = i16::try_from(plan.columns.len()).map_err(|_| sql_error("54011", "too many result columns"))?;
+    let arrow_options = ArrowFormatOptions::default();
+    let mut formatters = Vec::with_capacity(plan.columns.len());
+    for (array, column) in batch.columns().iter().zip(&plan.columns) {
+        formatters.push(match column {
+            PgColumn::Formatted => {
+                Some(ArrayFormatter::try_new(array.as_ref(), &arrow_options).map_err(|e| internal(e.to_string()))?)
+            }
+            PgColumn::Scalar(_) | PgColumn::Array(_) => None,
+        });
+    }
+    // Logical nulls, so a column of Arrow's Null type, or a dictionary with
+    // null values, comes out as SQL NULL.
+    let nulls: Vec<_> = batch.columns().iter().map(|array| array.logical_nulls()).collect();
+
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut scratch = String::new();
+    for row in 0..batch.num_rows() {
+        let mut data = BytesMut::new();
+        for (idx, array) in batch.columns().iter().enumerate() {
+            if nulls.get(idx).and_then(Option::as_ref).is_some_and(|n| n.is_null(row)) {
+                data.put_i32(-1);
+                continue;
+            }
+            let (Some(column), Some(format), Some(formatter)) =
+                (plan.columns.get(idx), plan.formats.get(idx), formatters.get(idx))
+            else {
+                return Err(internal("a result batch does not match the result schema"));
+            };
+            let at = begin_field(&mut data);
+            match (column, formatter) {
+                (PgColumn::Scalar(scalar), _) => {
+                    write_scalar(*scalar, array.as_ref(), row, *format, &mut data, &mut scratch)?;
+                }
+                (PgColumn::Array(scalar), _) => {
+                    write_list(*scalar, array.as_ref(), row, *format, &mut data, &mut scratch)?;
+                }
+                // Arrow's text in both formats: binary TEXT is the same bytes.
+                (PgColumn::Formatted, Some(formatter)) => {
+                    scratch.clear();
+                    formatter.value(row).write(&mut scratch).map_err(|e| internal(e.to_string()))?;
+                    data.put_slice(scratch.as_bytes());
+                }
+                (PgColumn::Formatted, None) => return Err(internal("a result column has no formatter")),
+            }
+            end_field(&mut data, at)?;
+        }
+        rows.push(DataRow::new(data, field_count));
+    }
+    Ok(rows)
+}
+
+/// Reserves a field's length; [`end_field`] fills it in.
+fn begin_field(out: &mut BytesMut) -> usize {
+    let at = out.len();
+    out.put_i32(0);
+    at
+}
+
+fn end_field(out: &mut BytesMut, at: usize) -> PgWireResult<()> {
+    let length = out.len().saturating_sub(at + 4);
+    let length = i32::try_from(length).map_err(|_| sql_error("54000", "a result value is larger than 2 GiB"))?;
+    match out.get_mut(at..at + 4) {
+        Some(slot) => {
+            slot.copy_from_slice(&length.to_be_bytes());
+            Ok(())
+        }
+        None => Err(internal("a result field lost its length slot")),
+    }
+}
+
+fn write_scalar(
+    scalar: Scalar,
+    array: &dyn Array,
+    row: usize,
+    format: FieldFormat,
+    out: &mut BytesMut,
+    scratch: &mut String,
+) -> PgWireResult<()> {
+    let value = value_at(array, row)
+        .ok_or_else(|| internal(format!("cannot send a {} value as {:?}", array.data_type(), scalar.pg_type())))?;
+    match format {
+        FieldFormat::Text => {
+            scratch.clear();
+            write_text(&value, scalar, scratch).map_err(|_| internal("formatting a value failed"))?;
+            out.put_slice(scratch.as_bytes());
+            Ok(())
+        }
+        FieldFormat::Binary => write_binary(&value, scalar, out, scratch),
+    }
+}
+
+/// An array value: in text, a literal such as `{a,NULL,"c d"}`; in binary,
+/// PostgreSQL's one-dimensional array format.
+fn write_list(
+    scalar: Scalar,
+    array: &dyn Array,
+    row: usize,
+    format: FieldFormat,
+    out: &mut BytesMut,
+    scratch: &mut String,
+) -> PgWireResult<()> {
+    let items: ArrayRef = if let Some(list) = array.as_list_opt::<i32>() {
+        list.value(row)
+    } else if let Some(list) = array.as_list_opt::<i64>() {
+        list.value(row)
+    } else {
+        return Err(internal(format!("cannot send a {} value as an array", array.data_type())));
+    };
+    let nulls = items.logical_nulls();
+    let is_null = |idx: usize| nulls.as_ref().is_some_and(|n| n.is_null(idx));
+    let item_value = |idx: usize| {
+        value_at(items.as_ref(), idx)
+            .ok_or_else(|| internal(format!("cannot send a {} value as {:?}", items.data_type(), scalar.pg_type())))
+    };
+    match format {
+        FieldFormat::Text => {
+            out.put_u8(b'{');
+            for idx in 0..items.len() {
+                if idx > 0 {
+                    out.put_u8(b',');
+                }
+                if is_null(idx) {
+                    out.put_slice(b"NULL");
+                    continue;
+                }
+                scratch.clear();
+                write_text(&item_value(idx)?, scalar, scratch).map_err(|_| internal("formatting a value failed"))?;
+                push_array_element(out, scratch);
+            }
+            out.put_u8(b'}');
+        }
+        FieldFormat::Binary => {
+            let length = i32::try_from(items.len()).map_err(|_| sql_error("54000", "an array is too long"))?;
+            // An empty array has no dimensions at all.
+            let dimensions = i32::from(!items.is_empty());
+            out.put_i32(dimensions);
+            out.put_i32(i32::from((0..items.len()).any(is_null)));
+            out.put_u32(scalar.pg_type().oid());
+            if dimensions == 1 {
+                out.put_i32(length);
+                out.put_i32(1); // The lower bound.
+            }
+            for idx in 0..items.len() {
+                if is_null(idx) {
+                    out.put_i32(-1);
+                    continue;
+                }
+                let at = begin_field(out);
+                write_binary(&item_value(idx)?, scalar, out, scratch)?;
+                end_field(out, at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Quotes an array element the way PostgreSQL's `array_out` does.
+fn push_array_element(out: &mut BytesMut, element: &str) {
+    let needs_quotes = element.is_empty()
+        || element.eq_ignore_ascii_case("null")
+        || element.bytes().any(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t'..=b'\r'));
+    if !needs_quotes {
+        out.put_slice(element.as_bytes());
+        return;
+    }
+    out.put_u8(b'"');
+    // Byte-wise is safe: the escaped bytes are ASCII, never part of a longer
+    // UTF-8 sequence.
+    for b in element.bytes() {
+        if b == b'"' || b == b'\\' {
+            out.put_u8(b'\\');
+        }
+        out.put_u8(b);
+    }
+    out.put_u8(b'"');
+}
+
+/// `None` when this module cannot read the array's type as a scalar.
+fn value_at(array: &dyn Array, row: usize) -> Option<Value<'_>> {
+    Some(match array.data_type() {
+        DataType::Boolean => Value::Bool(array.as_boolean_opt()?.value(row)),
+        DataType::Int8 => Value::Int(i64::from(array.as_primitive_opt::<Int8Type>()?.value(row))),
+        DataType::Int16 => Value::Int(i64::from(array.as_primitive_opt::<Int16Type>()?.value(row))),
+        DataType::Int32 => Value::Int(i64::from(array.as_primitive_opt::<Int32Type>()?.value(row))),
+        DataType::Int64 => Value::Int(array.as_primitive_opt::<Int64Type>()?.value(row)),
+        DataType::UInt8 => Value::Int(i64::from(array.as_primitive_opt::<UInt8Type>()?.value(row))),
+        DataType::UInt16 => Value::Int(i64::from(array.as_primitive_opt::<UInt16Type>()?.value(row))),
+        DataType::UInt32 => Value::Int(i64::from(array.as_primitive_opt::<UInt32Type>()?.value(row))),
+        DataType::UInt64 => Value::UInt(array.as_primitive_opt::<UInt64Type>()?.value(row)),
+        DataType::Float32 => Value::Float32(array.as_primitive_opt::<Float32Type>()?.value(row)),
+        DataType::Float64 => Value::Float64(array.as_primitive_opt::<Float64Type>()?.value(row)),
+        DataType::Utf8 => Value::Text(array.as_string_opt::<i32>()?.value(row)),
+        DataType::LargeUtf8 => Value::Text(array.as_string_opt::<i64>()?.value(row)),
+        DataType::Utf8View => Value::Text(array.as_string_view_opt()?.value(row)),
+        DataType::Timestamp(unit, _) => {
+            // Floor division keeps the microseconds non-negative before 1970.
+            let (seconds, micros) = match unit {
+                TimeUnit::Second => (array.as_primitive_opt::<TimestampSecondType>()?.value(row), 0),
+                TimeUnit::Millisecond => {
+                    let v = array.as_primitive_opt::<TimestampMillisecondType>()?.value(row);
+                    (v.div_euclid(1_000), v.rem_euclid(1_000) * 1_000)
+                }
+                TimeUnit::Microsecond => {
+                    let v = array.as_primitive_opt::<TimestampMicrosecondType>()?.value(row);
+                    (v.div_euclid(MICROS_PER_SECOND), v.rem_euclid(MICROS_PER_SECOND))
+                }
+                TimeUnit::Nanosecond => {
+                    // PostgreSQL keeps microseconds; the nanoseconds are cut.
+                    let v = array.as_primitive_opt::<TimestampNanosecondType>()?.value(row);
+                    (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000) / 1_000)
+                }
+            };
+            Value::Timestamp { seconds, micros }
+        }
+        DataType::Date32 => Value::Date(array.as_primitive_opt::<Date32Type>()?.value(row)),
+        _ => return None,
+    })
+}
+
+/// PostgreSQL's text output. `scalar` is the announced type; it decides the
+/// time zone suffix.
+fn write_text(value: &Value<'_>, scalar: Scalar, out: &mut String) -> fmt::Result {
+    match value {
+        Value::Bool(b) => {
+            out.push(if *b { 't' } else { 'f' });
+            Ok(())
+        }
+        Value::Int(v) => write!(out, "{v}"),
+        Value::UInt(v) => write!(out, "{v}"),
+        Value::Float32(v) => write_float(out, *v, f64::from(*v)),
+        Value::Float64(v) => write_float(out, *v, *v),
+        Value::Text(s) => {
+            out.push_str(s);
+            Ok(())
+        }
+        Value::Timestamp { seconds, micros } => {
+            let zone = if scalar == Scalar::TimestampTz { "+00" } else { "" };
+            write_timestamp(out, *seconds, *micros, zone)
+        }
+        Value::Date(days) => write_date(out, i64::from(*days)),
+    }
+}
+
+/// PostgreSQL's binary format for the announced type.
+fn write_binary(value: &Value<'_>, scalar: Scalar, out: &mut BytesMut, scratch: &mut String) -> PgWireResult<()> {
+    let out_of_range = |what: &str| {
+        sql_error("22003", format!("{what} out of range for the binary format; ask for text results instead"))
+    };
+    match (scalar, value) {
+        (Scalar::Bool, Value::Bool(b)) => out.put_u8(u8::from(*b)),
+        (Scalar::Int4, Value::Int(v)) => out.put_i32(i32::try_from(*v).map_err(|_| out_of_range("integer"))?),
+        (Scalar::Int4, Value::UInt(v)) => out.put_i32(i32::try_from(*v).map_err(|_| out_of_range("integer"))?),
+        (Scalar::Int8, Value::Int(v)) => out.put_i64(*v),
+        (Scalar::Int8, Value::UInt(v)) => out.put_i64(i64::try_from(*v).map_err(|_| out_of_range("bigint"))?),
+        (Scalar::Float8, Value::Float32(v)) => out.put_f64(f64::from(*v)),
+        (Scalar::Float8, Value::Float64(v)) => out.put_f64(*v),
+        (Scalar::Timestamp | Scalar::TimestampTz, Value::Timestamp { seconds, micros }) => {
+            let pg_micros = seconds
+                .checked_sub(UNIX_TO_PG_EPOCH_SECONDS)
+                .and_then(|s| s.checked_mul(MICROS_PER_SECOND))
+                .and_then(|us| us.checked_add(*micros))
+                .ok_or_else(|| out_of_range("timestamp"))?;
+            out.put_i64(pg_micros);
+        }
+        (Scalar::Date, Value::Date(days)) => {
+            out.put_i32(days.checked_sub(UNIX_TO_PG_EPOCH_DAYS).ok_or_else(|| out_of_range("date"))?);
+        }
+        // Binary TEXT is the UTF-8 text.
+        (Scalar::Text, value) => {
+            scratch.clear();
+            write_text(value, scalar, scratch).map_err(|_| internal("formatting a value failed"))?;
+            out.put_slice(scratch.as_bytes());
+        }
+        (scalar, value) => {
+            return Err(internal(format!("cannot send {value:?} as binary {:?}", scalar.pg_type())));
+        }
+    }
+    Ok(())
+}
+
+/// Like PostgreSQL's float8 output with `extra_float_digits` above 0: the
+/// shortest text that reads back exactly, in exponent form below 1e-4 and
+/// from 1e15 (`1e+300`, `1.5e-05`), and `NaN`, `Infinity`, `-Infinity`.
+fn write_float<F: fmt::Display + fmt::LowerExp>(out: &mut String, value: F, as_f64: f64) -> fmt::Result {
+    if as_f64.is_nan() {
+        out.push_str("NaN");
+        return Ok(());
+    }
+    if as_f64.is_infinite() {
+        out.push_str(if as_f64 > 0.0 { "Infinity" } else { "-Infinity" });
+        return Ok(());
+    }
+    // Rust prints the shortest round-trip digits, as `1.5e-5` with `{:e}`.
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.rsplit_once('e').unwrap_or((scientific.as_str(), "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..15).contains(&exponent) {
+        write!(out, "{value}")
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        write!(out, "{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+    }
+}
+
+/// `2026-01-02 03:04:05.123456` plus `zone`, with trailing zeros of the
+/// fraction dropped as PostgreSQL does, and ` BC` for years before 1.
+fn write_timestamp(out: &mut String, seconds: i64, micros: i64, zone: &str) -> fmt::Result {
+    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
+    let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
+    write_ymd(out, year, month, day)?;
+    write!(out, " {:02}:{:02}:{:02}", second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60)?;
+    if micros > 0 {
+        let mut fraction = micros;
+        let mut width = 6;
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            width -= 1;
+        }
+        write!(out, ".{fraction:0width$}")?;
+    }
+    out.push_str(zone);
+    if year <= 0 {
+        out.push_str(" BC");
+    }
+    Ok(())
+}
+
+/// `days` since the Unix epoch, as `2026-01-02`.
+fn write_date(out: &mut String, days: i64) -> fmt::Result {
+    let (year, month, day) = civil_from_days(days);
+    write_ymd(out, year, month, day)?;
+    if year <= 0 {
+        out.push_str(" BC");
+    }
+    Ok(())
+}
+
+/// Proleptic Gregorian year 0 is 1 BC, as in PostgreSQL's output.
+fn write_ymd(out: &mut String, year: i64, month: i64, day: i64) -> fmt::Result {
+    let shown_year = if year <= 0 { 1 - year } else { year };
+    write!(out, "{shown_year:04}-{month:02}-{day:02}")
+}
+
+/// `(year, month, day)` of `days` since 1970-01-01 in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use actlog_query::datafusion::arrow::array::{
+        BooleanArray, Date32Array, Float64Array, Int32Array, ListBuilder, NullArray, StringArray, StringBuilder,
+        TimestampMicrosecondArray, TimestampNanosecondArray, UInt64Array,
+    };
+    use actlog_query::datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    /// The fields of a DataRow, as raw bytes.
+    fn fields_of(row: &DataRow) -> Vec<Option<Vec<u8>>> {
+        let mut fields = Vec::new();
+        let mut rest: &[u8] = &row.data;
+        for _ in 0..row.field_count {
+            let length = i32::from_be_bytes(rest[..4].try_into().unwrap());
+            rest = &rest[4..];
+            if length < 0 {
+                fields.push(None);
+                continue;
+            }
+            let (value, tail) = rest.split_at(usize::try_from(length).unwrap());
+            fields.push(Some(value.to_vec()));
+            rest = tail;
+        }
+        assert!(rest.is_empty());
+        fields
+    }
+
+    fn plan_of(batch: &RecordBatch, format: FieldFormat) -> RowPlan {
+        RowPlan {
+            columns: batch.schema().fields().iter().map(|f| PgColumn::of(f.data_type())).collect(),
+            formats: vec![format; batch.num_columns()],
+        }
+    }
+
+    fn text_rows(batch: &RecordBatch) -> Vec<Vec<Option<String>>> {
+        let rows = encode_batch(batch, &plan_of(batch, FieldFormat::Text)).unwrap();
+        rows.iter()
+            .map(|row| fields_of(row).into_iter().map(|f| f.map(|v| String::from_utf8(v).unwrap())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn split_keeps_quoted_semicolons_and_drops_empty_pieces() {
+        // Goal: only top-level semicolons split, and each piece is the text as sent.
+        let sql = "select 'a;b', \"c;d\" ; -- x; y\n select $$;$$, $t$;$t$, E'\\';' ;; /* ; /* ; */ */ ; select $1";
+        assert_eq!(
+            split_statements(sql),
+            vec!["select 'a;b', \"c;d\" ", " -- x; y\n select $$;$$, $t$;$t$, E'\\';' ", " select $1"]
+        );
+        assert!(split_statements("  ;; -- only a comment").is_empty());
+        assert_eq!(split_statements("select 1"), vec!["select 1"]);
+        // An unterminated quote swallows the rest; the engine reports it.
+        assert_eq!(split_statements("select 'a; select 2"), vec!["select 'a; select 2"]);
+    }
+
+    #[test]
+    fn classify_answers_driver_statements() {
+        // Goal: the allowlist catches what drivers send, and nothing else.
+        assert_eq!(classify("SET extra_float_digits = 3").unwrap(), Command::Set { use_index: None });
+        assert_eq!(classify("set application_name to 'x y'").unwrap(), Command::Set { use_index: None });
+        assert_eq!(classify("SET actlog.use_index = false").unwrap(), Command::Set { use_index: Some(false) });
+        assert_eq!(
+            classify("/* c */ SET SESSION actlog.use_index TO 'true'").unwrap(),
+            Command::Set { use_index: Some(true) }
+        );
+        assert_eq!(classify("set actlog.use_index=off").unwrap(), Command::Set { use_index: Some(false) });
+        assert!(
+            matches!(classify("SET actlog.use_index = maybe"), Err(PgWireError::UserError(e)) if e.code == "22023")
+        );
+        assert!(matches!(classify("SET actlog.use_indx = true"), Err(PgWireError::UserError(e)) if e.code == "42704"));
+        assert_eq!(classify("BEGIN").unwrap(), Command::Begin("BEGIN"));
+        assert_eq!(classify("start transaction read only").unwrap(), Command::Begin("START TRANSACTION"));
+        assert_eq!(classify("commit").unwrap(), Command::End("COMMIT"));
+        assert_eq!(classify("ROLLBACK").unwrap(), Command::End("ROLLBACK"));
+        assert_eq!(classify("SHOW TRANSACTION ISOLATION LEVEL").unwrap(), Command::ShowIsolation);
+        assert_eq!(classify("select version()").unwrap(), Command::Engine);
+        assert_eq!(classify("SHOW ALL").unwrap(), Command::Engine);
+        assert_eq!(classify("settle").unwrap(), Command::Engine);
+    }
+
+    #[test]
+    fn timestamps_dates_and_floats_print_like_postgres() {
+        let text = |f: &dyn Fn(&mut String) -> fmt::Result| {
+            let mut s = String::new();
+            f(&mut s).unwrap();
+            s
+        };
+        // 2026-01-02 03:04:05 UTC.
+        let seconds = 1_767_323_045;
+        assert_eq!(text(&|s| write_timestamp(s, seconds, 123_456, "+00")), "2026-01-02 03:04:05.123456+00");
+        assert_eq!(text(&|s| write_timestamp(s, seconds, 120_000, "+00")), "2026-01-02 03:04:05.12+00");
+        assert_eq!(text(&|s| write_timestamp(s, seconds, 0, "")), "2026-01-02 03:04:05");
+        assert_eq!(text(&|s| write_timestamp(s, -1, 500_000, "")), "1969-12-31 23:59:59.5");
+        assert_eq!(text(&|s| write_date(s, 0)), "1970-01-01");
+        assert_eq!(text(&|s| write_date(s, 11_016)), "2000-02-29");
+        assert_eq!(text(&|s| write_date(s, -719_163)), "0001-12-31 BC");
+        assert_eq!(text(&|s| write_float(s, 0.1f64, 0.1)), "0.1");
+        assert_eq!(text(&|s| write_float(s, 0.1f32, f64::from(0.1f32))), "0.1");
+        assert_eq!(text(&|s| write_float(s, 1e300f64, 1e300)), "1e+300");
+        assert_eq!(text(&|s| write_float(s, 1.5e-5f64, 1.5e-5)), "1.5e-05");
+        assert_eq!(text(&|s| write_float(s, 123_456.0f64, 123_456.0)), "123456");
+        assert_eq!(text(&|s| write_float(s, f64::NEG_INFINITY, f64::NEG_INFINITY)), "-Infinity");
+    }
+
+    #[test]
+    fn batches_encode_as_postgres_text() {
+        // Goal: every mapped type, NULLs and array quoting, in text format.
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        tags.values().append_value("a");
+        tags.values().append_value("c d");
+        tags.values().append_null();
+        tags.values().append_value("q\"\\,{}");
+        tags.values().append_value("");
+        tags.values().append_value("NULL");
+        tags.append(true);
+        tags.append(false);
+        let batch = RecordBatch::try_from_iter(vec![
+            ("b", Arc::new(BooleanArray::from(vec![Some(true), None])) as ArrayRef),
+            ("i", Arc::new(Int32Array::from(vec![-7, 8])) as ArrayRef),
+            ("u", Arc::new(UInt64Array::from(vec![u64::MAX, 1])) as ArrayRef),
+            ("f", Arc::new(Float64Array::from(vec![2.5, 1e20])) as ArrayRef),
+            ("s", Arc::new(StringArray::from(vec![Some("x y"), None])) as ArrayRef),
+            (
+                "t",
+                Arc::new(TimestampMicrosecondArray::from(vec![1_767_323_045_123_456, 0]).with_timezone("UTC"))
+                    as ArrayRef,
+            ),
+            ("n", Arc::new(TimestampNanosecondArray::from(vec![1_500, -1])) as ArrayRef),
+            ("d", Arc::new(Date32Array::from(vec![20_455, 0])) as ArrayRef),
+            ("tags", Arc::new(tags.finish()) as ArrayRef),
+        ])
+        .unwrap();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            text_rows(&batch),
+            vec![
+                vec![
+                    s("t"),
+                    s("-7"),
+                    s("18446744073709551615"),
+                    s("2.5"),
+                    s("x y"),
+                    s("2026-01-02 03:04:05.123456+00"),
+                    s("1970-01-01 00:00:00.000001"),
+                    s("2026-01-02"),
+                    s(r#"{a,"c d",NULL,"q\"\\,{}","","NULL"}"#),
+                ],
+                vec![
+                    None,
+                    s("8"),
+                    s("1"),
+                    s("1e+20"),
+                    None,
+                    s("1970-01-01 00:00:00+00"),
+                    s("1969-12-31 23:59:59.999999"),
+                    s("1970-01-01"),
+                    None,
+                ],
+            ]
+        );
+
+        // A column of Arrow's Null type has no validity bitmap, only logical nulls.
+        let schema = Arc::new(Schema::new(vec![Field::new("z", DataType::Null, true)]));
+        let nulls = RecordBatch::try_new(schema, vec![Arc::new(NullArray::new(2)) as ArrayRef]).unwrap();
+        assert_eq!(text_rows(&nulls), vec![vec![None], vec![None]]);
+    }
+
+    #[test]
+    fn binary_results_and_parameters() {
+        // Goal: binary results follow PostgreSQL's encodings, and binary
+        // parameters become the text the engine casts from.
+        let batch = RecordBatch::try_from_iter(vec![
+            ("i", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+            (
+                "t",
+                Arc::new(TimestampMicrosecondArray::from(vec![946_684_800_000_001]).with_timezone("UTC")) as ArrayRef,
+            ),
+            ("u", Arc::new(UInt64Array::from(vec![u64::MAX])) as ArrayRef),
+        ])
+        .unwrap();
+        let two = batch.project(&[0, 1]).unwrap();
+        let rows = encode_batch(&two, &plan_of(&two, FieldFormat::Binary)).unwrap();
+        assert_eq!(fields_of(&rows[0]), vec![Some(vec![0, 0, 0, 1]), Some(vec![0, 0, 0, 0, 0, 0, 0, 1])]);
+        // UInt64 above i64::MAX has no binary INT8 form.
+        assert!(matches!(
+            encode_batch(&batch, &plan_of(&batch, FieldFormat::Binary)),
+            Err(PgWireError::UserError(e)) if e.code == "22003"
+        ));
+
+        // A TEXT[] in binary: one dimension, a NULL, element type TEXT.
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        tags.values().append_value("ab");
+        tags.values().append_null();
+        tags.append(true);
+        let list = RecordBatch::try_from_iter(vec![("tags", Arc::new(tags.finish()) as ArrayRef)]).unwrap();
+        let rows = encode_batch(&list, &plan_of(&list, FieldFormat::Binary)).unwrap();
+        let mut expected = Vec::new();
+        for word in [1i32, 1, 25, 2, 1, 2] {
+            expected.extend_from_slice(&word.to_be_bytes());
+        }
+        expected.extend_from_slice(b"ab");
+        expected.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(fields_of(&rows[0]), vec![Some(expected)]);
+
+        assert_eq!(binary_parameter(Some(&Type::INT8), &42i64.to_be_bytes(), 1).unwrap(), "42");
+        assert_eq!(binary_parameter(Some(&Type::BOOL), &[1], 1).unwrap(), "true");
+        assert_eq!(binary_parameter(None, b"abc", 1).unwrap(), "abc");
+        assert_eq!(
+            binary_parameter(Some(&Type::TIMESTAMPTZ), &1i64.to_be_bytes(), 1).unwrap(),
+            "2000-01-01 00:00:00.000001+00:00"
+        );
+        assert!(matches!(
+            binary_parameter(Some(&Type::INT4), &[0, 1], 2),
+            Err(PgWireError::UserError(e)) if e.code == "22P03"
+        ));
+    }
+}
