@@ -38,6 +38,9 @@ pub struct SqlArgs {
     /// Memory for a query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
     #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
     pub sql_memory_bytes: usize,
+    /// Events per sealed Parquet segment, when this command seals (`segment_events`).
+    #[arg(long, env = "ACTLOG_SEGMENT_EVENTS", default_value_t = actlog_query::segments::SEGMENT_EVENTS_DEFAULT)]
+    pub segment_events: u64,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -178,7 +181,7 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
             time: std::time::Duration::from_millis(args.sql_time_ms),
             memory_bytes: args.sql_memory_bytes,
         },
-        ..EngineOptions::default()
+        segment_events: args.segment_events.max(1),
     };
     let engine = Engine::open(store.clone(), opts).map_err(|e| refused(format!("opening the query engine: {e}")))?;
     if writable {

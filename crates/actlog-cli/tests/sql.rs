@@ -268,3 +268,68 @@ fn chains_and_verify_cover_what_the_server_built() {
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     assert_eq!(out["segments"], 2, "the two segments the server sealed were checked");
 }
+
+#[test]
+fn the_repl_runs_statements_and_keeps_the_session_setting() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ledger(data);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["sql", "--format", "csv"])
+        .env("ACTLOG_DATA", data)
+        .env("ACTLOG_SEGMENT_EVENTS", "1000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"SELECT count(*) AS n\n  FROM events;\nSET actlog.use_index = false;\n\
+              SELECT count(*) AS n FROM events WHERE seq < 10;\nSELECT nope FROM events;\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stdout, "n\n2507\nn\n10\n", "{stderr}");
+    assert!(stderr.contains("SET actlog.use_index = false"), "{stderr}");
+    assert!(stderr.contains("sql_invalid") && stderr.contains("nope"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "a failed statement fails a piped session");
+    assert!(stderr.contains("sealed 2 segment"), "a writable session seals first: {stderr}");
+}
+
+/// Grafana, DBeaver and JDBC use the extended protocol: psycopg 3 with
+/// server-side binding and prepared statements stands in for them
+/// (`tests/pg_extended_check.py`).
+#[test]
+fn extended_protocol_clients_bind_prepare_and_read_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tokens = ledger(data);
+    let p = serve(data);
+    let (host, port) = p.pg.rsplit_once(':').unwrap();
+    let conninfo =
+        format!("host={host} port={port} user=query password={} dbname=ledger sslmode=disable", tokens["query"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/pg_extended_check.py");
+    let out = Command::new("python3").arg(script).arg(&conninfo).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expect = |sql: &str| {
+        let (status, body) = post_sql(&p, &tokens["query"], sql, "application/json");
+        assert_eq!(status, 200);
+        serde_json::from_slice::<Value>(&body).unwrap()["rows"][0].clone()
+    };
+    assert_eq!(v["count_below_100"], expect("SELECT count(*) FROM events WHERE seq < 100")[0]);
+    assert_eq!(v["decisions"][1], expect("SELECT count(*) FROM events WHERE event_type = 'authz.decision'")[0]);
+    assert_eq!(v["columns"], json!(["event_type", "n"]));
+    assert_eq!(v["prepared"], json!([5, 6, true, true]));
+    let first = expect("SELECT seq, risk_score FROM events WHERE risk_score IS NOT NULL ORDER BY seq LIMIT 1");
+    assert_eq!(v["binary"][0], first[0]);
+    assert_eq!(v["binary"][1].as_f64(), first[1].as_f64());
+    assert_eq!(v["refused"], "42501", "DML is refused with insufficient_privilege");
+}
