@@ -78,17 +78,18 @@ pub fn reconstruct(store: &Store, event_id: &str) -> Result<Option<Value>, Error
         seqs.extend(in_task);
     }
     let mut rows: BTreeMap<u64, Row> = read(&seqs)?.into_iter().map(|r| (r.seq, r)).collect();
-    let decisions: Vec<String> =
-        rows.values().filter(|r| r.fields.event_type == "authz.decision").map(|r| r.fields.event_id.clone()).collect();
-    let mut more = BTreeSet::new();
-    for d in &decisions {
-        more.extend(store.index_lookup(IndexField::DecisionEventId, d)?.into_iter().filter(|s| !rows.contains_key(s)));
-        if rows.len() + more.len() > CHAIN_EVENTS_MAX {
-            truncated = true;
-            break;
-        }
+    // The anchor decision's outcomes, also when they carry no task id. (Other
+    // decisions' outcomes are listed when they belong to the task: one index
+    // seek per decision cost 10 ms at 10^7 events, docs/benchmarks.md.)
+    if anchor.fields.event_type == "authz.decision" {
+        let more: BTreeSet<u64> = store
+            .index_lookup(IndexField::DecisionEventId, &anchor.fields.event_id)?
+            .into_iter()
+            .filter(|s| !rows.contains_key(s))
+            .take(CHAIN_EVENTS_MAX)
+            .collect();
+        rows.extend(read(&more)?.into_iter().map(|r| (r.seq, r)));
     }
-    rows.extend(read(&more)?.into_iter().map(|r| (r.seq, r)));
 
     let a = &anchor.fields;
     let outcomes: Vec<Value> = rows

@@ -14,7 +14,6 @@ use actlog_store::Store;
 use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -443,14 +442,17 @@ impl Engine {
         };
         reg("events", Arc::new(LedgerTable::new(Kind::Events, snap.clone(), store.clone(), opts.use_index)))?;
         reg("delegation_hops", Arc::new(LedgerTable::new(Kind::Hops, snap.clone(), store.clone(), opts.use_index)))?;
-        let (cp, keys) = tables::small_tables(&store, snap.tree_size).map_err(|e| QueryError {
-            code: if matches!(e, Error::Corruption(_)) { "storage_corruption" } else { "internal" },
-            message: e.to_string(),
-        })?;
-        reg("checkpoints", Arc::new(MemTable::try_new(cp.schema(), vec![vec![cp]]).map_err(|e| from_df(e, &limits))?))?;
+        reg(
+            "checkpoints",
+            Arc::new(tables::SmallTable {
+                kind: tables::Small::Checkpoints,
+                store: store.clone(),
+                tree_size: snap.tree_size,
+            }),
+        )?;
         reg(
             "producer_keys",
-            Arc::new(MemTable::try_new(keys.schema(), vec![vec![keys]]).map_err(|e| from_df(e, &limits))?),
+            Arc::new(tables::SmallTable { kind: tables::Small::ProducerKeys, store, tree_size: snap.tree_size }),
         )?;
         Ok(ctx)
     }

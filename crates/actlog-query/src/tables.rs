@@ -1,11 +1,18 @@
 //! The small tables (`checkpoints`, `producer_keys`) and the
 //! `decision_chains` view.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use actlog_store::Store;
+use async_trait::async_trait;
 use datafusion::arrow::array::{RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::Error;
@@ -28,8 +35,84 @@ pub async fn register_views(ctx: &SessionContext) -> datafusion::error::Result<(
     Ok(())
 }
 
-/// Builds `checkpoints` (up to `tree_size`) and `producer_keys`.
-pub fn small_tables(store: &Store, tree_size: u64) -> Result<(RecordBatch, RecordBatch), Error> {
+/// The `checkpoints` schema.
+pub static CHECKPOINTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("tree_size", DataType::UInt64, false),
+        Field::new("root_hash", DataType::Utf8, false),
+        Field::new("created_at", timestamp_type(), true),
+        Field::new("note", DataType::Utf8, false),
+    ]))
+});
+
+/// The `producer_keys` schema.
+pub static PRODUCER_KEYS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("key_id", DataType::Utf8, false),
+        Field::new("pdp_id", DataType::Utf8, false),
+        Field::new("public_key", DataType::Utf8, false),
+        Field::new("added_seq", DataType::UInt64, false),
+        Field::new("revoked_seq", DataType::UInt64, true),
+    ]))
+});
+
+/// Which small table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Small {
+    /// `checkpoints`
+    Checkpoints,
+    /// `producer_keys`
+    ProducerKeys,
+}
+
+/// A small table built from the store only when a query scans it (the
+/// checkpoints table reads every stored checkpoint; most queries never
+/// name it).
+#[derive(Debug)]
+pub struct SmallTable {
+    /// Which one.
+    pub kind: Small,
+    /// The store.
+    pub store: Arc<Store>,
+    /// The snapshot's tree size.
+    pub tree_size: u64,
+}
+
+#[async_trait]
+impl TableProvider for SmallTable {
+    fn schema(&self) -> SchemaRef {
+        match self.kind {
+            Small::Checkpoints => CHECKPOINTS_SCHEMA.clone(),
+            Small::ProducerKeys => PRODUCER_KEYS_SCHEMA.clone(),
+        }
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let (kind, store, size) = (self.kind, self.store.clone(), self.tree_size);
+        let batch = tokio::task::spawn_blocking(move || match kind {
+            Small::Checkpoints => checkpoints(&store, size),
+            Small::ProducerKeys => producer_keys(&store, size),
+        })
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+    }
+}
+
+/// `checkpoints` up to `tree_size`.
+pub fn checkpoints(store: &Store, tree_size: u64) -> Result<RecordBatch, Error> {
     let mut size = UInt64Builder::new();
     let mut root = StringBuilder::new();
     let mut created = TimestampNanosecondBuilder::new().with_timezone("UTC");
@@ -52,18 +135,15 @@ pub fn small_tables(store: &Store, tree_size: u64) -> Result<(RecordBatch, Recor
         created.append_option(t.map(|t| t as i64));
         text.append_value(&n);
     }
-    let cp_schema = Arc::new(Schema::new(vec![
-        Field::new("tree_size", DataType::UInt64, false),
-        Field::new("root_hash", DataType::Utf8, false),
-        Field::new("created_at", timestamp_type(), true),
-        Field::new("note", DataType::Utf8, false),
-    ]));
-    let cp = RecordBatch::try_new(
-        cp_schema,
+    Ok(RecordBatch::try_new(
+        CHECKPOINTS_SCHEMA.clone(),
         vec![Arc::new(size.finish()), Arc::new(root.finish()), Arc::new(created.finish()), Arc::new(text.finish())],
     )
-    .expect("checkpoints columns");
+    .expect("checkpoints columns"))
+}
 
+/// `producer_keys` registered below `tree_size`.
+pub fn producer_keys(store: &Store, tree_size: u64) -> Result<RecordBatch, Error> {
     let reg = store.registry();
     let mut keys: Vec<_> = reg.keys.values().filter(|k| k.added_seq < tree_size).collect();
     keys.sort_by_key(|k| k.added_seq);
@@ -85,16 +165,8 @@ pub fn small_tables(store: &Store, tree_size: u64) -> Result<(RecordBatch, Recor
         added.append_value(k.added_seq);
         revoked.append_option(k.revoked_seq.filter(|s| *s < tree_size));
     }
-    let k_schema = Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("key_id", DataType::Utf8, false),
-        Field::new("pdp_id", DataType::Utf8, false),
-        Field::new("public_key", DataType::Utf8, false),
-        Field::new("added_seq", DataType::UInt64, false),
-        Field::new("revoked_seq", DataType::UInt64, true),
-    ]));
-    let keys = RecordBatch::try_new(
-        k_schema,
+    Ok(RecordBatch::try_new(
+        PRODUCER_KEYS_SCHEMA.clone(),
         vec![
             Arc::new(name.finish()),
             Arc::new(key_id.finish()),
@@ -104,6 +176,5 @@ pub fn small_tables(store: &Store, tree_size: u64) -> Result<(RecordBatch, Recor
             Arc::new(revoked.finish()),
         ],
     )
-    .expect("producer_keys columns");
-    Ok((cp, keys))
+    .expect("producer_keys columns"))
 }
