@@ -128,21 +128,11 @@ pub struct ServeArgs {
     /// PostgreSQL wire-protocol listen address (off unless given).
     #[arg(long, env = "ACTLOG_PG_LISTEN")]
     pub pg_listen: Option<String>,
-    /// Rows one SQL query returns at most (`sql_rows_max`).
-    #[arg(long, env = "ACTLOG_SQL_ROWS_MAX", default_value_t = actlog_query::engine::SQL_ROWS_MAX_DEFAULT)]
-    pub sql_rows_max: usize,
-    /// Longest one SQL query may run, in milliseconds (`sql_time_ms`).
-    #[arg(long, env = "ACTLOG_SQL_TIME_MS", default_value_t = 30_000)]
-    pub sql_time_ms: u64,
-    /// Memory for one query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
-    #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
-    pub sql_memory_bytes: usize,
+    #[command(flatten)]
+    pub query: crate::sql_cmd::QueryArgs,
     /// SQL queries running at once over HTTP (`sql_requests_max`); more get 429.
     #[arg(long, env = "ACTLOG_SQL_REQUESTS_MAX", default_value_t = 4)]
     pub sql_requests_max: usize,
-    /// Events per sealed Parquet segment (`segment_events`).
-    #[arg(long, env = "ACTLOG_SEGMENT_EVENTS", default_value_t = actlog_query::segments::SEGMENT_EVENTS_DEFAULT)]
-    pub segment_events: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -386,17 +376,10 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         }
         None => None,
     };
-    if args.segment_events == 0 || args.sql_rows_max == 0 {
+    if args.query.segment_events == 0 || args.query.sql_rows_max == 0 {
         return Err(usage("--segment-events and --sql-rows-max must be at least 1"));
     }
-    let query = actlog_query::EngineOptions {
-        segment_events: args.segment_events,
-        limits: actlog_query::QueryLimits {
-            rows_max: args.sql_rows_max,
-            time: std::time::Duration::from_millis(args.sql_time_ms),
-            memory_bytes: args.sql_memory_bytes,
-        },
-    };
+    let query = args.query.engine_options();
     let config = actlog_server::ServerConfig {
         listen,
         limits,

@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use actlog_query::datafusion::arrow::ipc::reader::StreamReader;
 use actlog_query::{Engine, EngineOptions, QueryOptions, QueryOutput};
 use actlog_store::{Options, Store};
 use clap::{Args, ValueEnum};
@@ -20,6 +21,37 @@ pub enum Format {
     Arrow,
 }
 
+/// The query engine's settings, shared by `serve` and `sql`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Rows one query returns at most (`sql_rows_max`).
+    #[arg(long, env = "ACTLOG_SQL_ROWS_MAX", default_value_t = actlog_query::engine::SQL_ROWS_MAX_DEFAULT)]
+    pub sql_rows_max: usize,
+    /// Longest one query may run, in milliseconds (`sql_time_ms`).
+    #[arg(long, env = "ACTLOG_SQL_TIME_MS", default_value_t = 30_000)]
+    pub sql_time_ms: u64,
+    /// Memory for one query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
+    #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
+    pub sql_memory_bytes: usize,
+    /// Events per sealed Parquet segment, when this command seals (`segment_events`).
+    #[arg(long, env = "ACTLOG_SEGMENT_EVENTS", default_value_t = actlog_query::segments::SEGMENT_EVENTS_DEFAULT)]
+    pub segment_events: u64,
+}
+
+impl QueryArgs {
+    /// The engine options these flags name.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            segment_events: self.segment_events,
+            limits: actlog_query::QueryLimits {
+                rows_max: self.sql_rows_max,
+                time: std::time::Duration::from_millis(self.sql_time_ms),
+                memory_bytes: self.sql_memory_bytes,
+            },
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SqlArgs {
     /// The query; without it, a REPL reads statements ending in `;` from stdin.
@@ -29,18 +61,8 @@ pub struct SqlArgs {
     /// Read every row from the segments instead of the store's indexes (same answers).
     #[arg(long)]
     pub no_index: bool,
-    /// Rows returned at most (`sql_rows_max`).
-    #[arg(long, env = "ACTLOG_SQL_ROWS_MAX", default_value_t = actlog_query::engine::SQL_ROWS_MAX_DEFAULT)]
-    pub sql_rows_max: usize,
-    /// Longest a query may run, in milliseconds (`sql_time_ms`).
-    #[arg(long, env = "ACTLOG_SQL_TIME_MS", default_value_t = 30_000)]
-    pub sql_time_ms: u64,
-    /// Memory for a query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
-    #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
-    pub sql_memory_bytes: usize,
-    /// Events per sealed Parquet segment, when this command seals (`segment_events`).
-    #[arg(long, env = "ACTLOG_SEGMENT_EVENTS", default_value_t = actlog_query::segments::SEGMENT_EVENTS_DEFAULT)]
-    pub segment_events: u64,
+    #[command(flatten)]
+    pub limits: QueryArgs,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -102,10 +124,12 @@ fn print(out: &QueryOutput, format: Format) -> CliResult {
 }
 
 fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format) -> CliResult {
+    // A table is rendered here from the Arrow stream, by the same code as
+    // local results.
     let accept = match format {
-        Format::Arrow => "application/vnd.apache.arrow.stream",
+        Format::Arrow | Format::Table => "application/vnd.apache.arrow.stream",
         Format::Csv => "text/csv",
-        _ => "application/json",
+        Format::Json => "application/json",
     };
     let agent = crate::loadgen::http_agent();
     let resp = agent
@@ -116,6 +140,12 @@ fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format
         .map_err(|e| refused(format!("cannot reach {url}: {e}")))?;
     let status = resp.status().as_u16();
     let truncated = resp.headers().get("x-actlog-truncated").is_some_and(|v| v == "true");
+    let tree_size = resp
+        .headers()
+        .get("x-actlog-tree-size")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let body = resp.into_body().read_to_vec().map_err(|e| refused(format!("reading the response: {e}")))?;
     if status != 200 {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -126,42 +156,17 @@ fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format
         );
         return Err(if status == 400 && v["error"]["code"] == "sql_invalid" { usage(m) } else { refused(m) });
     }
-    let mut stdout = std::io::stdout().lock();
-    match format {
-        Format::Table => {
-            let v: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| refused(format!("the server sent invalid JSON: {e}")))?;
-            let cols: Vec<String> = v["columns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| c["name"].as_str().unwrap_or("").to_string())
-                .collect();
-            let rows: Vec<Vec<String>> = v["rows"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    r.as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| match c {
-                            serde_json::Value::Null => "NULL".to_string(),
-                            serde_json::Value::String(s) => s.clone(),
-                            v => v.to_string(),
-                        })
-                        .collect()
-                })
-                .collect();
-            let _ = writeln!(stdout, "{}", cols.join(" | "));
-            for r in rows {
-                let _ = writeln!(stdout, "{}", r.join(" | "));
-            }
-        }
-        _ => {
-            let _ = stdout.write_all(&body);
-        }
+    if format == Format::Table {
+        let reader = StreamReader::try_new(std::io::Cursor::new(body), None)
+            .map_err(|e| refused(format!("the server sent an invalid Arrow stream: {e}")))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refused(format!("the server sent an invalid Arrow stream: {e}")))?;
+        let row_count = batches.iter().map(|b| b.num_rows()).sum();
+        return print(&QueryOutput { schema, batches, row_count, truncated, tree_size }, format);
     }
+    std::io::stdout().lock().write_all(&body).map_err(|e| refused(format!("writing the result: {e}")))?;
     if truncated {
         eprintln!("actlog: the result was cut at the server's sql_rows_max");
     }
@@ -175,14 +180,8 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
         return remote_sql(url, token, q, !args.no_index, args.format);
     }
     let (store, writable) = open(data)?;
-    let opts = EngineOptions {
-        limits: actlog_query::QueryLimits {
-            rows_max: args.sql_rows_max,
-            time: std::time::Duration::from_millis(args.sql_time_ms),
-            memory_bytes: args.sql_memory_bytes,
-        },
-        segment_events: args.segment_events.max(1),
-    };
+    let mut opts = args.limits.engine_options();
+    opts.segment_events = opts.segment_events.max(1);
     let engine = Engine::open(store.clone(), opts).map_err(|e| refused(format!("opening the query engine: {e}")))?;
     if writable {
         let n = engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;

@@ -18,12 +18,11 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Statement, TableFactor, Visit, Visitor};
 use futures::StreamExt;
 
 use crate::provider::{Kind, LedgerTable, Snapshot};
-use crate::rows::{self, Builder};
 use crate::segments::{self, Segment};
 use crate::{Error, tables};
 
@@ -246,11 +245,13 @@ pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
     if sql.trim().is_empty() {
         return Err(QueryError::invalid("the query is empty"));
     }
-    let state = SessionContext::new().state();
-    let st = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic).map_err(|e| {
-        let m = strip_df(&e.to_string());
-        QueryError::invalid(m)
-    })?;
+    // The parser alone: building a session state here (every function
+    // registered) cost as much again as the query's own context.
+    let mut statements = DFParser::parse_sql(sql).map_err(|e| QueryError::invalid(strip_df(&e.to_string())))?;
+    if statements.len() != 1 {
+        return Err(QueryError::invalid(format!("send one statement per query ({} were sent)", statements.len())));
+    }
+    let st = statements.pop_front().expect("one statement");
     check_statement(&st)?;
     Ok(st)
 }
@@ -378,24 +379,10 @@ impl Engine {
         let mut live = self.inner.live.lock().expect("live lock");
         let size = self.inner.store.head().tree_size;
         if live.tail_end < size {
-            let names = self.inner.store.with_registry(rows::key_names);
             let mut from = live.tail_end;
             while from < size {
                 let to = (from + TAIL_BATCH_ROWS).min(size);
-                let mut b = Builder::default();
-                let mut err = None;
-                self.inner.store.scan(from, to, |ev| {
-                    match rows::decode(&ev, &names) {
-                        Ok(r) => b.push(&r),
-                        Err(e) => err = Some(e),
-                    }
-                    Ok(())
-                })?;
-                if let Some(e) = err {
-                    return Err(e);
-                }
-                assert_eq!(b.len() as u64, to - from, "a committed range reads whole");
-                let (events, hops) = b.finish();
+                let (events, hops) = segments::build(&self.inner.store, from, to)?;
                 live.tail.push(Chunk { first: from, events, hops });
                 from = to;
             }

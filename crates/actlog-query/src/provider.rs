@@ -69,7 +69,7 @@ impl Snapshot {
 }
 
 /// A ledger table bound to one snapshot.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LedgerTable {
     kind: Kind,
     snap: Arc<Snapshot>,
@@ -328,12 +328,7 @@ impl TableProvider for LedgerTable {
         if self.use_index {
             let lookups: Vec<Lookup> = filters.iter().filter_map(|f| lookup_of(self.kind, f)).collect();
             if !lookups.is_empty() {
-                let this = LedgerTable {
-                    kind: self.kind,
-                    snap: self.snap.clone(),
-                    store: self.store.clone(),
-                    use_index: true,
-                };
+                let this = self.clone();
                 let fetched = tokio::task::spawn_blocking(move || match this.resolve(&lookups)? {
                     Some(seqs) => this.fetch(&seqs).map(Some),
                     None => Ok(None),

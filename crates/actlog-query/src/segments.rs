@@ -141,9 +141,11 @@ pub fn build(store: &Store, first: u64, end: u64) -> Result<(RecordBatch, Record
     let mut b = Builder::default();
     let mut err = None;
     store.scan(first, end, |ev| {
-        match rows::decode(&ev, &names) {
-            Ok(r) => b.push(&r),
-            Err(e) => err = Some(e),
+        if err.is_none() {
+            match rows::decode(&ev, &names) {
+                Ok(r) => b.push(&r),
+                Err(e) => err = Some(e),
+            }
         }
         Ok(())
     })?;
