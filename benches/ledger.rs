@@ -138,14 +138,50 @@ fn verify_bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Inclusion proofs for random seqs in a large tree. The tree is filled with
-/// token-authenticated leaves built from one validated template (the proof
-/// path does not look at payloads), `ACTLOG_BENCH_PROOF_LEAVES` of them
-/// (default 1,000,000).
+/// Inclusion and consistency proofs for random seqs in a large tree: a tree
+/// built here (`ACTLOG_BENCH_PROOF_LEAVES` leaves, default 1,000,000), or an
+/// existing data directory opened read-only (`ACTLOG_BENCH_PROOF_DATA`, e.g.
+/// the 10,000,000-event ledger of `tools/bench_sql.sh`).
 fn proofs(c: &mut Criterion) {
+    let (_dir, store) = match std::env::var_os("ACTLOG_BENCH_PROOF_DATA") {
+        Some(path) => {
+            let opts = Options { read_only: true, ..Options::default() };
+            (None, Store::open(std::path::Path::new(&path), opts).unwrap())
+        }
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = proof_ledger(dir.path());
+            (Some(dir), store)
+        }
+    };
+    let size = store.head().tree_size;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut g = c.benchmark_group("proof");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("inclusion_random_seq_{size}"), |b| {
+        b.iter(|| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            store.inclusion_proof(rng % size, size).unwrap()
+        })
+    });
+    g.bench_function(format!("consistency_random_{size}"), |b| {
+        b.iter(|| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            store.consistency_proof(1 + rng % (size - 1), size).unwrap()
+        })
+    });
+    g.finish();
+}
+
+/// A tree of token-authenticated leaves built from one validated template
+/// (the proof path does not look at payloads).
+fn proof_ledger(dir: &std::path::Path) -> Store {
     let n: u64 = std::env::var("ACTLOG_BENCH_PROOF_LEAVES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    let store = setup(dir.path());
+    let store = setup(dir);
     let token = actlog_core::leaf::sha256(b"bench-token");
     store
         .admin(AdminOp::CreateToken { name: "t".into(), role: "ingest".into(), pdp_id: None, token_sha256: token })
@@ -170,27 +206,7 @@ fn proofs(c: &mut Criterion) {
             .collect();
         store.append(items).unwrap();
     }
-    let size = store.head().tree_size;
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut g = c.benchmark_group("proof");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function(format!("inclusion_random_seq_{size}"), |b| {
-        b.iter(|| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            store.inclusion_proof(rng % size, size).unwrap()
-        })
-    });
-    g.bench_function(format!("consistency_random_{size}"), |b| {
-        b.iter(|| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            store.consistency_proof(1 + rng % (size - 1), size).unwrap()
-        })
-    });
-    g.finish();
+    store
 }
 
 criterion_group!(benches, limit, ingest, verify_bench, proofs);

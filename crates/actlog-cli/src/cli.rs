@@ -133,6 +133,12 @@ pub struct ServeArgs {
     /// SQL queries running at once over HTTP (`sql_requests_max`); more get 429.
     #[arg(long, env = "ACTLOG_SQL_REQUESTS_MAX", default_value_t = 4)]
     pub sql_requests_max: usize,
+    /// RocksDB memtables of all column families together, in bytes (at least 16 MiB).
+    #[arg(long, env = "ACTLOG_MEMTABLE_BYTES_MAX", default_value_t = actlog_store::DB_WRITE_BUFFER_BYTES_MAX)]
+    pub memtable_bytes_max: usize,
+    /// RocksDB block cache (index, filter and data blocks), in bytes (at least 8 MiB).
+    #[arg(long, env = "ACTLOG_BLOCK_CACHE_BYTES_MAX", default_value_t = actlog_store::BLOCK_CACHE_BYTES_MAX)]
+    pub block_cache_bytes_max: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -332,8 +338,16 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     if args.checkpoint_interval_ms == 0 {
         return Err(usage("--checkpoint-interval-ms must be at least 1"));
     }
+    if args.memtable_bytes_max < actlog_store::DB_WRITE_BUFFER_BYTES_MIN {
+        return Err(usage(format!("--memtable-bytes-max must be at least {}", actlog_store::DB_WRITE_BUFFER_BYTES_MIN)));
+    }
+    if args.block_cache_bytes_max < 8 << 20 {
+        return Err(usage(format!("--block-cache-bytes-max must be at least {}", 8 << 20)));
+    }
     let opts = Options {
         checkpoint_interval: std::time::Duration::from_millis(args.checkpoint_interval_ms),
+        memtable_bytes_max: args.memtable_bytes_max,
+        block_cache_bytes_max: args.block_cache_bytes_max,
         ..Options::default()
     };
     let store = if actlog_store::is_initialized(data) {

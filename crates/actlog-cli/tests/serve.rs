@@ -20,10 +20,16 @@ struct Proc {
 
 /// Starts `actlog serve` on an ephemeral port and waits until it listens.
 fn serve(data: &Path) -> Proc {
+    serve_with(data, &[])
+}
+
+/// [`serve`] with extra flags.
+fn serve_with(data: &Path, extra: &[&str]) -> Proc {
     // A first start prints the admin token on stdout; wait for it too.
     let fresh = !data.join("db").exists();
     let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
         .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "200"])
+        .args(extra)
         .env("ACTLOG_DATA", data)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -253,4 +259,28 @@ fn actlog_toml_configures_serve() {
     let out = actlog(&data, &["info"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`listn` is not a flag"));
+}
+
+#[test]
+fn memory_budgets_are_flags_with_named_minimums() {
+    for (flag, value, min) in [("--memtable-bytes-max", "1048576", "16777216"), ("--block-cache-bytes-max", "1024", "8388608")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+            .args(["serve", "--listen", "127.0.0.1:0", flag, value])
+            .env("ACTLOG_DATA", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{flag} must be at least {min}")), "{err}");
+        assert!(!dir.path().join("db").exists(), "nothing is created when a flag is refused");
+    }
+    // At the minimums the server starts, answers, and stops cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = serve_with(dir.path(), &["--memtable-bytes-max", "16777216", "--block-cache-bytes-max", "8388608"]);
+    let token = p.token.clone().unwrap();
+    let (status, body) = call(&format!("{}/v1/keys", p.url), &token, None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(sigterm(&mut p).success());
 }

@@ -15,6 +15,8 @@ use datafusion::arrow::array::{Array, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -24,7 +26,7 @@ use futures::StreamExt;
 
 use crate::provider::{Kind, LedgerTable, Snapshot};
 use crate::segments::{self, Segment};
-use crate::{Error, tables};
+use crate::{Error, rows, tables};
 
 /// Rows a query returns at most, by default (`sql_rows_max`).
 pub const SQL_ROWS_MAX_DEFAULT: usize = 100_000;
@@ -312,7 +314,16 @@ struct Inner {
     opts: EngineOptions,
     live: Mutex<Live>,
     seal_lock: Mutex<()>,
+    /// Parquet footers and per-file statistics of sealed segments, kept
+    /// across queries. Segments never change once sealed, and each entry is
+    /// checked against the file's size and mtime before use.
+    caches: CacheManagerConfig,
 }
+
+/// Bytes of Parquet footers kept across queries.
+const SEGMENT_FOOTER_CACHE_BYTES: usize = 64 << 20;
+/// Bytes of per-file statistics kept across queries.
+const SEGMENT_STATS_CACHE_BYTES: usize = 32 << 20;
 
 /// The query engine of one open ledger. Cheap to clone.
 #[derive(Clone)]
@@ -339,6 +350,15 @@ impl Engine {
                 opts,
                 live: Mutex::new(Live { segments: Arc::new(segs), tail: Vec::new(), tail_end: end }),
                 seal_lock: Mutex::new(()),
+                caches: CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::new(
+                        DefaultCache::new(SEGMENT_FOOTER_CACHE_BYTES).with_name("segment footers"),
+                    )))
+                    .with_metadata_cache_limit(SEGMENT_FOOTER_CACHE_BYTES)
+                    .with_file_statistics_cache(Some(Arc::new(
+                        DefaultCache::new(SEGMENT_STATS_CACHE_BYTES).with_name("segment statistics"),
+                    )))
+                    .with_file_statistics_cache_limit(SEGMENT_STATS_CACHE_BYTES),
             }),
         })
     }
@@ -383,7 +403,11 @@ impl Engine {
             while from < size {
                 let to = (from + TAIL_BATCH_ROWS).min(size);
                 let (events, hops) = segments::build(&self.inner.store, from, to)?;
-                live.tail.push(Chunk { first: from, events, hops });
+                live.tail.push(Chunk {
+                    first: from,
+                    events: rows::for_query(&events),
+                    hops: rows::for_query(&hops),
+                });
                 from = to;
             }
             live.tail_end = size;
@@ -418,6 +442,7 @@ impl Engine {
             .with_memory_limit(limits.memory_bytes, 1.0)
             // No spilling: a query never writes files.
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_cache_manager(self.inner.caches.clone())
             .build_arc()
             .map_err(|e| from_df(e, &limits))?;
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);

@@ -47,10 +47,20 @@ fn cell(a: &dyn Array, i: usize) -> Value {
     }
 }
 
+/// A column's type as `POST /v1/sql` names it: Arrow's name, except that
+/// every string layout (`Utf8`, `Utf8View`, `LargeUtf8`) is `Utf8`, so the
+/// answer does not change with how the engine happens to hold strings.
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// The JSON body of `POST /v1/sql`.
 pub fn to_json(out: &QueryOutput) -> Value {
     let columns: Vec<Value> =
-        out.schema.fields().iter().map(|f| json!({"name": f.name(), "type": f.data_type().to_string()})).collect();
+        out.schema.fields().iter().map(|f| json!({"name": f.name(), "type": type_name(f.data_type())})).collect();
     let mut rows = Vec::with_capacity(out.row_count);
     for b in &out.batches {
         for i in 0..b.num_rows() {

@@ -31,7 +31,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
-use crate::rows::{self, Builder, EVENTS_SCHEMA, HOPS_SCHEMA};
+use crate::rows::{self, Builder, EVENTS_QUERY_SCHEMA, HOPS_QUERY_SCHEMA};
 use crate::segments::{self, Segment};
 
 /// More index hits than this read the segments instead.
@@ -248,8 +248,8 @@ fn scan_files(snap: &Snapshot, kind: Kind, segs: &[&Segment]) -> DfResult<Vec<Li
 impl LedgerTable {
     fn schema_ref(&self) -> SchemaRef {
         match self.kind {
-            Kind::Events => EVENTS_SCHEMA.clone(),
-            Kind::Hops => HOPS_SCHEMA.clone(),
+            Kind::Events => EVENTS_QUERY_SCHEMA.clone(),
+            Kind::Hops => HOPS_QUERY_SCHEMA.clone(),
         }
     }
 
@@ -296,10 +296,10 @@ impl LedgerTable {
             b.push(&rows::decode(ev, &names)?);
         }
         let (e, h) = b.finish();
-        Ok(match self.kind {
-            Kind::Events => e,
-            Kind::Hops => h,
-        })
+        Ok(rows::for_query(match self.kind {
+            Kind::Events => &e,
+            Kind::Hops => &h,
+        }))
     }
 }
 
@@ -358,7 +358,8 @@ impl TableProvider for LedgerTable {
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
-            let table = ListingTable::try_new(config)?;
+            let table = ListingTable::try_new(config)?
+                .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache());
             inputs.push(table.scan(state, projection, filters, limit).await?);
         }
         let sealed_end = self.snap.sealed_end();

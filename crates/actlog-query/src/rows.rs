@@ -104,6 +104,45 @@ pub static HOPS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The schemas queries see: the same columns with top-level strings as
+/// `Utf8View`. DataFusion's Parquet reader decodes strings into views
+/// without copying them, and its grouping and comparisons run faster on
+/// views; the segment files themselves keep plain `Utf8` (any Parquet
+/// reader takes them).
+pub static EVENTS_QUERY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| view_schema(&EVENTS_SCHEMA));
+/// `delegation_hops` as queries see it (see [`EVENTS_QUERY_SCHEMA`]).
+pub static HOPS_QUERY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| view_schema(&HOPS_SCHEMA));
+
+fn view_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Converts a batch built by [`Builder`] to the matching query schema.
+pub fn for_query(batch: &RecordBatch) -> RecordBatch {
+    let target = if batch.schema() == *EVENTS_SCHEMA { EVENTS_QUERY_SCHEMA.clone() } else { HOPS_QUERY_SCHEMA.clone() };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(target.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                c.clone()
+            } else {
+                datafusion::arrow::compute::cast(c, f.data_type()).expect("Utf8 casts to Utf8View")
+            }
+        })
+        .collect();
+    RecordBatch::try_new(target, columns).expect("columns match the query schema")
+}
+
 /// One stored event, decoded for SQL.
 #[derive(Debug, Clone)]
 pub struct Row {

@@ -39,8 +39,10 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Events per sealed segment, by default. The live tail holds at most about
 /// this many rows in memory before the next seal.
 pub const SEGMENT_EVENTS_DEFAULT: u64 = 65_536;
-/// Rows per Parquet row group: the unit of pruning inside a segment.
-pub const ROW_GROUP_ROWS: usize = 16_384;
+/// Rows per Parquet row group: a default segment is one row group, so a scan
+/// opens and decompresses fewer column chunks; inside a segment, page
+/// statistics prune.
+pub const ROW_GROUP_ROWS: usize = 65_536;
 
 /// One sealed segment, as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

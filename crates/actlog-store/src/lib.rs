@@ -119,6 +119,10 @@ pub struct Options {
     pub group_events_max: usize,
     /// Open without the writer (readers beside a running server).
     pub read_only: bool,
+    /// RocksDB memtables of all column families together, in bytes.
+    pub memtable_bytes_max: usize,
+    /// The block cache shared by all column families, in bytes.
+    pub block_cache_bytes_max: usize,
 }
 
 impl Default for Options {
@@ -128,6 +132,8 @@ impl Default for Options {
             commit_queue_requests_max: 1024,
             group_events_max: 16 * 1024,
             read_only: false,
+            memtable_bytes_max: DB_WRITE_BUFFER_BYTES_MAX,
+            block_cache_bytes_max: BLOCK_CACHE_BYTES_MAX,
         }
     }
 }
@@ -296,7 +302,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Explicit RocksDB options, one comment per knob.
-fn db_options(create: bool) -> DbOptions {
+fn db_options(create: bool, opts: &Options) -> DbOptions {
     let mut o = DbOptions::default();
     o.create_if_missing(create);
     o.create_missing_column_families(create);
@@ -314,8 +320,8 @@ fn db_options(create: bool) -> DbOptions {
     // Bigger memtables mean fewer, larger L0 files under steady ingest, but
     // all column families together stay under one budget, so memory is
     // bounded however the load spreads across them.
-    o.set_write_buffer_size(64 << 20);
-    o.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES_MAX);
+    o.set_write_buffer_size(memtable_bytes(opts));
+    o.set_db_write_buffer_size(opts.memtable_bytes_max.max(DB_WRITE_BUFFER_BYTES_MIN));
     // Open table files are cached with their readers; without a bound that
     // memory grows with the data (seen as slow RSS growth in a 25-minute soak).
     o.set_max_open_files(OPEN_FILES_MAX);
@@ -324,17 +330,27 @@ fn db_options(create: bool) -> DbOptions {
     o
 }
 
-/// Memtables of all column families together, in bytes.
+/// Memtables of all column families together, in bytes (the default of
+/// [`Options::memtable_bytes_max`]).
 pub const DB_WRITE_BUFFER_BYTES_MAX: usize = 256 << 20;
+/// The smallest memtable budget [`Options::memtable_bytes_max`] accepts.
+pub const DB_WRITE_BUFFER_BYTES_MIN: usize = 16 << 20;
 /// Table files RocksDB keeps open (and their readers in memory).
 pub const OPEN_FILES_MAX: i32 = 256;
-/// The block cache shared by all column families, in bytes.
+/// The block cache shared by all column families, in bytes (the default of
+/// [`Options::block_cache_bytes_max`]).
 pub const BLOCK_CACHE_BYTES_MAX: usize = 128 << 20;
 
-fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+/// One memtable: a quarter of the budget, at most 64 MiB, so a busy column
+/// family flushes before it can take the whole budget.
+fn memtable_bytes(opts: &Options) -> usize {
+    (opts.memtable_bytes_max.max(DB_WRITE_BUFFER_BYTES_MIN) / 4).min(64 << 20)
+}
+
+fn cf_descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
     // One cache for every column family (RocksDB would otherwise give each
     // table factory its own).
-    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES_MAX);
+    let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes_max);
     ALL_CFS
         .iter()
         .map(|name| {
@@ -346,7 +362,7 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
             table.set_cache_index_and_filter_blocks(true);
             table.set_block_cache(&cache);
             o.set_block_based_table_factory(&table);
-            o.set_write_buffer_size(64 << 20);
+            o.set_write_buffer_size(memtable_bytes(opts));
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             o.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
             ColumnFamilyDescriptor::new(*name, o)
@@ -402,7 +418,7 @@ impl Store {
         let key = PublicKey::from_bytes(&public).map_err(|e| Error::Io(format!("ledger key: {e}")))?;
         VerifierKey::new(&origin, key).map_err(|e| Error::Refused { code: "bad_origin", message: e.to_string() })?;
         write_secret_file(&data_dir.join(LEDGER_KEY_FILE), &format!("{}\n", hex::encode(seed)))?;
-        let db = DB::open_cf_descriptors(&db_options(true), data_dir.join(DB_DIR), cf_descriptors())?;
+        let db = DB::open_cf_descriptors(&db_options(true, &opts), data_dir.join(DB_DIR), cf_descriptors(&opts))?;
         let meta = db.cf_handle(CF_META).expect("meta cf");
         let mut wb = rocksdb::WriteBatch::default();
         wb.put_cf(&meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
@@ -424,9 +440,9 @@ impl Store {
         }
         let path = data_dir.join(DB_DIR);
         let db = if opts.read_only {
-            DB::open_cf_descriptors_read_only(&db_options(false), &path, cf_descriptors(), false)?
+            DB::open_cf_descriptors_read_only(&db_options(false, &opts), &path, cf_descriptors(&opts), false)?
         } else {
-            DB::open_cf_descriptors(&db_options(false), &path, cf_descriptors())?
+            DB::open_cf_descriptors(&db_options(false, &opts), &path, cf_descriptors(&opts))?
         };
         let meta = db.cf_handle(CF_META).expect("meta cf");
         let version = db
