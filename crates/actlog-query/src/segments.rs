@@ -160,18 +160,17 @@ pub fn build(store: &Store, first: u64, end: u64) -> Result<(RecordBatch, Record
     Ok(b.finish())
 }
 
-fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
-    let props = WriterProperties::builder()
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .build();
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).map_err(|e| Error::Io(e.to_string()))?;
-    w.write(batch).map_err(|e| Error::Io(e.to_string()))?;
-    w.close().map_err(|e| Error::Io(e.to_string()))?;
-    Ok(out)
+        .build()
 }
+
+/// Events decoded at a time while sealing: the sealer holds one chunk of
+/// decoded rows plus the compressed segment, never a whole segment of rows.
+pub const SEAL_CHUNK_EVENTS: u64 = 8_192;
 
 fn file_name(kind: &str, first: u64, end: u64) -> String {
     format!("{kind}-{first:020}-{end:020}.parquet")
@@ -183,11 +182,24 @@ fn file_name(kind: &str, first: u64, end: u64) -> String {
 pub fn seal(
     store: &Store,
     data_dir: &Path,
+    sealed: Vec<Segment>,
+    segment_events: u64,
+    publish: impl FnMut(&[Segment]),
+) -> Result<Vec<Segment>, Error> {
+    seal_in_chunks(store, data_dir, sealed, segment_events, SEAL_CHUNK_EVENTS, publish)
+}
+
+/// [`seal`], decoding `chunk_events` events at a time (tests use small chunks).
+#[doc(hidden)]
+pub fn seal_in_chunks(
+    store: &Store,
+    data_dir: &Path,
     mut sealed: Vec<Segment>,
     segment_events: u64,
+    chunk_events: u64,
     mut publish: impl FnMut(&[Segment]),
 ) -> Result<Vec<Segment>, Error> {
-    assert!(segment_events > 0, "segment size is positive");
+    assert!(segment_events > 0 && chunk_events > 0, "segment and chunk sizes are positive");
     let d = dir(data_dir);
     fs::create_dir_all(&d).map_err(|e| Error::Io(format!("creating {}: {e}", d.display())))?;
     loop {
@@ -196,31 +208,38 @@ pub fn seal(
         if store.head().tree_size < end {
             return Ok(sealed);
         }
-        let (events, hops) = build(store, first, end)?;
-        let seg = write_segment(&d, first, end, &events, &hops, store)?;
+        let seg = write_segment(&d, first, end, chunk_events, store)?;
         sealed.push(seg);
         write_manifest(data_dir, &sealed)?;
         publish(&sealed);
     }
 }
 
-fn write_segment(
-    d: &Path,
-    first: u64,
-    end: u64,
-    events: &RecordBatch,
-    hops: &RecordBatch,
-    store: &Store,
-) -> Result<Segment, Error> {
-    let times = events
-        .column_by_name("event_time")
-        .and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::TimestampNanosecondArray>())
-        .ok_or_else(|| Error::Corruption("event_time column is missing".into()))?;
-    let min = datafusion::arrow::compute::min(times).unwrap_or(0);
-    let max = datafusion::arrow::compute::max(times).unwrap_or(0);
+fn write_segment(d: &Path, first: u64, end: u64, chunk_events: u64, store: &Store) -> Result<Segment, Error> {
+    let pq = |e: datafusion::parquet::errors::ParquetError| Error::Io(e.to_string());
+    let (mut ev_bytes, mut hop_bytes) = (Vec::new(), Vec::new());
+    let mut ev_w = ArrowWriter::try_new(&mut ev_bytes, EVENTS_SCHEMA.clone(), Some(writer_properties())).map_err(pq)?;
+    let mut hop_w = ArrowWriter::try_new(&mut hop_bytes, HOPS_SCHEMA.clone(), Some(writer_properties())).map_err(pq)?;
+    let (mut min, mut max, mut hop_rows) = (i64::MAX, i64::MIN, 0u64);
+    let mut from = first;
+    while from < end {
+        let to = (from + chunk_events).min(end);
+        let (events, hops) = build(store, from, to)?;
+        let times = events
+            .column_by_name("event_time")
+            .and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::TimestampNanosecondArray>())
+            .ok_or_else(|| Error::Corruption("event_time column is missing".into()))?;
+        min = min.min(datafusion::arrow::compute::min(times).unwrap_or(i64::MAX));
+        max = max.max(datafusion::arrow::compute::max(times).unwrap_or(i64::MIN));
+        hop_rows += hops.num_rows() as u64;
+        ev_w.write(&events).map_err(pq)?;
+        hop_w.write(&hops).map_err(pq)?;
+        from = to;
+    }
+    ev_w.close().map_err(pq)?;
+    hop_w.close().map_err(pq)?;
+    assert!(min <= max, "a segment holds at least one event");
     let last = store.event(end - 1)?.ok_or_else(|| Error::Corruption(format!("event {} is missing", end - 1)))?;
-    let ev_bytes = parquet_bytes(events)?;
-    let hop_bytes = parquet_bytes(hops)?;
     let (ef, hf) = (file_name("events", first, end), file_name("hops", first, end));
     write_durably(d, &ef, &ev_bytes)?;
     write_durably(d, &hf, &hop_bytes)?;
@@ -228,7 +247,7 @@ fn write_segment(
         first_seq: first,
         end_seq: end,
         rows: end - first,
-        hop_rows: hops.num_rows() as u64,
+        hop_rows,
         min_event_time: min,
         max_event_time: max,
         end_chain_hash: actlog_core::b64::encode(last.chain_hash),

@@ -294,6 +294,30 @@ fn segments_rebuild_from_the_ledger() {
 }
 
 #[test]
+fn a_segment_sealed_in_chunks_matches_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let rt = rt();
+    let store = engine.store().clone();
+    drop(engine);
+    std::fs::remove_dir_all(actlog_query::segments::dir(tmp.path())).unwrap();
+    // One segment of 2,500 events decoded 1,000 at a time: three chunks.
+    let sealed = actlog_query::segments::seal_in_chunks(&store, tmp.path(), Vec::new(), 2_500, 1_000, |_| {}).unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(1));
+    // The manifest's bounds and hop count are those of all three chunks.
+    let engine =
+        Engine::open(store.clone(), EngineOptions { segment_events: 2_500, ..EngineOptions::default() }).unwrap();
+    let q = "SELECT CAST(min(event_time) AS BIGINT), CAST(max(event_time) AS BIGINT) FROM events WHERE seq < 2500";
+    let got = rt.block_on(common::rows(&engine, q));
+    let s = &sealed[0];
+    assert_eq!(got, vec![vec![s.min_event_time.to_string(), s.max_event_time.to_string()]]);
+    let hops = rt.block_on(common::rows(&engine, "SELECT count(*) FROM delegation_hops WHERE seq < 2500"));
+    assert_eq!(hops, vec![vec![s.hop_rows.to_string()]]);
+    assert!(s.hop_rows > 2_500, "every event has at least one hop");
+}
+
+#[test]
 fn scans_read_only_the_segments_their_ranges_need() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = common::fixture(tmp.path());

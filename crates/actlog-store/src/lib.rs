@@ -355,11 +355,30 @@ fn cf_descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
         .iter()
         .map(|name| {
             let mut o = DbOptions::default();
-            // Appends look up every event id, and nearly all are misses: a
-            // bloom filter answers those without reading data blocks.
             let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_bloom_filter(10.0, false);
+            // Bloom filters only where point lookups miss: appends look up
+            // every event id and nearly all are new. Leaves, envelopes and
+            // index entries are keyed by seq or read by prefix scans, so a
+            // filter would only take memory; Merkle-node reads always hit,
+            // so only the levels above the bottom keep theirs.
+            match *name {
+                CF_LEAVES | CF_ENVELOPES | CF_INDEX => {}
+                CF_NODES => {
+                    table.set_bloom_filter(10.0, false);
+                    o.set_optimize_filters_for_hits(true);
+                }
+                _ => table.set_bloom_filter(10.0, false),
+            }
+            // Partitioned index and filters: a lookup loads one small
+            // partition instead of a table's whole index (megabytes for a
+            // large file), so a block cache smaller than all the metadata
+            // does not thrash; the top level stays pinned.
+            table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
+            table.set_metadata_block_size(4096);
             table.set_cache_index_and_filter_blocks(true);
+            table.set_cache_index_and_filter_blocks_with_high_priority(true);
+            table.set_pin_top_level_index_and_filter(true);
             table.set_block_cache(&cache);
             o.set_block_based_table_factory(&table);
             o.set_write_buffer_size(memtable_bytes(opts));
