@@ -105,6 +105,34 @@ fn ingest(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        if batch == 1024 {
+            // Check batch N+1 on both cores while the writer commits batch
+            // N, as the server (concurrent requests) does.
+            g.bench_function(format!("check_and_append_pipelined_sync_batch_{batch}"), |b| {
+                b.iter_custom(|iters| {
+                    let batches: Vec<Vec<Vec<u8>>> = (0..iters)
+                        .map(|_| {
+                            next += batch;
+                            envelopes(next - batch, batch)
+                        })
+                        .collect();
+                    let start = std::time::Instant::now();
+                    std::thread::scope(|s| {
+                        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(1);
+                        let store = &store;
+                        s.spawn(move || {
+                            for items in rx {
+                                store.append(items).unwrap();
+                            }
+                        });
+                        for envs in batches {
+                            tx.send(check_parallel(store, envs)).unwrap();
+                        }
+                    });
+                    start.elapsed()
+                })
+            });
+        }
         g.bench_function(format!("append_only_sync_batch_{batch}"), |b| {
             b.iter_batched(
                 || {
