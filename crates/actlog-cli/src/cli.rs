@@ -339,7 +339,10 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         return Err(usage("--checkpoint-interval-ms must be at least 1"));
     }
     if args.memtable_bytes_max < actlog_store::DB_WRITE_BUFFER_BYTES_MIN {
-        return Err(usage(format!("--memtable-bytes-max must be at least {}", actlog_store::DB_WRITE_BUFFER_BYTES_MIN)));
+        return Err(usage(format!(
+            "--memtable-bytes-max must be at least {}",
+            actlog_store::DB_WRITE_BUFFER_BYTES_MIN
+        )));
     }
     if args.block_cache_bytes_max < 8 << 20 {
         return Err(usage(format!("--block-cache-bytes-max must be at least {}", 8 << 20)));

@@ -263,7 +263,8 @@ fn actlog_toml_configures_serve() {
 
 #[test]
 fn memory_budgets_are_flags_with_named_minimums() {
-    for (flag, value, min) in [("--memtable-bytes-max", "1048576", "16777216"), ("--block-cache-bytes-max", "1024", "8388608")]
+    for (flag, value, min) in
+        [("--memtable-bytes-max", "1048576", "16777216"), ("--block-cache-bytes-max", "1024", "8388608")]
     {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_actlog"))

@@ -403,11 +403,7 @@ impl Engine {
             while from < size {
                 let to = (from + TAIL_BATCH_ROWS).min(size);
                 let (events, hops) = segments::build(&self.inner.store, from, to)?;
-                live.tail.push(Chunk {
-                    first: from,
-                    events: rows::for_query(&events),
-                    hops: rows::for_query(&hops),
-                });
+                live.tail.push(Chunk { first: from, events: rows::for_query(&events), hops: rows::for_query(&hops) });
                 from = to;
             }
             live.tail_end = size;

@@ -358,8 +358,8 @@ impl TableProvider for LedgerTable {
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
-            let table = ListingTable::try_new(config)?
-                .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache());
+            let table =
+                ListingTable::try_new(config)?.with_cache(state.runtime_env().cache_manager.get_file_statistic_cache());
             inputs.push(table.scan(state, projection, filters, limit).await?);
         }
         let sealed_end = self.snap.sealed_end();
