@@ -18,6 +18,8 @@ use clap::Parser;
 
 // Ingest and verify parse many small JSON documents on two threads; glibc's
 // allocator spent a third of the time there (perf, docs/benchmarks.md).
+// mimalloc's v2 line (the `v2` feature): v3 kept the sealer's freed pages
+// and the server's RSS grew by ~6 MiB a minute (docs/benchmarks.md, memory).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
