@@ -403,7 +403,11 @@ impl Engine {
             while from < size {
                 let to = (from + TAIL_BATCH_ROWS).min(size);
                 let (events, hops) = segments::build(&self.inner.store, from, to)?;
-                live.tail.push(Chunk { first: from, events: rows::for_query(&events), hops: rows::for_query(&hops) });
+                live.tail.push(Chunk {
+                    first: from,
+                    events: rows::for_query(&events, &rows::EVENTS_QUERY_SCHEMA),
+                    hops: rows::for_query(&hops, &rows::HOPS_QUERY_SCHEMA),
+                });
                 from = to;
             }
             live.tail_end = size;

@@ -296,10 +296,10 @@ impl LedgerTable {
             b.push(&rows::decode(ev, &names)?);
         }
         let (e, h) = b.finish();
-        Ok(rows::for_query(match self.kind {
-            Kind::Events => &e,
-            Kind::Hops => &h,
-        }))
+        Ok(match self.kind {
+            Kind::Events => rows::for_query(&e, &EVENTS_QUERY_SCHEMA),
+            Kind::Hops => rows::for_query(&h, &HOPS_QUERY_SCHEMA),
+        })
     }
 }
 

@@ -125,9 +125,9 @@ fn view_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Converts a batch built by [`Builder`] to the matching query schema.
-pub fn for_query(batch: &RecordBatch) -> RecordBatch {
-    let target = if batch.schema() == *EVENTS_SCHEMA { EVENTS_QUERY_SCHEMA.clone() } else { HOPS_QUERY_SCHEMA.clone() };
+/// Converts a batch built by [`Builder`] to `target`, its query schema
+/// ([`EVENTS_QUERY_SCHEMA`] or [`HOPS_QUERY_SCHEMA`]).
+pub fn for_query(batch: &RecordBatch, target: &SchemaRef) -> RecordBatch {
     let columns = batch
         .columns()
         .iter()
@@ -140,7 +140,7 @@ pub fn for_query(batch: &RecordBatch) -> RecordBatch {
             }
         })
         .collect();
-    RecordBatch::try_new(target, columns).expect("columns match the query schema")
+    RecordBatch::try_new(target.clone(), columns).expect("columns match the query schema")
 }
 
 /// One stored event, decoded for SQL.
