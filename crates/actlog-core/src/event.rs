@@ -478,7 +478,7 @@ fn validate_tree(value: &J<'_>) -> Result<Fields, SchemaError> {
     Ok(f)
 }
 
-fn bundle_revisions(bundles: &Obj<'_>) -> Result<Option<String>, SchemaError> {
+fn bundle_revisions(bundles: &Obj<'_, '_>) -> Result<Option<String>, SchemaError> {
     let mut revisions: Vec<(String, String)> = Vec::new();
     for name in bundles.map.keys() {
         let bundle = bundles.req_obj(name)?;
@@ -498,13 +498,46 @@ fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-struct Obj<'a> {
-    path: String,
+/// Where a member sits, as a chain of borrowed steps back to the root. It is
+/// rendered as a JSON Pointer only when an error names it, so a valid event
+/// costs no path strings.
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    Key(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out);
+        out
+    }
+    fn render_into(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Key(parent, key) => {
+                parent.render_into(out);
+                out.push('/');
+                out.push_str(&escape(key));
+            }
+            Path::Index(parent, i) => {
+                parent.render_into(out);
+                out.push('/');
+                out.push_str(&i.to_string());
+            }
+        }
+    }
+}
+
+struct Obj<'p, 'a> {
+    path: Path<'p>,
     map: &'a JMap<'a>,
 }
 
-struct Arr<'a> {
-    path: String,
+struct Arr<'p, 'a> {
+    path: Path<'p>,
     items: &'a [J<'a>],
 }
 
@@ -519,10 +552,10 @@ fn type_name(v: &J<'_>) -> &'static str {
     }
 }
 
-impl<'a> Obj<'a> {
-    fn root(v: &'a J<'a>) -> Result<Obj<'a>, SchemaError> {
+impl<'p, 'a> Obj<'p, 'a> {
+    fn root(v: &'a J<'a>) -> Result<Obj<'static, 'a>, SchemaError> {
         match v {
-            J::Obj(map) => Ok(Obj { path: String::new(), map }),
+            J::Obj(map) => Ok(Obj { path: Path::Root, map }),
             other => Err(SchemaError {
                 path: String::new(),
                 code: "invalid_type",
@@ -531,7 +564,7 @@ impl<'a> Obj<'a> {
         }
     }
     fn child(&self, key: &str) -> String {
-        format!("{}/{}", self.path, escape(key))
+        Path::Key(&self.path, key).render()
     }
     fn missing(&self, key: &str) -> SchemaError {
         SchemaError { path: self.child(key), code: "missing_field", message: "required member is missing".into() }
@@ -540,7 +573,7 @@ impl<'a> Obj<'a> {
         SchemaError { path: self.child(key), code: "invalid_value", message: why.into() }
     }
     fn invalid_self(&self, why: &str) -> SchemaError {
-        SchemaError { path: self.path.clone(), code: "invalid_value", message: why.into() }
+        SchemaError { path: self.path.render(), code: "invalid_value", message: why.into() }
     }
     fn type_error(&self, key: &str, want: &str) -> SchemaError {
         let got = self.map.get(key).map(type_name).unwrap_or("nothing");
@@ -574,42 +607,42 @@ impl<'a> Obj<'a> {
             Some(_) => Err(self.type_error(key, "an integer")),
         }
     }
-    fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, SchemaError> {
+    fn opt_obj<'s>(&'s self, key: &'s str) -> Result<Option<Obj<'s, 'a>>, SchemaError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(J::Obj(map)) => Ok(Some(Obj { path: self.child(key), map })),
+            Some(J::Obj(map)) => Ok(Some(Obj { path: Path::Key(&self.path, key), map })),
             Some(_) => Err(self.type_error(key, "an object")),
         }
     }
-    fn req_obj(&self, key: &str) -> Result<Obj<'a>, SchemaError> {
+    fn req_obj<'s>(&'s self, key: &'s str) -> Result<Obj<'s, 'a>, SchemaError> {
         self.opt_obj(key)?.ok_or_else(|| self.missing(key))
     }
-    fn opt_array(&self, key: &str) -> Result<Option<Arr<'a>>, SchemaError> {
+    fn opt_array<'s>(&'s self, key: &'s str) -> Result<Option<Arr<'s, 'a>>, SchemaError> {
         match self.map.get(key) {
             None => Ok(None),
-            Some(J::Arr(items)) => Ok(Some(Arr { path: self.child(key), items })),
+            Some(J::Arr(items)) => Ok(Some(Arr { path: Path::Key(&self.path, key), items })),
             Some(_) => Err(self.type_error(key, "an array")),
         }
     }
-    fn req_array(&self, key: &str) -> Result<Arr<'a>, SchemaError> {
+    fn req_array<'s>(&'s self, key: &'s str) -> Result<Arr<'s, 'a>, SchemaError> {
         self.opt_array(key)?.ok_or_else(|| self.missing(key))
     }
 }
 
-impl<'a> Arr<'a> {
+impl<'p, 'a> Arr<'p, 'a> {
     fn invalid_self(&self, why: &str) -> SchemaError {
-        SchemaError { path: self.path.clone(), code: "invalid_value", message: why.into() }
+        SchemaError { path: self.path.render(), code: "invalid_value", message: why.into() }
     }
     fn type_error_at(&self, i: usize, want: &str) -> SchemaError {
         SchemaError {
-            path: format!("{}/{i}", self.path),
+            path: Path::Index(&self.path, i).render(),
             code: "invalid_type",
             message: format!("must be {want}, got {}", type_name(&self.items[i])),
         }
     }
-    fn obj_at(&self, i: usize, v: &'a J<'a>) -> Result<Obj<'a>, SchemaError> {
+    fn obj_at<'s>(&'s self, i: usize, v: &'a J<'a>) -> Result<Obj<'s, 'a>, SchemaError> {
         match v {
-            J::Obj(map) => Ok(Obj { path: format!("{}/{i}", self.path), map }),
+            J::Obj(map) => Ok(Obj { path: Path::Index(&self.path, i), map }),
             _ => Err(self.type_error_at(i, "an object")),
         }
     }
