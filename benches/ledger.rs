@@ -12,8 +12,10 @@
 use std::time::Duration;
 
 use actlog_benches::{PDP, SEED, envelopes};
+use actlog_core::dsse::Envelope;
 use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
 use actlog_core::sig::{self, PublicKey};
+use actlog_core::{event, leaf};
 use actlog_store::verify::{VerifyOptions, verify};
 use actlog_store::{AdminOp, Options, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -63,6 +65,44 @@ fn limit(c: &mut Criterion) {
             }
             h
         })
+    });
+    g.finish();
+}
+
+/// Where one envelope's check time goes, stage by stage, on one core: the
+/// parts `check_envelopes` (ingest) and `verify` spend their time on.
+fn parts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parts");
+    let envs = envelopes(0, 1024);
+    let parsed: Vec<Envelope> = envs.iter().map(|e| Envelope::parse(e).unwrap()).collect();
+    let paes: Vec<Vec<u8>> = parsed.iter().map(Envelope::pae).collect();
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("envelope_sha256_1024", |b| b.iter(|| envs.iter().map(|e| leaf::sha256(e)[0]).sum::<u8>()));
+    g.bench_function("envelope_parse_1024", |b| {
+        b.iter(|| envs.iter().map(|e| Envelope::parse(e).unwrap().payload.len()).sum::<usize>())
+    });
+    g.bench_function("pae_1024", |b| b.iter(|| parsed.iter().map(|e| e.pae().len()).sum::<usize>()));
+    g.bench_function("payload_sha256_1024", |b| {
+        b.iter(|| parsed.iter().map(|e| leaf::sha256(&e.payload)[0]).sum::<u8>())
+    });
+    g.bench_function("event_validate_1024", |b| {
+        b.iter(|| parsed.iter().map(|e| event::validate(&e.payload).unwrap().fields.event_id.len()).sum::<usize>())
+    });
+    let pk = PublicKey::from_bytes(&sig::public_key_of(&SEED)).unwrap();
+    let items: Vec<sig::BatchItem<'_>> =
+        paes.iter().zip(&parsed).map(|(m, e)| (&pk, &m[..], &e.signatures[0].sig[..])).collect();
+    g.bench_function("signature_batch_1024", |b| {
+        b.iter(|| assert!(sig::verify_batch(&items).iter().all(Result::is_ok)))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = setup(dir.path());
+    let reg = store.registry();
+    g.bench_function("check_envelopes_1024", |b| {
+        b.iter_batched(
+            || envs.clone(),
+            |e| check_envelopes(e, &reg, &Submitter::default(), &EnvelopeLimits::default()).len(),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }
@@ -224,6 +264,7 @@ fn proof_ledger(dir: &std::path::Path) -> Store {
                 fields.event_id = format!("p-{i}");
                 Checked {
                     envelope: i.to_be_bytes().to_vec(),
+                    envelope_sha256: actlog_core::leaf::sha256(&i.to_be_bytes()),
                     fields,
                     payload_sha256: actlog_core::leaf::sha256(&i.to_be_bytes()),
                     kind: actlog_core::leaf::LeafKind::TokenAuthenticated,
@@ -237,5 +278,5 @@ fn proof_ledger(dir: &std::path::Path) -> Store {
     store
 }
 
-criterion_group!(benches, limit, ingest, verify_bench, proofs);
+criterion_group!(benches, limit, parts, ingest, verify_bench, proofs);
 criterion_main!(benches);

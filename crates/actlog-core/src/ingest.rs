@@ -24,12 +24,20 @@ pub struct ProducerKey {
     pub pdp_id: String,
     /// The validated key.
     pub key: PublicKey,
+    /// SHA-256 of the raw key, computed once (it is compared per event).
+    fingerprint: Hash,
 }
 
 impl ProducerKey {
+    /// A registered key.
+    pub fn new(name: String, pdp_id: String, key: PublicKey) -> ProducerKey {
+        let fingerprint = sha256(key.as_bytes());
+        ProducerKey { name, pdp_id, key, fingerprint }
+    }
+
     /// SHA-256 of the raw public key: the leaf's producer key id.
     pub fn fingerprint(&self) -> Hash {
-        sha256(self.key.as_bytes())
+        self.fingerprint
     }
 }
 
@@ -82,6 +90,9 @@ impl From<DsseError> for ItemError {
 pub struct Checked {
     /// The envelope bytes exactly as received.
     pub envelope: Vec<u8>,
+    /// SHA-256 of `envelope`, computed on the checking threads so the
+    /// single writer does not hash every envelope again.
+    pub envelope_sha256: Hash,
     /// The validated event.
     /// The validated event's normalized fields. (The parsed JSON is dropped
     /// here, on the checking threads, not later on the single writer.)
@@ -145,6 +156,7 @@ pub fn check_envelopes(
             Some(k) => {
                 let key = &p.candidates[k];
                 Ok(Checked {
+                    envelope_sha256: sha256(&p.envelope),
                     payload_sha256: sha256(&p.parsed.payload),
                     envelope: p.envelope,
                     fields: p.event.fields,

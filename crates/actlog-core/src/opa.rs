@@ -368,8 +368,10 @@ pub fn check(
     }
     let payload = map_decision(raw, mapping, token.pdp_id)?;
     let event = crate::event::validate(&payload).map_err(|e| item("unmappable_opa_event", e.message, &e.path))?;
+    let envelope = stored_record(raw, &payload, token.name);
     Ok(crate::ingest::Checked {
-        envelope: stored_record(raw, &payload, token.name),
+        envelope_sha256: sha256(&envelope),
+        envelope,
         payload_sha256: sha256(&payload),
         fields: event.fields,
         kind: crate::leaf::LeafKind::TokenAuthenticated,

@@ -37,11 +37,7 @@ fn valid_opa() -> Vec<u8> {
 struct Keys;
 impl KeyLookup for Keys {
     fn keys_for_pdp(&self, pdp_id: &str) -> Vec<ProducerKey> {
-        vec![ProducerKey {
-            name: "k".into(),
-            pdp_id: pdp_id.into(),
-            key: PublicKey::from_bytes(&public_key_of(&SEED)).unwrap(),
-        }]
+        vec![ProducerKey::new("k".into(), pdp_id.into(), PublicKey::from_bytes(&public_key_of(&SEED)).unwrap())]
     }
 }
 

@@ -84,7 +84,7 @@ impl Registry {
         if rec.revoked_seq.is_none()
             && let Some(key) = rec.public_key()
         {
-            list.push(ProducerKey { name: rec.name.clone(), pdp_id: rec.pdp_id.clone(), key });
+            list.push(ProducerKey::new(rec.name.clone(), rec.pdp_id.clone(), key));
             list.sort_by(|a, b| a.name.cmp(&b.name));
         }
         self.keys.insert(rec.name.clone(), rec);

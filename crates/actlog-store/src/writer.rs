@@ -348,12 +348,13 @@ fn apply_append(
 fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: u64) -> (u64, Hash) {
     let seq = st.head.tree_size;
     assert_eq!(seq, st.frontier.size(), "seq must equal the Merkle leaf index");
+    debug_assert_eq!(item.envelope_sha256, sha256(&item.envelope), "the checked envelope hash is the envelope's");
     let fields = &item.fields;
     let leaf = Leaf {
         kind: item.kind,
         seq,
         received_at_unix_nanos: received_at,
-        envelope_sha256: sha256(&item.envelope),
+        envelope_sha256: item.envelope_sha256,
         payload_sha256: item.payload_sha256,
         producer_key_id: item.producer_key_id,
         prev_chain_hash: st.head.chain_hash,
@@ -514,9 +515,11 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     .into_bytes();
     let event = event::validate(&payload).expect("the ledger writes valid ledger events");
     let envelope = Envelope::sign(payload, Some(st.origin.clone()), &st.seed);
+    let envelope_bytes = envelope.to_json().into_bytes();
     let checked = Checked {
         payload_sha256: sha256(&envelope.payload),
-        envelope: envelope.to_json().into_bytes(),
+        envelope_sha256: sha256(&envelope_bytes),
+        envelope: envelope_bytes,
         fields: event.fields,
         kind: LeafKind::LedgerSigned,
         producer_key_id: st.ledger_fingerprint,
