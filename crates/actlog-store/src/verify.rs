@@ -99,18 +99,19 @@ struct Job {
 struct Rebuilt {
     keys: HashMap<String, KeyRecord>,
     tokens: HashMap<String, TokenRecord>,
-    /// Validated keys by name: validation costs a scalar multiplication, so
-    /// it happens once per key, not once per event.
-    parsed: HashMap<String, PublicKey>,
+    /// Validated keys and their fingerprints by name: validation costs a
+    /// scalar multiplication, so it happens once per key, not once per event.
+    parsed: HashMap<String, (PublicKey, Hash)>,
 }
 
 impl Rebuilt {
     fn key_for(&self, fingerprint: &Hash, pdp_id: &str, seq: u64) -> Option<PublicKey> {
-        let fp = hex::encode(fingerprint);
         self.keys
             .values()
-            .filter(|k| k.fingerprint_hex == fp && k.pdp_id == pdp_id && k.active_at(seq))
-            .find_map(|k| self.parsed.get(&k.name).copied())
+            .filter(|k| k.pdp_id == pdp_id && k.active_at(seq))
+            .filter_map(|k| self.parsed.get(&k.name))
+            .find(|(_, fp)| fp == fingerprint)
+            .map(|(key, _)| *key)
     }
 
     fn token_active(&self, token_sha256: &Hash, seq: u64) -> bool {
@@ -134,7 +135,7 @@ impl Rebuilt {
                     return Err(format!("key `{name}` is added twice"));
                 }
                 let key = PublicKey::from_bytes(&pk).map_err(|e| format!("key `{name}`: {e}"))?;
-                self.parsed.insert(name.clone(), key);
+                self.parsed.insert(name.clone(), (key, key_fingerprint(&pk)));
                 self.keys.insert(
                     name.clone(),
                     KeyRecord {
@@ -472,6 +473,11 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         // Whatever is pending belongs to seqs before any structural fault.
         let _ = to_checker.send((std::mem::take(&mut jobs), std::sync::Arc::clone(&rebuilt)));
         drop(to_checker);
+        // The stored indexes are read while the checker works through its
+        // last chunks (this thread would otherwise wait); they are compared
+        // only after everything before them in the report order.
+        let stored_indexes = (opts.signatures && structural.is_ok())
+            .then(|| Ok::<_, VerifyFailure>((stored_event_ids_digest(store)?, stored_index_digest(store)?)));
         // A signature failure comes first: chunks go in seq order, so it
         // precedes any structural fault.
         let index_digest = checker.join().expect("checker thread")?;
@@ -514,8 +520,13 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
             }
         }
         if opts.signatures {
-            check_event_ids(store, &id_digest)?;
-            check_index(store, &index_digest)?;
+            let (stored_ids, stored_index) = stored_indexes.expect("read when signatures are checked")?;
+            if stored_ids != id_digest {
+                return fail(None, "the event_id index does not match the leaves");
+            }
+            if stored_index != index_digest {
+                return fail(None, "the secondary index does not match the events");
+            }
         }
         check_registry(store, &rebuilt)?;
         Ok(VerifyReport {
@@ -635,7 +646,8 @@ fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<H
     Ok(index_digest)
 }
 
-fn check_event_ids(store: &Store, leaves_digest: &Hash) -> Result<(), VerifyFailure> {
+/// XOR of blake3(event id ‖ seq) over the stored event-id index.
+fn stored_event_ids_digest(store: &Store) -> Result<Hash, VerifyFailure> {
     let cf = store.cf(CF_EVENT_IDS);
     let mut digest = [0u8; 32];
     for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
@@ -647,24 +659,19 @@ fn check_event_ids(store: &Store, leaves_digest: &Hash) -> Result<(), VerifyFail
         h.update(&seq.to_be_bytes());
         xor_into(&mut digest, h.finalize().as_bytes());
     }
-    if &digest != leaves_digest {
-        return fail(None, "the event_id index does not match the leaves");
-    }
-    Ok(())
+    Ok(digest)
 }
 
-/// The secondary indexes hold exactly the entries the events imply.
-fn check_index(store: &Store, implied: &Hash) -> Result<(), VerifyFailure> {
+/// XOR of blake3(key) over the stored secondary index; it must equal the
+/// digest of the entries the events imply.
+fn stored_index_digest(store: &Store) -> Result<Hash, VerifyFailure> {
     let cf = store.cf(CF_INDEX);
     let mut digest = [0u8; 32];
     for item in store.db().iterator_cf(cf, rocksdb::IteratorMode::Start) {
         let (k, _) = item.map_err(io)?;
         xor_into(&mut digest, blake3::hash(&k).as_bytes());
     }
-    if &digest != implied {
-        return fail(None, "the secondary index does not match the events");
-    }
-    Ok(())
+    Ok(digest)
 }
 
 fn check_registry(store: &Store, rebuilt: &Rebuilt) -> Result<(), VerifyFailure> {
