@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use actlog_store::Store;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::concat_batches;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -260,18 +259,68 @@ fn write_segment(d: &Path, first: u64, end: u64, chunk_events: u64, store: &Stor
     })
 }
 
-fn read_parquet(path: &Path, expected_schema: &datafusion::arrow::datatypes::SchemaRef) -> Result<RecordBatch, String> {
-    let f = fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let batches: Vec<RecordBatch> =
-        reader.collect::<Result<_, _>>().map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let batches: Vec<RecordBatch> = batches
-        .into_iter()
-        .map(|b| b.with_schema(expected_schema.clone()).map_err(|e| format!("has the wrong columns: {e}")))
-        .collect::<Result<_, _>>()?;
-    concat_batches(expected_schema, &batches).map_err(|e| e.to_string())
+/// The rows of one segment file, read a batch at a time and compared with
+/// the rows rebuilt from the ledger, so a check holds one chunk of each side
+/// in memory rather than a whole segment.
+struct FileRows {
+    reader: datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// Rows read from the file but not yet compared.
+    pending: Option<RecordBatch>,
+    /// Rows the file's footer says it holds.
+    rows: u64,
+}
+
+impl FileRows {
+    fn open(
+        path: &Path,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+        batch_rows: u64,
+    ) -> Result<FileRows, String> {
+        let f = fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| format!("is not a readable Parquet file: {e}"))?
+            .with_batch_size(batch_rows as usize);
+        let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let reader = builder.build().map_err(|e| format!("is not a readable Parquet file: {e}"))?;
+        Ok(FileRows { reader, schema: schema.clone(), pending: None, rows })
+    }
+
+    /// Compares the file's next `expected.num_rows()` rows with `expected`.
+    fn expect(&mut self, expected: &RecordBatch) -> Result<(), String> {
+        let mut done = 0;
+        while done < expected.num_rows() {
+            let batch = match self.pending.take() {
+                Some(b) => b,
+                None => match self.reader.next() {
+                    Some(Ok(b)) => {
+                        b.with_schema(self.schema.clone()).map_err(|e| format!("has the wrong columns: {e}"))?
+                    }
+                    Some(Err(e)) => return Err(format!("is not a readable Parquet file: {e}")),
+                    None => return Err("ends before the ledger's rows do".into()),
+                },
+            };
+            let n = (expected.num_rows() - done).min(batch.num_rows());
+            let (got, want) = (batch.slice(0, n), expected.slice(done, n));
+            for (i, field) in self.schema.fields().iter().enumerate() {
+                if got.column(i).as_ref() != want.column(i).as_ref() {
+                    return Err(format!("column `{}` differs from the ledger", field.name()));
+                }
+            }
+            if n < batch.num_rows() {
+                self.pending = Some(batch.slice(n, batch.num_rows() - n));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Every row was compared: nothing is left in the file.
+    fn finish(mut self) -> Result<(), String> {
+        let more = self.pending.take().is_some_and(|b| b.num_rows() > 0)
+            || self.reader.any(|b| b.map_or(true, |b| b.num_rows() > 0));
+        if more { Err("holds more rows than the ledger".into()) } else { Ok(()) }
+    }
 }
 
 /// One failed segment check.
@@ -285,55 +334,127 @@ pub struct SegmentFailure {
 
 /// Checks every sealed segment against the ledger: the file hashes match
 /// the manifest, and the rows equal the rows rebuilt from the ledger.
-/// Returns the number of segments checked, or the first failure.
+/// Returns the number of segments checked, or the first failure (in seq
+/// order). Segments are checked on every core, one segment per worker at a
+/// time; `progress` gets each checked segment's row count.
 pub fn verify(
     store: &Store,
     data_dir: &Path,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64) + Send,
 ) -> Result<Result<usize, SegmentFailure>, Error> {
+    verify_in_chunks(store, data_dir, VERIFY_CHUNK_EVENTS, progress)
+}
+
+/// [`verify`], comparing `chunk_events` events at a time (tests use small
+/// chunks so that file batches and ledger chunks fall out of step).
+#[doc(hidden)]
+pub fn verify_in_chunks(
+    store: &Store,
+    data_dir: &Path,
+    chunk_events: u64,
+    progress: impl FnMut(u64) + Send,
+) -> Result<Result<usize, SegmentFailure>, Error> {
+    let chunk_events = chunk_events.max(1);
     let segments = match load(data_dir, store.head().tree_size) {
         Ok(s) => s,
         Err(Error::Corruption(reason)) => return Ok(Err(SegmentFailure { first_seq: 0, reason })),
         Err(e) => return Err(e),
     };
     let d = dir(data_dir);
-    for s in &segments {
-        let fail = |reason: String| Ok(Err(SegmentFailure { first_seq: s.first_seq, reason }));
-        for (file, hash) in [(&s.events_file, &s.events_blake3), (&s.hops_file, &s.hops_blake3)] {
-            match fs::read(d.join(file)) {
-                Ok(bytes) if blake3::hash(&bytes).to_hex().as_str() == hash => {}
-                Ok(_) => return fail(format!("segment file {file} does not match its recorded blake3 hash")),
-                Err(e) => return fail(format!("segment file {file} cannot be read: {e}")),
-            }
-        }
-        let (events, hops) = build(store, s.first_seq, s.end_seq)?;
-        for (file, expected, schema) in
-            [(&s.events_file, &events, &*EVENTS_SCHEMA), (&s.hops_file, &hops, &*HOPS_SCHEMA)]
-        {
-            let got = match read_parquet(&d.join(file), schema) {
-                Ok(b) => b,
-                Err(e) => return fail(format!("segment file {file} {e}")),
-            };
-            if got.num_rows() != expected.num_rows() {
-                return fail(format!(
-                    "segment file {file} has {} rows; the ledger has {}",
-                    got.num_rows(),
-                    expected.num_rows()
-                ));
-            }
-            for (i, field) in schema.fields().iter().enumerate() {
-                if got.column(i).as_ref() != expected.column(i).as_ref() {
-                    return fail(format!("segment file {file}: column `{}` differs from the ledger", field.name()));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let progress = std::sync::Mutex::new(progress);
+    let results: Vec<std::sync::Mutex<Option<CheckResult>>> =
+        segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                use std::sync::atomic::Ordering;
+                // Workers take segments in seq order, so every segment before
+                // a failing one is checked before the workers stop.
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(s) = segments.get(i) else { break };
+                    let r = verify_one(store, &d, s, chunk_events);
+                    match &r {
+                        Ok(Ok(())) => (progress.lock().expect("progress lock"))(s.rows),
+                        _ => stop.store(true, Ordering::Relaxed),
+                    }
+                    *results[i].lock().expect("result lock") = Some(r);
                 }
-            }
+            });
         }
-        let last = store.event(s.end_seq - 1)?;
-        if last.map(|e| actlog_core::b64::encode(e.chain_hash)).as_deref() != Some(s.end_chain_hash.as_str()) {
-            return fail("the recorded end chain hash differs from the ledger".into());
+    });
+    for r in results {
+        match r.into_inner().expect("result lock") {
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(f))) => return Ok(Err(f)),
+            Some(Err(e)) => return Err(e),
+            // Not reached: a failure earlier in seq order stopped the workers.
+            None => break,
         }
-        progress(s.rows);
     }
     Ok(Ok(segments.len()))
+}
+
+type CheckResult = Result<Result<(), SegmentFailure>, Error>;
+
+/// Events rebuilt from the ledger and compared at a time by [`verify`].
+pub const VERIFY_CHUNK_EVENTS: u64 = SEAL_CHUNK_EVENTS;
+
+fn verify_one(store: &Store, d: &Path, s: &Segment, chunk_events: u64) -> CheckResult {
+    let fail = |reason: String| Ok(Err(SegmentFailure { first_seq: s.first_seq, reason }));
+    for (file, hash) in [(&s.events_file, &s.events_blake3), (&s.hops_file, &s.hops_blake3)] {
+        let mut h = blake3::Hasher::new();
+        match fs::File::open(d.join(file)).and_then(|mut f| std::io::copy(&mut f, &mut h)) {
+            Ok(_) if h.finalize().to_hex().as_str() == hash => {}
+            Ok(_) => return fail(format!("segment file {file} does not match its recorded blake3 hash")),
+            Err(e) => return fail(format!("segment file {file} cannot be read: {e}")),
+        }
+    }
+    let mut events = match FileRows::open(&d.join(&s.events_file), &EVENTS_SCHEMA, chunk_events) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("segment file {} {e}", s.events_file)),
+    };
+    let mut hops = match FileRows::open(&d.join(&s.hops_file), &HOPS_SCHEMA, chunk_events) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("segment file {} {e}", s.hops_file)),
+    };
+    if events.rows != s.end_seq - s.first_seq {
+        return fail(format!(
+            "segment file {} has {} rows; the ledger has {}",
+            s.events_file,
+            events.rows,
+            s.end_seq - s.first_seq
+        ));
+    }
+    let mut hop_rows = 0u64;
+    let mut from = s.first_seq;
+    while from < s.end_seq {
+        let to = (from + chunk_events).min(s.end_seq);
+        let (want_events, want_hops) = build(store, from, to)?;
+        hop_rows += want_hops.num_rows() as u64;
+        for (file, rows, want) in [(&s.events_file, &mut events, &want_events), (&s.hops_file, &mut hops, &want_hops)] {
+            if let Err(e) = rows.expect(want) {
+                return fail(format!("segment file {file}: {e}"));
+            }
+        }
+        from = to;
+    }
+    if hops.rows != hop_rows {
+        return fail(format!("segment file {} has {} rows; the ledger has {hop_rows}", s.hops_file, hops.rows));
+    }
+    for (file, rows) in [(&s.events_file, events), (&s.hops_file, hops)] {
+        if let Err(e) = rows.finish() {
+            return fail(format!("segment file {file} {e}"));
+        }
+    }
+    let last = store.event(s.end_seq - 1)?;
+    if last.map(|e| actlog_core::b64::encode(e.chain_hash)).as_deref() != Some(s.end_chain_hash.as_str()) {
+        return fail("the recorded end chain hash differs from the ledger".into());
+    }
+    Ok(Ok(()))
 }
 
 /// Shared handle to a sealed segment list.
