@@ -76,10 +76,30 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     }
     // Segments are derived data: checked only once the ledger itself is intact.
     let segments = match &result {
-        Ok(_) => Some(
-            actlog_query::segments::verify(&store, data, |_| {})
-                .map_err(|e| refused(format!("verification FAILED: segments: {e}")))?,
-        ),
+        Ok(_) => {
+            // A manifest that does not load is reported by `verify` itself.
+            let rows: u64 = actlog_query::segments::load(data, store.head().tree_size)
+                .map(|segs| segs.iter().map(|s| s.rows).sum())
+                .unwrap_or(0);
+            let bar = (stderr_is_tty() && rows > 0).then(|| {
+                let b = indicatif::ProgressBar::new(rows);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("segments {bar:40} {pos}/{len} events {per_sec} eta {eta}")
+                        .expect("valid template"),
+                );
+                b
+            });
+            let checked = actlog_query::segments::verify(&store, data, |n| {
+                if let Some(b) = &bar {
+                    b.inc(n);
+                }
+            })
+            .map_err(|e| refused(format!("verification FAILED: segments: {e}")))?;
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            Some(checked)
+        }
         Err(_) => None,
     };
     let secs = started.elapsed().as_secs_f64();
