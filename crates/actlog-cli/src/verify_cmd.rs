@@ -21,7 +21,7 @@ pub struct VerifyArgs {
     /// without it the key stored in the data directory is trusted.
     #[arg(long)]
     pub key: Option<String>,
-    /// Worker threads for signature checks (default: all cores).
+    /// Worker threads for signature and segment checks (default: all cores).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
     /// Structural checks only: leaves, chain, tree, checkpoints, registry,
@@ -97,12 +97,13 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
             };
             // The quick mode checks segment files against the manifest; the
             // full mode also rebuilds their rows from the ledger.
-            let checked = if args.no_signatures {
-                actlog_query::segments::verify_files(&store, data, progress)
-            } else {
-                actlog_query::segments::verify(&store, data, progress)
-            }
-            .map_err(|e| refused(format!("verification FAILED: segments: {e}")))?;
+            let check = actlog_query::segments::SegmentCheck {
+                rows: !args.no_signatures,
+                jobs: args.jobs,
+                ..Default::default()
+            };
+            let checked = actlog_query::segments::check(&store, data, &check, progress)
+                .map_err(|e| refused(format!("verification FAILED: segments: {e}")))?;
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }

@@ -342,7 +342,7 @@ pub fn verify(
     data_dir: &Path,
     progress: impl FnMut(u64) + Send,
 ) -> Result<Result<usize, SegmentFailure>, Error> {
-    check_all(store, data_dir, Depth::Rows { chunk_events: VERIFY_CHUNK_EVENTS }, progress)
+    check(store, data_dir, &SegmentCheck::default(), progress)
 }
 
 /// The quick check of `actlog verify --no-signatures`: each segment's files
@@ -354,7 +354,37 @@ pub fn verify_files(
     data_dir: &Path,
     progress: impl FnMut(u64) + Send,
 ) -> Result<Result<usize, SegmentFailure>, Error> {
-    check_all(store, data_dir, Depth::Files, progress)
+    check(store, data_dir, &SegmentCheck { rows: false, ..SegmentCheck::default() }, progress)
+}
+
+/// How [`check`] checks the sealed segments.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentCheck {
+    /// Rebuild every row from the ledger and compare it (the full check);
+    /// when false, only the files against the manifest ([`verify_files`]).
+    pub rows: bool,
+    /// Worker threads, each checking one segment at a time (0 = all cores).
+    pub jobs: usize,
+    /// Events rebuilt and compared at a time (tests use small chunks so that
+    /// file batches and ledger chunks fall out of step).
+    pub chunk_events: u64,
+}
+
+impl Default for SegmentCheck {
+    fn default() -> Self {
+        SegmentCheck { rows: true, jobs: 0, chunk_events: VERIFY_CHUNK_EVENTS }
+    }
+}
+
+/// [`verify`] or [`verify_files`] with explicit options.
+pub fn check(
+    store: &Store,
+    data_dir: &Path,
+    opts: &SegmentCheck,
+    progress: impl FnMut(u64) + Send,
+) -> Result<Result<usize, SegmentFailure>, Error> {
+    let depth = if opts.rows { Depth::Rows { chunk_events: opts.chunk_events.max(1) } } else { Depth::Files };
+    check_all(store, data_dir, depth, opts.jobs, progress)
 }
 
 #[derive(Clone, Copy)]
@@ -363,22 +393,11 @@ enum Depth {
     Rows { chunk_events: u64 },
 }
 
-/// [`verify`], comparing `chunk_events` events at a time (tests use small
-/// chunks so that file batches and ledger chunks fall out of step).
-#[doc(hidden)]
-pub fn verify_in_chunks(
-    store: &Store,
-    data_dir: &Path,
-    chunk_events: u64,
-    progress: impl FnMut(u64) + Send,
-) -> Result<Result<usize, SegmentFailure>, Error> {
-    check_all(store, data_dir, Depth::Rows { chunk_events: chunk_events.max(1) }, progress)
-}
-
 fn check_all(
     store: &Store,
     data_dir: &Path,
     depth: Depth,
+    jobs: usize,
     progress: impl FnMut(u64) + Send,
 ) -> Result<Result<usize, SegmentFailure>, Error> {
     let segments = match load(data_dir, store.head().tree_size) {
@@ -387,7 +406,8 @@ fn check_all(
         Err(e) => return Err(e),
     };
     let d = dir(data_dir);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = if jobs == 0 { cores } else { jobs }.min(segments.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let progress = std::sync::Mutex::new(progress);

@@ -218,6 +218,10 @@ fn queries_during_ingest_see_a_consistent_prefix() {
     assert_eq!(final_n[0][0], (start + batches * BATCH).to_string());
 }
 
+fn chunks(chunk_events: u64, jobs: usize) -> actlog_query::segments::SegmentCheck {
+    actlog_query::segments::SegmentCheck { rows: true, jobs, chunk_events }
+}
+
 #[test]
 fn segments_are_checked_against_the_ledger() {
     let tmp = tempfile::tempdir().unwrap();
@@ -226,8 +230,10 @@ fn segments_are_checked_against_the_ledger() {
     let ok = actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap();
     assert_eq!(ok, Ok(2));
     for chunk in [1, 37, 999, 1_000, 1_001] {
-        let ok = actlog_query::segments::verify_in_chunks(&store, tmp.path(), chunk, |_| {}).unwrap();
-        assert_eq!(ok, Ok(2), "chunks of {chunk} events");
+        for jobs in [1, 2, 3] {
+            let ok = actlog_query::segments::check(&store, tmp.path(), &chunks(chunk, jobs), |_| {}).unwrap();
+            assert_eq!(ok, Ok(2), "chunks of {chunk} events, {jobs} workers");
+        }
     }
     assert_eq!(actlog_query::segments::verify_files(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
     let segs = engine.segments();
@@ -289,7 +295,7 @@ fn segments_are_checked_against_the_ledger() {
 
     // The same fault found when the check compares a few events at a time
     // (file batches and ledger chunks out of step, hop rows split across them).
-    let fail = actlog_query::segments::verify_in_chunks(&store, tmp.path(), 37, |_| {}).unwrap().unwrap_err();
+    let fail = actlog_query::segments::check(&store, tmp.path(), &chunks(37, 2), |_| {}).unwrap().unwrap_err();
     assert_eq!(fail.first_seq, 0);
     assert!(fail.reason.contains("`effect`"), "{}", fail.reason);
     // The quick check does not rebuild rows: a file rewritten together with
