@@ -65,21 +65,29 @@ fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Nesting depth of a JSON text, counted outside strings. Cheap, and runs
-/// before the parser so deep input never reaches recursion.
+/// before the parser so deep input never reaches recursion. Strings (most of
+/// an envelope: its base64 payload) are skipped with `memchr` rather than
+/// walked byte by byte.
 pub fn json_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&b) = bytes.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                // Find the closing quote; a backslash escapes the next byte.
+                i += 1;
+                loop {
+                    let Some(rest) = bytes.get(i..) else { return max };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        // An unterminated string: nothing after it nests.
+                        None => return max,
+                        Some(j) if rest[j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                    }
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
@@ -87,6 +95,7 @@ pub fn json_depth(bytes: &[u8]) -> usize {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     max
 }
@@ -445,6 +454,52 @@ mod tests {
         assert_eq!(json_depth(br#"[{"a":"[[[{{{"}]"#), 2);
         assert_eq!(json_depth(br#"{"a":"\"[","b":[[1]]}"#), 3);
         assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(br#"["\\",[["#), 3, "an escaped backslash ends before the quote");
+        assert_eq!(json_depth(b"[\"abc\\"), 1, "a backslash as the last byte");
+        assert_eq!(json_depth(b"[\"[["), 1, "an unterminated string");
+    }
+
+    /// The byte-by-byte scanner `json_depth` replaced, kept as the reference.
+    fn json_depth_reference(bytes: &[u8]) -> usize {
+        let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+        for &b in bytes {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        max
+    }
+
+    #[test]
+    fn depth_agrees_with_the_byte_by_byte_reference() {
+        // Random texts over the bytes that matter, from a fixed-seed LCG.
+        let alphabet = b"[]{}\"\\a";
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..20_000 {
+            let len = n % 48;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    alphabet[(x >> 33) as usize % alphabet.len()]
+                })
+                .collect();
+            assert_eq!(json_depth(&text), json_depth_reference(&text), "{:?}", String::from_utf8_lossy(&text));
+        }
     }
 
     #[test]
