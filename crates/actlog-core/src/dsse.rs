@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use crate::b64;
+use crate::event::Text;
 
 /// The payload type every producer envelope must carry.
 pub const EVENT_PAYLOAD_TYPE: &str = "application/vnd.actlog.event.v1+json";
@@ -102,37 +103,6 @@ struct RawSignature<'a> {
     keyid: Option<Text<'a>>,
     #[serde(borrow)]
     sig: Option<Text<'a>>,
-}
-
-/// A JSON string borrowed from the envelope bytes unless it had escapes.
-/// (serde's own `Cow<str>` always copies, which cost a copy of every
-/// base64 payload.)
-struct Text<'a>(std::borrow::Cow<'a, str>);
-
-impl std::ops::Deref for Text<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
 }
 
 impl Envelope {

@@ -210,7 +210,7 @@ impl<'de> Deserialize<'de> for J<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<J<'de>, A::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
                     let v = map.next_value()?;
                     members.push((k, v));
                 }
@@ -221,23 +221,31 @@ impl<'de> Deserialize<'de> for J<'de> {
     }
 }
 
-/// An object key, borrowed from the input unless it had escapes (serde's
-/// own `Cow` impl always copies).
-struct Key<'a>(Cow<'a, str>);
+/// A JSON string borrowed from the input unless it had escapes (serde's own
+/// `Cow<str>` always copies). Object keys here, and the members of a DSSE
+/// envelope in [`crate::dsse`].
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
+            type Value = Text<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object key")
+                f.write_str("a string")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
             }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
             }
         }
         d.deserialize_str(V)
