@@ -84,17 +84,17 @@ impl WriterState {
 /// Uncommitted changes of one group.
 struct Group {
     batch: WriteBatch,
-    /// Entries of the two column families whose keys arrive in random order
-    /// (event ids, secondary index), put into `batch` sorted just before the
-    /// commit: RocksDB inserts a batch in order, and each memtable insert
-    /// starts its skiplist search from the previous one, so sorted keys skip
-    /// most of the walk from the top that random keys need.
-    ids_sorted: Vec<(Vec<u8>, [u8; 40])>,
+    /// Secondary-index keys, put into `batch` sorted just before the commit
+    /// (with the event ids of `ids`): RocksDB inserts a batch in order, and
+    /// each memtable insert starts its skiplist search from the previous
+    /// one, so sorted keys skip most of the walk from the top that random
+    /// keys need.
     index_sorted: Vec<Vec<u8>>,
     /// Merkle nodes, one run per level once sorted (they arrive with the
     /// levels interleaved).
     nodes_sorted: Vec<([u8; 9], Hash)>,
     /// Event ids appended in this group: id → (seq, payload hash, leaf hash).
+    /// Also the source of the group's `event_ids` entries (`put_sorted`).
     ids: HashMap<String, (u64, Hash, Hash)>,
     registry_changed: bool,
     checkpoint: Option<(u64, String)>,
@@ -177,7 +177,6 @@ fn now_nanos() -> u64 {
 fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) -> Result<(), ()> {
     let mut g = Group {
         batch: WriteBatch::default(),
-        ids_sorted: Vec::new(),
         index_sorted: Vec::new(),
         nodes_sorted: Vec::new(),
         ids: HashMap::new(),
@@ -260,8 +259,8 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
     Ok(())
 }
 
-/// Puts the group's event ids, index entries and Merkle nodes into its
-/// batch in key order (see [`Group`]). Nothing reads the batch before the
+/// Puts the group's new event ids (from `Group::ids`), index entries and
+/// Merkle nodes into its batch in key order (see [`Group`]). Nothing reads the batch before the
 /// write, and the batch is atomic, so the order inside it changes nothing
 /// that is stored.
 fn put_sorted(st: &WriterState, g: &mut Group) {
@@ -271,9 +270,13 @@ fn put_sorted(st: &WriterState, g: &mut Group) {
         db.cf_handle(CF_INDEX).expect("cf"),
         db.cf_handle(CF_NODES).expect("cf"),
     );
-    g.ids_sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for (k, v) in g.ids_sorted.drain(..) {
-        g.batch.put_cf(&ids, k, v);
+    let mut new_ids: Vec<_> = g.ids.iter().collect();
+    new_ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (id, (seq, payload_sha256, _)) in new_ids {
+        let mut value = [0u8; 40];
+        value[..8].copy_from_slice(&seq.to_be_bytes());
+        value[8..].copy_from_slice(payload_sha256);
+        g.batch.put_cf(&ids, id.as_bytes(), value);
     }
     g.index_sorted.sort_unstable();
     for k in g.index_sorted.drain(..) {
@@ -414,10 +417,6 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: 
     value.extend_from_slice(&leaf_bytes);
     g.batch.put_cf(&leaves, encode_seq(seq), value);
     g.batch.put_cf(&envelopes, encode_seq(seq), &item.envelope);
-    let mut id_value = [0u8; 40];
-    id_value[..8].copy_from_slice(&seq.to_be_bytes());
-    id_value[8..].copy_from_slice(&item.payload_sha256);
-    g.ids_sorted.push((fields.event_id.as_bytes().to_vec(), id_value));
     for (field, value) in index_values(fields) {
         if value.len() <= INDEX_VALUE_BYTES_MAX {
             g.index_sorted.push(encode_index(field, value, seq));
