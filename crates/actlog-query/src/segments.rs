@@ -383,23 +383,6 @@ pub fn check(
     opts: &SegmentCheck,
     progress: impl FnMut(u64) + Send,
 ) -> Result<Result<usize, SegmentFailure>, Error> {
-    let depth = if opts.rows { Depth::Rows { chunk_events: opts.chunk_events.max(1) } } else { Depth::Files };
-    check_all(store, data_dir, depth, opts.jobs, progress)
-}
-
-#[derive(Clone, Copy)]
-enum Depth {
-    Files,
-    Rows { chunk_events: u64 },
-}
-
-fn check_all(
-    store: &Store,
-    data_dir: &Path,
-    depth: Depth,
-    jobs: usize,
-    progress: impl FnMut(u64) + Send,
-) -> Result<Result<usize, SegmentFailure>, Error> {
     let segments = match load(data_dir, store.head().tree_size) {
         Ok(s) => s,
         Err(Error::Corruption(reason)) => return Ok(Err(SegmentFailure { first_seq: 0, reason })),
@@ -407,7 +390,7 @@ fn check_all(
     };
     let d = dir(data_dir);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = if jobs == 0 { cores } else { jobs }.min(segments.len()).max(1);
+    let workers = if opts.jobs == 0 { cores } else { opts.jobs }.min(segments.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let progress = std::sync::Mutex::new(progress);
@@ -422,7 +405,7 @@ fn check_all(
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(s) = segments.get(i) else { break };
-                    let r = verify_one(store, &d, s, depth);
+                    let r = verify_one(store, &d, s, opts);
                     match &r {
                         Ok(Ok(())) => (progress.lock().expect("progress lock"))(s.rows),
                         _ => stop.store(true, Ordering::Relaxed),
@@ -449,7 +432,7 @@ type CheckResult = Result<Result<(), SegmentFailure>, Error>;
 /// Events rebuilt from the ledger and compared at a time by [`verify`].
 pub const VERIFY_CHUNK_EVENTS: u64 = SEAL_CHUNK_EVENTS;
 
-fn verify_one(store: &Store, d: &Path, s: &Segment, depth: Depth) -> CheckResult {
+fn verify_one(store: &Store, d: &Path, s: &Segment, opts: &SegmentCheck) -> CheckResult {
     let fail = |reason: String| Ok(Err(SegmentFailure { first_seq: s.first_seq, reason }));
     for (file, hash) in [(&s.events_file, &s.events_blake3), (&s.hops_file, &s.hops_blake3)] {
         let mut h = blake3::Hasher::new();
@@ -459,10 +442,7 @@ fn verify_one(store: &Store, d: &Path, s: &Segment, depth: Depth) -> CheckResult
             Err(e) => return fail(format!("segment file {file} cannot be read: {e}")),
         }
     }
-    let chunk_events = match depth {
-        Depth::Rows { chunk_events } => chunk_events,
-        Depth::Files => VERIFY_CHUNK_EVENTS,
-    };
+    let chunk_events = opts.chunk_events.max(1);
     let mut events = match FileRows::open(&d.join(&s.events_file), &EVENTS_SCHEMA, chunk_events) {
         Ok(r) => r,
         Err(e) => return fail(format!("segment file {} {e}", s.events_file)),
@@ -479,7 +459,7 @@ fn verify_one(store: &Store, d: &Path, s: &Segment, depth: Depth) -> CheckResult
             s.end_seq - s.first_seq
         ));
     }
-    if let Depth::Files = depth {
+    if !opts.rows {
         if hops.rows != s.hop_rows {
             return fail(format!(
                 "segment file {} has {} rows; the manifest says {}",

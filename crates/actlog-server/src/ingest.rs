@@ -180,11 +180,11 @@ pub async fn check_batch(
     let results = tokio::task::spawn_blocking(move || {
         // Owned chunks, so no envelope is copied on its way to the check.
         let chunk = envelopes.len().div_ceil(rayon::current_num_threads()).max(64);
-        let mut rest = envelopes.into_iter();
-        let chunks: Vec<Vec<Vec<u8>>> =
-            std::iter::from_fn(|| Some(rest.by_ref().take(chunk).collect::<Vec<_>>()).filter(|c| !c.is_empty()))
-                .collect();
-        chunks.into_par_iter().flat_map_iter(|c| check_envelopes(c, &registry, &submitter, &limits)).collect::<Vec<_>>()
+        envelopes
+            .into_par_iter()
+            .chunks(chunk)
+            .flat_map_iter(|c| check_envelopes(c, &registry, &submitter, &limits))
+            .collect::<Vec<_>>()
     })
     .await
     .map_err(|e| ApiError::internal(format!("check task failed: {e}")))?;
