@@ -9,7 +9,7 @@
 
 use crate::dsse::{DsseError, Envelope};
 use crate::event::{self, Event, Fields};
-use crate::leaf::{Hash, LeafKind, sha256};
+use crate::leaf::{Hash, LeafKind, key_fingerprint, sha256};
 use crate::sig::{self, PublicKey};
 
 /// Event ids with this prefix belong to ledger-internal records.
@@ -31,7 +31,7 @@ pub struct ProducerKey {
 impl ProducerKey {
     /// A registered key.
     pub fn new(name: String, pdp_id: String, key: PublicKey) -> ProducerKey {
-        let fingerprint = sha256(key.as_bytes());
+        let fingerprint = key_fingerprint(key.as_bytes());
         ProducerKey { name, pdp_id, key, fingerprint }
     }
 
