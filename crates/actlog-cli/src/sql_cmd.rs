@@ -190,7 +190,7 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
         }
     }
     let rt = runtime()?;
-    let mut qopts = QueryOptions { use_index: !args.no_index };
+    let mut qopts = QueryOptions { use_index: !args.no_index, ..Default::default() };
     let result = match &args.query {
         Some(q) => rt.block_on(engine.query(q, &qopts)).map_err(query_error).and_then(|out| print(&out, args.format)),
         None => repl(&rt, &engine, &mut qopts, args.format),

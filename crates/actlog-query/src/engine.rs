@@ -19,6 +19,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Statement, TableFactor, Visit, Visitor};
@@ -26,6 +27,7 @@ use futures::StreamExt;
 
 use crate::provider::{Kind, LedgerTable, Snapshot};
 use crate::segments::{self, Segment};
+use crate::string_groups::StringGroupsRule;
 use crate::{Error, rows, tables};
 
 /// Rows a query returns at most, by default (`sql_rows_max`).
@@ -75,11 +77,16 @@ pub struct QueryOptions {
     /// Use the store's indexes for selective filters (default). Off forces
     /// scans, to show that pushdown never changes an answer.
     pub use_index: bool,
+    /// Run `GROUP BY` on string columns through
+    /// [`StringGroupsExec`](crate::string_groups::StringGroupsExec)
+    /// (default). Off leaves it to DataFusion's own hash aggregation, to
+    /// show both give the same answers.
+    pub string_groups: bool,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        QueryOptions { use_index: true }
+        QueryOptions { use_index: true, string_groups: true }
     }
 }
 
@@ -446,7 +453,12 @@ impl Engine {
             .build_arc()
             .map_err(|e| from_df(e, &limits))?;
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut state =
+            SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features();
+        if opts.string_groups {
+            state = state.with_physical_optimizer_rule(Arc::new(StringGroupsRule::default()));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         let snap = Arc::new(snap);
         let store = self.inner.store.clone();
         let reg = |name: &str, t: Arc<dyn datafusion::catalog::TableProvider>| {

@@ -455,7 +455,10 @@ impl QueryParser for StatementParser {
 }
 
 fn query_options<C: ClientInfo>(client: &C) -> QueryOptions {
-    QueryOptions { use_index: client.session_extensions().get::<UseIndex>().is_none_or(|setting| setting.0) }
+    QueryOptions {
+        use_index: client.session_extensions().get::<UseIndex>().is_none_or(|setting| setting.0),
+        ..Default::default()
+    }
 }
 
 // Errors.

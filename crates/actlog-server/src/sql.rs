@@ -61,7 +61,7 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
             state.limits.sql_requests_max
         ))
     })?;
-    let opts = actlog_query::QueryOptions { use_index: req.use_index.unwrap_or(true) };
+    let opts = actlog_query::QueryOptions { use_index: req.use_index.unwrap_or(true), ..Default::default() };
     let out = state.engine.query(&req.sql, &opts).await.map_err(query_error)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let truncated = if out.truncated { "true" } else { "false" };

@@ -1,0 +1,137 @@
+//! StringGroupsExec against DataFusion's own aggregation, on random data:
+//! nulls, empty, short (inline) and long strings, views shared or not,
+//! several partitions and batches, and early emits after a few groups.
+
+use std::sync::Arc;
+
+use actlog_query::datafusion;
+use actlog_query::string_groups::StringGroupsRule;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringViewBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use proptest::prelude::*;
+
+const WORDS: &[&str] = &[
+    "",
+    "a",
+    "allow",
+    "deny",
+    "exactly12chr",
+    "thirteen_char",
+    "mcp.github.create_issue",
+    "mcp.github.create_issues",
+    "agent:planner/sub-agent:retriever",
+    "ünïcødé-välue-longer-than-twelve",
+];
+
+/// One column: `None` is NULL, `Some(i)` is `WORDS[i]`.
+fn column() -> impl Strategy<Value = Option<usize>> {
+    prop_oneof![1 => Just(None), 6 => (0..WORDS.len()).prop_map(Some)]
+}
+
+fn strings(vals: &[Option<usize>], dedup: bool) -> ArrayRef {
+    let mut b = StringViewBuilder::new();
+    if dedup {
+        b = b.with_deduplicate_strings();
+    }
+    for v in vals {
+        match v {
+            Some(i) => b.append_value(WORDS[*i]),
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
+}
+
+type Row = (Option<usize>, Option<usize>, Option<usize>, Option<i64>);
+
+fn row() -> impl Strategy<Value = Row> {
+    (column(), column(), column(), prop_oneof![1 => Just(None), 4 => (-50i64..50).prop_map(Some)])
+}
+
+const QUERIES: &[&str] = &[
+    "SELECT a, count(*) FROM t GROUP BY a",
+    "SELECT a, b, count(*), count(d), sum(d), min(d), max(d), avg(d) FROM t GROUP BY a, b",
+    "SELECT c, b, a, count(*) FILTER (WHERE d > 0), count(c) FROM t GROUP BY a, b, c",
+    "SELECT b, min(a), max(c), count(*) FROM t WHERE d IS NOT NULL GROUP BY b",
+    "SELECT a, b, c, a AS a2, count(*) FROM t GROUP BY a, b, c, a",
+];
+
+fn context(parts: Vec<Vec<RecordBatch>>, rule: Option<StringGroupsRule>) -> SessionContext {
+    let schema = parts[0][0].schema();
+    let config = SessionConfig::new().with_target_partitions(3);
+    let mut state = SessionStateBuilder::new().with_config(config).with_default_features();
+    if let Some(rule) = rule {
+        state = state.with_physical_optimizer_rule(Arc::new(rule));
+    }
+    let ctx = SessionContext::new_with_state(state.build());
+    ctx.register_table("t", Arc::new(MemTable::try_new(schema, parts).unwrap())).unwrap();
+    ctx
+}
+
+async fn answers(ctx: &SessionContext) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for q in QUERIES {
+        let batches = ctx.sql(q).await.unwrap().collect().await.unwrap();
+        let mut rows: Vec<String> = Vec::new();
+        for b in &batches {
+            let cols: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()).unwrap()
+                })
+                .collect();
+            for r in 0..b.num_rows() {
+                rows.push(cols.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join("|"));
+            }
+        }
+        rows.sort();
+        out.push(rows);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn same_answers_as_datafusion(
+        batches in prop::collection::vec((prop::collection::vec(row(), 0..300), any::<bool>()), 1..7),
+        emit_groups in prop_oneof![Just(1usize), Just(3), Just(1 << 18)],
+    ) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8View, true),
+            Field::new("b", DataType::Utf8View, true),
+            Field::new("c", DataType::Utf8View, true),
+            Field::new("d", DataType::Int64, true),
+        ]));
+        let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(), Vec::new()];
+        for (i, (rows, dedup)) in batches.iter().enumerate() {
+            let col = |f: fn(&Row) -> Option<usize>| strings(&rows.iter().map(f).collect::<Vec<_>>(), *dedup);
+            let batch = RecordBatch::try_new(schema.clone(), vec![
+                col(|r| r.0),
+                col(|r| r.1),
+                col(|r| r.2),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+            ]).unwrap();
+            parts[i % 2].push(batch);
+        }
+        if parts[1].is_empty() {
+            parts.pop();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let ours = context(parts.clone(), Some(StringGroupsRule { emit_groups }));
+        let theirs = context(parts, None);
+        // The rule fires for every query here.
+        for q in QUERIES {
+            let plan = rt.block_on(async {
+                let plan = ours.sql(q).await.unwrap().create_physical_plan().await.unwrap();
+                datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string()
+            });
+            prop_assert!(plan.contains("StringGroupsExec"), "{}\n{}", q, plan);
+        }
+        prop_assert_eq!(rt.block_on(answers(&ours)), rt.block_on(answers(&theirs)));
+    }
+}
