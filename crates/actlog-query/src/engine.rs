@@ -27,6 +27,7 @@ use futures::StreamExt;
 
 use crate::provider::{Kind, LedgerTable, Snapshot};
 use crate::segments::{self, Segment};
+use crate::string_eq::ShortStringEqRule;
 use crate::string_groups::StringGroupsRule;
 use crate::{Error, rows, tables};
 
@@ -77,16 +78,17 @@ pub struct QueryOptions {
     /// Use the store's indexes for selective filters (default). Off forces
     /// scans, to show that pushdown never changes an answer.
     pub use_index: bool,
-    /// Run `GROUP BY` on string columns through
-    /// [`StringGroupsExec`](crate::string_groups::StringGroupsExec)
-    /// (default). Off leaves it to DataFusion's own hash aggregation, to
-    /// show both give the same answers.
-    pub string_groups: bool,
+    /// Use the string fast paths (default): `GROUP BY` on string columns
+    /// through [`StringGroupsExec`](crate::string_groups::StringGroupsExec),
+    /// and short-string `=` / `<>` filters through
+    /// [`ShortStringEq`](crate::string_eq::ShortStringEq). Off leaves both
+    /// to DataFusion, to show that the answers are the same.
+    pub fast_strings: bool,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        QueryOptions { use_index: true, string_groups: true }
+        QueryOptions { use_index: true, fast_strings: true }
     }
 }
 
@@ -455,8 +457,10 @@ impl Engine {
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
         let mut state =
             SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features();
-        if opts.string_groups {
-            state = state.with_physical_optimizer_rule(Arc::new(StringGroupsRule::default()));
+        if opts.fast_strings {
+            state = state
+                .with_physical_optimizer_rule(Arc::new(ShortStringEqRule))
+                .with_physical_optimizer_rule(Arc::new(StringGroupsRule::default()));
         }
         let ctx = SessionContext::new_with_state(state.build());
         let snap = Arc::new(snap);

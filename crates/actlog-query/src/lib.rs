@@ -8,7 +8,8 @@
 //! - `rows`: the `events` and `delegation_hops` schemas and the decoding of
 //!   stored events into rows.
 //! - `segments`: sealing, the manifest, and verification against the ledger.
-//! - `string_groups`: a faster first phase for `GROUP BY` on string columns.
+//! - `string_groups`, `string_eq`: faster `GROUP BY` on string columns and
+//!   short-string equality filters (same answers as DataFusion's own).
 //! - `provider`: the tables, with index pushdown and segment pruning.
 //! - `engine`: the read-only sandbox, the per-query limits, snapshots.
 //! - `tables`: `checkpoints`, `producer_keys`, the `decision_chains` view.
@@ -21,6 +22,7 @@ pub mod output;
 pub mod provider;
 pub mod rows;
 pub mod segments;
+pub mod string_eq;
 pub mod string_groups;
 pub mod tables;
 

@@ -380,9 +380,10 @@ fn scans_read_only_the_segments_their_ranges_need() {
 }
 
 #[test]
-fn string_groups_give_datafusions_answers() {
-    // GROUP BY on string columns runs through StringGroupsExec by default;
-    // with it off, DataFusion's own hash aggregation answers. Both read the
+fn string_fast_paths_give_datafusions_answers() {
+    // GROUP BY on string columns runs through StringGroupsExec, and short
+    // string equality through ShortStringEq, by default; with them off,
+    // DataFusion's own operators answer. Both read the
     // same sealed segments and live tail. Float sums depend on the order
     // rows meet, so the average is rounded.
     let tmp = tempfile::tempdir().unwrap();
@@ -396,11 +397,13 @@ fn string_groups_give_datafusions_answers() {
         "SELECT effect, max(tool_name), min(actor_id) FROM events GROUP BY effect ORDER BY 1",
         "SELECT h.sub, count(*) FROM delegation_hops h GROUP BY h.sub ORDER BY 1",
         "SELECT task_id, count(*) FROM events GROUP BY task_id HAVING count(*) > 2 ORDER BY 2 DESC, 1 LIMIT 20",
+        "SELECT count(*), count(tool_name) FROM events WHERE effect <> 'allow' AND 'authz.outcome' <> event_type",
+        "SELECT seq FROM events WHERE outcome_status = 'failed' OR effect = '' OR effect = 'deny ' ORDER BY seq",
     ];
     for q in queries {
         let on = rt.block_on(common::rows_with(&engine, q, QueryOptions::default()));
         let off =
-            rt.block_on(common::rows_with(&engine, q, QueryOptions { string_groups: false, ..Default::default() }));
+            rt.block_on(common::rows_with(&engine, q, QueryOptions { fast_strings: false, ..Default::default() }));
         assert_eq!(on, off, "{q}");
         assert!(!on.is_empty(), "{q} returns rows");
     }
@@ -411,6 +414,8 @@ fn string_groups_give_datafusions_answers() {
     };
     assert!(plan(queries[0]).contains("StringGroupsExec"), "{}", plan(queries[0]));
     assert!(plan(queries[3]).contains("StringGroupsExec"), "{}", plan(queries[3]));
+    let filtered = plan(queries[1]);
+    assert!(filtered.contains("view_eq(effect@"), "{filtered}");
     let by_number = plan("SELECT chain_depth, count(*) FROM events GROUP BY chain_depth");
     assert!(!by_number.contains("StringGroupsExec"), "{by_number}");
     let distinct = plan("SELECT effect, count(DISTINCT actor_id) FROM events GROUP BY effect");

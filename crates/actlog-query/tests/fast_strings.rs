@@ -1,10 +1,12 @@
-//! StringGroupsExec against DataFusion's own aggregation, on random data:
-//! nulls, empty, short (inline) and long strings, views shared or not,
-//! several partitions and batches, and early emits after a few groups.
+//! The string fast paths (StringGroupsExec, ShortStringEq) against
+//! DataFusion's own operators, on random data: nulls, empty, short (inline)
+//! and long strings, views shared or not, several partitions and batches,
+//! and early emits after a few groups.
 
 use std::sync::Arc;
 
 use actlog_query::datafusion;
+use actlog_query::string_eq::ShortStringEqRule;
 use actlog_query::string_groups::StringGroupsRule;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringViewBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -19,6 +21,7 @@ const WORDS: &[&str] = &[
     "allow",
     "deny",
     "exactly12chr",
+    "exactly12chX",
     "thirteen_char",
     "mcp.github.create_issue",
     "mcp.github.create_issues",
@@ -51,12 +54,18 @@ fn row() -> impl Strategy<Value = Row> {
     (column(), column(), column(), prop_oneof![1 => Just(None), 4 => (-50i64..50).prop_map(Some)])
 }
 
-const QUERIES: &[&str] = &[
-    "SELECT a, count(*) FROM t GROUP BY a",
-    "SELECT a, b, count(*), count(d), sum(d), min(d), max(d), avg(d) FROM t GROUP BY a, b",
-    "SELECT c, b, a, count(*) FILTER (WHERE d > 0), count(c) FROM t GROUP BY a, b, c",
-    "SELECT b, min(a), max(c), count(*) FROM t WHERE d IS NOT NULL GROUP BY b",
-    "SELECT a, b, c, a AS a2, count(*) FROM t GROUP BY a, b, c, a",
+/// Each query, and what its plan must show: the fast paths really run.
+const QUERIES: &[(&str, &[&str])] = &[
+    ("SELECT a, count(*) FROM t GROUP BY a", &["StringGroupsExec"]),
+    ("SELECT a, b, count(*), count(d), sum(d), min(d), max(d), avg(d) FROM t GROUP BY a, b", &["StringGroupsExec"]),
+    ("SELECT c, b, a, count(*) FILTER (WHERE d > 0), count(c) FROM t GROUP BY a, b, c", &["StringGroupsExec"]),
+    ("SELECT b, min(a), max(c), count(*) FROM t WHERE d IS NOT NULL GROUP BY b", &["StringGroupsExec"]),
+    ("SELECT a, b, c, a AS a2, count(*) FROM t GROUP BY a, b, c, a", &["StringGroupsExec"]),
+    ("SELECT a, count(*) FROM t WHERE b = 'deny' GROUP BY a", &["StringGroupsExec", "view_eq(b@"]),
+    ("SELECT count(*), count(a) FROM t WHERE a <> 'allow'", &["view_ne(a@"]),
+    ("SELECT b, count(*) FROM t WHERE a = '' OR c = 'exactly12chr' GROUP BY b", &["view_eq(a@", "view_eq(c@"]),
+    ("SELECT d FROM t WHERE 'a' = c AND b <> 'thirteen_char'", &["view_eq(c@"]),
+    ("SELECT d FROM t WHERE c = 'ünïcødé' OR a = 'mcp.github.create_issue'", &["view_eq(c@"]),
 ];
 
 fn context(parts: Vec<Vec<RecordBatch>>, rule: Option<StringGroupsRule>) -> SessionContext {
@@ -64,7 +73,9 @@ fn context(parts: Vec<Vec<RecordBatch>>, rule: Option<StringGroupsRule>) -> Sess
     let config = SessionConfig::new().with_target_partitions(3);
     let mut state = SessionStateBuilder::new().with_config(config).with_default_features();
     if let Some(rule) = rule {
-        state = state.with_physical_optimizer_rule(Arc::new(rule));
+        state = state
+            .with_physical_optimizer_rule(Arc::new(ShortStringEqRule))
+            .with_physical_optimizer_rule(Arc::new(rule));
     }
     let ctx = SessionContext::new_with_state(state.build());
     ctx.register_table("t", Arc::new(MemTable::try_new(schema, parts).unwrap())).unwrap();
@@ -73,7 +84,7 @@ fn context(parts: Vec<Vec<RecordBatch>>, rule: Option<StringGroupsRule>) -> Sess
 
 async fn answers(ctx: &SessionContext) -> Vec<Vec<String>> {
     let mut out = Vec::new();
-    for q in QUERIES {
+    for (q, _) in QUERIES {
         let batches = ctx.sql(q).await.unwrap().collect().await.unwrap();
         let mut rows: Vec<String> = Vec::new();
         for b in &batches {
@@ -124,13 +135,14 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let ours = context(parts.clone(), Some(StringGroupsRule { emit_groups }));
         let theirs = context(parts, None);
-        // The rule fires for every query here.
-        for q in QUERIES {
+        for (q, shows) in QUERIES {
             let plan = rt.block_on(async {
                 let plan = ours.sql(q).await.unwrap().create_physical_plan().await.unwrap();
                 datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string()
             });
-            prop_assert!(plan.contains("StringGroupsExec"), "{}\n{}", q, plan);
+            for s in *shows {
+                prop_assert!(plan.contains(s), "{} must show {}:\n{}", q, s, plan);
+            }
         }
         prop_assert_eq!(rt.block_on(answers(&ours)), rt.block_on(answers(&theirs)));
     }

@@ -1,0 +1,163 @@
+//! `column = 'short literal'` on `Utf8View` as one 16-byte compare per row.
+//!
+//! A string of at most 12 bytes lives wholly inside its 16-byte view,
+//! zero-padded (the Arrow format's rule, which arrow's own comparison
+//! relies on too). So a value equals a literal of at most 12 bytes exactly
+//! when the two views are equal. arrow's general comparison instead
+//! branches on length, prefix and buffers for every row, which costs more
+//! than the rest of a filter like `effect = 'deny'` over a full scan.
+//!
+//! [`ShortStringEqRule`] rewrites such `=` and `<>` comparisons inside
+//! `FilterExec` predicates into [`ShortStringEq`]; everything else (longer
+//! literals, other types, other operators) is left to DataFusion.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringViewArray};
+use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue, config::ConfigOptions};
+use datafusion::logical_expr::{ColumnarValue, Operator};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+
+/// The longest literal compared as a view: what fits inside one.
+pub const INLINE_MAX: usize = 12;
+
+/// Rewrites short-string equality in `FilterExec` predicates.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShortStringEqRule;
+
+impl PhysicalOptimizerRule for ShortStringEqRule {
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(filter) = node.downcast_ref::<FilterExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let schema = filter.input().schema();
+            let predicate = filter.predicate().clone().transform_up(|e| {
+                Ok(match ShortStringEq::try_from_binary(&e, &schema) {
+                    Some(eq) => Transformed::yes(Arc::new(eq) as Arc<dyn PhysicalExpr>),
+                    None => Transformed::no(e),
+                })
+            })?;
+            if !predicate.transformed {
+                return Ok(Transformed::no(node));
+            }
+            let rebuilt = FilterExecBuilder::from(filter).with_predicate(predicate.data).build()?;
+            Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "actlog_short_string_eq"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `col = 'literal'` (or `<>`) for a `Utf8View` column and a literal of at
+/// most [`INLINE_MAX`] bytes. NULL stays NULL.
+#[derive(Debug, Clone, Eq)]
+pub struct ShortStringEq {
+    col: Arc<dyn PhysicalExpr>,
+    value: String,
+    view: u128,
+    negated: bool,
+}
+
+impl PartialEq for ShortStringEq {
+    fn eq(&self, other: &Self) -> bool {
+        self.col.eq(&other.col) && self.value == other.value && self.negated == other.negated
+    }
+}
+
+impl Hash for ShortStringEq {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.col.hash(state);
+        self.value.hash(state);
+        self.negated.hash(state);
+    }
+}
+
+impl ShortStringEq {
+    /// `Some` when `e` is such a comparison against `schema`'s columns.
+    pub fn try_from_binary(e: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<ShortStringEq> {
+        let b = e.downcast_ref::<BinaryExpr>()?;
+        let negated = match b.op() {
+            Operator::Eq => false,
+            Operator::NotEq => true,
+            _ => return None,
+        };
+        let (col, lit) = match (b.left().downcast_ref::<Column>(), b.right().downcast_ref::<Literal>()) {
+            (Some(_), Some(lit)) => (b.left(), lit),
+            _ => (b.right(), b.left().downcast_ref::<Literal>()?),
+        };
+        let index = col.downcast_ref::<Column>()?.index();
+        if schema.fields().get(index)?.data_type() != &DataType::Utf8View {
+            return None;
+        }
+        let value = match lit.value() {
+            ScalarValue::Utf8View(Some(s)) | ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s,
+            _ => return None,
+        };
+        if value.len() > INLINE_MAX {
+            return None;
+        }
+        // The canonical (zero-padded) view of the literal, as arrow makes it.
+        let view = StringViewArray::from_iter_values([value.as_str()]).views()[0];
+        Some(ShortStringEq { col: col.clone(), value: value.clone(), view, negated })
+    }
+}
+
+impl fmt::Display for ShortStringEq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.negated { "view_ne" } else { "view_eq" };
+        write!(f, "{op}({}, '{}')", self.col, self.value.replace('\'', "''"))
+    }
+}
+
+impl PhysicalExpr for ShortStringEq {
+    fn data_type(&self, _input_schema: &Schema) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> DfResult<bool> {
+        self.col.nullable(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> DfResult<ColumnarValue> {
+        let values = self.col.evaluate(batch)?.into_array(batch.num_rows())?;
+        let arr = values
+            .as_string_view_opt()
+            .ok_or_else(|| DataFusionError::Internal(format!("{self}: the column is not Utf8View")))?;
+        let (views, lit, neg) = (arr.views(), self.view, self.negated);
+        let bits = BooleanBuffer::collect_bool(views.len(), |i| (views[i] == lit) != neg);
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(bits, arr.nulls().cloned()))))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.col]
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn PhysicalExpr>>) -> DfResult<Arc<dyn PhysicalExpr>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(format!("{self}: expected one child, got {}", children.len())));
+        }
+        Ok(Arc::new(ShortStringEq { col: children.swap_remove(0), ..(*self).clone() }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.negated { "<>" } else { "=" };
+        write!(f, "{} {op} '{}'", self.col, self.value.replace('\'', "''"))
+    }
+}
