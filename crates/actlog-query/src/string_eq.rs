@@ -2,14 +2,16 @@
 //!
 //! A string of at most 12 bytes lives wholly inside its 16-byte view,
 //! zero-padded: arrow's validation refuses a view with non-zero padding,
-//! and arrow's own comparison relies on the rule too. So a value equals a literal of at most 12 bytes exactly
+//! every arrow and DataFusion builder pads with zeros, and arrow's own
+//! comparison makes the same assumption (this is as safe as it, no safer). So a value equals a literal of at most 12 bytes exactly
 //! when the two views are equal. arrow's general comparison instead
 //! branches on length, prefix and buffers for every row, which costs more
 //! than the rest of a filter like `effect = 'deny'` over a full scan.
 //!
 //! [`ShortStringEqRule`] rewrites such `=` and `<>` comparisons inside
-//! `FilterExec` predicates into [`ShortStringEq`]; everything else (longer
-//! literals, other types, other operators) is left to DataFusion.
+//! `FilterExec` predicates into [`ShortStringEq`], run by
+//! [`ShortStringFilterExec`]; everything else (longer literals, other
+//! types, other operators) is left to DataFusion.
 
 use std::fmt;
 use std::hash::Hash;
@@ -18,14 +20,18 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringViewArray};
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue, config::ConfigOptions};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, ReplaceChildrenOptions,
+};
 
 /// The longest literal compared as a view: what fits inside one.
 pub const INLINE_MAX: usize = 12;
@@ -37,21 +43,10 @@ pub struct ShortStringEqRule;
 impl PhysicalOptimizerRule for ShortStringEqRule {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let Some(filter) = node.downcast_ref::<FilterExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let schema = filter.input().schema();
-            let predicate = filter.predicate().clone().transform_up(|e| {
-                Ok(match ShortStringEq::try_from_binary(&e, &schema) {
-                    Some(eq) => Transformed::yes(Arc::new(eq) as Arc<dyn PhysicalExpr>),
-                    None => Transformed::no(e),
-                })
-            })?;
-            if !predicate.transformed {
-                return Ok(Transformed::no(node));
-            }
-            let rebuilt = FilterExecBuilder::from(filter).with_predicate(predicate.data).build()?;
-            Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>))
+            Ok(match ShortStringFilterExec::try_new(node.clone())? {
+                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
+                None => Transformed::no(node),
+            })
         })
         .map(|t| t.data)
     }
@@ -62,6 +57,95 @@ impl PhysicalOptimizerRule for ShortStringEqRule {
 
     fn schema_check(&self) -> bool {
         true
+    }
+}
+
+/// A `FilterExec` that runs with [`ShortStringEq`] in its predicate.
+///
+/// Its plan properties stay the original filter's. DataFusion learns that
+/// `effect = 'deny'` makes `effect` constant only from a `BinaryExpr`, and
+/// rules that ran before this one (sorts for window partitions, for one)
+/// relied on that; a filter rebuilt around the rewritten predicate would
+/// forget it and make those plans fail at execution.
+#[derive(Debug)]
+pub struct ShortStringFilterExec {
+    /// The planned filter: its properties, children and display.
+    filter: Arc<dyn ExecutionPlan>,
+    /// The same filter with the rewritten predicate, which is what runs.
+    fast: Arc<dyn ExecutionPlan>,
+}
+
+impl ShortStringFilterExec {
+    /// `Some` when `plan` is a `FilterExec` with a comparison to rewrite.
+    pub fn try_new(plan: Arc<dyn ExecutionPlan>) -> DfResult<Option<ShortStringFilterExec>> {
+        let Some(filter) = plan.downcast_ref::<FilterExec>() else {
+            return Ok(None);
+        };
+        let schema = filter.input().schema();
+        let predicate = filter.predicate().clone().transform_up(|e| {
+            Ok(match ShortStringEq::try_from_binary(&e, &schema) {
+                Some(eq) => Transformed::yes(Arc::new(eq) as Arc<dyn PhysicalExpr>),
+                None => Transformed::no(e),
+            })
+        })?;
+        if !predicate.transformed {
+            return Ok(None);
+        }
+        let fast = Arc::new(FilterExecBuilder::from(filter).with_predicate(predicate.data).build()?);
+        Ok(Some(ShortStringFilterExec { filter: plan, fast }))
+    }
+}
+
+impl DisplayAs for ShortStringFilterExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ShortString")?;
+        self.fast.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for ShortStringFilterExec {
+    fn name(&self) -> &str {
+        "ShortStringFilterExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.filter.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.filter.children()
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        self.fast.apply_expressions(f)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        options: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let filter = self.filter.clone().replace_children(children, options)?;
+        Ok(match ShortStringFilterExec::try_new(filter.clone())? {
+            Some(exec) => Arc::new(exec),
+            None => filter,
+        })
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        self.fast.execute(partition, context)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        self.fast.metrics()
     }
 }
 
@@ -153,7 +237,9 @@ impl PhysicalExpr for ShortStringEq {
                 let eq = ((*v as u64) == lo) & (((*v >> 64) as u64) == hi);
                 word |= (eq as u64) << j;
             }
-            words.push(word ^ flip);
+            // Bits past the last row stay 0, for `<>` too.
+            let used = if chunk.len() == 64 { u64::MAX } else { (1u64 << chunk.len()) - 1 };
+            words.push((word ^ flip) & used);
         }
         let bits = BooleanBuffer::new(words.into(), 0, views.len());
         Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(bits, arr.nulls().cloned()))))
@@ -172,6 +258,9 @@ impl PhysicalExpr for ShortStringEq {
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let op = if self.negated { "<>" } else { "=" };
-        write!(f, "{} {op} '{}'", self.col, self.value.replace('\'', "''"))
+        match self.col.downcast_ref::<Column>() {
+            Some(c) => write!(f, "{} {op} '{}'", c.name(), self.value.replace('\'', "''")),
+            None => write!(f, "{} {op} '{}'", self.col, self.value.replace('\'', "''")),
+        }
     }
 }

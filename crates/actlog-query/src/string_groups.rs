@@ -108,7 +108,12 @@ impl StringGroupsExec {
             return None;
         }
         let gb = agg.group_expr();
-        if gb.has_grouping_set() || !gb.null_expr().is_empty() || gb.expr().is_empty() || gb.expr().len() > KEYS_MAX {
+        if gb.has_grouping_set()
+            || gb.groups().len() != 1
+            || !gb.null_expr().is_empty()
+            || gb.expr().is_empty()
+            || gb.expr().len() > KEYS_MAX
+        {
             return None;
         }
         let input = agg.input().schema();

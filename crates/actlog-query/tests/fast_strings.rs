@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actlog_query::datafusion;
 use actlog_query::string_eq::ShortStringEqRule;
 use actlog_query::string_groups::StringGroupsRule;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringViewBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringViewBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -66,6 +66,8 @@ const QUERIES: &[(&str, &[&str])] = &[
     ("SELECT b, count(*) FROM t WHERE a = '' OR c = 'exactly12chr' GROUP BY b", &["view_eq(a@", "view_eq(c@"]),
     ("SELECT d FROM t WHERE 'a' = c AND b <> 'thirteen_char'", &["view_eq(c@"]),
     ("SELECT d FROM t WHERE c = 'ünïcødé' OR a = 'mcp.github.create_issue'", &["view_eq(c@"]),
+    ("SELECT d, count(*) OVER (PARTITION BY a) FROM t WHERE a = 'deny'", &["view_eq(a@"]),
+    ("SELECT a, b, sum(d) OVER (PARTITION BY a, b) FROM t WHERE a = 'deny' AND b <> ''", &["view_eq(a@", "view_ne(b@"]),
 ];
 
 fn context(parts: Vec<Vec<RecordBatch>>, rule: Option<StringGroupsRule>) -> SessionContext {
@@ -146,4 +148,64 @@ proptest! {
         }
         prop_assert_eq!(rt.block_on(answers(&ours)), rt.block_on(answers(&theirs)));
     }
+}
+
+/// Under a memory pool that refuses everything, StringGroupsExec emits its
+/// partial state after every batch instead of growing, and the counts it
+/// emits still add up.
+#[test]
+fn a_refusing_pool_makes_early_emits_that_add_up() {
+    use datafusion::arrow::array::{AsArray, Int64Array as I64};
+    use datafusion::execution::TaskContext;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::physical_plan::ExecutionPlan;
+    use std::collections::BTreeMap;
+
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8View, true), Field::new("d", DataType::Int64, true)]));
+    let mut expected: BTreeMap<Option<&str>, i64> = BTreeMap::new();
+    let mut batches = Vec::new();
+    for b in 0..6 {
+        let vals: Vec<Option<usize>> =
+            (0..500).map(|i| if (i + b) % 7 == 0 { None } else { Some((i * 31 + b) % WORDS.len()) }).collect();
+        for v in &vals {
+            *expected.entry(v.map(|i| WORDS[i])).or_default() += 1;
+        }
+        let d: ArrayRef = Arc::new(I64::from(vec![1i64; vals.len()]));
+        batches.push(RecordBatch::try_new(schema.clone(), vec![strings(&vals, b % 2 == 0), d]).unwrap());
+    }
+    let ctx = context(vec![batches], Some(StringGroupsRule::default()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let plan = rt.block_on(async {
+        ctx.sql("SELECT a, count(*) FROM t GROUP BY a").await.unwrap().create_physical_plan().await.unwrap()
+    });
+    fn find(p: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+        if p.name() == "StringGroupsExec" {
+            return Some(p.clone());
+        }
+        p.children().into_iter().find_map(find)
+    }
+    let partial = find(&plan).expect("the plan uses StringGroupsExec");
+    let runtime = RuntimeEnvBuilder::new().with_memory_limit(1, 1.0).build_arc().unwrap();
+    let task = Arc::new(TaskContext::default().with_runtime(runtime));
+    let mut got: BTreeMap<Option<String>, i64> = BTreeMap::new();
+    let mut rows = 0;
+    for part in 0..partial.properties().partitioning.partition_count() {
+        let out = rt
+            .block_on(datafusion::physical_plan::common::collect(partial.execute(part, task.clone()).unwrap()))
+            .unwrap();
+        for b in out {
+            rows += b.num_rows();
+            let keys = b.column(0).as_string_view();
+            let counts = b.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                let k = keys.is_valid(i).then(|| keys.value(i).to_string());
+                *got.entry(k).or_default() += counts.value(i);
+            }
+        }
+    }
+    let expected: BTreeMap<Option<String>, i64> =
+        expected.into_iter().map(|(k, v)| (k.map(str::to_string), v)).collect();
+    assert_eq!(got, expected);
+    assert!(rows > expected.len(), "{rows} partial rows for {} groups: no early emit happened", expected.len());
 }
