@@ -35,6 +35,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode, PlanProperties,
@@ -94,6 +95,8 @@ pub struct StringGroupsExec {
     /// Input column index of each key.
     keys: Vec<usize>,
     emit_groups: usize,
+    /// Output rows and compute time, for `EXPLAIN ANALYZE`.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl StringGroupsExec {
@@ -132,7 +135,12 @@ impl StringGroupsExec {
         if !plain {
             return None;
         }
-        Some(StringGroupsExec { agg: plan, keys, emit_groups: emit_groups.max(1) })
+        Some(StringGroupsExec {
+            agg: plan,
+            keys,
+            emit_groups: emit_groups.max(1),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
     }
 
     fn agg(&self) -> &AggregateExec {
@@ -186,30 +194,41 @@ impl ExecutionPlan for StringGroupsExec {
         self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let agg = self.agg();
         let input = agg.input().execute(partition, context.clone())?;
         let reservation = MemoryConsumer::new(format!("StringGroupsExec[{partition}]")).register(context.memory_pool());
         let grouper = Grouper::new(agg, self.keys.clone(), self.emit_groups, reservation)?;
         let schema = agg.schema();
-        let stream = futures::stream::unfold(Some((input, grouper)), |state| async move {
-            let (mut input, mut g) = state?;
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let stream = futures::stream::unfold(Some((input, grouper, baseline)), |state| async move {
+            let (mut input, mut g, baseline) = state?;
             loop {
-                match input.next().await {
+                let next = input.next().await;
+                let timer = baseline.elapsed_compute().timer();
+                let out = match next {
                     Some(Ok(batch)) => match g.push(&batch) {
-                        Ok(Some(out)) => return Some((Ok(out), Some((input, g)))),
                         Ok(None) => continue,
-                        Err(e) => return Some((Err(e), None)),
+                        Ok(Some(out)) => (Ok(out), true),
+                        Err(e) => (Err(e), false),
                     },
-                    Some(Err(e)) => return Some((Err(e), None)),
-                    None => {
-                        return match g.emit() {
-                            Ok(Some(out)) => Some((Ok(out), None)),
-                            Ok(None) => None,
-                            Err(e) => Some((Err(e), None)),
-                        };
-                    }
+                    Some(Err(e)) => (Err(e), false),
+                    None => match g.emit() {
+                        Ok(Some(out)) => (Ok(out), false),
+                        Ok(None) => return None,
+                        Err(e) => (Err(e), false),
+                    },
+                };
+                timer.done();
+                if let (Ok(batch), _) = &out {
+                    baseline.record_output(batch.num_rows());
                 }
+                let (result, more) = out;
+                return Some((result, more.then_some((input, g, baseline))));
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))

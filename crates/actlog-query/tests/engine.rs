@@ -420,6 +420,10 @@ fn string_fast_paths_give_datafusions_answers() {
     };
     assert!(plan(queries[0]).contains("StringGroupsExec"), "{}", plan(queries[0]));
     assert!(plan(queries[3]).contains("StringGroupsExec"), "{}", plan(queries[3]));
+    // EXPLAIN ANALYZE reports what the fast path did.
+    let analyzed = plan(&format!("ANALYZE {}", queries[0]));
+    let line = analyzed.lines().find(|l| l.contains("StringGroupsExec")).unwrap_or_else(|| panic!("{analyzed}"));
+    assert!(line.contains("output_rows=") && line.contains("elapsed_compute="), "{line}");
     let filtered = plan(queries[1]);
     assert!(filtered.contains("view_eq(effect@"), "{filtered}");
     let by_number = plan("SELECT chain_depth, count(*) FROM events GROUP BY chain_depth");
