@@ -429,3 +429,33 @@ fn string_fast_paths_give_datafusions_answers() {
     let by_number = plan("SELECT chain_depth, count(*) FROM events GROUP BY chain_depth");
     assert!(!by_number.contains("StringGroupsExec"), "{by_number}");
 }
+
+#[test]
+fn segments_leave_the_scan_columns_uncompressed() {
+    use actlog_query::datafusion::parquet::basic::Compression;
+    use actlog_query::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    use actlog_query::segments::UNCOMPRESSED_COLUMNS;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let _engine = common::fixture(tmp.path());
+    let file = std::fs::read_dir(tmp.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("events-"))
+        .expect("a sealed events file");
+    let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let rg = reader.metadata().row_group(0);
+    let codec = |name: &str| {
+        (0..rg.num_columns())
+            .map(|i| rg.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("{name} is a column of the events file"))
+            .compression()
+    };
+    for name in UNCOMPRESSED_COLUMNS {
+        assert_eq!(codec(name), Compression::UNCOMPRESSED, "{name}");
+    }
+    for name in ["payload", "event_id", "leaf_hash", "chain_hash", "task_id"] {
+        assert!(matches!(codec(name), Compression::ZSTD(_)), "{name}: {:?}", codec(name));
+    }
+}
