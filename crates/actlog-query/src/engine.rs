@@ -18,6 +18,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -454,6 +455,10 @@ impl Engine {
             .with_cache_manager(self.inner.caches.clone())
             .build_arc()
             .map_err(|e| from_df(e, &limits))?;
+        runtime.register_object_store(
+            ObjectStoreUrl::local_filesystem().as_ref(),
+            Arc::new(crate::local_files::InlineFiles::new()),
+        );
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
         let mut state =
             SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features();

@@ -15,9 +15,11 @@
 //! - `tables`: `checkpoints`, `producer_keys`, the `decision_chains` view.
 //! - `chain`: chain reconstruction through the store's indexes.
 //! - `output`: JSON, CSV, Arrow IPC and text table results.
+//! - `local_files`: segment reads on the calling thread (no blocking-pool hop).
 
 pub mod chain;
 pub mod engine;
+pub mod local_files;
 pub mod output;
 pub mod provider;
 pub mod rows;
