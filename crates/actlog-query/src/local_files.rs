@@ -50,9 +50,18 @@ fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
     object_store::Error::Generic { store: "InlineFiles", source: Box::new(e) }
 }
 
-/// Reads `range` of `file` exactly; a short file is an error, not a short read.
-fn read_exact_at(file: &std::fs::File, path: &std::path::Path, range: Range<u64>) -> Result<Bytes> {
-    let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| object_store::Error::Generic {
+/// Reads `range` of `file` (`size` bytes long) exactly. A range past the
+/// end is an error naming the file, checked before anything is allocated:
+/// a damaged footer must not make a query allocate what it claims.
+fn read_exact_at(file: &std::fs::File, path: &std::path::Path, size: u64, range: Range<u64>) -> Result<Bytes> {
+    if range.start > range.end || range.end > size {
+        return Err(object_store::Error::Generic {
+            store: "InlineFiles",
+            source: format!("{} ({size} bytes) is shorter than the range {range:?} a read asked for", path.display())
+                .into(),
+        });
+    }
+    let len = usize::try_from(range.end - range.start).map_err(|_| object_store::Error::Generic {
         store: "InlineFiles",
         source: format!("range {range:?} of {} does not fit in memory", path.display()).into(),
     })?;
@@ -87,7 +96,8 @@ impl ObjectStore for InlineFiles {
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         let path = self.inner.path_to_filesystem(location)?;
         let file = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
-        ranges.iter().map(|r| read_exact_at(&file, &path, r.clone())).collect()
+        let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        ranges.iter().map(|r| read_exact_at(&file, &path, size, r.clone())).collect()
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
@@ -129,6 +139,9 @@ mod tests {
 
         // Past the end: an error naming the file, never a short buffer.
         let err = store.get_ranges(&location, &[9_990..10_001]).await.unwrap_err().to_string();
+        assert!(err.contains("seg.parquet") && err.contains("shorter"), "{err}");
+        // A damaged footer's absurd range is refused before any allocation.
+        let err = store.get_ranges(&location, &[0..u64::MAX / 2]).await.unwrap_err().to_string();
         assert!(err.contains("seg.parquet") && err.contains("shorter"), "{err}");
 
         let missing = Path::from(dir.path().join("gone.parquet").to_str().unwrap());
