@@ -383,9 +383,9 @@ fn scans_read_only_the_segments_their_ranges_need() {
 fn string_fast_paths_give_datafusions_answers() {
     // GROUP BY on string columns runs through StringGroupsExec, and short
     // string equality through ShortStringEq, by default; with them off,
-    // DataFusion's own operators answer. Both read the
-    // same sealed segments and live tail. Float sums depend on the order
-    // rows meet, so the average is rounded.
+    // DataFusion's own operators answer. Both read the same sealed segments
+    // and live tail. Float sums depend on the order rows meet, so the
+    // average is rounded.
     let tmp = tempfile::tempdir().unwrap();
     let engine = common::fixture(tmp.path());
     let rt = rt();
