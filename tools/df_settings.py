@@ -16,6 +16,15 @@ for f in sorted(glob.glob(seg + "events-*.parquet")):
     os.symlink(os.path.abspath(f), os.path.join(only_events, os.path.basename(f)))
 Q = ["SELECT tool_name, effect, count(*) FROM events GROUP BY tool_name, effect",
      "SELECT actor_id, count(*) AS denies FROM events WHERE effect = 'deny' GROUP BY actor_id ORDER BY denies DESC LIMIT 10"]
+def middle_of_5(run_query):
+    """The middle of 5 timed calls of each query, in ms."""
+    best = []
+    for q in Q:
+        ts = []
+        for _ in range(5):
+            t = time.perf_counter(); run_query(q); ts.append(time.perf_counter() - t)
+        best.append(sorted(ts)[2] * 1000)
+    return best
 def run(label, **cfg):
     c = SessionConfig()
     for k, v in cfg.items():
@@ -23,12 +32,7 @@ def run(label, **cfg):
     ctx = SessionContext(c)
     ctx.register_parquet("events", only_events + "/", file_extension=".parquet")
     n = ctx.sql("SELECT count(*) FROM events").collect()[0].column(0)[0].as_py()
-    best = []
-    for q in Q:
-        ts = []
-        for _ in range(5):
-            t = time.perf_counter(); ctx.sql(q).collect(); ts.append(time.perf_counter() - t)
-        best.append(sorted(ts)[2] * 1000)
+    best = middle_of_5(lambda q: ctx.sql(q).collect())
     print(f"{label:60s} {best[0]:7.1f} {best[1]:7.1f} = {sum(best):7.1f} ms ({n} rows)", flush=True)
 run("default")
 run("batch 32768", **{"datafusion.execution.batch_size": 32768})
@@ -42,10 +46,5 @@ run("target_partitions 4", **{"datafusion.execution.target_partitions": 4})
 run("target_partitions 1", **{"datafusion.execution.target_partitions": 1})
 import duckdb
 con = duckdb.connect(); con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{seg}events-*.parquet')")
-best=[]
-for q in Q:
-    ts=[]
-    for _ in range(5):
-        t=time.perf_counter(); con.execute(q).fetchall(); ts.append(time.perf_counter()-t)
-    best.append(sorted(ts)[2]*1000)
+best = middle_of_5(lambda q: con.execute(q).fetchall())
 print(f"{'duckdb':60s} {best[0]:7.1f} {best[1]:7.1f} = {sum(best):7.1f} ms")

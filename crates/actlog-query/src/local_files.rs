@@ -43,11 +43,19 @@ impl fmt::Display for InlineFiles {
     }
 }
 
+fn generic(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_store::Error {
+    object_store::Error::Generic { store: "InlineFiles", source: source.into() }
+}
+
 fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
     if e.kind() == std::io::ErrorKind::NotFound {
         return object_store::Error::NotFound { path: path.display().to_string(), source: Box::new(e) };
     }
-    object_store::Error::Generic { store: "InlineFiles", source: Box::new(e) }
+    generic(e)
+}
+
+fn past_the_end(path: &std::path::Path, size: u64, range: &Range<u64>) -> object_store::Error {
+    generic(format!("{} ({size} bytes) is shorter than the range {range:?} a read asked for", path.display()))
 }
 
 /// Reads `range` of `file` (`size` bytes long) exactly. A range past the
@@ -55,26 +63,15 @@ fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
 /// a damaged footer must not make a query allocate what it claims.
 fn read_exact_at(file: &std::fs::File, path: &std::path::Path, size: u64, range: Range<u64>) -> Result<Bytes> {
     if range.start > range.end || range.end > size {
-        return Err(object_store::Error::Generic {
-            store: "InlineFiles",
-            source: format!("{} ({size} bytes) is shorter than the range {range:?} a read asked for", path.display())
-                .into(),
-        });
+        return Err(past_the_end(path, size, &range));
     }
-    let len = usize::try_from(range.end - range.start).map_err(|_| object_store::Error::Generic {
-        store: "InlineFiles",
-        source: format!("range {range:?} of {} does not fit in memory", path.display()).into(),
-    })?;
+    let len = usize::try_from(range.end - range.start)
+        .map_err(|_| generic(format!("range {range:?} of {} does not fit in memory", path.display())))?;
     let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, range.start).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            object_store::Error::Generic {
-                store: "InlineFiles",
-                source: format!("{} is shorter than the range {range:?} a read asked for", path.display()).into(),
-            }
-        } else {
-            io_error(path, e)
-        }
+    // The file may shrink between the size check and the read.
+    file.read_exact_at(&mut buf, range.start).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => past_the_end(path, size, &range),
+        _ => io_error(path, e),
     })?;
     Ok(Bytes::from(buf))
 }

@@ -66,15 +66,26 @@ impl Default for StringGroupsRule {
     }
 }
 
+/// Rewrites `plan` bottom-up: each node `replace` returns `Some` for is
+/// swapped for it. The string fast paths' rules share it.
+pub(crate) fn replace_nodes(
+    plan: Arc<dyn ExecutionPlan>,
+    replace: impl Fn(&Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn ExecutionPlan>>>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        Ok(match replace(&node)? {
+            Some(new) => Transformed::yes(new),
+            None => Transformed::no(node),
+        })
+    })
+    .map(|t| t.data)
+}
+
 impl PhysicalOptimizerRule for StringGroupsRule {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            Ok(match StringGroupsExec::try_new(node.clone(), self.emit_groups) {
-                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
-                None => Transformed::no(node),
-            })
+        replace_nodes(plan, |node| {
+            Ok(StringGroupsExec::try_new(node.clone(), self.emit_groups).map(|e| Arc::new(e) as Arc<dyn ExecutionPlan>))
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
