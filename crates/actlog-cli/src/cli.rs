@@ -74,6 +74,8 @@ pub enum Command {
     Sql(crate::sql_cmd::SqlArgs),
     /// Print the reconstructed delegation chain of one event.
     Chain(crate::sql_cmd::ChainArgs),
+    /// Write a signed export bundle (Parquet, NDJSON or OCSF) that verifies offline.
+    Export(crate::export_cmd::ExportArgs),
     /// Print Merkle proofs as JSON.
     Prove {
         #[command(subcommand)]
@@ -238,6 +240,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Prove { command } => prove(data, command),
         Command::Loadgen(args) => crate::loadgen::run(args),
         Command::Sql(args) => crate::sql_cmd::sql(data, args),
+        Command::Export(args) => crate::export_cmd::run(data, args),
         Command::Chain(args) => crate::sql_cmd::chain(data, args),
     }
 }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod export_cmd;
 mod import;
 mod keyfile;
 mod loadgen;

@@ -87,7 +87,7 @@ fn runtime() -> CliResult<tokio::runtime::Runtime> {
 
 /// Opens the data dir: for writing when no server holds it (so full
 /// segments are sealed first), else read-only beside the running server.
-fn open(data: &Path) -> CliResult<(Arc<Store>, bool)> {
+pub(crate) fn open(data: &Path) -> CliResult<(Arc<Store>, bool)> {
     match Store::open(data, Options::default()) {
         Ok(s) => Ok((Arc::new(s), true)),
         // Held by a server, or not writable here (no ledger key, a read-only

@@ -33,8 +33,8 @@ pub struct VerifyArgs {
 }
 
 pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
-    if args.bundle.is_some() {
-        return Err(usage("--bundle needs `actlog export`, which this build does not have yet"));
+    if let Some(dir) = &args.bundle {
+        return crate::export_cmd::verify(dir, &args);
     }
     let trusted = match &args.checkpoint {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),

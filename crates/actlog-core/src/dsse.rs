@@ -106,13 +106,19 @@ struct RawSignature<'a> {
 }
 
 impl Envelope {
-    /// Parses and checks an envelope from untrusted bytes.
+    /// Parses and checks an event envelope from untrusted bytes.
     pub fn parse(bytes: &[u8]) -> Result<Envelope, DsseError> {
+        Envelope::parse_as(bytes, EVENT_PAYLOAD_TYPE)
+    }
+
+    /// Parses and checks an envelope whose `payloadType` must be `payload_type`
+    /// (export bundles carry an in-toto statement).
+    pub fn parse_as(bytes: &[u8], expected_type: &str) -> Result<Envelope, DsseError> {
         let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| DsseError::Malformed(e.to_string()))?;
         let payload_type = raw.payload_type.ok_or(DsseError::Missing("payloadType"))?;
         let payload = raw.payload.ok_or(DsseError::Missing("payload"))?;
         let raw_sigs = raw.signatures.ok_or(DsseError::Missing("signatures"))?;
-        if &*payload_type != EVENT_PAYLOAD_TYPE {
+        if &*payload_type != expected_type {
             return Err(DsseError::WrongPayloadType(payload_type.chars().take(100).collect()));
         }
         let payload = b64::decode(&payload).ok_or(DsseError::BadBase64("payload"))?;
@@ -158,9 +164,14 @@ impl Envelope {
         .to_string()
     }
 
-    /// Builds an envelope signed with one ed25519 seed.
+    /// Builds an event envelope signed with one ed25519 seed.
     pub fn sign(payload: Vec<u8>, keyid: Option<String>, seed: &[u8; 32]) -> Envelope {
-        let payload_type = EVENT_PAYLOAD_TYPE.to_string();
+        Envelope::sign_as(EVENT_PAYLOAD_TYPE, payload, keyid, seed)
+    }
+
+    /// Builds an envelope of any `payloadType` signed with one ed25519 seed.
+    pub fn sign_as(payload_type: &str, payload: Vec<u8>, keyid: Option<String>, seed: &[u8; 32]) -> Envelope {
+        let payload_type = payload_type.to_string();
         let sig = crate::sig::sign(seed, &pae(&payload_type, &payload)).to_vec();
         Envelope { payload_type, payload, signatures: vec![Signature { keyid, sig }] }
     }

@@ -15,11 +15,15 @@
 //! - `tables`: `checkpoints`, `producer_keys`, the `decision_chains` view.
 //! - `chain`: chain reconstruction through the store's indexes.
 //! - `output`: JSON, CSV, Arrow IPC and text table results.
+//! - `bundle`: export bundles (Parquet, NDJSON, OCSF) and their offline
+//!   verification; `ocsf`: the OCSF API Activity mapping.
 //! - `local_files`: segment reads on the calling thread (no blocking-pool hop).
 
+pub mod bundle;
 pub mod chain;
 pub mod engine;
 pub mod local_files;
+pub mod ocsf;
 pub mod output;
 pub mod provider;
 pub mod rows;

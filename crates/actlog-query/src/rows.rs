@@ -10,7 +10,7 @@ use actlog_core::b64;
 use actlog_core::dsse::Envelope;
 use actlog_core::event::{self, Fields};
 use actlog_core::leaf::LeafKind;
-use actlog_store::{Registry, StoredEvent};
+use actlog_store::{KeyRecord, Registry, StoredEvent};
 use datafusion::arrow::array::{
     ArrayRef, Float64Builder, ListBuilder, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
     UInt64Builder,
@@ -168,7 +168,21 @@ pub struct Row {
 
 /// Key names by fingerprint (hex), from the registry.
 pub fn key_names(registry: &Registry) -> HashMap<String, String> {
-    registry.keys.values().map(|k| (k.fingerprint_hex.clone(), k.name.clone())).collect()
+    key_names_of(registry.keys.values())
+}
+
+/// Key names by fingerprint (hex) from key records; when one public key was
+/// registered under several names, the latest registration names it, so
+/// the answer does not depend on map order.
+pub fn key_names_of<'a>(keys: impl IntoIterator<Item = &'a KeyRecord>) -> HashMap<String, String> {
+    let mut latest: HashMap<&str, &KeyRecord> = HashMap::new();
+    for k in keys {
+        let e = latest.entry(&k.fingerprint_hex).or_insert(k);
+        if k.added_seq > e.added_seq {
+            *e = k;
+        }
+    }
+    latest.into_iter().map(|(fp, k)| (fp.to_string(), k.name.clone())).collect()
 }
 
 /// Decodes one stored event. A stored event that does not decode is

@@ -83,8 +83,11 @@ impl From<Error> for VerifyFailure {
     }
 }
 
-/// Per-seq work that can run in parallel.
-struct Job {
+/// One event's envelope checks, which can run in parallel: the envelope
+/// and payload hashes against the leaf, the event schema, the key or token
+/// active at its seq, and the producer signature. Also used for the leaves
+/// of export bundles, so a bundle is checked by the same rule as the ledger.
+pub struct Job {
     seq: u64,
     kind: LeafKind,
     envelope: Vec<u8>,
@@ -94,9 +97,26 @@ struct Job {
     event_id: String,
 }
 
-/// The registry rebuilt from ledger-signed leaves, with history.
+impl Job {
+    /// The checks of a producer-signed or token-authenticated leaf.
+    /// Ledger records are checked in order instead ([`Rebuilt::apply_record`]).
+    pub fn new(leaf: Leaf, envelope: Vec<u8>) -> Job {
+        Job {
+            seq: leaf.seq,
+            kind: leaf.kind,
+            envelope,
+            envelope_sha256: leaf.envelope_sha256,
+            payload_sha256: leaf.payload_sha256,
+            producer_key_id: leaf.producer_key_id,
+            event_id: leaf.event_id,
+        }
+    }
+}
+
+/// The key and token registry rebuilt from ledger-signed leaves, with
+/// history (which key was active at which seq).
 #[derive(Default, Clone)]
-struct Rebuilt {
+pub struct Rebuilt {
     keys: HashMap<String, KeyRecord>,
     tokens: HashMap<String, TokenRecord>,
     /// Validated keys and their fingerprints by name: validation costs a
@@ -119,6 +139,43 @@ impl Rebuilt {
         self.tokens
             .values()
             .any(|t| t.token_sha256_hex == h && t.created_seq < seq && t.revoked_seq.is_none_or(|r| seq < r))
+    }
+
+    /// The producer keys applied so far, revoked ones included.
+    pub fn keys(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.keys.values()
+    }
+
+    /// Checks a ledger record (envelope and payload hashes, the ledger's
+    /// signature) and applies it. Ledger records change the registry, so
+    /// they are applied in seq order.
+    pub fn apply_record(
+        &mut self,
+        leaf: &Leaf,
+        envelope: &[u8],
+        ledger_key: &PublicKey,
+        ledger_fp: &Hash,
+    ) -> Result<(), VerifyFailure> {
+        let seq = Some(leaf.seq);
+        if leaf.kind != LeafKind::LedgerSigned {
+            return fail(seq, "not a ledger record");
+        }
+        if leaf.producer_key_id != *ledger_fp {
+            return fail(seq, "ledger record is not attributed to the ledger key");
+        }
+        if sha256(envelope) != leaf.envelope_sha256 {
+            return fail(seq, "envelope does not match the leaf's envelope hash");
+        }
+        let env =
+            Envelope::parse(envelope).map_err(|e| VerifyFailure { seq, reason: format!("ledger envelope: {e}") })?;
+        if sha256(&env.payload) != leaf.payload_sha256 {
+            return fail(seq, "payload does not match the leaf's payload hash");
+        }
+        let pae = env.pae();
+        if !env.signatures.iter().any(|s| sig::verify(ledger_key, &pae, &s.sig).is_ok()) {
+            return fail(seq, "ledger record is not signed by the ledger key");
+        }
+        self.apply(leaf.seq, &env.payload).map_err(|e| VerifyFailure { seq, reason: format!("ledger record: {e}") })
     }
 
     fn apply(&mut self, seq: u64, payload: &[u8]) -> Result<(), String> {
@@ -424,35 +481,10 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
                 };
                 if leaf.kind == LeafKind::LedgerSigned {
                     // Ledger records are checked in order: they change the registry.
-                    if leaf.producer_key_id != ledger_fp {
-                        return fail(Some(seq), "ledger record is not attributed to the ledger key");
-                    }
-                    if sha256(&envelope) != leaf.envelope_sha256 {
-                        return fail(Some(seq), "envelope does not match the leaf's envelope hash");
-                    }
-                    let env = Envelope::parse(&envelope)
-                        .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger envelope: {e}") })?;
-                    if sha256(&env.payload) != leaf.payload_sha256 {
-                        return fail(Some(seq), "payload does not match the leaf's payload hash");
-                    }
-                    let pae = env.pae();
-                    if !env.signatures.iter().any(|s| sig::verify(&ledger_pk, &pae, &s.sig).is_ok()) {
-                        return fail(Some(seq), "ledger record is not signed by the ledger key");
-                    }
+                    std::sync::Arc::make_mut(&mut rebuilt).apply_record(&leaf, &envelope, &ledger_pk, &ledger_fp)?;
                     signatures.fetch_add(1, Ordering::Relaxed);
-                    std::sync::Arc::make_mut(&mut rebuilt)
-                        .apply(seq, &env.payload)
-                        .map_err(|e| VerifyFailure { seq: Some(seq), reason: format!("ledger record: {e}") })?;
                 } else if opts.signatures {
-                    jobs.push(Job {
-                        seq,
-                        kind: leaf.kind,
-                        envelope,
-                        envelope_sha256: leaf.envelope_sha256,
-                        payload_sha256: leaf.payload_sha256,
-                        producer_key_id: leaf.producer_key_id,
-                        event_id: leaf.event_id,
-                    });
+                    jobs.push(Job::new(leaf, envelope));
                 }
                 seq += 1;
                 check_roots(&frontier, &mut checkpoints, &mut checkpoints_checked)?;
@@ -544,9 +576,10 @@ fn xor_into(acc: &mut Hash, h: &Hash) {
     }
 }
 
-/// Checks a chunk of jobs in parallel; returns the XOR digest of the
-/// secondary-index keys the events imply, or the lowest failing seq.
-fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
+/// Checks a chunk of jobs in parallel (on the current rayon pool); returns
+/// the XOR digest of the secondary-index keys the events imply, or the
+/// lowest failing seq. `signatures` counts the signatures checked.
+pub fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
     let results: Vec<Result<Hash, VerifyFailure>> =
         jobs.par_chunks(BATCH_SIGNATURES).map(|chunk| check_chunk(chunk, reg, signatures)).collect();
     let mut digest = [0u8; 32];

@@ -1,0 +1,217 @@
+//! `actlog export`: a signed export bundle that verifies offline (contract
+//! section 8), and `actlog verify --bundle`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use actlog_query::bundle::{self, BundleOptions, ExportOptions, Format};
+use actlog_query::{Engine, EngineOptions, QueryLimits};
+use clap::{Args, ValueEnum};
+
+use crate::util::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Parquet files with the SQL tables' columns and types.
+    Parquet,
+    /// The same rows as JSON lines.
+    Ndjson,
+    /// OCSF 1.8.0 API Activity (class 6003) JSON lines.
+    Ocsf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The directory to write; it must be absent or empty.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Events whose event_time is at or after this (RFC 3339 UTC, or a date: 2026-11-28).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Events whose event_time is before this (RFC 3339 UTC, or a date).
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: ExportFormat,
+    /// Print the summary as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An RFC 3339 UTC time or a `YYYY-MM-DD` date (midnight UTC).
+pub fn parse_time(flag: &str, text: &str) -> CliResult<i64> {
+    let t = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
+    actlog_core::time::parse_rfc3339_utc(&t).ok_or_else(|| {
+        usage(format!("{flag} `{text}` is not an RFC 3339 UTC time (2026-11-28T09:30:00Z) or a date (2026-11-28)"))
+    })
+}
+
+fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    stderr_is_tty().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{what} {{bar:40}} {{pos}}/{{len}} leaves {{per_sec}} eta {{eta}}"
+            ))
+            .expect("valid template"),
+        );
+        b
+    })
+}
+
+pub fn run(data: &Path, args: ExportArgs) -> CliResult {
+    let from = args.from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
+    let to = args.to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(usage("--from must be before --to"));
+    }
+    let format = match args.format {
+        ExportFormat::Parquet => Format::Parquet,
+        ExportFormat::Ndjson => Format::Ndjson,
+        ExportFormat::Ocsf => Format::Ocsf,
+    };
+    let (store, writable) = crate::sql_cmd::open(data)?;
+    let seed = actlog_store::read_ledger_seed(data).map_err(|e| {
+        refused(format!(
+            "the ledger key signs the bundle, and it cannot be read: {e}; run export where the ledger key is"
+        ))
+    })?;
+    // The selection is one query over every event: no row cap, a long limit.
+    let limits = QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), ..QueryLimits::default() };
+    let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
+        .map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    if writable {
+        engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))?;
+    let progress_bar = std::sync::OnceLock::new();
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = progress_bar.get_or_init(|| bar(total, "export")) {
+            b.set_position(done);
+        }
+    };
+    let started = Instant::now();
+    let result = rt.block_on(bundle::export(&engine, &seed, &args.out, &ExportOptions { from, to, format }, &progress));
+    if let Some(Some(b)) = progress_bar.get() {
+        b.finish_and_clear();
+    }
+    drop(engine);
+    drop(rt);
+    if writable && let Ok(s) = std::sync::Arc::try_unwrap(store) {
+        s.close()?;
+    }
+    let report = result.map_err(refused)?;
+    let m = &report.manifest;
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "out": args.out, "events": m.events, "leaves": report.leaves, "files": m.files.len(),
+                "bytes": report.bytes, "first_seq": m.first_seq, "last_seq": m.last_seq,
+                "tree_size": m.tree_size, "root_hash": m.root_hash, "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "exported {} events (seq {} to {}) in {} files, {} bytes, in {secs:.2}s; proven against the checkpoint at tree size {}",
+            m.events,
+            m.first_seq,
+            m.last_seq,
+            m.files.len(),
+            report.bytes,
+            m.tree_size
+        );
+        eprintln!("check it anywhere with: actlog verify --bundle {} --key '{}'", args.out.display(), m.verifier_key);
+    }
+    Ok(())
+}
+
+/// `actlog verify --bundle DIR`.
+pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
+    if args.no_signatures {
+        return Err(usage("--no-signatures applies to a data directory; a bundle is always checked in full"));
+    }
+    let expected_key = match &args.key {
+        Some(k) => Some(
+            actlog_core::note::VerifierKey::parse(k)
+                .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
+        ),
+        None => None,
+    };
+    let trusted_checkpoint = match &args.checkpoint {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
+        None => None,
+    };
+    if !dir.is_dir() {
+        return Err(usage(format!("{} is not a directory", dir.display())));
+    }
+    let progress_bar = std::sync::OnceLock::new();
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = progress_bar.get_or_init(|| bar(total, "verify")) {
+            b.set_position(done);
+        }
+    };
+    let started = Instant::now();
+    let result = bundle::verify(
+        dir,
+        &BundleOptions { expected_key, trusted_checkpoint, jobs: args.jobs, progress: Some(&progress) },
+    );
+    if let Some(Some(b)) = progress_bar.get() {
+        b.finish_and_clear();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(r) => {
+            let m = &r.manifest;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true, "bundle": true, "events": m.events, "rows": r.rows, "leaves": r.leaves,
+                        "signatures": r.signatures, "files": m.files.len(), "tree_size": m.tree_size,
+                        "root_hash": m.root_hash, "verifier_key": m.verifier_key, "key_pinned": r.key_pinned,
+                        "trusted_checkpoint": r.trusted, "seconds": secs,
+                    })
+                );
+            } else {
+                println!(
+                    "ok: bundle of {} events ({} rows in {} files, {} leaves, {} signatures) verified in {secs:.2}s \
+                     against the checkpoint at tree size {}, root {}",
+                    m.events,
+                    r.rows,
+                    m.files.len(),
+                    r.leaves,
+                    r.signatures,
+                    m.tree_size,
+                    m.root_hash
+                );
+                if !r.key_pinned {
+                    eprintln!(
+                        "note: the ledger key was taken from the bundle ({}); pass --key with the key you trust to pin it",
+                        m.verifier_key
+                    );
+                }
+                if let Some(t) = &r.trusted {
+                    eprintln!("note: {t}");
+                }
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "bundle": true, "file": f.file, "seq": f.seq, "reason": f.reason})
+                );
+            }
+            Err(refused(format!("verification FAILED: {f}")))
+        }
+    }
+}

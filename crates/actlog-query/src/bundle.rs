@@ -1,0 +1,1517 @@
+//! Export bundles (contract section 8) and their offline verification.
+//!
+//! A bundle is a directory:
+//! - `events/date=YYYY-MM-DD/part-NNNNN.parquet` and
+//!   `delegation_hops/date=YYYY-MM-DD/part-NNNNN.parquet`: the rows of the
+//!   SQL tables, same columns and types, for the events whose `event_time`
+//!   falls in the window, partitioned by its UTC date, in seq order.
+//!   `--format ndjson` writes the same rows as JSON lines (`.ndjson`);
+//!   `--format ocsf` writes OCSF API Activity lines under `ocsf/`.
+//! - `leaves.parquet`: `seq`, `leaf` and `envelope` of every leaf from the
+//!   first exported event to the last, and of every ledger record (key and
+//!   token history) before it. Envelopes are kept for exported events and
+//!   ledger records only.
+//! - `checkpoint.txt`: the signed checkpoint the bundle is proven against.
+//! - `manifest.json`: each file's SHA-256, size, rows and seq range, the
+//!   window, the checkpoint, and inclusion proofs: of the first exported
+//!   leaf, and of the last leaf of every run of consecutive leaves.
+//! - `manifest.dsse.json`: a DSSE envelope of an in-toto Statement v1 whose
+//!   subjects are all the files above, signed by the ledger key.
+//!
+//! [`verify`] trusts only the ledger key. It checks the signed statement,
+//! then every file's hash, before it parses any data file; then the
+//! checkpoint, the leaves (their blake3 chain, and an inclusion proof at the
+//! end of each run, so every leaf of a run is proven by one proof), every
+//! envelope under the same rules as `actlog verify` (hashes, schema, the key
+//! or token active at its seq, the signature), and finally every exported
+//! row against the row rebuilt from its envelope.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actlog_core::dsse::Envelope;
+use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint};
+use actlog_core::merkle;
+use actlog_core::note::{Checkpoint, VerifierKey};
+use actlog_core::{Hash, b64, sig, time};
+use actlog_store::verify::{Job, Rebuilt, check_jobs};
+use actlog_store::{KeyRecord, StoredEvent};
+use datafusion::arrow::array::{Array, AsArray, BinaryBuilder, RecordBatch, UInt64Builder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, QueryOptions};
+use crate::ocsf;
+use crate::rows::{self, Builder, EVENTS_SCHEMA, HOPS_SCHEMA, Row};
+
+/// `manifest.json`'s `format`.
+pub const BUNDLE_FORMAT: &str = "actlog.export.v1";
+/// The in-toto statement type.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// The statement's predicate type.
+pub const PREDICATE_TYPE: &str = "https://actlog.dev/export/v1";
+/// The DSSE `payloadType` of the signed statement.
+pub const STATEMENT_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+/// File names at the top of a bundle.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The signed statement.
+pub const SIGNED_MANIFEST_FILE: &str = "manifest.dsse.json";
+/// The leaves and envelopes.
+pub const LEAVES_FILE: &str = "leaves.parquet";
+/// The covering checkpoint.
+pub const CHECKPOINT_FILE: &str = "checkpoint.txt";
+/// `export_open_files_max`: date partitions written at once. The least
+/// recently used is closed when another is needed; a later row of its date
+/// starts a new part.
+pub const OPEN_FILES_MAX: usize = 32;
+/// `bundle_manifest_bytes_max`: the largest `manifest.json` or
+/// `manifest.dsse.json` that `verify` reads.
+pub const MANIFEST_BYTES_MAX: u64 = 256 << 20;
+/// `bundle_files_max`: the most files `verify` accepts in a bundle.
+pub const BUNDLE_FILES_MAX: usize = 1_000_000;
+/// Leaves read, checked and decoded at a time.
+const CHUNK_LEAVES: usize = 8_192;
+
+/// What the data files hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Parquet, the SQL tables' columns and types.
+    Parquet,
+    /// The same rows as JSON lines.
+    Ndjson,
+    /// OCSF 1.8.0 API Activity (class 6003) JSON lines.
+    Ocsf,
+}
+
+impl Format {
+    /// The name in the manifest and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Ndjson => "ndjson",
+            Format::Ocsf => "ocsf",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Format> {
+        match s {
+            "parquet" => Some(Format::Parquet),
+            "ndjson" => Some(Format::Ndjson),
+            "ocsf" => Some(Format::Ocsf),
+            _ => None,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Ndjson => "ndjson",
+            Format::Ocsf => "jsonl",
+        }
+    }
+
+    /// The tables a bundle of this format has files for.
+    fn tables(self) -> &'static [&'static str] {
+        match self {
+            Format::Parquet | Format::Ndjson => &["events", "delegation_hops"],
+            Format::Ocsf => &["ocsf"],
+        }
+    }
+}
+
+/// One file of a bundle, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path inside the bundle, `/`-separated.
+    pub path: String,
+    /// `events`, `delegation_hops`, `ocsf` or `leaves`.
+    pub table: String,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Rows (lines) in the file.
+    pub rows: u64,
+    /// Seq of its first row.
+    pub first_seq: u64,
+    /// Seq of its last row.
+    pub last_seq: u64,
+}
+
+/// An RFC 6962 inclusion proof against the bundle's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The leaf's seq (its index).
+    pub seq: u64,
+    /// Its Merkle leaf hash, base64.
+    pub leaf_hash: String,
+    /// The audit path, base64, from the leaf upward.
+    pub hashes: Vec<String>,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// `parquet`, `ndjson` or `ocsf`.
+    pub data_format: String,
+    /// The OCSF mapping version, for `ocsf` bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsf_mapping: Option<String>,
+    /// The log origin.
+    pub origin: String,
+    /// The ledger's verifier key (C2SP form).
+    pub verifier_key: String,
+    /// When the bundle was written (RFC 3339 UTC).
+    pub created_at: String,
+    /// The window on `event_time`: from (inclusive), RFC 3339 UTC.
+    pub from: Option<String>,
+    /// The window's end (exclusive).
+    pub to: Option<String>,
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// The checkpoint's root hash, base64.
+    pub root_hash: String,
+    /// The checkpoint (signed note text); also in `checkpoint.txt`.
+    pub checkpoint: String,
+    /// Events exported.
+    pub events: u64,
+    /// Seq of the first exported event.
+    pub first_seq: u64,
+    /// Seq of the last exported event.
+    pub last_seq: u64,
+    /// Every data file and the leaves file.
+    pub files: Vec<FileEntry>,
+    /// Inclusion proofs: the first exported leaf and the last leaf of every
+    /// run of consecutive leaves in `leaves.parquet`.
+    pub proofs: Vec<Proof>,
+}
+
+/// How to export.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportOptions {
+    /// Events with `event_time` at or after this (unix nanoseconds).
+    pub from: Option<i64>,
+    /// Events with `event_time` before this.
+    pub to: Option<i64>,
+    /// What the data files hold.
+    pub format: Format,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// The manifest as written.
+    pub manifest: Manifest,
+    /// Leaves in `leaves.parquet`.
+    pub leaves: u64,
+    /// Bytes of all files.
+    pub bytes: u64,
+}
+
+/// A writer that hashes what it writes.
+struct Hashing<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Out = Hashing<BufWriter<File>>;
+
+enum Sink {
+    Parquet(Box<ArrowWriter<Out>>),
+    Ndjson(datafusion::arrow::json::LineDelimitedWriter<Out>),
+    Lines(Out),
+}
+
+struct Part {
+    entry: FileEntry,
+    sink: Sink,
+    used: u64,
+}
+
+fn parquet_properties(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build()
+}
+
+fn leaves_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("leaf", DataType::Binary, false),
+        Field::new("envelope", DataType::Binary, true),
+    ]))
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("writing {}: {e}", path.display())
+}
+
+/// Writes data files, a part per table and date, at most [`OPEN_FILES_MAX`] open.
+struct Parts {
+    root: PathBuf,
+    format: Format,
+    open: HashMap<(&'static str, String), Part>,
+    next_part: HashMap<(&'static str, String), u32>,
+    done: Vec<FileEntry>,
+    clock: u64,
+}
+
+impl Parts {
+    fn create(&self, rel: &str) -> Result<Out, String> {
+        let path = self.root.join(rel);
+        if let Some(d) = path.parent() {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let f = File::create(&path).map_err(io_err(&path))?;
+        Ok(Hashing { inner: BufWriter::with_capacity(1 << 20, f), hasher: Sha256::new(), bytes: 0 })
+    }
+
+    fn part(&mut self, table: &'static str, date: &str) -> Result<&mut Part, String> {
+        self.clock += 1;
+        let key = (table, date.to_string());
+        if !self.open.contains_key(&key) {
+            if self.open.len() >= OPEN_FILES_MAX {
+                let lru = self.open.iter().min_by_key(|(_, p)| p.used).map(|(k, _)| k.clone()).expect("not empty");
+                let p = self.open.remove(&lru).expect("present");
+                self.done.push(finish(p)?);
+            }
+            let n = self.next_part.entry(key.clone()).or_insert(0);
+            let rel = format!("{table}/date={date}/part-{n:05}.{}", self.format.extension());
+            *n += 1;
+            let out = self.create(&rel)?;
+            let sink = match (self.format, table) {
+                (Format::Parquet, _) => {
+                    let schema = if table == "events" { EVENTS_SCHEMA.clone() } else { HOPS_SCHEMA.clone() };
+                    let w =
+                        ArrowWriter::try_new(out, schema, Some(parquet_properties(crate::segments::ROW_GROUP_ROWS)))
+                            .map_err(|e| format!("writing {rel}: {e}"))?;
+                    Sink::Parquet(Box::new(w))
+                }
+                (Format::Ndjson, _) => Sink::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(out)),
+                (Format::Ocsf, _) => Sink::Lines(out),
+            };
+            let entry = FileEntry {
+                path: rel,
+                table: table.to_string(),
+                sha256: String::new(),
+                bytes: 0,
+                rows: 0,
+                first_seq: 0,
+                last_seq: 0,
+            };
+            self.open.insert(key.clone(), Part { entry, sink, used: 0 });
+        }
+        let p = self.open.get_mut(&key).expect("just opened");
+        p.used = self.clock;
+        Ok(p)
+    }
+
+    fn write_batch(&mut self, table: &'static str, date: &str, batch: &RecordBatch) -> Result<(), String> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let seqs = batch.column(0).as_primitive::<UInt64Type>();
+        let (first, last) = (seqs.value(0), seqs.value(seqs.len() - 1));
+        let p = self.part(table, date)?;
+        let rel = p.entry.path.clone();
+        let r = match &mut p.sink {
+            Sink::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::Ndjson(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::Lines(_) => unreachable!("OCSF parts take lines"),
+        };
+        r.map_err(|e| format!("writing {rel}: {e}"))?;
+        note_rows(&mut p.entry, first, last, batch.num_rows() as u64);
+        Ok(())
+    }
+
+    fn write_lines(&mut self, table: &'static str, date: &str, lines: &[(u64, String)]) -> Result<(), String> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let p = self.part(table, date)?;
+        let Sink::Lines(out) = &mut p.sink else { unreachable!("line parts") };
+        for (_, l) in lines {
+            out.write_all(l.as_bytes())
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(|e| format!("writing {}: {e}", p.entry.path))?;
+        }
+        let (first, last) = (lines[0].0, lines[lines.len() - 1].0);
+        note_rows(&mut p.entry, first, last, lines.len() as u64);
+        Ok(())
+    }
+
+    fn finish_all(mut self) -> Result<Vec<FileEntry>, String> {
+        let mut open: Vec<Part> = self.open.drain().map(|(_, p)| p).collect();
+        open.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
+        for p in open {
+            self.done.push(finish(p)?);
+        }
+        self.done.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(self.done)
+    }
+}
+
+fn note_rows(e: &mut FileEntry, first: u64, last: u64, n: u64) {
+    if e.rows == 0 {
+        e.first_seq = first;
+    }
+    e.last_seq = last;
+    e.rows += n;
+}
+
+fn finish(p: Part) -> Result<FileEntry, String> {
+    let rel = p.entry.path.clone();
+    let err = |e: String| format!("writing {rel}: {e}");
+    let out = match p.sink {
+        Sink::Parquet(w) => (*w).into_inner().map_err(|e| err(e.to_string()))?,
+        Sink::Ndjson(mut w) => {
+            w.finish().map_err(|e| err(e.to_string()))?;
+            w.into_inner()
+        }
+        Sink::Lines(out) => out,
+    };
+    close(&rel, out, p.entry)
+}
+
+/// Flushes, syncs and hashes a written file.
+fn close(rel: &str, mut out: Out, mut entry: FileEntry) -> Result<FileEntry, String> {
+    let err = |e: std::io::Error| format!("writing {rel}: {e}");
+    out.flush().map_err(err)?;
+    let f = out.inner.into_inner().map_err(|e| err(e.into_error()))?;
+    f.sync_all().map_err(err)?;
+    entry.sha256 = hex::encode(out.hasher.finalize());
+    entry.bytes = out.bytes;
+    Ok(entry)
+}
+
+/// The UTC date of a timestamp, `YYYY-MM-DD`.
+fn date_of(unix_nanos: i64) -> String {
+    time::format_rfc3339_utc(unix_nanos)[..10].to_string()
+}
+
+fn window_text(opts_from: Option<i64>, opts_to: Option<i64>) -> String {
+    match (opts_from, opts_to) {
+        (None, None) => "in the ledger".into(),
+        (f, t) => format!(
+            "with event_time in [{}, {})",
+            f.map(time::format_rfc3339_utc).unwrap_or_else(|| "-inf".into()),
+            t.map(time::format_rfc3339_utc).unwrap_or_else(|| "+inf".into())
+        ),
+    }
+}
+
+/// Writes an export bundle of the ledger into `out`, which must be absent
+/// or empty. The bundle covers the latest signed checkpoint. `seed` is the
+/// ledger key (it signs the statement). `progress` gets (leaves written, total).
+pub async fn export(
+    engine: &Engine,
+    seed: &[u8; 32],
+    out: &Path,
+    opts: &ExportOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ExportReport, String> {
+    let store = engine.store().clone();
+    let key = store.verifier_key().clone();
+    if sig::public_key_of(seed) != *key.key.as_bytes() {
+        return Err("the ledger key file does not belong to this ledger's verifier key".into());
+    }
+    if let (Some(f), Some(t)) = (opts.from, opts.to)
+        && f >= t
+    {
+        return Err("--from must be before --to".into());
+    }
+    match fs::read_dir(out) {
+        Ok(mut d) => {
+            if d.next().is_some() {
+                return Err(format!("{} is not empty: export into a new directory", out.display()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(out).map_err(io_err(out))?,
+        Err(e) => return Err(format!("{}: {e}", out.display())),
+    }
+    let (tree_size, note) = store
+        .latest_checkpoint()
+        .ok_or("the ledger has no signed checkpoint yet: `actlog serve` signs one within a second of an append")?;
+    let cp = Checkpoint::open(&note, &key).map_err(|e| format!("corruption: the latest checkpoint: {e}"))?;
+    if cp.tree_size != tree_size {
+        return Err(format!("corruption: the checkpoint stored under size {tree_size} says {}", cp.tree_size));
+    }
+
+    let mut sql = format!("SELECT seq FROM events WHERE seq < {tree_size}");
+    if let Some(f) = opts.from {
+        sql += &format!(" AND event_time >= to_timestamp_nanos({f})");
+    }
+    if let Some(t) = opts.to {
+        sql += &format!(" AND event_time < to_timestamp_nanos({t})");
+    }
+    sql += " ORDER BY seq";
+    let q = engine.query(&sql, &QueryOptions::default()).await.map_err(|e| format!("selecting the events: {e}"))?;
+    if q.truncated {
+        return Err(format!("selecting the events: more than sql_rows_max ({}) events", q.row_count));
+    }
+    let selected: Vec<u64> =
+        q.batches.iter().flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect();
+    assert!(selected.windows(2).all(|w| w[0] < w[1]), "the selection is in seq order");
+    let (Some(&first), Some(&last)) = (selected.first(), selected.last()) else {
+        return Err(format!(
+            "no events {} at tree size {tree_size}: nothing to export",
+            window_text(opts.from, opts.to)
+        ));
+    };
+
+    // Key and token history before the range: ledger records.
+    let (records, mut keys): (BTreeSet<u64>, Vec<KeyRecord>) = store.with_registry(|r| {
+        let mut s = BTreeSet::new();
+        for k in r.keys.values() {
+            s.insert(k.added_seq);
+            s.extend(k.revoked_seq);
+        }
+        for t in r.tokens.values() {
+            s.insert(t.created_seq);
+            s.extend(t.revoked_seq);
+        }
+        (s, r.keys.values().cloned().collect())
+    });
+    keys.sort_by_key(|k| k.added_seq);
+    let leaf_seqs: Vec<u64> = records.range(..first).copied().chain(first..=last).collect();
+    let total = leaf_seqs.len() as u64;
+
+    let mut parts = Parts {
+        root: out.to_path_buf(),
+        format: opts.format,
+        open: HashMap::new(),
+        next_part: HashMap::new(),
+        done: Vec::new(),
+        clock: 0,
+    };
+    let leaves_out = parts.create(LEAVES_FILE)?;
+    let mut leaves_w = ArrowWriter::try_new(leaves_out, leaves_schema(), Some(parquet_properties(CHUNK_LEAVES)))
+        .map_err(|e| format!("writing {LEAVES_FILE}: {e}"))?;
+    let mut leaves_entry = FileEntry {
+        path: LEAVES_FILE.into(),
+        table: "leaves".into(),
+        sha256: String::new(),
+        bytes: 0,
+        rows: 0,
+        first_seq: 0,
+        last_seq: 0,
+    };
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut keys_named = 0usize;
+    let mut sel = 0usize;
+    let mut run_ends: Vec<u64> = Vec::new();
+    let mut prev: Option<u64> = None;
+    let mut events = 0u64;
+    let mut done = 0u64;
+    for chunk in leaf_seqs.chunks(CHUNK_LEAVES) {
+        let evs = store.events_at(chunk).map_err(|e| e.to_string())?;
+        if evs.len() != chunk.len() {
+            return Err(format!("corruption: the ledger returned {} of {} leaves", evs.len(), chunk.len()));
+        }
+        let mut seq_b = UInt64Builder::with_capacity(chunk.len());
+        let mut leaf_b = BinaryBuilder::new();
+        let mut env_b = BinaryBuilder::new();
+        let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for ev in evs {
+            if let Some(p) = prev
+                && ev.seq != p + 1
+            {
+                run_ends.push(p);
+            }
+            prev = Some(ev.seq);
+            while sel < selected.len() && selected[sel] < ev.seq {
+                sel += 1;
+            }
+            let exported = selected.get(sel) == Some(&ev.seq);
+            seq_b.append_value(ev.seq);
+            leaf_b.append_value(&ev.leaf_bytes);
+            if exported || ev.leaf.kind == LeafKind::LedgerSigned {
+                env_b.append_value(&ev.envelope);
+            } else {
+                env_b.append_null();
+            }
+            if exported {
+                // Names as of this seq: keys registered before it.
+                if keys[keys_named..].iter().any(|k| k.added_seq < ev.seq) {
+                    while keys_named < keys.len() && keys[keys_named].added_seq < ev.seq {
+                        keys_named += 1;
+                    }
+                    names = rows::key_names_of(&keys[..keys_named]);
+                }
+                let row = rows::decode(&ev, &names).map_err(|e| e.to_string())?;
+                by_date.entry(date_of(row.fields.event_time_unix_nanos)).or_default().push(row);
+                events += 1;
+            }
+        }
+        let batch = RecordBatch::try_new(
+            leaves_schema(),
+            vec![Arc::new(seq_b.finish()), Arc::new(leaf_b.finish()), Arc::new(env_b.finish())],
+        )
+        .expect("columns match the leaves schema");
+        leaves_w.write(&batch).map_err(|e| format!("writing {LEAVES_FILE}: {e}"))?;
+        note_rows(&mut leaves_entry, chunk[0], chunk[chunk.len() - 1], chunk.len() as u64);
+        write_rows(&mut parts, opts.format, &key.name, by_date)?;
+        done += chunk.len() as u64;
+        progress(done, total);
+    }
+    run_ends.push(prev.expect("at least one leaf"));
+
+    let mut files = parts.finish_all()?;
+    let leaves_out = leaves_w.into_inner().map_err(|e| format!("writing {LEAVES_FILE}: {e}"))?;
+    files.push(close(LEAVES_FILE, leaves_out, leaves_entry)?);
+
+    // Proofs: the first exported leaf, and the end of every run.
+    let mut proof_seqs: BTreeSet<u64> = run_ends.into_iter().collect();
+    proof_seqs.insert(first);
+    let mut proofs = Vec::with_capacity(proof_seqs.len());
+    for seq in proof_seqs {
+        let (leaf_hash, path) = store.inclusion_proof(seq, tree_size).map_err(|e| e.to_string())?;
+        // The bundle must verify: check our own proof before writing it.
+        assert!(
+            merkle::verify_inclusion(&leaf_hash, seq, tree_size, &path, &cp.root),
+            "the store's inclusion proof for seq {seq} verifies against its own checkpoint"
+        );
+        proofs.push(Proof { seq, leaf_hash: b64::encode(leaf_hash), hashes: path.iter().map(b64::encode).collect() });
+    }
+
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let manifest = Manifest {
+        format: BUNDLE_FORMAT.into(),
+        data_format: opts.format.as_str().into(),
+        ocsf_mapping: (opts.format == Format::Ocsf).then(|| ocsf::MAPPING.to_string()),
+        origin: key.name.clone(),
+        verifier_key: key.to_text(),
+        created_at: time::format_rfc3339_utc(now),
+        from: opts.from.map(time::format_rfc3339_utc),
+        to: opts.to.map(time::format_rfc3339_utc),
+        tree_size,
+        root_hash: b64::encode(cp.root),
+        checkpoint: note.clone(),
+        events,
+        first_seq: first,
+        last_seq: last,
+        files,
+        proofs,
+    };
+    let manifest_bytes = sign_bundle(out, &manifest, seed)?;
+    let bytes = manifest.files.iter().map(|f| f.bytes).sum::<u64>() + manifest_bytes.len() as u64;
+    Ok(ExportReport { leaves: total, bytes, manifest })
+}
+
+/// Writes `checkpoint.txt`, `manifest.json` and `manifest.dsse.json` (the
+/// in-toto statement over every file, signed with the ledger key `seed`)
+/// into a bundle whose data files are written. Returns the manifest's bytes.
+pub fn sign_bundle(out: &Path, manifest: &Manifest, seed: &[u8; 32]) -> Result<Vec<u8>, String> {
+    let key = VerifierKey::parse(&manifest.verifier_key).map_err(|e| format!("verifier_key: {e}"))?;
+    let manifest_bytes = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
+    let note = manifest.checkpoint.as_bytes();
+    write_synced(out, CHECKPOINT_FILE, note)?;
+    write_synced(out, MANIFEST_FILE, &manifest_bytes)?;
+    let mut subjects: Vec<serde_json::Value> =
+        manifest.files.iter().map(|f| json!({"name": f.path, "digest": {"sha256": f.sha256}})).collect();
+    subjects.push(json!({"name": CHECKPOINT_FILE, "digest": {"sha256": hex::encode(Sha256::digest(note))}}));
+    subjects.push(json!({"name": MANIFEST_FILE, "digest": {"sha256": hex::encode(Sha256::digest(&manifest_bytes))}}));
+    let statement = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "origin": manifest.origin,
+            "tree_size": manifest.tree_size,
+            "root_hash": manifest.root_hash,
+            "from": manifest.from,
+            "to": manifest.to,
+            "events": manifest.events,
+            "data_format": manifest.data_format,
+        },
+    });
+    let env = Envelope::sign_as(
+        STATEMENT_PAYLOAD_TYPE,
+        serde_json::to_vec(&statement).expect("statement serializes"),
+        Some(hex::encode(key.key_id())),
+        seed,
+    );
+    write_synced(out, SIGNED_MANIFEST_FILE, env.to_json().as_bytes())?;
+    for d in manifest.files.iter().filter_map(|f| Path::new(&f.path).parent()).collect::<BTreeSet<_>>() {
+        let _ = File::open(out.join(d)).and_then(|f| f.sync_all());
+    }
+    File::open(out).and_then(|f| f.sync_all()).map_err(io_err(out))?;
+    Ok(manifest_bytes)
+}
+
+fn write_rows(
+    parts: &mut Parts,
+    format: Format,
+    origin: &str,
+    by_date: BTreeMap<String, Vec<Row>>,
+) -> Result<(), String> {
+    for (date, rows) in by_date {
+        match format {
+            Format::Parquet | Format::Ndjson => {
+                let mut b = Builder::default();
+                for r in &rows {
+                    b.push(r);
+                }
+                let (ev, hops) = b.finish();
+                parts.write_batch("events", &date, &ev)?;
+                parts.write_batch("delegation_hops", &date, &hops)?;
+            }
+            Format::Ocsf => {
+                let lines: Vec<(u64, String)> =
+                    rows.iter().map(|r| (r.seq, ocsf::api_activity(r, origin).to_string())).collect();
+                parts.write_lines("ocsf", &date, &lines)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_synced(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let path = dir.join(name);
+    let mut f = File::create(&path).map_err(io_err(&path))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(&path))
+}
+
+// ---------------------------------------------------------------------------
+// Verification
+
+/// What to trust when verifying a bundle.
+#[derive(Default)]
+pub struct BundleOptions<'a> {
+    /// The ledger verifier key the auditor expects; without it, the key
+    /// named in the manifest is used (and reported as unpinned).
+    pub expected_key: Option<VerifierKey>,
+    /// A checkpoint obtained earlier (signed note text).
+    pub trusted_checkpoint: Option<String>,
+    /// Threads for signature checks (0 = all cores).
+    pub jobs: usize,
+    /// Called with (leaves checked, total).
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+/// A bundle that verified.
+#[derive(Debug, Clone)]
+pub struct BundleReport {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Whether the key was given by the caller (pinned) or taken from the bundle.
+    pub key_pinned: bool,
+    /// Leaves checked.
+    pub leaves: u64,
+    /// Signatures checked (producer and ledger).
+    pub signatures: u64,
+    /// Rows (or lines) compared with the ledger's events.
+    pub rows: u64,
+    /// What was concluded about the trusted checkpoint, if one was given.
+    pub trusted: Option<String>,
+}
+
+/// The first thing found wrong in a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{reason}", file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(), seq.map(|s| format!("seq {s}: ")).unwrap_or_default())]
+pub struct BundleFailure {
+    /// The file at fault, relative to the bundle.
+    pub file: Option<String>,
+    /// The seq at fault.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn bad<T>(file: Option<&str>, seq: Option<u64>, reason: impl Into<String>) -> Result<T, BundleFailure> {
+    Err(BundleFailure { file: file.map(str::to_string), seq, reason: reason.into() })
+}
+
+#[derive(Deserialize)]
+struct Statement {
+    #[serde(rename = "_type")]
+    kind: String,
+    subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    predicate_type: String,
+}
+
+#[derive(Deserialize)]
+struct Subject {
+    name: String,
+    digest: HashMap<String, String>,
+}
+
+fn read_limited(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, BundleFailure> {
+    let path = dir.join(name);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return bad(Some(name), None, "missing: this is not an actlog export bundle");
+        }
+        Err(e) => return bad(Some(name), None, format!("cannot read: {e}")),
+    };
+    if !meta.is_file() {
+        return bad(Some(name), None, "not a regular file");
+    }
+    if meta.len() > max {
+        return bad(Some(name), None, format!("larger than bundle_manifest_bytes_max ({max} bytes)"));
+    }
+    fs::read(&path).or_else(|e| bad(Some(name), None, format!("cannot read: {e}")))
+}
+
+/// A relative bundle path: `/`-separated normal components, nothing that
+/// could leave the bundle directory.
+fn safe_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 1024
+        && !p.contains('\\')
+        && !p.contains('\0')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Every regular file under `dir`, relative and `/`-separated. Symbolic
+/// links and special files are refused: they could point outside.
+fn list_files(dir: &Path) -> Result<Vec<String>, BundleFailure> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, rel)) = stack.pop() {
+        let rd = fs::read_dir(&d).or_else(|e| bad(Some(&rel), None, format!("cannot list: {e}")))?;
+        for item in rd {
+            let item = item.or_else(|e| bad(Some(&rel), None, format!("cannot list: {e}")))?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let ft = item.file_type().or_else(|e| bad(Some(&r), None, format!("cannot stat: {e}")))?;
+            if ft.is_symlink() {
+                return bad(Some(&r), None, "a symbolic link: bundles hold regular files only");
+            } else if ft.is_dir() {
+                stack.push((item.path(), r));
+            } else if ft.is_file() {
+                out.push(r);
+                if out.len() > BUNDLE_FILES_MAX {
+                    return bad(None, None, format!("more than bundle_files_max ({BUNDLE_FILES_MAX}) files"));
+                }
+            } else {
+                return bad(Some(&r), None, "not a regular file");
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn hash_file(dir: &Path, rel: &str) -> Result<(String, u64), BundleFailure> {
+    let mut f = File::open(dir.join(rel)).or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+fn decode_hash(file: &str, seq: Option<u64>, text: &str) -> Result<Hash, BundleFailure> {
+    b64::decode_strict(text).and_then(|v| <[u8; 32]>::try_from(v).ok()).ok_or_else(|| BundleFailure {
+        file: Some(file.into()),
+        seq,
+        reason: format!("`{text}` is not a base64 32-byte hash"),
+    })
+}
+
+/// Digest of each row of a batch, in the row format of its schema.
+fn row_digests(conv: &RowConverter, batch: &RecordBatch) -> Result<Vec<[u8; 16]>, String> {
+    let rows = conv.convert_columns(batch.columns()).map_err(|e| e.to_string())?;
+    Ok((0..rows.num_rows())
+        .map(|i| blake3::hash(rows.row(i).as_ref()).as_bytes()[..16].try_into().expect("16 bytes"))
+        .collect())
+}
+
+fn converter(schema: &SchemaRef) -> RowConverter {
+    RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())
+        .expect("the tables' types have a row format")
+}
+
+/// Expected rows of one table and date, in seq order: (seq, digest).
+type Expected = BTreeMap<(String, String), Vec<(u64, [u8; 16])>>;
+
+/// Verifies the bundle in `dir`. See the module docs for what is checked.
+pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, BundleFailure> {
+    let signed = read_limited(dir, SIGNED_MANIFEST_FILE, MANIFEST_BYTES_MAX)?;
+    let manifest_bytes = read_limited(dir, MANIFEST_FILE, MANIFEST_BYTES_MAX)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("not an export manifest: {e}")))?;
+    if manifest.format != BUNDLE_FORMAT {
+        return bad(Some(MANIFEST_FILE), None, format!("format `{}` is not {BUNDLE_FORMAT}", manifest.format));
+    }
+    let named = VerifierKey::parse(&manifest.verifier_key)
+        .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("verifier_key: {e}")))?;
+    let key = match &opts.expected_key {
+        Some(k) if *k != named => {
+            return bad(
+                None,
+                None,
+                format!("the bundle is from the ledger {}, not the expected {}", named.to_text(), k.to_text()),
+            );
+        }
+        Some(k) => k.clone(),
+        None => named,
+    };
+
+    // 1. The signed statement, and every file's hash, before any data file is parsed.
+    let env = Envelope::parse_as(&signed, STATEMENT_PAYLOAD_TYPE)
+        .or_else(|e| bad(Some(SIGNED_MANIFEST_FILE), None, format!("not a signed statement: {e}")))?;
+    let pae = env.pae();
+    if !env.signatures.iter().any(|s| sig::verify(&key.key, &pae, &s.sig).is_ok()) {
+        return bad(Some(SIGNED_MANIFEST_FILE), None, format!("not signed by the ledger key {}", key.to_text()));
+    }
+    let statement: Statement = serde_json::from_slice(&env.payload)
+        .or_else(|e| bad(Some(SIGNED_MANIFEST_FILE), None, format!("not an in-toto statement: {e}")))?;
+    if statement.kind != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {
+        return bad(Some(SIGNED_MANIFEST_FILE), None, "not an actlog export statement (wrong _type or predicateType)");
+    }
+    let mut subjects: BTreeMap<String, String> = BTreeMap::new();
+    for s in statement.subject {
+        if !safe_path(&s.name) {
+            return bad(Some(SIGNED_MANIFEST_FILE), None, format!("subject `{}` is not a plain relative path", s.name));
+        }
+        let Some(d) = s.digest.get("sha256") else {
+            return bad(Some(SIGNED_MANIFEST_FILE), None, format!("subject `{}` has no sha256 digest", s.name));
+        };
+        if subjects.insert(s.name.clone(), d.to_ascii_lowercase()).is_some() {
+            return bad(Some(SIGNED_MANIFEST_FILE), None, format!("subject `{}` is listed twice", s.name));
+        }
+    }
+    if subjects.get(MANIFEST_FILE) != Some(&hex::encode(Sha256::digest(&manifest_bytes))) {
+        return bad(Some(MANIFEST_FILE), None, "does not match the signed statement");
+    }
+    let mut listed: BTreeMap<String, Option<&FileEntry>> =
+        [(MANIFEST_FILE.to_string(), None), (CHECKPOINT_FILE.to_string(), None)].into_iter().collect();
+    for f in &manifest.files {
+        if listed.insert(f.path.clone(), Some(f)).is_some() {
+            return bad(Some(MANIFEST_FILE), None, format!("file `{}` is listed twice", f.path));
+        }
+        if subjects.get(&f.path) != Some(&f.sha256) {
+            return bad(Some(&f.path), None, "its manifest entry does not match the signed statement");
+        }
+    }
+    if let Some(extra) = subjects.keys().find(|s| !listed.contains_key(*s)) {
+        return bad(Some(extra), None, "signed but not in the manifest");
+    }
+    for f in list_files(dir)? {
+        if f != SIGNED_MANIFEST_FILE && !listed.contains_key(&f) {
+            return bad(Some(&f), None, "not in the signed manifest (added after signing?)");
+        }
+    }
+    for (name, entry) in &listed {
+        if name == MANIFEST_FILE {
+            continue;
+        }
+        if fs::symlink_metadata(dir.join(name)).is_err() {
+            return bad(Some(name), None, "listed in the signed manifest but missing");
+        }
+        let (sha, size) = hash_file(dir, name)?;
+        if Some(&sha) != subjects.get(name) {
+            return bad(Some(name), None, "SHA-256 does not match the signed manifest (the file was changed)");
+        }
+        if let Some(e) = entry
+            && e.bytes != size
+        {
+            return bad(Some(name), None, format!("{size} bytes, the manifest says {}", e.bytes));
+        }
+    }
+
+    // 2. The checkpoint.
+    let cp = Checkpoint::open(&manifest.checkpoint, &key)
+        .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("checkpoint: {e}")))?;
+    if cp.tree_size != manifest.tree_size || b64::encode(cp.root) != manifest.root_hash {
+        return bad(Some(MANIFEST_FILE), None, "tree_size or root_hash differ from the checkpoint");
+    }
+    if fs::read(dir.join(CHECKPOINT_FILE)).ok().as_deref() != Some(manifest.checkpoint.as_bytes()) {
+        return bad(Some(CHECKPOINT_FILE), None, "differs from the manifest's checkpoint");
+    }
+    let trusted = match &opts.trusted_checkpoint {
+        None => None,
+        Some(note) => {
+            let t = Checkpoint::open(note, &key).or_else(|e| {
+                bad(None, None, format!("the trusted checkpoint does not verify with the bundle's ledger key: {e}"))
+            })?;
+            if t.tree_size == cp.tree_size {
+                if t.root != cp.root {
+                    return bad(
+                        Some(CHECKPOINT_FILE),
+                        None,
+                        "same tree size as the trusted checkpoint but another root: the log was rewritten",
+                    );
+                }
+                Some(format!("the trusted checkpoint (tree size {}) is the bundle's", t.tree_size))
+            } else {
+                Some(format!(
+                    "the trusted checkpoint (tree size {}) is signed by the same key; the bundle is at tree size {}: \
+                     compare them with `actlog prove consistency` on the ledger",
+                    t.tree_size, cp.tree_size
+                ))
+            }
+        }
+    };
+    let format = Format::parse(&manifest.data_format).ok_or_else(|| BundleFailure {
+        file: Some(MANIFEST_FILE.into()),
+        seq: None,
+        reason: format!("data_format `{}` is not known", manifest.data_format),
+    })?;
+    if format == Format::Ocsf && manifest.ocsf_mapping.as_deref() != Some(ocsf::MAPPING) {
+        return bad(
+            Some(MANIFEST_FILE),
+            None,
+            format!("OCSF bundles of mapping {} are verified here only", ocsf::MAPPING),
+        );
+    }
+    let window_from = match &manifest.from {
+        Some(t) => Some(time::parse_rfc3339_utc(t).ok_or_else(|| BundleFailure {
+            file: Some(MANIFEST_FILE.into()),
+            seq: None,
+            reason: "`from` is not an RFC 3339 UTC time".into(),
+        })?),
+        None => None,
+    };
+    let window_to = match &manifest.to {
+        Some(t) => Some(time::parse_rfc3339_utc(t).ok_or_else(|| BundleFailure {
+            file: Some(MANIFEST_FILE.into()),
+            seq: None,
+            reason: "`to` is not an RFC 3339 UTC time".into(),
+        })?),
+        None => None,
+    };
+    let mut proofs: HashMap<u64, (Hash, Vec<Hash>)> = HashMap::new();
+    for p in &manifest.proofs {
+        let leaf_hash = decode_hash(MANIFEST_FILE, Some(p.seq), &p.leaf_hash)?;
+        let path =
+            p.hashes.iter().map(|h| decode_hash(MANIFEST_FILE, Some(p.seq), h)).collect::<Result<Vec<_>, _>>()?;
+        proofs.insert(p.seq, (leaf_hash, path));
+    }
+
+    // 3. Leaves, envelopes and the rows they imply.
+    let leaves_entry = match manifest.files.iter().filter(|f| f.table == "leaves").collect::<Vec<_>>()[..] {
+        [e] if e.path == LEAVES_FILE => e,
+        _ => return bad(Some(MANIFEST_FILE), None, format!("must list exactly one leaves file, {LEAVES_FILE}")),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .build()
+        .or_else(|e| bad(None, None, format!("cannot start threads: {e}")))?;
+    let ledger_fp = key_fingerprint(key.key.as_bytes());
+    let signatures = AtomicU64::new(0);
+    let mut check = LeafCheck {
+        tree_size: manifest.tree_size,
+        root: cp.root,
+        first: manifest.first_seq,
+        last: manifest.last_seq,
+        from: window_from,
+        to: window_to,
+        proofs: &proofs,
+        prev: None,
+        chain: [0; 32],
+        rebuilt: Rebuilt::default(),
+        names: Arc::new(HashMap::new()),
+        expected: Expected::new(),
+        events: 0,
+        leaves: 0,
+    };
+    let ev_conv = converter(&EVENTS_SCHEMA);
+    let hop_conv = converter(&HOPS_SCHEMA);
+    let leaves_file =
+        File::open(dir.join(LEAVES_FILE)).or_else(|e| bad(Some(LEAVES_FILE), None, format!("cannot read: {e}")))?;
+    let reader = guarded(LEAVES_FILE, || {
+        ParquetRecordBatchReaderBuilder::try_new(leaves_file)
+            .and_then(|b| b.with_batch_size(CHUNK_LEAVES).build())
+            .map_err(|e| e.to_string())
+    })?;
+    for batch in reader {
+        let batch = batch.or_else(|e| bad(Some(LEAVES_FILE), None, format!("not readable: {e}")))?;
+        let leaves = LeavesBatch::of(&batch)?;
+        let mut jobs = Vec::new();
+        let mut rows_in: Vec<(StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let (seq, leaf_bytes, envelope) = (leaves.seq.value(i), leaves.leaf.value(i), leaves.envelope(i));
+            let (leaf, leaf_hash, chain) = check.leaf(seq, leaf_bytes)?;
+            let Some(envelope) = envelope else { continue };
+            if leaf.kind == LeafKind::LedgerSigned {
+                check.rebuilt.apply_record(&leaf, envelope, &key.key, &ledger_fp).map_err(|f| BundleFailure {
+                    file: Some(LEAVES_FILE.into()),
+                    seq: f.seq,
+                    reason: f.reason,
+                })?;
+                signatures.fetch_add(1, Ordering::Relaxed);
+                check.names = Arc::new(rows::key_names_of(check.rebuilt.keys()));
+            } else {
+                jobs.push(Job::new(leaf.clone(), envelope.to_vec()));
+            }
+            if (check.first..=check.last).contains(&seq) {
+                // Key names as of this seq (keys registered before it).
+                let ev = StoredEvent {
+                    seq,
+                    leaf,
+                    leaf_bytes: leaf_bytes.to_vec(),
+                    leaf_hash,
+                    chain_hash: chain,
+                    envelope: envelope.to_vec(),
+                };
+                rows_in.push((ev, Arc::clone(&check.names)));
+            }
+        }
+        // Signatures first: rows are rebuilt only from envelopes that verify.
+        pool.install(|| check_jobs(&jobs, &check.rebuilt, &signatures)).map_err(|f| BundleFailure {
+            file: Some(LEAVES_FILE.into()),
+            seq: f.seq,
+            reason: f.reason,
+        })?;
+        check.rows(rows_in, format, &manifest.origin, &ev_conv, &hop_conv)?;
+        if let Some(p) = opts.progress {
+            p(check.leaves, leaves_entry.rows);
+        }
+    }
+    check.finish()?;
+    if check.leaves != leaves_entry.rows {
+        return bad(
+            Some(LEAVES_FILE),
+            None,
+            format!("{} leaves, the manifest says {}", check.leaves, leaves_entry.rows),
+        );
+    }
+    if check.events != manifest.events {
+        return bad(
+            Some(LEAVES_FILE),
+            None,
+            format!("{} events in the window, the manifest says {}", check.events, manifest.events),
+        );
+    }
+
+    // 4. Every data file against the rows rebuilt from the ledger.
+    let mut groups: BTreeMap<(String, String), Vec<&FileEntry>> = BTreeMap::new();
+    for f in manifest.files.iter().filter(|f| f.table != "leaves") {
+        let (table, date) = parse_data_path(&f.path, format).ok_or_else(|| BundleFailure {
+            file: Some(f.path.clone()),
+            seq: None,
+            reason: format!(
+                "not a {} data file path (`TABLE/date=YYYY-MM-DD/part-NNNNN.{}`)",
+                format.as_str(),
+                format.extension()
+            ),
+        })?;
+        if table != f.table {
+            return bad(Some(&f.path), None, format!("listed as table `{}`", f.table));
+        }
+        groups.entry((table, date)).or_default().push(f);
+    }
+    let mut rows_checked = 0u64;
+    for (key_td, want) in &check.expected {
+        if !want.is_empty() && !groups.contains_key(key_td) {
+            return bad(
+                None,
+                Some(want[0].0),
+                format!("{} rows of {} for {} are missing from the bundle", want.len(), key_td.0, key_td.1),
+            );
+        }
+    }
+    for (key_td, files) in &mut groups {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let empty = Vec::new();
+        let want = check.expected.get(key_td).unwrap_or(&empty);
+        let mut at = 0usize;
+        for f in files.iter() {
+            let got = file_digests(dir, f, format, &ev_conv, &hop_conv)?;
+            if got.len() as u64 != f.rows {
+                return bad(Some(&f.path), None, format!("{} rows, the manifest says {}", got.len(), f.rows));
+            }
+            for (i, d) in got.iter().enumerate() {
+                let Some((seq, w)) = want.get(at) else {
+                    return bad(
+                        Some(&f.path),
+                        None,
+                        format!("row {i} is not an event of the ledger in this window and date"),
+                    );
+                };
+                if d != w {
+                    return bad(
+                        Some(&f.path),
+                        Some(*seq),
+                        format!(
+                            "row {i} does not match the event in the ledger (it was changed, dropped or reordered)"
+                        ),
+                    );
+                }
+                if i == 0 && *seq != f.first_seq {
+                    return bad(Some(&f.path), None, "first_seq differs from the manifest");
+                }
+                at += 1;
+            }
+            if want.get(at.wrapping_sub(1)).map(|w| w.0) != Some(f.last_seq) && f.rows > 0 {
+                return bad(Some(&f.path), None, "last_seq differs from the manifest");
+            }
+            rows_checked += got.len() as u64;
+        }
+        if at != want.len() {
+            return bad(
+                None,
+                Some(want[at].0),
+                format!("{} rows of {} for {} are missing from the bundle", want.len() - at, key_td.0, key_td.1),
+            );
+        }
+    }
+    Ok(BundleReport {
+        manifest,
+        key_pinned: opts.expected_key.is_some(),
+        leaves: check.leaves,
+        signatures: signatures.load(Ordering::Relaxed),
+        rows: rows_checked,
+        trusted,
+    })
+}
+
+/// Runs parquet decoding that could panic on a malformed file (which a
+/// holder of the ledger key could sign), turning a panic into a failure.
+fn guarded<T>(file: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, BundleFailure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => bad(Some(file), None, format!("not readable: {e}")),
+        Err(_) => bad(Some(file), None, "not readable: the Parquet decoder failed on it"),
+    }
+}
+
+struct LeavesBatch<'a> {
+    seq: &'a datafusion::arrow::array::UInt64Array,
+    leaf: &'a datafusion::arrow::array::BinaryArray,
+    envelope: &'a datafusion::arrow::array::BinaryArray,
+}
+
+impl<'a> LeavesBatch<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<LeavesBatch<'a>, BundleFailure> {
+        let col = |name: &str, t: DataType| {
+            batch.column_by_name(name).filter(|c| *c.data_type() == t).ok_or_else(|| BundleFailure {
+                file: Some(LEAVES_FILE.into()),
+                seq: None,
+                reason: format!("column `{name}` is missing or not {t}"),
+            })
+        };
+        let seq = col("seq", DataType::UInt64)?.as_primitive::<UInt64Type>();
+        let leaf = col("leaf", DataType::Binary)?.as_binary::<i32>();
+        let envelope = col("envelope", DataType::Binary)?.as_binary::<i32>();
+        if seq.null_count() > 0 || leaf.null_count() > 0 {
+            return bad(Some(LEAVES_FILE), None, "`seq` and `leaf` may not be null");
+        }
+        Ok(LeavesBatch { seq, leaf, envelope })
+    }
+
+    fn envelope(&self, i: usize) -> Option<&'a [u8]> {
+        self.envelope.is_valid(i).then(|| self.envelope.value(i))
+    }
+}
+
+/// The leaf-by-leaf state of a bundle check.
+struct LeafCheck<'a> {
+    tree_size: u64,
+    root: Hash,
+    first: u64,
+    last: u64,
+    from: Option<i64>,
+    to: Option<i64>,
+    proofs: &'a HashMap<u64, (Hash, Vec<Hash>)>,
+    /// The previous leaf's seq and leaf hash.
+    prev: Option<(u64, Hash)>,
+    /// Chain hash after the previous leaf.
+    chain: Hash,
+    rebuilt: Rebuilt,
+    /// Key names by fingerprint, of the keys applied so far.
+    names: Arc<HashMap<String, String>>,
+    expected: Expected,
+    events: u64,
+    leaves: u64,
+}
+
+impl LeafCheck<'_> {
+    fn fail<T>(&self, seq: u64, reason: impl Into<String>) -> Result<T, BundleFailure> {
+        bad(Some(LEAVES_FILE), Some(seq), reason)
+    }
+
+    /// Checks one leaf's place: order, encoding, chain link, and at the end
+    /// of each run its inclusion proof. Returns the leaf, its hash and the
+    /// chain hash after it.
+    fn leaf(&mut self, seq: u64, bytes: &[u8]) -> Result<(Leaf, Hash, Hash), BundleFailure> {
+        if seq >= self.tree_size {
+            return self.fail(seq, format!("beyond the checkpoint's tree size {}", self.tree_size));
+        }
+        if seq > self.last {
+            return self.fail(seq, "after the last exported event");
+        }
+        let leaf = Leaf::decode(bytes).or_else(|e| self.fail(seq, format!("leaf does not decode: {e}")))?;
+        if leaf.seq != seq {
+            return self.fail(seq, format!("the leaf says seq {}", leaf.seq));
+        }
+        match self.prev {
+            Some((p, _)) if seq <= p => {
+                return self.fail(seq, format!("not after seq {p}: leaves must be in seq order"));
+            }
+            Some((p, _)) if seq == p + 1 => {
+                if leaf.prev_chain_hash != self.chain {
+                    return self.fail(
+                        seq,
+                        format!("does not commit to the chain hash after seq {p} (a leaf was changed, reordered or inserted)"),
+                    );
+                }
+            }
+            prev => {
+                if seq > self.first {
+                    let from = prev.map_or(self.first, |(p, _)| p + 1).max(self.first);
+                    let what = if from + 1 == seq {
+                        format!("leaf {from} is")
+                    } else {
+                        format!("leaves {from} to {} are", seq - 1)
+                    };
+                    return self.fail(seq, format!("{what} missing"));
+                }
+                if let Some((p, h)) = prev {
+                    self.prove(p, h)?;
+                }
+            }
+        }
+        let leaf_hash = merkle::leaf_hash(bytes);
+        self.chain = chain_hash(&leaf.prev_chain_hash, bytes);
+        self.prev = Some((seq, leaf_hash));
+        self.leaves += 1;
+        Ok((leaf, leaf_hash, self.chain))
+    }
+
+    /// The inclusion proof of the leaf that ends a run.
+    fn prove(&self, seq: u64, leaf_hash: Hash) -> Result<(), BundleFailure> {
+        let Some((h, path)) = self.proofs.get(&seq) else {
+            return bad(Some(MANIFEST_FILE), Some(seq), "no inclusion proof for the leaf that ends this run of leaves");
+        };
+        if *h != leaf_hash {
+            return bad(Some(MANIFEST_FILE), Some(seq), "the proof's leaf hash is not this leaf's");
+        }
+        if !merkle::verify_inclusion(&leaf_hash, seq, self.tree_size, path, &self.root) {
+            return bad(Some(MANIFEST_FILE), Some(seq), "the inclusion proof does not verify against the checkpoint");
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), BundleFailure> {
+        match self.prev {
+            Some((p, h)) if p == self.last => {
+                self.prove(p, h)?;
+                // The first exported leaf has its own proof too (contract section 8).
+                if let Some((h, path)) = self.proofs.get(&self.first)
+                    && !merkle::verify_inclusion(h, self.first, self.tree_size, path, &self.root)
+                {
+                    return bad(
+                        Some(MANIFEST_FILE),
+                        Some(self.first),
+                        "the inclusion proof does not verify against the checkpoint",
+                    );
+                }
+                Ok(())
+            }
+            _ => bad(Some(LEAVES_FILE), Some(self.last), "the last exported leaf is missing"),
+        }
+    }
+
+    /// Rebuilds the rows of verified envelopes in the window.
+    fn rows(
+        &mut self,
+        evs: Vec<(StoredEvent, Arc<HashMap<String, String>>)>,
+        format: Format,
+        origin: &str,
+        ev_conv: &RowConverter,
+        hop_conv: &RowConverter,
+    ) -> Result<(), BundleFailure> {
+        let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for (ev, names) in evs {
+            let seq = ev.seq;
+            let row = rows::decode(&ev, &names).or_else(|e| self.fail(seq, e.to_string()))?;
+            let t = row.fields.event_time_unix_nanos;
+            if self.from.is_some_and(|f| t < f) || self.to.is_some_and(|to| t >= to) {
+                if seq == self.first || seq == self.last {
+                    return self.fail(seq, "the first and last exported events must be in the window");
+                }
+                continue;
+            }
+            self.events += 1;
+            by_date.entry(date_of(t)).or_default().push(row);
+        }
+        for (date, rows) in by_date {
+            match format {
+                Format::Parquet | Format::Ndjson => {
+                    let mut b = Builder::default();
+                    for r in &rows {
+                        b.push(r);
+                    }
+                    let (ev, hops) = b.finish();
+                    for (table, batch, conv) in [("events", &ev, ev_conv), ("delegation_hops", &hops, hop_conv)] {
+                        let digests = row_digests(conv, batch).or_else(|e| bad(None, None, e))?;
+                        let seqs = batch.column(0).as_primitive::<UInt64Type>();
+                        self.expected
+                            .entry((table.to_string(), date.clone()))
+                            .or_default()
+                            .extend(seqs.values().iter().copied().zip(digests));
+                    }
+                }
+                Format::Ocsf => {
+                    let e = self.expected.entry(("ocsf".to_string(), date.clone())).or_default();
+                    for r in &rows {
+                        e.push((r.seq, line_digest(&ocsf::api_activity(r, origin))));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_digest(v: &serde_json::Value) -> [u8; 16] {
+    blake3::hash(v.to_string().as_bytes()).as_bytes()[..16].try_into().expect("16 bytes")
+}
+
+/// `TABLE/date=YYYY-MM-DD/part-NNNNN.EXT` → (table, date).
+fn parse_data_path(path: &str, format: Format) -> Option<(String, String)> {
+    let mut it = path.split('/');
+    let (table, date, file) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || !format.tables().contains(&table) {
+        return None;
+    }
+    let date = date.strip_prefix("date=")?;
+    time::parse_rfc3339_utc(&format!("{date}T00:00:00Z"))?;
+    let n = file.strip_prefix("part-")?.strip_suffix(&format!(".{}", format.extension()))?;
+    (n.len() == 5 && n.bytes().all(|b| b.is_ascii_digit())).then(|| (table.to_string(), date.to_string()))
+}
+
+/// Row digests of one data file, in file order.
+fn file_digests(
+    dir: &Path,
+    f: &FileEntry,
+    format: Format,
+    ev_conv: &RowConverter,
+    hop_conv: &RowConverter,
+) -> Result<Vec<[u8; 16]>, BundleFailure> {
+    let path = dir.join(&f.path);
+    let file = File::open(&path).or_else(|e| bad(Some(&f.path), None, format!("cannot read: {e}")))?;
+    let (schema, conv) =
+        if f.table == "events" { (EVENTS_SCHEMA.clone(), ev_conv) } else { (HOPS_SCHEMA.clone(), hop_conv) };
+    let mut out = Vec::with_capacity(f.rows.min(1 << 24) as usize);
+    match format {
+        Format::Ocsf => {
+            for (i, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.or_else(|e| bad(Some(&f.path), None, format!("line {}: {e}", i + 1)))?;
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .or_else(|e| bad(Some(&f.path), None, format!("line {}: not JSON: {e}", i + 1)))?;
+                out.push(line_digest(&v));
+            }
+        }
+        Format::Ndjson => {
+            let reader = datafusion::arrow::json::ReaderBuilder::new(schema.clone())
+                .build(BufReader::new(file))
+                .or_else(|e| bad(Some(&f.path), None, format!("not readable: {e}")))?;
+            for batch in reader {
+                let batch = batch
+                    .or_else(|e| bad(Some(&f.path), None, format!("not readable as the {} table: {e}", f.table)))?;
+                out.extend(row_digests(conv, &batch).or_else(|e| bad(Some(&f.path), None, e))?);
+            }
+        }
+        Format::Parquet => {
+            let reader = guarded(&f.path, || {
+                ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| e.to_string())
+            })?;
+            for batch in reader {
+                let batch = batch.or_else(|e| bad(Some(&f.path), None, format!("not readable: {e}")))?;
+                let batch = conform(&batch, &schema).or_else(|e| bad(Some(&f.path), None, e))?;
+                out.extend(row_digests(conv, &batch).or_else(|e| bad(Some(&f.path), None, e))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The batch with the table's column names, in order, cast to its types.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let got: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+    let want: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if got != want {
+        return Err(format!("columns {got:?} are not the table's {want:?}"));
+    }
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                datafusion::arrow::compute::cast(c, f.data_type())
+                    .map_err(|e| format!("column `{}` is {}, not {}: {e}", f.name(), c.data_type(), f.data_type()))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_paths_stay_inside_the_bundle() {
+        assert!(safe_path("events/date=2026-11-28/part-00000.parquet"));
+        assert!(safe_path("manifest.json"));
+        for p in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b", "a\\b", "a/", "x\0y"] {
+            assert!(!safe_path(p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn data_paths_name_a_table_a_date_and_a_part() {
+        assert_eq!(
+            parse_data_path("events/date=2026-11-28/part-00000.parquet", Format::Parquet),
+            Some(("events".into(), "2026-11-28".into()))
+        );
+        assert_eq!(
+            parse_data_path("ocsf/date=2026-02-28/part-00012.jsonl", Format::Ocsf),
+            Some(("ocsf".into(), "2026-02-28".into()))
+        );
+        for p in [
+            "events/date=2026-02-30/part-00000.parquet",
+            "events/date=2026-11-28/part-0.parquet",
+            "events/date=2026-11-28/part-00000.ndjson",
+            "ocsf/date=2026-11-28/part-00000.parquet",
+            "events/2026-11-28/part-00000.parquet",
+            "events/date=2026-11-28/x/part-00000.parquet",
+        ] {
+            assert_eq!(parse_data_path(p, Format::Parquet), None, "{p}");
+        }
+    }
+}
