@@ -335,3 +335,80 @@ fn opa_decision_logs_import_and_verify() {
     let out = env.run(&["import", "--format", "opa", "--token-name", "opa-fleet", file], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `actlog export` writes a bundle that `actlog verify --bundle` checks
+/// offline, with the ledger key pinned; a changed file fails with exit 1
+/// naming it, and bad flags are usage errors.
+#[test]
+fn export_writes_a_bundle_that_verifies_offline() {
+    let env = Env::new();
+    let key = env.with_producer("pdp-a");
+    let mut batch: Vec<String> = Vec::new();
+    for (i, day) in ["2026-08-20", "2026-08-21", "2026-08-22"].iter().enumerate() {
+        for mut e in events(&format!("d{i}-"), 10, "pdp-a")
+            .into_iter()
+            .map(|s| serde_json::from_str::<serde_json::Value>(&s).unwrap())
+        {
+            e["event_time"] = format!("{day}T10:15:30Z").into();
+            batch.push(e.to_string());
+        }
+    }
+    env.ok(&["import", &env.write("b.ndjson", &env.sign(&key, &batch))]);
+    let vk = env.info()["verifier_key"].as_str().unwrap().to_string();
+
+    let out = env.root.join("bundle");
+    let s: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "export",
+        "--out",
+        out.to_str().unwrap(),
+        "--from",
+        "2026-08-21",
+        "--to",
+        "2026-08-23",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(s["events"], 20, "two of the three days");
+    assert!(out.join("events/date=2026-08-21").is_dir() && out.join("events/date=2026-08-22").is_dir());
+    assert!(!out.join("events/date=2026-08-20").exists());
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["verify", "--bundle", out.to_str().unwrap(), "--key", &vk, "--json"])).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["events"].as_u64(), v["key_pinned"].as_bool()),
+        (Some(true), Some(20), Some(true))
+    );
+
+    // The bundle needs nothing but itself: it verifies with the data dir gone.
+    let moved = env.root.join("elsewhere");
+    std::fs::rename(&out, &moved).unwrap();
+    std::fs::rename(env.data(), env.root.join("data-gone")).unwrap();
+    env.ok(&["verify", "--bundle", moved.to_str().unwrap(), "--key", &vk]);
+
+    // Another ledger's key: refused.
+    let other = Env::new();
+    other.ok(&["init"]);
+    let other_vk = other.info()["verifier_key"].as_str().unwrap().to_string();
+    let r = env.run(&["verify", "--bundle", moved.to_str().unwrap(), "--key", &other_vk], None);
+    assert_eq!(r.status.code(), Some(1));
+    // A changed data file: exit 1, the file named.
+    let f = moved.join("events/date=2026-08-22/part-00000.parquet");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&f, bytes).unwrap();
+    let r = env.run(&["verify", "--bundle", moved.to_str().unwrap()], None);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("events/date=2026-08-22/part-00000.parquet") && err.contains("SHA-256"), "{err}");
+
+    // Usage errors: exit 2 and say what is wrong.
+    std::fs::rename(env.root.join("data-gone"), env.data()).unwrap();
+    let r = env.run(&["export", "--out", "x", "--from", "yesterday"], None);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--from"));
+    let r = env.run(&["export", "--out", "x", "--from", "2026-08-22", "--to", "2026-08-21"], None);
+    assert_eq!(r.status.code(), Some(2));
+    // A non-empty directory is never overwritten.
+    let r = env.run(&["export", "--out", moved.to_str().unwrap()], None);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("not empty"));
+}

@@ -162,6 +162,17 @@ fn first_start_prints_the_token_and_sigterm_signs_a_final_checkpoint() {
     let out = actlog(&data, &["verify"]);
     assert!(out.status.success(), "verify beside a running server: {}", String::from_utf8_lossy(&out.stderr));
     assert!(actlog(&data, &["prove", "inclusion", "1"]).status.success());
+    // So does an export, of what the latest checkpoint covers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !actlog(&data, &["info"]).stdout.windows(3).any(|w| w == b"\n4\n") {
+        assert!(Instant::now() < deadline, "a checkpoint covers the event within the interval");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bundle = dir.path().join("bundle");
+    let out = actlog(&data, &["export", "--out", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "export beside a running server: {}", String::from_utf8_lossy(&out.stderr));
+    let out = actlog(&data, &["verify", "--bundle", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = sigterm(&mut p);
     assert!(status.success(), "graceful exit: {status:?}");
     let info: Value = serde_json::from_slice(&actlog(&data, &["info", "--json"]).stdout).unwrap();
