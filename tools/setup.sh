@@ -4,6 +4,7 @@
 # - postgresql-client: the tests run the real psql against `--pg-listen`.
 # - jsonschema, blake3, cryptography (PyPI): the independent format checks in tests/.
 # - psycopg (PyPI): an extended-protocol PostgreSQL client for the --pg-listen test.
+# - duckdb (PyPI): reads bundle Parquet files in tests/bundle_check.py.
 set -euo pipefail
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is not installed; install Rust (rustup) first" >&2
@@ -24,6 +25,7 @@ python3 -c 'import jsonschema' 2>/dev/null || need_pip+=(jsonschema)
 python3 -c 'import blake3' 2>/dev/null || need_pip+=(blake3)
 python3 -c 'import cryptography' 2>/dev/null || need_pip+=(cryptography)
 python3 -c 'import psycopg' 2>/dev/null || need_pip+=('psycopg[binary]')
+python3 -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: pip installing ${need_pip[*]}" >&2
   python3 -m pip install -q "${need_pip[@]}"

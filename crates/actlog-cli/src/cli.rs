@@ -76,6 +76,8 @@ pub enum Command {
     Chain(crate::sql_cmd::ChainArgs),
     /// Write a signed export bundle (Parquet, NDJSON or OCSF) that verifies offline.
     Export(crate::export_cmd::ExportArgs),
+    /// Write a signed compliance evidence bundle (NIST CSF 2.0): findings, OCSF, an HTML report, the data.
+    Evidence(crate::export_cmd::EvidenceArgs),
     /// Print Merkle proofs as JSON.
     Prove {
         #[command(subcommand)]
@@ -241,6 +243,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Loadgen(args) => crate::loadgen::run(args),
         Command::Sql(args) => crate::sql_cmd::sql(data, args),
         Command::Export(args) => crate::export_cmd::run(data, args),
+        Command::Evidence(args) => crate::export_cmd::evidence(data, args),
         Command::Chain(args) => crate::sql_cmd::chain(data, args),
     }
 }

@@ -215,3 +215,115 @@ pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
         }
     }
 }
+
+#[derive(Args, Debug)]
+pub struct EvidenceArgs {
+    /// The framework: `nist-csf-2.0`.
+    #[arg(long)]
+    pub framework: String,
+    /// The directory to write; it must be absent or empty.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Events whose event_time is at or after this (RFC 3339 UTC, or a date).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Events whose event_time is before this (RFC 3339 UTC, or a date).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Also verify every producer signature of the whole ledger (the bundle's
+    /// own events are always checked; without this the ledger check is structural).
+    #[arg(long)]
+    pub ledger_signatures: bool,
+    /// Print the summary as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `actlog evidence`: an export bundle plus findings, OCSF Compliance
+/// Findings and a self-contained HTML report, signed together.
+pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
+    if args.framework != actlog_query::evidence::FRAMEWORK {
+        return Err(usage(format!(
+            "--framework `{}` is not known; the one framework built is {}",
+            args.framework,
+            actlog_query::evidence::FRAMEWORK
+        )));
+    }
+    let from = args.from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
+    let to = args.to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(usage("--from must be before --to"));
+    }
+    let (store, writable) = crate::sql_cmd::open(data)?;
+    let seed = actlog_store::read_ledger_seed(data).map_err(|e| {
+        refused(format!(
+            "the ledger key signs the bundle, and it cannot be read: {e}; run evidence where the ledger key is"
+        ))
+    })?;
+    let limits = QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), ..QueryLimits::default() };
+    let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
+        .map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    if writable {
+        engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))?;
+    let current: std::sync::Mutex<Option<(String, indicatif::ProgressBar)>> = std::sync::Mutex::new(None);
+    let progress = |stage: &str, done: u64, total: u64| {
+        if !stderr_is_tty() {
+            return;
+        }
+        let mut cur = current.lock().expect("progress lock");
+        if cur.as_ref().is_none_or(|(s, _)| s != stage) {
+            if let Some((_, b)) = cur.take() {
+                b.finish_and_clear();
+            }
+            *cur = bar(total, stage).map(|b| (stage.to_string(), b));
+        }
+        if let Some((_, b)) = cur.as_ref() {
+            b.set_position(done);
+        }
+    };
+    let started = Instant::now();
+    let opts = actlog_query::evidence::EvidenceOptions { from, to, ledger_signatures: args.ledger_signatures };
+    let result = rt.block_on(actlog_query::evidence::evidence(&engine, &seed, &args.out, &opts, &progress));
+    if let Some((_, b)) = current.lock().expect("progress lock").take() {
+        b.finish_and_clear();
+    }
+    drop(engine);
+    drop(rt);
+    if writable && let Ok(s) = std::sync::Arc::try_unwrap(store) {
+        s.close()?;
+    }
+    let report = result.map_err(refused)?;
+    let m = &report.manifest;
+    let secs = started.elapsed().as_secs_f64();
+    let statuses: serde_json::Map<String, serde_json::Value> =
+        report.findings.iter().map(|f| (f.control_id.clone(), serde_json::json!(f.status))).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "out": args.out, "framework": actlog_query::evidence::FRAMEWORK, "events": m.events,
+                "files": m.files.len(), "tree_size": m.tree_size, "root_hash": m.root_hash,
+                "findings": statuses, "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "evidence for {} events (seq {} to {}) in {secs:.2}s: {}; open {}/report.html",
+            m.events,
+            m.first_seq,
+            m.last_seq,
+            actlog_query::evidence::tally(&report.findings),
+            args.out.display()
+        );
+        eprintln!("check it anywhere with: actlog verify --bundle {} --key '{}'", args.out.display(), m.verifier_key);
+    }
+    Ok(())
+}

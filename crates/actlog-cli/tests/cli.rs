@@ -377,6 +377,8 @@ fn export_writes_a_bundle_that_verifies_offline() {
         (v["ok"].as_bool(), v["events"].as_u64(), v["key_pinned"].as_bool()),
         (Some(true), Some(20), Some(true))
     );
+    // The independent Python check (no shared code) agrees.
+    independent_check(&out, &vk);
 
     // The bundle needs nothing but itself: it verifies with the data dir gone.
     let moved = env.root.join("elsewhere");
@@ -411,4 +413,55 @@ fn export_writes_a_bundle_that_verifies_offline() {
     let r = env.run(&["export", "--out", moved.to_str().unwrap()], None);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("not empty"));
+}
+
+/// Runs `tests/bundle_check.py`, the independent verifier of bundles.
+fn independent_check(bundle: &Path, key: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bundle_check.py");
+    let out = Command::new("python3").arg(&script).arg(bundle).args(["--key", key]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tests/bundle_check.py refused {}: {}{}",
+        bundle.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `actlog evidence` writes a signed NIST CSF 2.0 bundle whose findings
+/// follow the events, and which both verifiers accept.
+#[test]
+fn evidence_writes_a_signed_findings_bundle() {
+    let env = Env::new();
+    let key = env.with_producer("pdp-a");
+    let mut batch = events("ev", 6, "pdp-a");
+    // One decision allowed although delegation verification failed.
+    let mut bad: serde_json::Value = serde_json::from_str(&batch[0]).unwrap();
+    bad["event_id"] = "ev-failed".into();
+    bad["delegation"]["verification"]["status"] = "failed".into();
+    bad["decision"]["effect"] = "allow".into();
+    batch.push(bad.to_string());
+    env.ok(&["import", &env.write("b.ndjson", &env.sign(&key, &batch))]);
+    let vk = env.info()["verifier_key"].as_str().unwrap().to_string();
+    let out = env.root.join("evidence");
+    let s: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "evidence",
+        "--framework",
+        "nist-csf-2.0",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(s["findings"]["PR.AA-03"], "fail", "{s}");
+    assert_eq!(s["findings"]["AU-9/AU-10"], "pass", "{s}");
+    for f in ["report.html", "findings.json", "findings.ocsf.jsonl", "manifest.dsse.json", "leaves.parquet"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    env.ok(&["verify", "--bundle", out.to_str().unwrap(), "--key", &vk]);
+    independent_check(&out, &vk);
+
+    let r = env.run(&["evidence", "--framework", "iso-27001", "--out", "x"], None);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("nist-csf-2.0"));
 }

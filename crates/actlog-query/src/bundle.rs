@@ -197,7 +197,15 @@ pub struct Manifest {
     /// Inclusion proofs: the first exported leaf and the last leaf of every
     /// run of consecutive leaves in `leaves.parquet`.
     pub proofs: Vec<Proof>,
+    /// For an evidence bundle, its framework (`nist-csf-2.0`); its reports
+    /// are files of table [`EVIDENCE_TABLE`], checked by hash only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
 }
+
+/// The `table` of an evidence bundle's report files (findings, OCSF
+/// findings, the HTML report): signed and hashed, but not rows of the ledger.
+pub const EVIDENCE_TABLE: &str = "evidence";
 
 /// How to export.
 #[derive(Debug, Clone, Copy)]
@@ -437,6 +445,22 @@ pub async fn export(
     opts: &ExportOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportReport, String> {
+    let mut report = write_export(engine, seed, out, opts, progress).await?;
+    let manifest_bytes = sign_bundle(out, &report.manifest, seed)?;
+    report.bytes += manifest_bytes.len() as u64;
+    Ok(report)
+}
+
+/// [`export`] without the signed files: the data files and leaves are
+/// written and synced, and the manifest is returned for the caller to
+/// extend (evidence bundles add their files) and sign with [`sign_bundle`].
+pub async fn write_export(
+    engine: &Engine,
+    seed: &[u8; 32],
+    out: &Path,
+    opts: &ExportOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ExportReport, String> {
     let store = engine.store().clone();
     let key = store.verifier_key().clone();
     if sig::public_key_of(seed) != *key.key.as_bytes() {
@@ -620,9 +644,9 @@ pub async fn export(
         last_seq: last,
         files,
         proofs,
+        framework: None,
     };
-    let manifest_bytes = sign_bundle(out, &manifest, seed)?;
-    let bytes = manifest.files.iter().map(|f| f.bytes).sum::<u64>() + manifest_bytes.len() as u64;
+    let bytes = manifest.files.iter().map(|f| f.bytes).sum::<u64>();
     Ok(ExportReport { leaves: total, bytes, manifest })
 }
 
@@ -656,7 +680,7 @@ pub fn sign_bundle(out: &Path, manifest: &Manifest, seed: &[u8; 32]) -> Result<V
     let env = Envelope::sign_as(
         STATEMENT_PAYLOAD_TYPE,
         serde_json::to_vec(&statement).expect("statement serializes"),
-        Some(hex::encode(key.key_id())),
+        Some(key.name.clone()),
         seed,
     );
     write_synced(out, SIGNED_MANIFEST_FILE, env.to_json().as_bytes())?;
@@ -1115,7 +1139,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
 
     // 4. Every data file against the rows rebuilt from the ledger.
     let mut groups: BTreeMap<(String, String), Vec<&FileEntry>> = BTreeMap::new();
-    for f in manifest.files.iter().filter(|f| f.table != "leaves") {
+    for f in manifest.files.iter().filter(|f| f.table != "leaves" && f.table != EVIDENCE_TABLE) {
         let (table, date) = parse_data_path(&f.path, format).ok_or_else(|| BundleFailure {
             file: Some(f.path.clone()),
             seq: None,

@@ -17,11 +17,15 @@
 //! - `output`: JSON, CSV, Arrow IPC and text table results.
 //! - `bundle`: export bundles (Parquet, NDJSON, OCSF) and their offline
 //!   verification; `ocsf`: the OCSF API Activity mapping.
+//! - `evidence`, `evidence_html`: NIST CSF 2.0 evidence bundles (findings,
+//!   OCSF Compliance Findings, the self-contained HTML report).
 //! - `local_files`: segment reads on the calling thread (no blocking-pool hop).
 
 pub mod bundle;
 pub mod chain;
 pub mod engine;
+pub mod evidence;
+pub mod evidence_html;
 pub mod local_files;
 pub mod ocsf;
 pub mod output;

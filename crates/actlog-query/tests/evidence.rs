@@ -1,0 +1,191 @@
+//! Evidence bundles: the findings count exactly the anomalies the generator
+//! planted (found here by their `ext.anomaly` marker, not by the findings'
+//! own SQL), the report is self-contained and escapes what it shows, and the
+//! whole bundle verifies offline and fails when a report is changed.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use actlog_query::bundle::{self, BundleOptions};
+use actlog_query::evidence::{self, EvidenceOptions, Finding, Status};
+use actlog_query::{Engine, EngineOptions, QueryLimits};
+use actlog_store::{Options, Store};
+
+const SEED: [u8; 32] = [7u8; 32];
+const GEN_SEED: u64 = 42;
+const HOSTILE: &str = "https://agents.example/<script>alert('x')</script>";
+
+/// A generated ledger with planted anomalies, and one agent whose id is markup.
+fn ledger(dir: &Path) -> Engine {
+    let store = Store::init(dir, SEED, Some("evidence.actlog.test".into()), Options::default()).unwrap();
+    let cfg = actlog_gen::GenConfig { seed: GEN_SEED, events: 24_000, pdps: 4, ..Default::default() };
+    actlog_gen::build_ledger(&store, &cfg, 1024, |_| {}).unwrap();
+    let hostile = serde_json::json!({
+        "spec_version": "1", "event_type": "authz.decision", "event_id": "hostile-1",
+        "event_time": "2026-01-20T10:00:00Z", "pdp": {"id": actlog_gen::pdp_id(0)},
+        "delegation": {
+            "principal": {"type": "user", "id": "mallory"},
+            "actor": {"id": HOSTILE, "sub_profile": "ai_agent"},
+            "chain": [{"depth": 1, "sub": HOSTILE, "sub_profile": "ai_agent"}],
+            "verification": {"status": "verified"}
+        },
+        "correlation": {"session_id": "s-h", "task_id": "t-h"},
+        "policy": {"version": "v1"},
+        "request": {"subject": {"type": "agent", "id": HOSTILE}, "action": {"name": "tools/call"},
+                    "resource": {"type": "tool", "id": "fs.read"}, "tool": {"name": "fs.read"}},
+        "decision": {"effect": "deny"}
+    });
+    let item = actlog_gen::Generated { pdp: 0, payload: hostile.to_string().into_bytes() };
+    actlog_gen::append_generated(&store, GEN_SEED, &[item]).unwrap();
+    store.checkpoint_now().unwrap();
+    let limits = QueryLimits { rows_max: usize::MAX, ..QueryLimits::default() };
+    Engine::open(Arc::new(store), EngineOptions { limits, ..EngineOptions::default() }).unwrap()
+}
+
+async fn count(engine: &Engine, sql: &str) -> i64 {
+    let out = engine.query(sql, &Default::default()).await.unwrap();
+    actlog_query::output::to_text_rows(&out.batches)[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+/// Planted decisions (or outcomes) of one anomaly, by the generator's marker.
+async fn planted(engine: &Engine, event_type: &str, anomaly: &str) -> i64 {
+    count(
+        engine,
+        &format!("SELECT count(*) FROM events WHERE event_type = '{event_type}' AND payload LIKE '%\"anomaly\":\"{anomaly}\"%'"),
+    )
+    .await
+}
+
+fn find<'a>(found: &'a [Finding], control: &str) -> &'a Finding {
+    found.iter().find(|f| f.control_id == control).unwrap_or_else(|| panic!("{control} is reported"))
+}
+
+fn metric(f: &Finding, name: &str) -> i64 {
+    f.metrics[name].as_i64().unwrap_or_else(|| panic!("{} {name}: {}", f.control_id, f.metrics[name]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_count_the_planted_anomalies_and_the_bundle_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = ledger(&tmp.path().join("data"));
+    let out = tmp.path().join("evidence");
+    let opts = EvidenceOptions { from: None, to: None, ledger_signatures: true };
+    let r = evidence::evidence(&engine, &SEED, &out, &opts, &|_, _, _| {}).await.unwrap();
+    let found = &r.findings;
+    assert_eq!(found.len(), 10);
+
+    let scope = planted(&engine, "authz.decision", actlog_gen::SCOPE_VIOLATION).await;
+    let bypass = planted(&engine, "authz.outcome", actlog_gen::DENY_THEN_EXECUTED).await;
+    let failed = planted(&engine, "authz.decision", actlog_gen::FAILED_VERIFICATION_ALLOWED).await;
+    let risky = planted(&engine, "authz.decision", actlog_gen::HIGH_RISK_ALLOWED).await;
+    let bursts = count(
+        &engine,
+        &format!(
+            "SELECT count(DISTINCT task_id) FROM events WHERE payload LIKE '%\"anomaly\":\"{}\"%'",
+            actlog_gen::DENY_BURST
+        ),
+    )
+    .await;
+    assert!(scope > 0 && bypass > 0 && failed > 0 && risky > 0 && bursts > 0, "the ledger holds every kind");
+
+    let f = find(found, "DE.CM-03");
+    assert_eq!((metric(f, "off_purpose_allowed"), f.status), (scope, Status::Fail));
+    let f = find(found, "PR.AA-05");
+    assert_eq!((metric(f, "executed_after_non_allow"), f.status), (bypass, Status::Fail));
+    assert_eq!(metric(f, "executed_without_decision"), 0);
+    let f = find(found, "PR.AA-03");
+    assert_eq!((metric(f, "allowed_with_failed_verification"), f.status), (failed, Status::Fail));
+    let f = find(found, "DE.AE-02");
+    assert_eq!((metric(f, "high_risk_allowed"), metric(f, "deny_bursts")), (risky, bursts));
+    let f = find(found, "PR.PS-04");
+    let size = engine.store().head().tree_size as i64;
+    assert_eq!((metric(f, "seq_gaps"), metric(f, "ledger_events"), f.status), (0, size, Status::Pass));
+    let f = find(found, "RS.AN-03");
+    let decisions = count(&engine, "SELECT count(*) FROM events WHERE event_type = 'authz.decision'").await;
+    assert_eq!((metric(f, "decisions"), f.status), (decisions, Status::Pass));
+    let f = find(found, "AU-9/AU-10");
+    assert_eq!((metric(f, "ledger_leaves_verified"), f.status), (size, Status::Pass));
+    assert!(metric(f, "ledger_signatures_verified") >= size - 20, "every producer signature was checked");
+    for f in found {
+        for (name, sql) in &f.sql {
+            assert!(sql.contains(&format!("seq < {size}")), "{} {name} is bounded by the checkpoint", f.control_id);
+        }
+    }
+
+    // The bundle, reports included, verifies; a changed report does not.
+    let checked = bundle::verify(&out, &BundleOptions::default()).unwrap();
+    assert_eq!(checked.manifest.framework.as_deref(), Some(evidence::FRAMEWORK));
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(out.join(evidence::FINDINGS_FILE)).unwrap()).unwrap();
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 10);
+    assert_eq!(doc["tree_size"].as_u64(), Some(size as u64));
+    let ocsf = fs::read_to_string(out.join(evidence::OCSF_FINDINGS_FILE)).unwrap();
+    for (line, f) in ocsf.lines().zip(found) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (v["class_uid"].as_u64(), v["compliance"]["control"].as_str()),
+            (Some(2003), Some(f.control_id.as_str()))
+        );
+        let want = match f.status {
+            Status::Pass => 1,
+            Status::Fail => 3,
+            Status::NotApplicable => 0,
+        };
+        assert_eq!(v["compliance"]["status_id"], want);
+    }
+
+    let html = fs::read_to_string(out.join(evidence::REPORT_FILE)).unwrap();
+    let lower = html.to_lowercase();
+    for banned in ["<script", "<link", "<img", "<iframe", "src=", "@import", "url(", "href=\"http"] {
+        assert!(!lower.contains(banned), "the report is self-contained: found {banned}");
+    }
+    assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "the hostile agent id is shown, escaped");
+    assert!(html.contains("<svg"), "charts are inline SVG");
+    for f in found {
+        assert!(html.contains(&f.control_id), "{} is in the report", f.control_id);
+    }
+
+    let copy = tmp.path().join("changed");
+    fs::create_dir_all(&copy).unwrap();
+    copy_dir(&out, &copy);
+    let p = copy.join(evidence::REPORT_FILE);
+    fs::write(&p, fs::read_to_string(&p).unwrap().replacen("fail", "pass", 1)).unwrap();
+    let e = bundle::verify(&copy, &BundleOptions::default()).unwrap_err();
+    assert_eq!(e.file.as_deref(), Some(evidence::REPORT_FILE), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_without_decisions_is_not_applicable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = ledger(&tmp.path().join("data"));
+    let out = tmp.path().join("evidence");
+    // The generator's events are in 2026-01 and 02; the ledger's own records
+    // carry the time the ledger was made (now), after the window start.
+    let opts = EvidenceOptions {
+        from: Some(actlog_core::time::parse_rfc3339_utc("2026-06-01T00:00:00Z").unwrap()),
+        to: None,
+        ledger_signatures: false,
+    };
+    let r = evidence::evidence(&engine, &SEED, &out, &opts, &|_, _, _| {}).await.unwrap();
+    for control in ["PR.AA-05", "PR.AA-01", "PR.AA-03", "PR.AA-04", "DE.CM-03", "DE.AE-02", "RS.AN-03", "AU-3"] {
+        assert_eq!(find(&r.findings, control).status, Status::NotApplicable, "{control}");
+    }
+    assert_eq!(find(&r.findings, "PR.PS-04").status, Status::Pass);
+    let f = find(&r.findings, "AU-9/AU-10");
+    assert_eq!(f.status, Status::Pass);
+    assert!(f.metrics["ledger_verification"].as_str().unwrap().starts_with("structural"));
+    bundle::verify(&out, &BundleOptions::default()).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&t).unwrap();
+            copy_dir(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
