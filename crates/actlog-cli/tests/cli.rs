@@ -453,7 +453,7 @@ fn evidence_writes_a_signed_findings_bundle() {
         "--json",
     ]))
     .unwrap();
-    assert_eq!(s["findings"]["PR.AA-03"], "fail", "{s}");
+    assert_eq!(s["findings"]["PR.AA-04"], "fail", "{s}");
     assert_eq!(s["findings"]["AU-9/AU-10"], "pass", "{s}");
     for f in ["report.html", "findings.json", "findings.ocsf.jsonl", "manifest.dsse.json", "leaves.parquet"] {
         assert!(out.join(f).is_file(), "{f}");

@@ -48,6 +48,24 @@ pub const DENY_BURST_MIN: u64 = 10;
 pub const HIGH_RISK: f64 = 90.0;
 /// An event more than this far ahead of the ledger's clock (seconds) has a skewed PDP clock.
 pub const FUTURE_SKEW_SECS: i64 = 300;
+/// An event that reached the ledger more than this long (seconds) after its
+/// `event_time` was not available for continuous monitoring.
+pub const LATE_SECS: i64 = 3600;
+
+/// `90061.5` → `1.0 d`, for summaries.
+fn human_seconds(s: f64) -> String {
+    let a = s.abs();
+    let sign = if s < 0.0 { "-" } else { "" };
+    if a < 120.0 {
+        format!("{sign}{a:.1} s")
+    } else if a < 7200.0 {
+        format!("{sign}{:.0} min", a / 60.0)
+    } else if a < 172_800.0 {
+        format!("{sign}{:.1} h", a / 3600.0)
+    } else {
+        format!("{sign}{:.0} d", a / 86_400.0)
+    }
+}
 
 /// A control's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,7 +154,7 @@ struct Sql<'a> {
 
 impl Sql<'_> {
     /// `{w}` is the window on `events` (no alias), `{w:a}` on alias `a`, `{n}` the tree size.
-    fn text(&self, template: &str) -> String {
+    fn text_of(&self, template: &str) -> String {
         let mut s = template.replace("{n}", &self.tree_size.to_string());
         for a in ["d", "o", "e", "r"] {
             s = s.replace(&format!("{{w:{a}}}"), &(self.window)(&format!("{a}.")));
@@ -152,7 +170,7 @@ impl Sql<'_> {
 
     /// A one-number query; NULL (an empty aggregate) is 0.
     async fn number(&self, f: &mut Finding, name: &str, template: &str) -> Result<f64, String> {
-        let sql = self.text(template);
+        let sql = self.text_of(template);
         let (_, rows) = self.rows(&sql).await?;
         let text = rows.first().and_then(|r| r.first().cloned().flatten());
         let v: f64 = match &text {
@@ -165,8 +183,18 @@ impl Sql<'_> {
         Ok(v)
     }
 
+    /// A one-value query kept as text (NULL as null).
+    async fn text(&self, f: &mut Finding, name: &str, template: &str) -> Result<Option<String>, String> {
+        let sql = self.text_of(template);
+        let (_, rows) = self.rows(&sql).await?;
+        let v = rows.first().and_then(|r| r.first().cloned().flatten());
+        f.metrics.insert(name.to_string(), json!(v));
+        f.sql.insert(name.to_string(), sql);
+        Ok(v)
+    }
+
     async fn details(&self, f: &mut Finding, name: &str, template: &str) -> Result<usize, String> {
-        let sql = self.text(template);
+        let sql = self.text_of(template);
         let (columns, mut rows) = self.rows(&sql).await?;
         let n = rows.len();
         rows.truncate(DETAIL_ROWS_MAX);
@@ -261,7 +289,8 @@ pub async fn findings(
         q.details(
             &mut f,
             "executed after a decision that did not allow",
-            "SELECT o.seq, o.event_id, d.seq AS decision_seq, d.effect, o.actor_id, o.tool_name, o.event_time \
+            "SELECT o.seq, o.event_id, d.seq AS decision_seq, d.effect, o.actor_id, \
+             COALESCE(o.tool_name, d.tool_name) AS tool_name, o.event_time \
              FROM events o JOIN events d ON o.decision_event_id = d.event_id \
              WHERE {w:o} AND d.seq < {n} AND o.event_type = 'authz.outcome' AND o.outcome_status = 'executed' \
              AND d.event_type = 'authz.decision' AND d.effect <> 'allow' ORDER BY o.seq",
@@ -283,22 +312,31 @@ pub async fn findings(
     (f.status, f.summary) = if decisions + executed == 0.0 {
         (Status::NotApplicable, "No decisions or executed actions in the window.".into())
     } else if orphan + bypass + no_policy > 0.0 {
-        (
-            Status::Fail,
-            format!(
-                "{orphan} executed actions have no decision, {bypass} ran after a decision that did not allow them, \
-                 {no_policy} decisions record no policy version."
-            ),
-        )
+        let mut parts = Vec::new();
+        if bypass > 0.0 {
+            parts.push(format!(
+                "{bypass} of {executed} executed actions ran although their decision did not allow them"
+            ));
+        }
+        if orphan > 0.0 {
+            parts.push(format!("{orphan} executed actions have no recorded decision"));
+        }
+        if no_policy > 0.0 {
+            parts.push(format!("{no_policy} of {decisions} decisions name no policy version"));
+        }
+        (Status::Fail, format!("{}. Least privilege (scopes granted against used) is not measured.", parts.join("; ")))
     } else {
         (
             Status::Pass,
-            format!("All {executed} executed actions follow an allowing decision under a recorded policy version."),
+            format!(
+                "All {executed} executed actions follow an allowing decision under a recorded policy version. \
+                 Least privilege (scopes granted against used) is not measured; the tools each agent was allowed are listed."
+            ),
         )
     };
     out.push(f);
 
-    // PR.AA-01: agent inventory.
+    // PR.AA-01: agent inventory; no agent acts after its delegation is revoked.
     let mut f = finding(
         "PR.AA-01",
         CSF,
@@ -312,90 +350,14 @@ pub async fn findings(
         )
         .await?;
     q.number(&mut f, "principals", "SELECT count(DISTINCT principal_id) FROM events WHERE {w}").await?;
-    let no_actor = q
+    let workloads = q
         .number(
             &mut f,
-            "decisions_without_actor",
-            "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND actor_id IS NULL",
+            "agents_with_several_workloads",
+            "SELECT count(*) FROM (SELECT actor_id FROM events WHERE {w} AND actor_profile = 'ai_agent' \
+             AND actor_workload_id IS NOT NULL GROUP BY actor_id HAVING count(DISTINCT actor_workload_id) > 1) t",
         )
         .await?;
-    q.number(
-        &mut f,
-        "agents_with_several_workloads",
-        "SELECT count(*) FROM (SELECT actor_id FROM events WHERE {w} AND actor_profile = 'ai_agent' \
-         AND actor_workload_id IS NOT NULL GROUP BY actor_id HAVING count(DISTINCT actor_workload_id) > 1) t",
-    )
-    .await?;
-    q.details(
-        &mut f,
-        "agent inventory (top 100 by decisions)",
-        "SELECT actor_id, max(actor_model) AS model, min(event_time) AS first_seen, max(event_time) AS last_seen, \
-         count(*) AS decisions, sum(CASE WHEN effect = 'deny' THEN 1 ELSE 0 END) AS denied \
-         FROM events WHERE {w} AND event_type = 'authz.decision' AND actor_profile = 'ai_agent' \
-         GROUP BY actor_id ORDER BY decisions DESC, actor_id LIMIT 100",
-    )
-    .await?;
-    (f.status, f.summary) = if decisions == 0.0 {
-        (Status::NotApplicable, "No decisions in the window.".into())
-    } else if no_actor > 0.0 {
-        (Status::Fail, format!("{no_actor} decisions name no acting identity."))
-    } else {
-        (Status::Pass, format!("Every decision names its actor; {agents} AI agents acted in the window."))
-    };
-    out.push(f);
-
-    // PR.AA-03: delegation verification.
-    let mut f = finding("PR.AA-03", CSF, "Users, services, and hardware are authenticated");
-    let failed_allowed = q
-        .number(
-            &mut f,
-            "allowed_with_failed_verification",
-            "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' \
-             AND verification_status = 'failed'",
-        )
-        .await?;
-    q.number(
-        &mut f,
-        "allowed_unverified",
-        "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' \
-         AND verification_status = 'unverified'",
-    )
-    .await?;
-    q.number(
-        &mut f,
-        "token_authenticated_events",
-        "SELECT count(*) FROM events WHERE {w} AND producer_signature = 'none'",
-    )
-    .await?;
-    q.details(
-        &mut f,
-        "decisions by delegation verification status and effect",
-        "SELECT verification_status, effect, count(*) AS decisions FROM events \
-         WHERE {w} AND event_type = 'authz.decision' GROUP BY verification_status, effect \
-         ORDER BY verification_status, effect",
-    )
-    .await?;
-    if failed_allowed > 0.0 {
-        q.details(
-            &mut f,
-            "allowed although delegation verification failed",
-            "SELECT seq, event_id, actor_id, principal_id, tool_name, event_time FROM events \
-             WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' AND verification_status = 'failed' \
-             ORDER BY seq",
-        )
-        .await?;
-    }
-    (f.status, f.summary) = if decisions == 0.0 {
-        (Status::NotApplicable, "No decisions in the window.".into())
-    } else if failed_allowed > 0.0 {
-        (Status::Fail, format!("{failed_allowed} decisions allowed an action although delegation verification failed."))
-    } else {
-        (Status::Pass, "No action was allowed on a delegation that failed verification.".into())
-    };
-    out.push(f);
-
-    // PR.AA-04: actions after revocation.
-    let mut f = finding("PR.AA-04", CSF, "Identity assertions are protected, conveyed, and verified");
     q.number(&mut f, "revocations", "SELECT count(*) FROM events WHERE {w} AND event_type = 'delegation.revoked'")
         .await?;
     let after = q
@@ -418,16 +380,133 @@ pub async fn findings(
         )
         .await?;
     }
+    q.details(
+        &mut f,
+        "agent inventory (top 100 by decisions)",
+        "SELECT actor_id, max(actor_iss) AS issuer, max(actor_workload_id) AS workload, max(actor_model) AS model, \
+         min(event_time) AS first_seen, max(event_time) AS last_seen, count(*) AS decisions, \
+         sum(CASE WHEN effect = 'deny' THEN 1 ELSE 0 END) AS denied \
+         FROM events WHERE {w} AND event_type = 'authz.decision' AND actor_profile = 'ai_agent' \
+         GROUP BY actor_id ORDER BY decisions DESC, actor_id LIMIT 100",
+    )
+    .await?;
     (f.status, f.summary) = if decisions == 0.0 {
         (Status::NotApplicable, "No decisions in the window.".into())
     } else if after > 0.0 {
         (Status::Fail, format!("{after} actions were allowed after the agent's delegation for their task was revoked."))
     } else {
-        (Status::Pass, "No action was allowed after the agent's delegation for its task was revoked.".into())
+        let several = if workloads > 0.0 {
+            format!("; {workloads} agents appear with more than one workload id (review)")
+        } else {
+            String::new()
+        };
+        (
+            Status::Pass,
+            format!(
+                "{agents} AI agents acted in the window; none was allowed to act after its delegation was revoked{several}."
+            ),
+        )
     };
     out.push(f);
 
-    // PR.PS-04: log completeness and clock skew.
+    // PR.AA-03: delegations verified or asserted; events signed by their producer.
+    let mut f = finding("PR.AA-03", CSF, "Users, services, and hardware are authenticated");
+    let verified = q
+        .number(
+            &mut f,
+            "decisions_verified_or_asserted",
+            "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' \
+             AND verification_status IN ('verified', 'asserted')",
+        )
+        .await?;
+    f.metrics.insert("decisions".into(), json!(decisions as i64));
+    let unverified_allowed = q
+        .number(
+            &mut f,
+            "allowed_unverified",
+            "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' \
+             AND verification_status = 'unverified'",
+        )
+        .await?;
+    q.number(
+        &mut f,
+        "events_without_producer_signature",
+        "SELECT count(*) FROM events WHERE {w} AND producer_signature = 'none'",
+    )
+    .await?;
+    q.details(
+        &mut f,
+        "decisions by delegation verification status and effect",
+        "SELECT verification_status, effect, count(*) AS decisions FROM events \
+         WHERE {w} AND event_type = 'authz.decision' GROUP BY verification_status, effect \
+         ORDER BY verification_status, effect",
+    )
+    .await?;
+    (f.status, f.summary) = if decisions == 0.0 {
+        (Status::NotApplicable, "No decisions in the window.".into())
+    } else if unverified_allowed > 0.0 {
+        (
+            Status::Fail,
+            format!(
+                "{unverified_allowed} actions were allowed on a delegation nobody verified; \
+                 {verified} of {decisions} decisions had a verified or asserted delegation."
+            ),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!(
+                "Every allowed action had a verified or asserted delegation ({verified} of {decisions} decisions)."
+            ),
+        )
+    };
+    out.push(f);
+
+    // PR.AA-04: failed delegation verifications are never allowed.
+    let mut f = finding("PR.AA-04", CSF, "Identity assertions are protected, conveyed, and verified");
+    q.number(
+        &mut f,
+        "verification_failed",
+        "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND verification_status = 'failed'",
+    )
+    .await?;
+    let failed_allowed = q
+        .number(
+            &mut f,
+            "allowed_with_failed_verification",
+            "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' \
+             AND verification_status = 'failed'",
+        )
+        .await?;
+    q.details(
+        &mut f,
+        "failed or unverified delegations by PDP",
+        "SELECT pdp_id, verification_status, count(*) AS decisions, \
+         sum(CASE WHEN effect = 'allow' THEN 1 ELSE 0 END) AS allowed FROM events \
+         WHERE {w} AND event_type = 'authz.decision' AND verification_status IN ('failed', 'unverified') \
+         GROUP BY pdp_id, verification_status ORDER BY pdp_id, verification_status",
+    )
+    .await?;
+    if failed_allowed > 0.0 {
+        q.details(
+            &mut f,
+            "allowed although delegation verification failed",
+            "SELECT seq, event_id, actor_id, principal_id, tool_name, event_time FROM events \
+             WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' AND verification_status = 'failed' \
+             ORDER BY seq",
+        )
+        .await?;
+    }
+    (f.status, f.summary) = if decisions == 0.0 {
+        (Status::NotApplicable, "No decisions in the window.".into())
+    } else if failed_allowed > 0.0 {
+        (Status::Fail, format!("{failed_allowed} actions were allowed although delegation verification failed."))
+    } else {
+        (Status::Pass, "No action was allowed on a delegation that failed verification.".into())
+    };
+    out.push(f);
+
+    // PR.PS-04: log completeness, late and early events.
     let mut f = finding("PR.PS-04", CSF, "Log records are generated and made available for continuous monitoring");
     let in_ledger = q.number(&mut f, "ledger_events", "SELECT count(*) FROM events WHERE seq < {n}").await?;
     let gaps = q
@@ -438,11 +517,21 @@ pub async fn findings(
              FROM events WHERE seq < {n}",
         )
         .await?;
-    let events = q.number(&mut f, "events", "SELECT count(*) FROM events WHERE {w}").await?;
+    let events = q.number(&mut f, "events_in_window", "SELECT count(*) FROM events WHERE {w}").await?;
+    q.text(&mut f, "first_event_time", "SELECT min(event_time) FROM events WHERE {w}").await?;
+    q.text(&mut f, "last_event_time", "SELECT max(event_time) FROM events WHERE {w}").await?;
     let skew = "(CAST(received_at AS BIGINT) - CAST(event_time AS BIGINT)) / 1000000000.0";
-    q.number(&mut f, "skew_seconds_min", &format!("SELECT min({skew}) FROM events WHERE {{w}}")).await?;
-    q.number(&mut f, "skew_seconds_median", &format!("SELECT median({skew}) FROM events WHERE {{w}}")).await?;
-    q.number(&mut f, "skew_seconds_max", &format!("SELECT max({skew}) FROM events WHERE {{w}}")).await?;
+    q.number(&mut f, "delay_seconds_min", &format!("SELECT min({skew}) FROM events WHERE {{w}}")).await?;
+    let median =
+        q.number(&mut f, "delay_seconds_median", &format!("SELECT median({skew}) FROM events WHERE {{w}}")).await?;
+    q.number(&mut f, "delay_seconds_max", &format!("SELECT max({skew}) FROM events WHERE {{w}}")).await?;
+    let late = q
+        .number(
+            &mut f,
+            "events_received_late",
+            &format!("SELECT count(*) FROM events WHERE {{w}} AND {skew} > {LATE_SECS}"),
+        )
+        .await?;
     let future = q
         .number(
             &mut f,
@@ -450,22 +539,26 @@ pub async fn findings(
             &format!("SELECT count(*) FROM events WHERE {{w}} AND {skew} < -{FUTURE_SKEW_SECS}"),
         )
         .await?;
-    f.metrics
-        .insert("pdp_drop_counters".into(), json!("not available: PDPs do not report dropped events to the ledger"));
+    f.metrics.insert("pdp_drops".into(), json!("not measured: PDPs do not report dropped events to the ledger"));
     (f.status, f.summary) = if in_ledger == 0.0 {
         (Status::NotApplicable, "The ledger is empty.".into())
-    } else if gaps > 0.0 || future > 0.0 {
+    } else if gaps > 0.0 || future > 0.0 || late > 0.0 {
         (
             Status::Fail,
             format!(
-                "{gaps} seq gaps; {future} events are stamped more than {FUTURE_SKEW_SECS} s ahead of the ledger's clock."
+                "{gaps} seq gaps; {late} of {events} events reached the ledger more than {LATE_SECS} s after they happened \
+                 (median delay {}); {future} are stamped more than {FUTURE_SKEW_SECS} s ahead of the ledger's clock. \
+                 Drops at the PDP are not measured.",
+                human_seconds(median)
             ),
         )
     } else {
         (
             Status::Pass,
             format!(
-                "{in_ledger} events with no seq gap; {events} in the window; no event ahead of the ledger's clock by more than {FUTURE_SKEW_SECS} s."
+                "{in_ledger} events with no seq gap; the {events} in the window reached the ledger within {LATE_SECS} s \
+                 (median delay {}). Drops at the PDP are not measured.",
+                human_seconds(median)
             ),
         )
     };
@@ -645,6 +738,7 @@ pub async fn findings(
         ("resource", "resource_type IS NOT NULL AND resource_id IS NOT NULL"),
         ("effect", "effect IS NOT NULL"),
         ("policy", "policy_version IS NOT NULL OR decision_path IS NOT NULL"),
+        ("principal_for_agents", "(actor_profile IS DISTINCT FROM 'ai_agent') OR principal_id IS NOT NULL"),
     ];
     let mut worst = 1.0f64;
     for (name, cond) in fields {
@@ -684,7 +778,7 @@ pub async fn findings(
             ),
         )
     } else {
-        (Status::Pass, "Every decision records time, PDP, actor, action, resource, effect and policy; every outcome its decision and status.".into())
+        (Status::Pass, "Every decision records time, PDP, actor, action, resource, effect and policy (and an AI agent's principal); every outcome its decision and status.".into())
     };
     out.push(f);
 
@@ -713,9 +807,15 @@ pub fn integrity_finding(ledger: Result<(u64, u64, u64, bool), String>, bundle: 
                 }),
             );
             f.status = Status::Pass;
+            let how = if full {
+                format!("every leaf, checkpoint and signature ({signatures})")
+            } else {
+                "leaves, chain, tree, checkpoints and registry; producer signatures only for the bundle's events"
+                    .to_string()
+            };
             f.summary = format!(
-                "The ledger verified ({leaves} leaves, {checkpoints} checkpoints); the bundle's {} events verified \
-                 against the signed checkpoint at tree size {}, with every producer signature.",
+                "The ledger verified ({leaves} leaves, {checkpoints} checkpoints: {how}); the bundle's {} events \
+                 verified against the signed checkpoint at tree size {}, each with its producer signature.",
                 bundle.manifest.events, bundle.manifest.tree_size
             );
         }
@@ -736,6 +836,17 @@ pub fn ocsf_compliance_finding(f: &Finding, manifest: &Manifest, now_ms: i64) ->
         Status::NotApplicable => (0, "Unknown"),
     };
     let severity_id = if f.status == Status::Fail { 4 } else { 1 };
+    // One control id per finding; AU-9/AU-10 names AU-9 and lists both.
+    let requirements: Vec<&str> = f.control_id.split('/').collect();
+    let control = requirements[0];
+    let uid = format!(
+        "{}:{}:{}:{}:{}",
+        manifest.origin,
+        manifest.tree_size,
+        manifest.from.as_deref().unwrap_or("-"),
+        manifest.to.as_deref().unwrap_or("-"),
+        f.control_id
+    );
     json!({
         "category_uid": 2,
         "category_name": "Findings",
@@ -752,22 +863,24 @@ pub fn ocsf_compliance_finding(f: &Finding, manifest: &Manifest, now_ms: i64) ->
         "message": f.summary,
         "metadata": {
             "version": crate::ocsf::OCSF_VERSION,
-            "product": {"name": "actlog", "vendor_name": "actlog"},
+            "product": {"name": "actlog", "vendor_name": "actlog", "version": env!("CARGO_PKG_VERSION")},
             "log_provider": manifest.origin,
-            "uid": format!("{}:{}:{}", manifest.origin, manifest.tree_size, f.control_id),
+            "uid": uid,
         },
         "finding_info": {
-            "uid": format!("{}:{}:{}", manifest.origin, manifest.tree_size, f.control_id),
+            "uid": uid,
             "title": f.title,
             "desc": f.summary,
             "created_time": now_ms,
         },
+        "resources": [{"type": "actlog ledger", "uid": manifest.origin}],
         "compliance": {
-            "control": f.control_id,
+            "control": control,
+            "requirements": requirements,
             "standards": [f.standard],
             "status_id": status_id,
             "status": status,
-            "status_detail": f.status.as_str(),
+            "status_details": [f.summary],
         },
         "unmapped": {"actlog": {
             "metrics": f.metrics,

@@ -29,7 +29,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px sol
 text-align:left;vertical-align:top}th{background:#f2f4f7}pre{background:#f6f8fa;padding:.6em;overflow-x:auto;\
 white-space:pre-wrap;font-size:12px}.pass{background:#d9f2e0;color:#14532d}.fail{background:#fde2e1;color:#7f1d1d}\
 .not_applicable{background:#eceff3;color:#374151}.badge{padding:1px 7px;border-radius:3px;font-weight:600}\
-.meta td:first-child{font-weight:600}code{font-size:12px}.chart{margin:.5em 0 1em}";
+.meta td:first-child{font-weight:600}code{font-size:12px}.chart{margin:.5em 0 1em}.wide{overflow-x:auto}td{overflow-wrap:break-word}";
 
 fn badge(s: Status) -> String {
     let name = match s {
@@ -41,7 +41,7 @@ fn badge(s: Status) -> String {
 }
 
 fn table(o: &mut String, d: &Details) {
-    let _ = write!(o, "<h4>{}</h4><table><tr>", esc(&d.name));
+    let _ = write!(o, "<h4>{}</h4><div class=\"wide\"><table><tr>", esc(&d.name));
     for c in &d.columns {
         let _ = write!(o, "<th>{}</th>", esc(c));
     }
@@ -53,7 +53,7 @@ fn table(o: &mut String, d: &Details) {
         }
         o.push_str("</tr>");
     }
-    o.push_str("</table>");
+    o.push_str("</table></div>");
     if d.rows.len() >= crate::evidence::DETAIL_ROWS_MAX {
         let _ = write!(o, "<p>First {} rows; the query gives all of them.</p>", d.rows.len());
     }
@@ -82,7 +82,7 @@ fn stacked_bars(o: &mut String, d: &Details, title: &str) {
     let _ = write!(
         o,
         "<div class=\"chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100%\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"{}\">",
-        h + 40.0,
+        h + 60.0,
         esc(title)
     );
     for (i, (label, vals)) in rows.iter().enumerate() {
@@ -102,18 +102,20 @@ fn stacked_bars(o: &mut String, d: &Details, title: &str) {
             );
         }
         if rows.len() <= 40 || i % (rows.len() / 20).max(1) == 0 {
+            // Dates show as MM-DD; the year is in the header.
+            let short = if label.len() == 10 && label.as_bytes()[4] == b'-' { &label[5..] } else { label.as_str() };
+            let cx = x + bw / 2.0;
             let _ = write!(
                 o,
-                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" transform=\"rotate(45 {:.1} {})\">{}</text>",
-                x,
+                "<text x=\"{cx:.1}\" y=\"{}\" font-size=\"10\" transform=\"rotate(45 {cx:.1} {})\">{}</text>",
                 h + 12.0,
-                x,
                 h + 12.0,
-                esc(label)
+                esc(short)
             );
         }
     }
     let _ = write!(o, "<text x=\"0\" y=\"12\" font-size=\"11\">{max}</text>");
+    let _ = write!(o, "<text x=\"0\" y=\"{h}\" font-size=\"11\">0</text>");
     let _ = write!(o, "<line x1=\"{pad}\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#555\"/></svg>");
     o.push_str("<div>");
     for (k, c) in d.columns.iter().skip(1).enumerate() {
@@ -132,10 +134,15 @@ pub fn report(m: &Manifest, findings: &[Finding], generated_at: &str) -> String 
         esc(&m.origin)
     );
     let _ = write!(o, "<h1>Compliance evidence: NIST CSF 2.0</h1><table class=\"meta\">");
+    let metric = |name: &str| {
+        findings.iter().find_map(|f| f.metrics.get(name)).and_then(|v| v.as_str()).unwrap_or("?").to_string()
+    };
     let window = format!(
-        "{} to {}",
-        m.from.as_deref().unwrap_or("the first event"),
-        m.to.as_deref().unwrap_or("the checkpoint")
+        "from {} to {} (events from {} to {})",
+        m.from.as_deref().unwrap_or("the start"),
+        m.to.as_deref().unwrap_or("the checkpoint"),
+        metric("first_event_time"),
+        metric("last_event_time")
     );
     for (k, v) in [
         ("Ledger (origin)", m.origin.clone()),
@@ -175,34 +182,6 @@ pub fn report(m: &Manifest, findings: &[Finding], generated_at: &str) -> String 
         o.push_str("<h3>Decisions per day</h3>");
         stacked_bars(&mut o, d, "decisions per day");
     }
-    if let Some(d) =
-        findings.iter().flat_map(|f| &f.details).find(|d| d.name.starts_with("decisions by delegation verification"))
-    {
-        // verification_status, effect, decisions -> one bar per "status / effect".
-        let rows = d
-            .rows
-            .iter()
-            .map(|r| {
-                vec![
-                    Some(format!(
-                        "{} / {}",
-                        r.first().cloned().flatten().unwrap_or_else(|| "null".into()),
-                        r.get(1).cloned().flatten().unwrap_or_else(|| "null".into())
-                    )),
-                    r.get(2).cloned().flatten(),
-                ]
-            })
-            .collect();
-        let flat = Details {
-            name: d.name.clone(),
-            columns: vec!["status / effect".into(), "decisions".into()],
-            rows,
-            sql: d.sql.clone(),
-        };
-        o.push_str("<h3>Decisions by delegation verification status and effect</h3>");
-        stacked_bars(&mut o, &flat, "decisions by verification status");
-    }
-
     for f in findings {
         let _ = write!(
             o,
