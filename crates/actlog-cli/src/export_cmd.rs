@@ -234,10 +234,19 @@ pub struct EvidenceArgs {
     /// own events are always checked; without this the ledger check is structural).
     #[arg(long)]
     pub ledger_signatures: bool,
+    /// Memory for each findings query's joins and aggregates, in bytes
+    /// (`evidence_sql_memory_bytes`): the joins over the whole ledger need
+    /// more than an interactive query's `sql_memory_bytes`.
+    #[arg(long, env = "ACTLOG_EVIDENCE_SQL_MEMORY_BYTES", default_value_t = EVIDENCE_SQL_MEMORY_BYTES)]
+    pub sql_memory_bytes: usize,
     /// Print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
 }
+
+/// Default memory of a findings query: 2 GiB. At 10 million events the
+/// decision/outcome joins need about 1 GiB of the pool (and 850 MB of RSS).
+pub const EVIDENCE_SQL_MEMORY_BYTES: usize = 2 << 30;
 
 /// `actlog evidence`: an export bundle plus findings, OCSF Compliance
 /// Findings and a self-contained HTML report, signed together.
@@ -262,7 +271,8 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
             "the ledger key signs the bundle, and it cannot be read: {e}; run evidence where the ledger key is"
         ))
     })?;
-    let limits = QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), ..QueryLimits::default() };
+    let limits =
+        QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), memory_bytes: args.sql_memory_bytes };
     let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
         .map_err(|e| refused(format!("opening the query engine: {e}")))?;
     if writable {

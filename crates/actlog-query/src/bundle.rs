@@ -547,7 +547,7 @@ pub async fn write_export(
         first_seq: 0,
         last_seq: 0,
     };
-    let mut names: HashMap<String, String> = HashMap::new();
+    let mut names: Arc<HashMap<String, String>> = Arc::new(HashMap::new());
     let mut keys_named = 0usize;
     let mut sel = 0usize;
     let mut run_ends: Vec<u64> = Vec::new();
@@ -562,8 +562,8 @@ pub async fn write_export(
         let mut seq_b = UInt64Builder::with_capacity(chunk.len());
         let mut leaf_b = BinaryBuilder::new();
         let mut env_b = BinaryBuilder::new();
-        let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        for ev in evs {
+        let mut to_decode: Vec<(&StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
+        for ev in &evs {
             if let Some(p) = prev
                 && ev.seq != p + 1
             {
@@ -587,12 +587,22 @@ pub async fn write_export(
                     while keys_named < keys.len() && keys[keys_named].added_seq < ev.seq {
                         keys_named += 1;
                     }
-                    names = rows::key_names_of(&keys[..keys_named]);
+                    names = Arc::new(rows::key_names_of(&keys[..keys_named]));
                 }
-                let row = rows::decode(&ev, &names).map_err(|e| e.to_string())?;
-                by_date.entry(date_of(row.fields.event_time_unix_nanos)).or_default().push(row);
-                events += 1;
+                to_decode.push((ev, Arc::clone(&names)));
             }
+        }
+        // Decoding (envelope, schema, normalization) is the costly part; it
+        // runs on every core, and the rows keep their seq order.
+        let decoded: Vec<Result<Row, crate::Error>> = {
+            use rayon::prelude::*;
+            to_decode.par_iter().map(|(ev, names)| rows::decode(ev, names)).collect()
+        };
+        let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for row in decoded {
+            let row = row.map_err(|e| e.to_string())?;
+            by_date.entry(date_of(row.fields.event_time_unix_nanos)).or_default().push(row);
+            events += 1;
         }
         let batch = RecordBatch::try_new(
             leaves_schema(),
@@ -1116,7 +1126,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
             seq: f.seq,
             reason: f.reason,
         })?;
-        check.rows(rows_in, format, &manifest.origin, &ev_conv, &hop_conv)?;
+        check.rows(&pool, rows_in, format, &manifest.origin, &ev_conv, &hop_conv)?;
         if let Some(p) = opts.progress {
             p(check.leaves, leaves_entry.rows);
         }
@@ -1164,13 +1174,21 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
             );
         }
     }
+    // Files are read and digested in parallel, then compared in order.
+    let all: Vec<&FileEntry> = groups.values().flatten().copied().collect();
+    let digested: HashMap<&str, Result<Vec<[u8; 16]>, BundleFailure>> = {
+        use rayon::prelude::*;
+        pool.install(|| {
+            all.par_iter().map(|f| (f.path.as_str(), file_digests(dir, f, format, &ev_conv, &hop_conv))).collect()
+        })
+    };
     for (key_td, files) in &mut groups {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let empty = Vec::new();
         let want = check.expected.get(key_td).unwrap_or(&empty);
         let mut at = 0usize;
         for f in files.iter() {
-            let got = file_digests(dir, f, format, &ev_conv, &hop_conv)?;
+            let got = digested[f.path.as_str()].clone()?;
             if got.len() as u64 != f.rows {
                 return bad(Some(&f.path), None, format!("{} rows, the manifest says {}", got.len(), f.rows));
             }
@@ -1369,16 +1387,19 @@ impl LeafCheck<'_> {
     /// Rebuilds the rows of verified envelopes in the window.
     fn rows(
         &mut self,
+        pool: &rayon::ThreadPool,
         evs: Vec<(StoredEvent, Arc<HashMap<String, String>>)>,
         format: Format,
         origin: &str,
         ev_conv: &RowConverter,
         hop_conv: &RowConverter,
     ) -> Result<(), BundleFailure> {
+        use rayon::prelude::*;
+        let decoded: Vec<_> =
+            pool.install(|| evs.par_iter().map(|(ev, names)| (ev.seq, rows::decode(ev, names))).collect());
         let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        for (ev, names) in evs {
-            let seq = ev.seq;
-            let row = rows::decode(&ev, &names).or_else(|e| self.fail(seq, e.to_string()))?;
+        for (seq, row) in decoded {
+            let row = row.or_else(|e| self.fail(seq, e.to_string()))?;
             let t = row.fields.event_time_unix_nanos;
             if self.from.is_some_and(|f| t < f) || self.to.is_some_and(|to| t >= to) {
                 if seq == self.first || seq == self.last {
