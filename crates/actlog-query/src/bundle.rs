@@ -1082,13 +1082,13 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     let hop_conv = converter(&HOPS_SCHEMA);
     let leaves_file =
         File::open(dir.join(LEAVES_FILE)).or_else(|e| bad(Some(LEAVES_FILE), None, format!("cannot read: {e}")))?;
-    let reader = guarded(LEAVES_FILE, || {
+    let mut reader = guarded(LEAVES_FILE, || {
         ParquetRecordBatchReaderBuilder::try_new(leaves_file)
             .and_then(|b| b.with_batch_size(CHUNK_LEAVES).build())
             .map_err(|e| e.to_string())
     })?;
-    for batch in reader {
-        let batch = batch.or_else(|e| bad(Some(LEAVES_FILE), None, format!("not readable: {e}")))?;
+    // Each batch is decoded under `guarded` too: pages decode lazily.
+    while let Some(batch) = guarded(LEAVES_FILE, || reader.next().transpose().map_err(|e| e.to_string()))? {
         let leaves = LeavesBatch::of(&batch)?;
         let mut jobs = Vec::new();
         let mut rows_in: Vec<(StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
@@ -1489,11 +1489,10 @@ fn file_digests(
             }
         }
         Format::Parquet => {
-            let reader = guarded(&f.path, || {
+            let mut reader = guarded(&f.path, || {
                 ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| e.to_string())
             })?;
-            for batch in reader {
-                let batch = batch.or_else(|e| bad(Some(&f.path), None, format!("not readable: {e}")))?;
+            while let Some(batch) = guarded(&f.path, || reader.next().transpose().map_err(|e| e.to_string()))? {
                 let batch = conform(&batch, &schema).or_else(|e| bad(Some(&f.path), None, e))?;
                 out.extend(row_digests(conv, &batch).or_else(|e| bad(Some(&f.path), None, e))?);
             }

@@ -418,3 +418,54 @@ async fn verify_names_every_change_to_a_bundle() {
     .unwrap();
     assert!(r.key_pinned && r.trusted.is_some());
 }
+
+/// A manifest changed in any field and signed again with the ledger key
+/// (only a key holder can do this) is refused with an error, never a panic
+/// and never accepted.
+#[test]
+fn signed_nonsense_in_a_manifest_is_refused_without_a_panic() {
+    use proptest::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let out = tmp.path().join("bundle");
+    let m = rt.block_on(async {
+        let engine = fixture(&tmp.path().join("data"));
+        export(&engine, &out, Some("2026-01-03T00:00:00Z"), Some("2026-01-08T00:00:00Z"), Format::Parquet).await
+    });
+    verify(&out).unwrap();
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let number = prop_oneof![Just(0u64), Just(1), Just(u64::MAX), 0u64..3_000];
+    let cfg = ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(cfg, |(field in 0usize..12, n in number, pick in 0usize..64)| {
+        let dir = tmp.path().join(format!("case-{}", runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        copy_dir(&out, &dir);
+        let mut c = m.clone();
+        let k = pick % c.files.len();
+        let p = pick % c.proofs.len();
+        match field {
+            0 => c.tree_size = n,
+            1 => c.first_seq = n,
+            2 => c.last_seq = n,
+            3 => c.events = n,
+            4 => c.files[k].rows = n,
+            5 => c.files[k].first_seq = n,
+            6 => c.proofs[p].seq = n,
+            7 => { c.proofs.remove(p); }
+            8 => { let f = c.files[k].clone(); c.files.push(f); }
+            9 => c.files[k].table = ["events", "delegation_hops", "leaves", "ocsf", "evidence"][pick % 5].into(),
+            10 => c.files[k].path = ["../x", "events/date=2026-01-03/part-00000.parquet", "leaves.parquet", "a/b"][pick % 4].into(),
+            _ => c.from = Some(actlog_core::time::format_rfc3339_utc(n as i64 * 1_000_000_000_000)),
+        }
+        prop_assume!(c != m);
+        bundle::sign_bundle(&dir, &c, &SEED).unwrap();
+        let r = verify(&dir);
+        // Dropping a proof that is not needed, or an unused field, may leave a
+        // bundle that still proves every row; anything it accepts must still
+        // be the ledger's rows.
+        if let Ok(ok) = &r {
+            prop_assert_eq!(ok.manifest.events, m.events);
+            prop_assert_eq!(ok.rows, verify(&out).unwrap().rows);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    });
+}
