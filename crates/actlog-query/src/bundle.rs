@@ -445,10 +445,16 @@ pub async fn export(
     opts: &ExportOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportReport, String> {
-    let mut report = write_export(engine, seed, out, opts, progress).await?;
-    let manifest_bytes = sign_bundle(out, &report.manifest, seed)?;
+    let written = write_export(engine, seed, out, opts, progress).await;
+    let mut report = written.map_err(|e| incomplete(out, e))?;
+    let manifest_bytes = sign_bundle(out, &report.manifest, seed).map_err(|e| incomplete(out, e))?;
     report.bytes += manifest_bytes.len() as u64;
     Ok(report)
+}
+
+/// An error after the output directory was started: say it is not a bundle.
+pub fn incomplete(out: &Path, e: String) -> String {
+    if e.contains("is not empty") { e } else { format!("{e} ({} is incomplete: delete it)", out.display()) }
 }
 
 /// [`export`] without the signed files: the data files and leaves are
@@ -502,7 +508,9 @@ pub async fn write_export(
     }
     let selected: Vec<u64> =
         q.batches.iter().flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect();
-    assert!(selected.windows(2).all(|w| w[0] < w[1]), "the selection is in seq order");
+    if !selected.windows(2).all(|w| w[0] < w[1]) {
+        return Err("internal: the selection is not in seq order".into());
+    }
     let (Some(&first), Some(&last)) = (selected.first(), selected.last()) else {
         return Err(format!(
             "no events {} at tree size {tree_size}: nothing to export",
@@ -628,10 +636,11 @@ pub async fn write_export(
     for seq in proof_seqs {
         let (leaf_hash, path) = store.inclusion_proof(seq, tree_size).map_err(|e| e.to_string())?;
         // The bundle must verify: check our own proof before writing it.
-        assert!(
-            merkle::verify_inclusion(&leaf_hash, seq, tree_size, &path, &cp.root),
-            "the store's inclusion proof for seq {seq} verifies against its own checkpoint"
-        );
+        if !merkle::verify_inclusion(&leaf_hash, seq, tree_size, &path, &cp.root) {
+            return Err(format!(
+                "corruption: the store's inclusion proof for seq {seq} does not verify against its checkpoint; run `actlog verify`"
+            ));
+        }
         proofs.push(Proof { seq, leaf_hash: b64::encode(leaf_hash), hashes: path.iter().map(b64::encode).collect() });
     }
 
@@ -694,10 +703,11 @@ pub fn sign_bundle(out: &Path, manifest: &Manifest, seed: &[u8; 32]) -> Result<V
         seed,
     );
     write_synced(out, SIGNED_MANIFEST_FILE, env.to_json().as_bytes())?;
-    for d in manifest.files.iter().filter_map(|f| Path::new(&f.path).parent()).collect::<BTreeSet<_>>() {
-        let _ = File::open(out.join(d)).and_then(|f| f.sync_all());
+    let dirs: BTreeSet<&Path> = manifest.files.iter().flat_map(|f| Path::new(&f.path).ancestors().skip(1)).collect();
+    for d in dirs {
+        let d = out.join(d);
+        File::open(&d).and_then(|f| f.sync_all()).map_err(io_err(&d))?;
     }
-    File::open(out).and_then(|f| f.sync_all()).map_err(io_err(out))?;
     Ok(manifest_bytes)
 }
 
@@ -791,6 +801,8 @@ struct Statement {
     subject: Vec<Subject>,
     #[serde(rename = "predicateType")]
     predicate_type: String,
+    #[serde(default)]
+    predicate: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -900,12 +912,15 @@ type Expected = BTreeMap<(String, String), Vec<(u64, [u8; 16])>>;
 pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, BundleFailure> {
     let signed = read_limited(dir, SIGNED_MANIFEST_FILE, MANIFEST_BYTES_MAX)?;
     let manifest_bytes = read_limited(dir, MANIFEST_FILE, MANIFEST_BYTES_MAX)?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("not an export manifest: {e}")))?;
-    if manifest.format != BUNDLE_FORMAT {
-        return bad(Some(MANIFEST_FILE), None, format!("format `{}` is not {BUNDLE_FORMAT}", manifest.format));
+    // Only the key is read from the manifest before the signature and the
+    // manifest's digest check out; the rest is parsed after.
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        verifier_key: String,
     }
-    let named = VerifierKey::parse(&manifest.verifier_key)
+    let named: KeyOnly = serde_json::from_slice(&manifest_bytes)
+        .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("not an export manifest: {e}")))?;
+    let named = VerifierKey::parse(&named.verifier_key)
         .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("verifier_key: {e}")))?;
     let key = match &opts.expected_key {
         Some(k) if *k != named => {
@@ -946,6 +961,43 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     if subjects.get(MANIFEST_FILE) != Some(&hex::encode(Sha256::digest(&manifest_bytes))) {
         return bad(Some(MANIFEST_FILE), None, "does not match the signed statement");
     }
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .or_else(|e| bad(Some(MANIFEST_FILE), None, format!("not an export manifest: {e}")))?;
+    if manifest.format != BUNDLE_FORMAT {
+        return bad(Some(MANIFEST_FILE), None, format!("format `{}` is not {BUNDLE_FORMAT}", manifest.format));
+    }
+    let p = &statement.predicate;
+    if p["origin"] != json!(manifest.origin)
+        || p["tree_size"] != json!(manifest.tree_size)
+        || p["root_hash"] != json!(manifest.root_hash)
+        || manifest.origin != key.name
+    {
+        return bad(
+            Some(SIGNED_MANIFEST_FILE),
+            None,
+            "the statement's origin, tree size or root differ from the manifest",
+        );
+    }
+    // Report files only in evidence bundles, only the three, and all three.
+    let evidence: Vec<&str> =
+        manifest.files.iter().filter(|f| f.table == EVIDENCE_TABLE).map(|f| f.path.as_str()).collect();
+    let want_evidence: &[&str] = match manifest.framework.as_deref() {
+        None => &[],
+        Some("nist-csf-2.0") => &["findings.json", "findings.ocsf.jsonl", "report.html"],
+        Some(other) => return bad(Some(MANIFEST_FILE), None, format!("framework `{other}` is not known")),
+    };
+    let mut sorted = evidence.clone();
+    sorted.sort_unstable();
+    if sorted != want_evidence {
+        return bad(
+            Some(MANIFEST_FILE),
+            None,
+            format!(
+                "evidence files {evidence:?}; a bundle of framework {:?} has exactly {want_evidence:?}",
+                manifest.framework
+            ),
+        );
+    }
     let mut listed: BTreeMap<String, Option<&FileEntry>> =
         [(MANIFEST_FILE.to_string(), None), (CHECKPOINT_FILE.to_string(), None)].into_iter().collect();
     for f in &manifest.files {
@@ -968,8 +1020,13 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         if name == MANIFEST_FILE {
             continue;
         }
-        if fs::symlink_metadata(dir.join(name)).is_err() {
+        let Ok(meta) = fs::symlink_metadata(dir.join(name)) else {
             return bad(Some(name), None, "listed in the signed manifest but missing");
+        };
+        // Sizes first: a huge file is refused without reading it.
+        let want = entry.map(|e| e.bytes).unwrap_or(actlog_core::note::NOTE_BYTES_MAX as u64);
+        if (entry.is_some() && meta.len() != want) || meta.len() > want {
+            return bad(Some(name), None, format!("{} bytes, the manifest allows {want}", meta.len()));
         }
         let (sha, size) = hash_file(dir, name)?;
         if Some(&sha) != subjects.get(name) {
@@ -1095,7 +1152,16 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         for i in 0..batch.num_rows() {
             let (seq, leaf_bytes, envelope) = (leaves.seq.value(i), leaves.leaf.value(i), leaves.envelope(i));
             let (leaf, leaf_hash, chain) = check.leaf(seq, leaf_bytes)?;
-            let Some(envelope) = envelope else { continue };
+            let Some(envelope) = envelope else {
+                if leaf.kind == LeafKind::LedgerSigned {
+                    return bad(
+                        Some(LEAVES_FILE),
+                        Some(seq),
+                        "a ledger record without its envelope (key history hidden)",
+                    );
+                }
+                continue;
+            };
             if leaf.kind == LeafKind::LedgerSigned {
                 check.rebuilt.apply_record(&leaf, envelope, &key.key, &ledger_fp).map_err(|f| BundleFailure {
                     file: Some(LEAVES_FILE.into()),
@@ -1179,7 +1245,12 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     let digested: HashMap<&str, Result<Vec<[u8; 16]>, BundleFailure>> = {
         use rayon::prelude::*;
         pool.install(|| {
-            all.par_iter().map(|f| (f.path.as_str(), file_digests(dir, f, format, &ev_conv, &hop_conv))).collect()
+            all.par_iter()
+                .map(|f| {
+                    let d = guarded(&f.path, || Ok(file_digests(dir, f, format, &ev_conv, &hop_conv))).and_then(|r| r);
+                    (f.path.as_str(), d)
+                })
+                .collect()
         })
     };
     for (key_td, files) in &mut groups {
@@ -1344,6 +1415,12 @@ impl LeafCheck<'_> {
             }
         }
         let leaf_hash = merkle::leaf_hash(bytes);
+        if seq == self.first
+            && let Some((h, _)) = self.proofs.get(&seq)
+            && *h != leaf_hash
+        {
+            return bad(Some(MANIFEST_FILE), Some(seq), "the first exported leaf's proof names another leaf hash");
+        }
         self.chain = chain_hash(&leaf.prev_chain_hash, bytes);
         self.prev = Some((seq, leaf_hash));
         self.leaves += 1;
@@ -1471,15 +1548,15 @@ fn file_digests(
     let mut out = Vec::with_capacity(f.rows.min(1 << 24) as usize);
     match format {
         Format::Ocsf => {
+            // Byte for byte: the line must be the record as the mapping writes it.
             for (i, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.or_else(|e| bad(Some(&f.path), None, format!("line {}: {e}", i + 1)))?;
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .or_else(|e| bad(Some(&f.path), None, format!("line {}: not JSON: {e}", i + 1)))?;
-                out.push(line_digest(&v));
+                out.push(blake3::hash(line.as_bytes()).as_bytes()[..16].try_into().expect("16 bytes"));
             }
         }
         Format::Ndjson => {
             let reader = datafusion::arrow::json::ReaderBuilder::new(schema.clone())
+                .with_strict_mode(true)
                 .build(BufReader::new(file))
                 .or_else(|e| bad(Some(&f.path), None, format!("not readable: {e}")))?;
             for batch in reader {
@@ -1501,7 +1578,7 @@ fn file_digests(
     Ok(out)
 }
 
-/// The batch with the table's column names, in order, cast to its types.
+/// The batch with the table's schema: the same column names, in order, and types.
 fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
     let got: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
     let want: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -1513,11 +1590,11 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Strin
         .iter()
         .zip(schema.fields())
         .map(|(c, f)| {
+            // Exact types: a cast could make a different file compare equal.
             if c.data_type() == f.data_type() {
                 Ok(c.clone())
             } else {
-                datafusion::arrow::compute::cast(c, f.data_type())
-                    .map_err(|e| format!("column `{}` is {}, not {}: {e}", f.name(), c.data_type(), f.data_type()))
+                Err(format!("column `{}` is {}, not {}", f.name(), c.data_type(), f.data_type()))
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

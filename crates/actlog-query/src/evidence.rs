@@ -364,7 +364,7 @@ pub async fn findings(
         .number(
             &mut f,
             "actions_after_revocation",
-            "SELECT count(*) FROM events d JOIN events r ON d.actor_id = r.actor_id AND d.task_id = r.task_id \
+            "SELECT count(DISTINCT d.seq) FROM events d JOIN events r ON d.actor_id = r.actor_id AND d.task_id = r.task_id \
              WHERE {w:d} AND r.seq < {n} AND r.event_type = 'delegation.revoked' \
              AND d.event_type = 'authz.decision' AND d.effect = 'allow' AND d.event_time > r.event_time",
         )
@@ -509,18 +509,12 @@ pub async fn findings(
     // PR.PS-04: log completeness, late and early events.
     let mut f = finding("PR.PS-04", CSF, "Log records are generated and made available for continuous monitoring");
     let in_ledger = q.number(&mut f, "ledger_events", "SELECT count(*) FROM events WHERE seq < {n}").await?;
-    let gaps = q
-        .number(
-            &mut f,
-            "seq_gaps",
-            "SELECT CASE WHEN count(*) = 0 THEN 0 ELSE CAST(max(seq) AS BIGINT) - CAST(min(seq) AS BIGINT) + 1 - count(*) END \
-             FROM events WHERE seq < {n}",
-        )
-        .await?;
+    let gaps = q.number(&mut f, "seq_gaps", "SELECT {n} - count(*) FROM events WHERE seq < {n}").await?;
     let events = q.number(&mut f, "events_in_window", "SELECT count(*) FROM events WHERE {w}").await?;
     q.text(&mut f, "first_event_time", "SELECT min(event_time) FROM events WHERE {w}").await?;
     q.text(&mut f, "last_event_time", "SELECT max(event_time) FROM events WHERE {w}").await?;
-    let skew = "(CAST(received_at AS BIGINT) - CAST(event_time AS BIGINT)) / 1000000000.0";
+    // In DOUBLE: a BIGINT difference wraps for an event_time centuries back.
+    let skew = "(CAST(CAST(received_at AS BIGINT) AS DOUBLE) - CAST(CAST(event_time AS BIGINT) AS DOUBLE)) / 1e9";
     q.number(&mut f, "delay_seconds_min", &format!("SELECT min({skew}) FROM events WHERE {{w}}")).await?;
     let median =
         q.number(&mut f, "delay_seconds_median", &format!("SELECT median({skew}) FROM events WHERE {{w}}")).await?;
@@ -595,8 +589,8 @@ pub async fn findings(
         Some(_) => {
             let new_pairs = "SELECT e.actor_id, e.tool_name, min(e.event_time) AS first_use, count(*) AS calls \
                              FROM events e LEFT JOIN (SELECT DISTINCT actor_id, tool_name FROM events \
-                             WHERE event_type = 'authz.decision' AND effect = 'allow' AND tool_name IS NOT NULL \
-                             AND event_time < to_timestamp_nanos({from})) b \
+                             WHERE seq < {n} AND event_type = 'authz.decision' AND effect = 'allow' \
+                             AND tool_name IS NOT NULL AND event_time < to_timestamp_nanos({from})) b \
                              ON e.actor_id = b.actor_id AND e.tool_name = b.tool_name \
                              WHERE {w:e} AND e.event_type = 'authz.decision' AND e.effect = 'allow' \
                              AND e.tool_name IS NOT NULL AND b.actor_id IS NULL GROUP BY e.actor_id, e.tool_name"
@@ -904,7 +898,9 @@ pub async fn evidence(
     let export_opts = ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet };
     let written = bundle::write_export(engine, seed, out, &export_opts, &|d, t| progress("export", d, t)).await?;
     let mut manifest = written.manifest;
-    manifest.framework = Some(FRAMEWORK.into());
+    // Signed first as a plain export, so that it can be verified: a crash
+    // before the reports are signed leaves an export, never a bundle that
+    // claims to be evidence.
     bundle::sign_bundle(out, &manifest, seed)?;
     // The data part is signed so that it can be verified; until the reports
     // are signed too, a failure must not leave a bundle that verifies.
@@ -991,6 +987,7 @@ async fn finish_evidence(
             last_seq: manifest.last_seq,
         });
     }
+    manifest.framework = Some(FRAMEWORK.into());
     bundle::sign_bundle(out, manifest, seed)?;
     Ok(found)
 }

@@ -158,7 +158,8 @@ pub fn report(m: &Manifest, findings: &[Finding], generated_at: &str) -> String 
     o.push_str("</table>");
     let _ = write!(
         o,
-        "<p>Check this bundle offline: <code>actlog verify --bundle DIR --key '{}'</code>. \
+        "<p>Check this bundle offline with the ledger key you obtained yourself (not from this report): \
+         <code>actlog verify --bundle DIR --key KEY</code>; this report names the key <code>{}</code>. \
          Every file, this report included, is signed by the ledger key in <code>manifest.dsse.json</code>; \
          every row of <code>events/</code> and <code>delegation_hops/</code> is proven against the checkpoint above.</p>",
         esc(&m.verifier_key)

@@ -246,6 +246,18 @@ async fn ndjson_and_ocsf_bundles_verify_and_ocsf_maps_effects() {
              AND event_time >= '{from}' AND event_time < '{to}'"
         )
     };
+    // An OCSF line is compared byte for byte: a duplicate key that a
+    // first-wins reader would see differently is refused, even re-signed.
+    let copy = tmp.path().join("oc-dup");
+    copy_dir(&oc, &copy);
+    let f = m.files.iter().find(|f| f.table == "ocsf").unwrap();
+    let p = copy.join(&f.path);
+    let text = fs::read_to_string(&p).unwrap().replacen("{", "{\"action_id\":1,", 1);
+    fs::write(&p, text).unwrap();
+    resign(&copy);
+    let e = verify(&copy).unwrap_err();
+    assert!(e.reason.contains("does not match the event in the ledger"), "{e}");
+
     assert_eq!(allowed, sql_seqs(&engine, &count("allow")).await[0]);
     assert_eq!(denied, sql_seqs(&engine, &count("deny")).await[0]);
     assert!(denied > 0);
@@ -391,6 +403,34 @@ async fn verify_names_every_change_to_a_bundle() {
     });
     assert!(f.reason.contains("chain hash after seq"), "{f}");
 
+    // A ledger record without its envelope would hide a key's history.
+    let f = tampered(&out, "record-envelope", |d| {
+        rewrite_leaves(d, &|row, l, e| Some((l.to_vec(), if row == 0 { None } else { e.map(<[u8]>::to_vec) })))
+    });
+    assert!(f.reason.contains("ledger record without its envelope"), "{f}");
+
+    // Rows smuggled in as an "evidence" file, which is only hashed: refused.
+    let f = tampered(&out, "smuggled", |d| {
+        let mut m: Manifest = serde_json::from_slice(&fs::read(d.join(bundle::MANIFEST_FILE)).unwrap()).unwrap();
+        let rel = "events/date=2026-01-03/part-00007.parquet";
+        fs::copy(d.join(&events_file), d.join(rel)).unwrap();
+        let mut e = m.files.iter().find(|f| f.table == "events").unwrap().clone();
+        e.path = rel.into();
+        e.table = bundle::EVIDENCE_TABLE.into();
+        m.files.push(e);
+        bundle::sign_bundle(d, &m, &SEED).unwrap();
+        resign(d);
+    });
+    assert!(f.reason.contains("evidence files"), "{f}");
+
+    // A file cut short is refused by its size, before it is read.
+    let f = tampered(&out, "short", |d| {
+        let p = d.join(&events_file);
+        let b = fs::read(&p).unwrap();
+        fs::write(p, &b[..b.len() - 1]).unwrap();
+    });
+    assert!(f.reason.contains("the manifest allows"), "{f}");
+
     // Keys: pinned to another ledger, and signed by another key.
     let other = VerifierKey::new(
         "other.example",
@@ -457,7 +497,8 @@ fn signed_nonsense_in_a_manifest_is_refused_without_a_panic() {
             _ => c.from = Some(actlog_core::time::format_rfc3339_utc(n as i64 * 1_000_000_000_000)),
         }
         prop_assume!(c != m);
-        bundle::sign_bundle(&dir, &c, &SEED).unwrap();
+        // Signing syncs every listed file's directory; a path to nowhere cannot be signed.
+        prop_assume!(bundle::sign_bundle(&dir, &c, &SEED).is_ok());
         let r = verify(&dir);
         // Dropping a proof that is not needed, or an unused field, may leave a
         // bundle that still proves every row; anything it accepts must still
