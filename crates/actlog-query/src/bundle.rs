@@ -562,71 +562,90 @@ pub async fn write_export(
     let mut prev: Option<u64> = None;
     let mut events = 0u64;
     let mut done = 0u64;
-    for chunk in leaf_seqs.chunks(CHUNK_LEAVES) {
-        let evs = store.events_at(chunk).map_err(|e| e.to_string())?;
-        if evs.len() != chunk.len() {
-            return Err(format!("corruption: the ledger returned {} of {} leaves", evs.len(), chunk.len()));
-        }
-        let mut seq_b = UInt64Builder::with_capacity(chunk.len());
-        let mut leaf_b = BinaryBuilder::new();
-        let mut env_b = BinaryBuilder::new();
-        let mut to_decode: Vec<(&StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
-        for ev in &evs {
-            if let Some(p) = prev
-                && ev.seq != p + 1
-            {
-                run_ends.push(p);
+    // The leaves are compressed and written on their own thread while this
+    // one reads and decodes the next chunk.
+    let (leaves_out, looped) = std::thread::scope(|scope| {
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+        let writer = scope.spawn(move || -> Result<Out, String> {
+            for batch in batches {
+                leaves_w.write(&batch).map_err(|e| format!("writing {LEAVES_FILE}: {e}"))?;
             }
-            prev = Some(ev.seq);
-            while sel < selected.len() && selected[sel] < ev.seq {
-                sel += 1;
-            }
-            let exported = selected.get(sel) == Some(&ev.seq);
-            seq_b.append_value(ev.seq);
-            leaf_b.append_value(&ev.leaf_bytes);
-            if exported || ev.leaf.kind == LeafKind::LedgerSigned {
-                env_b.append_value(&ev.envelope);
-            } else {
-                env_b.append_null();
-            }
-            if exported {
-                // Names as of this seq: keys registered before it.
-                if keys[keys_named..].iter().any(|k| k.added_seq < ev.seq) {
-                    while keys_named < keys.len() && keys[keys_named].added_seq < ev.seq {
-                        keys_named += 1;
-                    }
-                    names = Arc::new(rows::key_names_of(&keys[..keys_named]));
+            leaves_w.into_inner().map_err(|e| format!("writing {LEAVES_FILE}: {e}"))
+        });
+        let looped = (|| -> Result<(), String> {
+            for chunk in leaf_seqs.chunks(CHUNK_LEAVES) {
+                let evs = store.events_at(chunk).map_err(|e| e.to_string())?;
+                if evs.len() != chunk.len() {
+                    return Err(format!("corruption: the ledger returned {} of {} leaves", evs.len(), chunk.len()));
                 }
-                to_decode.push((ev, Arc::clone(&names)));
+                let mut seq_b = UInt64Builder::with_capacity(chunk.len());
+                let mut leaf_b = BinaryBuilder::new();
+                let mut env_b = BinaryBuilder::new();
+                let mut to_decode: Vec<(&StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
+                for ev in &evs {
+                    if let Some(p) = prev
+                        && ev.seq != p + 1
+                    {
+                        run_ends.push(p);
+                    }
+                    prev = Some(ev.seq);
+                    while sel < selected.len() && selected[sel] < ev.seq {
+                        sel += 1;
+                    }
+                    let exported = selected.get(sel) == Some(&ev.seq);
+                    seq_b.append_value(ev.seq);
+                    leaf_b.append_value(&ev.leaf_bytes);
+                    if exported || ev.leaf.kind == LeafKind::LedgerSigned {
+                        env_b.append_value(&ev.envelope);
+                    } else {
+                        env_b.append_null();
+                    }
+                    if exported {
+                        // Names as of this seq: keys registered before it.
+                        if keys[keys_named..].iter().any(|k| k.added_seq < ev.seq) {
+                            while keys_named < keys.len() && keys[keys_named].added_seq < ev.seq {
+                                keys_named += 1;
+                            }
+                            names = Arc::new(rows::key_names_of(&keys[..keys_named]));
+                        }
+                        to_decode.push((ev, Arc::clone(&names)));
+                    }
+                }
+                // Decoding (envelope, schema, normalization) is the costly part; it
+                // runs on every core, and the rows keep their seq order.
+                let decoded: Vec<Result<Row, crate::Error>> = {
+                    use rayon::prelude::*;
+                    to_decode.par_iter().map(|(ev, names)| rows::decode(ev, names)).collect()
+                };
+                let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+                for row in decoded {
+                    let row = row.map_err(|e| e.to_string())?;
+                    by_date.entry(date_of(row.fields.event_time_unix_nanos)).or_default().push(row);
+                    events += 1;
+                }
+                let batch = RecordBatch::try_new(
+                    leaves_schema(),
+                    vec![Arc::new(seq_b.finish()), Arc::new(leaf_b.finish()), Arc::new(env_b.finish())],
+                )
+                .expect("columns match the leaves schema");
+                if to_writer.send(batch).is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+                note_rows(&mut leaves_entry, chunk[0], chunk[chunk.len() - 1], chunk.len() as u64);
+                write_rows(&mut parts, opts.format, &key.name, by_date)?;
+                done += chunk.len() as u64;
+                progress(done, total);
             }
-        }
-        // Decoding (envelope, schema, normalization) is the costly part; it
-        // runs on every core, and the rows keep their seq order.
-        let decoded: Vec<Result<Row, crate::Error>> = {
-            use rayon::prelude::*;
-            to_decode.par_iter().map(|(ev, names)| rows::decode(ev, names)).collect()
-        };
-        let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        for row in decoded {
-            let row = row.map_err(|e| e.to_string())?;
-            by_date.entry(date_of(row.fields.event_time_unix_nanos)).or_default().push(row);
-            events += 1;
-        }
-        let batch = RecordBatch::try_new(
-            leaves_schema(),
-            vec![Arc::new(seq_b.finish()), Arc::new(leaf_b.finish()), Arc::new(env_b.finish())],
-        )
-        .expect("columns match the leaves schema");
-        leaves_w.write(&batch).map_err(|e| format!("writing {LEAVES_FILE}: {e}"))?;
-        note_rows(&mut leaves_entry, chunk[0], chunk[chunk.len() - 1], chunk.len() as u64);
-        write_rows(&mut parts, opts.format, &key.name, by_date)?;
-        done += chunk.len() as u64;
-        progress(done, total);
-    }
+            Ok(())
+        })();
+        drop(to_writer);
+        (writer.join().expect("the leaves writer does not panic"), looped)
+    });
+    looped?;
+    let leaves_out = leaves_out?;
     run_ends.push(prev.expect("at least one leaf"));
 
     let mut files = parts.finish_all()?;
-    let leaves_out = leaves_w.into_inner().map_err(|e| format!("writing {LEAVES_FILE}: {e}"))?;
     files.push(close(LEAVES_FILE, leaves_out, leaves_entry)?);
 
     // Proofs: the first exported leaf, and the end of every run.
