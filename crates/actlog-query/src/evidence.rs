@@ -285,6 +285,26 @@ pub async fn findings(
             "SELECT count(*) FROM events WHERE {w} AND event_type = 'authz.decision' AND policy_version IS NULL",
         )
         .await?;
+    // An allowing decision backs one execution, of its own actor, after it.
+    let mismatched = q
+        .number(
+            &mut f,
+            "executed_before_decision_or_by_another_actor",
+            "SELECT count(*) FROM events o JOIN events d ON o.decision_event_id = d.event_id \
+             WHERE {w:o} AND d.seq < {n} AND o.event_type = 'authz.outcome' AND o.outcome_status = 'executed' \
+             AND d.event_type = 'authz.decision' AND (o.event_time < d.event_time \
+             OR (o.actor_id IS NOT NULL AND d.actor_id IS NOT NULL AND o.actor_id <> d.actor_id))",
+        )
+        .await?;
+    let reused = q
+        .number(
+            &mut f,
+            "decisions_executed_more_than_once",
+            "SELECT count(*) FROM (SELECT decision_event_id FROM events WHERE {w} AND event_type = 'authz.outcome' \
+             AND outcome_status = 'executed' AND decision_event_id IS NOT NULL \
+             GROUP BY decision_event_id HAVING count(*) > 1) t",
+        )
+        .await?;
     if bypass > 0.0 {
         q.details(
             &mut f,
@@ -311,8 +331,14 @@ pub async fn findings(
     );
     (f.status, f.summary) = if decisions + executed == 0.0 {
         (Status::NotApplicable, "No decisions or executed actions in the window.".into())
-    } else if orphan + bypass + no_policy > 0.0 {
+    } else if orphan + bypass + no_policy + mismatched + reused > 0.0 {
         let mut parts = Vec::new();
+        if mismatched > 0.0 {
+            parts.push(format!("{mismatched} executed actions ran before their decision or by another actor"));
+        }
+        if reused > 0.0 {
+            parts.push(format!("{reused} decisions were executed more than once"));
+        }
         if bypass > 0.0 {
             parts.push(format!(
                 "{bypass} of {executed} executed actions ran although their decision did not allow them"

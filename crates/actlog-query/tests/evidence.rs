@@ -36,8 +36,50 @@ fn ledger(dir: &Path) -> Engine {
                     "resource": {"type": "tool", "id": "fs.read"}, "tool": {"name": "fs.read"}},
         "decision": {"effect": "deny"}
     });
-    let item = actlog_gen::Generated { pdp: 0, payload: hostile.to_string().into_bytes() };
-    actlog_gen::append_generated(&store, GEN_SEED, &[item]).unwrap();
+    // An allowed decision executed twice, and one executed before it was made.
+    let actor = "https://agents.example/planted-agent";
+    let decision = |id: &str, time: &str| {
+        serde_json::json!({
+            "spec_version": "1", "event_type": "authz.decision", "event_id": id,
+            "event_time": time, "pdp": {"id": actlog_gen::pdp_id(0)},
+            "delegation": {
+                "principal": {"type": "user", "id": "mallory"},
+                "actor": {"id": actor, "sub_profile": "ai_agent"},
+                "chain": [{"depth": 1, "sub": actor, "sub_profile": "ai_agent"}],
+                "verification": {"status": "verified"}
+            },
+            "correlation": {"session_id": "s-p", "task_id": "t-p"},
+            "policy": {"version": "v1"},
+            "request": {"subject": {"type": "agent", "id": actor}, "action": {"name": "tools/call"},
+                        "resource": {"type": "tool", "id": "fs.read"}, "tool": {"name": "fs.read"}},
+            "decision": {"effect": "allow"}
+        })
+    };
+    let outcome = |id: &str, time: &str, decision_id: &str| {
+        serde_json::json!({
+            "spec_version": "1", "event_type": "authz.outcome", "event_id": id,
+            "event_time": time, "pdp": {"id": actlog_gen::pdp_id(0)},
+            "delegation": {
+                "principal": {"type": "user", "id": "mallory"},
+                "actor": {"id": actor, "sub_profile": "ai_agent"},
+                "chain": [{"depth": 1, "sub": actor, "sub_profile": "ai_agent"}],
+                "verification": {"status": "verified"}
+            },
+            "correlation": {"session_id": "s-p", "task_id": "t-p"},
+            "outcome": {"decision_event_id": decision_id, "status": "executed"}
+        })
+    };
+    let planted = [
+        hostile,
+        decision("twice-d", "2026-01-20T11:00:00Z"),
+        outcome("twice-o1", "2026-01-20T11:00:01Z", "twice-d"),
+        outcome("twice-o2", "2026-01-20T11:00:02Z", "twice-d"),
+        decision("early-d", "2026-01-20T12:00:00Z"),
+        outcome("early-o", "2026-01-20T11:59:00Z", "early-d"),
+    ];
+    let items: Vec<_> =
+        planted.iter().map(|p| actlog_gen::Generated { pdp: 0, payload: p.to_string().into_bytes() }).collect();
+    actlog_gen::append_generated(&store, GEN_SEED, &items).unwrap();
     store.checkpoint_now().unwrap();
     let limits = QueryLimits { rows_max: usize::MAX, ..QueryLimits::default() };
     Engine::open(Arc::new(store), EngineOptions { limits, ..EngineOptions::default() }).unwrap()
@@ -94,6 +136,8 @@ async fn findings_count_the_planted_anomalies_and_the_bundle_verifies() {
     let f = find(found, "PR.AA-05");
     assert_eq!((metric(f, "executed_after_non_allow"), f.status), (bypass, Status::Fail));
     assert_eq!(metric(f, "executed_without_decision"), 0);
+    assert_eq!(metric(f, "decisions_executed_more_than_once"), 1, "twice-d");
+    assert_eq!(metric(f, "executed_before_decision_or_by_another_actor"), 1, "early-o");
     let f = find(found, "PR.AA-04");
     assert_eq!((metric(f, "allowed_with_failed_verification"), f.status), (failed, Status::Fail));
     let f = find(found, "PR.AA-03");
