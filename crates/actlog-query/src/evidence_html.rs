@@ -8,6 +8,9 @@ use crate::bundle::Manifest;
 use crate::evidence::{Details, Finding, Status};
 
 /// Escapes text for HTML element content and quoted attribute values.
+/// Invisible and bidirectional formatting characters are shown as
+/// `[U+XXXX]`: in a producer's string they could make the text read
+/// differently from the data.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -17,6 +20,10 @@ pub fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
+            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}' => {
+                o.push_str(&format!("[U+{:04X}]", c as u32))
+            }
+            c if c.is_control() && c != '\n' && c != '\t' => o.push_str(&format!("[U+{:04X}]", c as u32)),
             c => o.push(c),
         }
     }
@@ -224,6 +231,13 @@ fn anchor(control: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_and_bidi_characters_are_shown() {
+        assert_eq!(esc("tool\u{202E}gnp.exe"), "tool[U+202E]gnp.exe");
+        assert_eq!(esc("a\u{200B}b\u{0007}"), "a[U+200B]b[U+0007]");
+        assert_eq!(esc("caf\u{e9} \u{4e2d}"), "caf\u{e9} \u{4e2d}");
+    }
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
