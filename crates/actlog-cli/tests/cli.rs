@@ -465,3 +465,55 @@ fn evidence_writes_a_signed_findings_bundle() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("nist-csf-2.0"));
 }
+
+/// `export` and `evidence` killed with SIGKILL at points through their run
+/// never leave a directory that verifies as less than the whole bundle: the
+/// signed statement is written last (and evidence signs as a plain export
+/// until its reports are in).
+#[test]
+fn a_killed_export_never_leaves_a_partial_bundle_that_verifies() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let key = env.with_producer("pdp-a");
+    env.ok(&["import", &env.write("b.ndjson", &env.sign(&key, &events("k", 3000, "pdp-a")))]);
+    let total = env.tree_size();
+    let (mut killed, mut refused) = (0, 0);
+    for round in 0..10u64 {
+        let out = env.root.join(format!("kill-{round}"));
+        let cmd: &[&str] = if round % 2 == 0 {
+            &["export", "--out", out.to_str().unwrap()]
+        } else {
+            &["evidence", "--framework", "nist-csf-2.0", "--out", out.to_str().unwrap()]
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
+            .args(cmd)
+            .env("ACTLOG_DATA", env.data())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kills over the run (a debug export of 3,000 events takes
+        // a few hundred milliseconds; evidence longer).
+        std::thread::sleep(std::time::Duration::from_millis(40 + (round * 97) % 500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let status = child.wait().unwrap();
+        if status.signal() == Some(libc::SIGKILL) {
+            killed += 1;
+        }
+        let v = env.run(&["verify", "--bundle", out.to_str().unwrap(), "--json"], None);
+        if v.status.success() {
+            let r: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+            assert_eq!(r["events"].as_u64(), Some(total), "a bundle that verifies holds every event");
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+            if m["framework"].is_string() {
+                assert!(out.join("report.html").is_file() && out.join("findings.json").is_file());
+            }
+        } else {
+            assert_eq!(v.status.code(), Some(1));
+            refused += 1;
+        }
+    }
+    assert!(killed >= 3 && refused >= 3, "the kills hit runs in progress: {killed} killed, {refused} refused");
+}
