@@ -390,7 +390,7 @@ pub async fn findings(
         .number(
             &mut f,
             "actions_after_revocation",
-            "SELECT count(DISTINCT d.seq) FROM events d JOIN events r ON d.actor_id = r.actor_id AND d.task_id = r.task_id \
+            "SELECT count(DISTINCT d.seq) FROM events r JOIN events d ON d.actor_id = r.actor_id AND d.task_id = r.task_id \
              WHERE {w:d} AND r.seq < {n} AND r.event_type = 'delegation.revoked' \
              AND d.event_type = 'authz.decision' AND d.effect = 'allow' AND d.event_time > r.event_time",
         )
@@ -400,7 +400,7 @@ pub async fn findings(
             &mut f,
             "allowed after the agent's delegation for the task was revoked",
             "SELECT d.seq, d.event_id, d.actor_id, d.task_id, d.event_time, r.seq AS revoked_seq \
-             FROM events d JOIN events r ON d.actor_id = r.actor_id AND d.task_id = r.task_id \
+             FROM events r JOIN events d ON d.actor_id = r.actor_id AND d.task_id = r.task_id \
              WHERE {w:d} AND r.seq < {n} AND r.event_type = 'delegation.revoked' \
              AND d.event_type = 'authz.decision' AND d.effect = 'allow' AND d.event_time > r.event_time ORDER BY d.seq",
         )
@@ -590,15 +590,19 @@ pub async fn findings(
         CSF,
         "Personnel activity and technology usage are monitored to find potentially adverse events",
     );
-    let pairs = "WITH pairs AS (SELECT purpose_scope, tool_name, count(*) AS n FROM events \
-                 WHERE seq < {n} AND event_type = 'authz.decision' AND effect = 'allow' \
-                 AND purpose_scope IS NOT NULL AND tool_name IS NOT NULL GROUP BY purpose_scope, tool_name), \
-                 scopes AS (SELECT purpose_scope, sum(n) AS total FROM pairs GROUP BY purpose_scope) ";
-    let off_where = format!(
-        "FROM events e JOIN pairs p ON e.purpose_scope = p.purpose_scope AND e.tool_name = p.tool_name \
-         JOIN scopes s ON e.purpose_scope = s.purpose_scope \
-         WHERE {{w:e}} AND e.event_type = 'authz.decision' AND e.effect = 'allow' AND p.n * {OFF_PURPOSE_RATIO} < s.total"
+    // The rare pairs are few: they come first, so the join builds on them
+    // and streams the decisions (at 10^7 events the other way round ran out
+    // of the query's memory).
+    let pairs = format!(
+        "WITH pairs AS (SELECT purpose_scope, tool_name, count(*) AS n FROM events \
+         WHERE seq < {{n}} AND event_type = 'authz.decision' AND effect = 'allow' \
+         AND purpose_scope IS NOT NULL AND tool_name IS NOT NULL GROUP BY purpose_scope, tool_name), \
+         scopes AS (SELECT purpose_scope, sum(n) AS total FROM pairs GROUP BY purpose_scope), \
+         rare AS (SELECT p.purpose_scope, p.tool_name, p.n, s.total FROM pairs p JOIN scopes s \
+         ON p.purpose_scope = s.purpose_scope WHERE p.n * {OFF_PURPOSE_RATIO} < s.total) "
     );
+    let off_where = "FROM rare p JOIN events e ON e.purpose_scope = p.purpose_scope AND e.tool_name = p.tool_name \
+         WHERE {w:e} AND e.event_type = 'authz.decision' AND e.effect = 'allow'";
     let off = q.number(&mut f, "off_purpose_allowed", &format!("{pairs}SELECT count(*) {off_where}")).await?;
     if off > 0.0 {
         q.details(
@@ -606,20 +610,22 @@ pub async fn findings(
             "allowed tool calls rare for their purpose scope",
             &format!(
                 "{pairs}SELECT e.seq, e.event_id, e.actor_id, e.purpose_scope, e.tool_name, p.n AS pair_calls, \
-                 s.total AS scope_calls {off_where} ORDER BY e.seq"
+                 p.total AS scope_calls {off_where} ORDER BY e.seq"
             ),
         )
         .await?;
     }
     match from {
         Some(_) => {
-            let new_pairs = "SELECT e.actor_id, e.tool_name, min(e.event_time) AS first_use, count(*) AS calls \
-                             FROM events e LEFT JOIN (SELECT DISTINCT actor_id, tool_name FROM events \
+            // Both sides are aggregated first: pairs in the window, pairs before it.
+            let new_pairs = "SELECT w.actor_id, w.tool_name, w.first_use, w.calls FROM \
+                             (SELECT actor_id, tool_name, min(event_time) AS first_use, count(*) AS calls FROM events \
+                             WHERE {w} AND event_type = 'authz.decision' AND effect = 'allow' AND tool_name IS NOT NULL \
+                             GROUP BY actor_id, tool_name) w LEFT JOIN \
+                             (SELECT DISTINCT actor_id, tool_name FROM events \
                              WHERE seq < {n} AND event_type = 'authz.decision' AND effect = 'allow' \
                              AND tool_name IS NOT NULL AND event_time < to_timestamp_nanos({from})) b \
-                             ON e.actor_id = b.actor_id AND e.tool_name = b.tool_name \
-                             WHERE {w:e} AND e.event_type = 'authz.decision' AND e.effect = 'allow' \
-                             AND e.tool_name IS NOT NULL AND b.actor_id IS NULL GROUP BY e.actor_id, e.tool_name"
+                             ON w.actor_id = b.actor_id AND w.tool_name = b.tool_name WHERE b.actor_id IS NULL"
                 .replace("{from}", &from.expect("matched").to_string());
             q.number(&mut f, "new_agent_tool_pairs", &format!("SELECT count(*) FROM ({new_pairs}) t")).await?;
             q.details(
