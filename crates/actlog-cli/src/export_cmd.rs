@@ -59,27 +59,37 @@ fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
     })
 }
 
-pub fn run(data: &Path, args: ExportArgs) -> CliResult {
-    let from = args.from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
-    let to = args.to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+/// `--from` and `--to` as unix nanoseconds; `from` must come first.
+fn window(from: Option<&str>, to: Option<&str>) -> CliResult<(Option<i64>, Option<i64>)> {
+    let from = from.map(|t| parse_time("--from", t)).transpose()?;
+    let to = to.map(|t| parse_time("--to", t)).transpose()?;
     if let (Some(f), Some(t)) = (from, to)
         && f >= t
     {
         return Err(usage("--from must be before --to"));
     }
-    let format = match args.format {
-        ExportFormat::Parquet => Format::Parquet,
-        ExportFormat::Ndjson => Format::Ndjson,
-        ExportFormat::Ocsf => Format::Ocsf,
-    };
+    Ok((from, to))
+}
+
+/// The data dir opened for a bundle: the store (writable when no server
+/// holds it, so full segments are sealed first), the ledger key that signs,
+/// an engine whose one selection query may return every event, a runtime.
+struct Opened {
+    store: std::sync::Arc<actlog_store::Store>,
+    writable: bool,
+    seed: [u8; 32],
+    engine: Engine,
+    rt: tokio::runtime::Runtime,
+}
+
+fn open_for_bundle(data: &Path, memory_bytes: usize, command: &str) -> CliResult<Opened> {
     let (store, writable) = crate::sql_cmd::open(data)?;
     let seed = actlog_store::read_ledger_seed(data).map_err(|e| {
         refused(format!(
-            "the ledger key signs the bundle, and it cannot be read: {e}; run export where the ledger key is"
+            "the ledger key signs the bundle, and it cannot be read: {e}; run {command} where the ledger key is"
         ))
     })?;
-    // The selection is one query over every event: no row cap, a long limit.
-    let limits = QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), ..QueryLimits::default() };
+    let limits = QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), memory_bytes };
     let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
         .map_err(|e| refused(format!("opening the query engine: {e}")))?;
     if writable {
@@ -90,6 +100,30 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         .enable_all()
         .build()
         .map_err(|e| refused(format!("cannot start the query runtime: {e}")))?;
+    Ok(Opened { store, writable, seed, engine, rt })
+}
+
+impl Opened {
+    /// Stops the engine and the runtime, then closes a writable store.
+    fn close(self) -> CliResult {
+        let Opened { store, writable, engine, rt, .. } = self;
+        drop(engine);
+        drop(rt);
+        if writable && let Ok(s) = std::sync::Arc::try_unwrap(store) {
+            s.close()?;
+        }
+        Ok(())
+    }
+}
+
+pub fn run(data: &Path, args: ExportArgs) -> CliResult {
+    let (from, to) = window(args.from.as_deref(), args.to.as_deref())?;
+    let format = match args.format {
+        ExportFormat::Parquet => Format::Parquet,
+        ExportFormat::Ndjson => Format::Ndjson,
+        ExportFormat::Ocsf => Format::Ocsf,
+    };
+    let opened = open_for_bundle(data, actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT, "export")?;
     let progress_bar = std::sync::OnceLock::new();
     let progress = |done: u64, total: u64| {
         if let Some(b) = progress_bar.get_or_init(|| bar(total, "export")) {
@@ -97,15 +131,17 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         }
     };
     let started = Instant::now();
-    let result = rt.block_on(bundle::export(&engine, &seed, &args.out, &ExportOptions { from, to, format }, &progress));
+    let result = opened.rt.block_on(bundle::export(
+        &opened.engine,
+        &opened.seed,
+        &args.out,
+        &ExportOptions { from, to, format },
+        &progress,
+    ));
     if let Some(Some(b)) = progress_bar.get() {
         b.finish_and_clear();
     }
-    drop(engine);
-    drop(rt);
-    if writable && let Ok(s) = std::sync::Arc::try_unwrap(store) {
-        s.close()?;
-    }
+    opened.close()?;
     let report = result.map_err(refused)?;
     let m = &report.manifest;
     let secs = started.elapsed().as_secs_f64();
@@ -258,31 +294,8 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
             actlog_query::evidence::FRAMEWORK
         )));
     }
-    let from = args.from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
-    let to = args.to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
-    if let (Some(f), Some(t)) = (from, to)
-        && f >= t
-    {
-        return Err(usage("--from must be before --to"));
-    }
-    let (store, writable) = crate::sql_cmd::open(data)?;
-    let seed = actlog_store::read_ledger_seed(data).map_err(|e| {
-        refused(format!(
-            "the ledger key signs the bundle, and it cannot be read: {e}; run evidence where the ledger key is"
-        ))
-    })?;
-    let limits =
-        QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), memory_bytes: args.sql_memory_bytes };
-    let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
-        .map_err(|e| refused(format!("opening the query engine: {e}")))?;
-    if writable {
-        engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))?;
+    let (from, to) = window(args.from.as_deref(), args.to.as_deref())?;
+    let opened = open_for_bundle(data, args.sql_memory_bytes, "evidence")?;
     let current: std::sync::Mutex<Option<(String, indicatif::ProgressBar)>> = std::sync::Mutex::new(None);
     let progress = |stage: &str, done: u64, total: u64| {
         if !stderr_is_tty() {
@@ -301,15 +314,12 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
     };
     let started = Instant::now();
     let opts = actlog_query::evidence::EvidenceOptions { from, to, ledger_signatures: args.ledger_signatures };
-    let result = rt.block_on(actlog_query::evidence::evidence(&engine, &seed, &args.out, &opts, &progress));
+    let result =
+        opened.rt.block_on(actlog_query::evidence::evidence(&opened.engine, &opened.seed, &args.out, &opts, &progress));
     if let Some((_, b)) = current.lock().expect("progress lock").take() {
         b.finish_and_clear();
     }
-    drop(engine);
-    drop(rt);
-    if writable && let Ok(s) = std::sync::Arc::try_unwrap(store) {
-        s.close()?;
-    }
+    opened.close()?;
     let report = result.map_err(refused)?;
     let m = &report.manifest;
     let secs = started.elapsed().as_secs_f64();

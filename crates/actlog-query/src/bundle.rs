@@ -53,7 +53,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, QueryOptions};
 use crate::ocsf;
-use crate::rows::{self, Builder, EVENTS_SCHEMA, HOPS_SCHEMA, Row};
+use crate::rows::{self, EVENTS_SCHEMA, HOPS_SCHEMA, Row};
 
 /// `manifest.json`'s `format`.
 pub const BUNDLE_FORMAT: &str = "actlog.export.v1";
@@ -739,11 +739,7 @@ fn write_rows(
     for (date, rows) in by_date {
         match format {
             Format::Parquet | Format::Ndjson => {
-                let mut b = Builder::default();
-                for r in &rows {
-                    b.push(r);
-                }
-                let (ev, hops) = b.finish();
+                let (ev, hops) = rows::batches(&rows);
                 parts.write_batch("events", &date, &ev)?;
                 parts.write_batch("delegation_hops", &date, &hops)?;
             }
@@ -1509,11 +1505,7 @@ impl LeafCheck<'_> {
         for (date, rows) in by_date {
             match format {
                 Format::Parquet | Format::Ndjson => {
-                    let mut b = Builder::default();
-                    for r in &rows {
-                        b.push(r);
-                    }
-                    let (ev, hops) = b.finish();
+                    let (ev, hops) = rows::batches(&rows);
                     for (table, batch, conv) in [("events", &ev, ev_conv), ("delegation_hops", &hops, hop_conv)] {
                         let digests = row_digests(conv, batch).or_else(|e| bad(None, None, e))?;
                         let seqs = batch.column(0).as_primitive::<UInt64Type>();

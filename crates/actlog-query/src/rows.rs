@@ -230,6 +230,15 @@ pub fn decode(ev: &StoredEvent, names: &HashMap<String, String>) -> Result<Row, 
     })
 }
 
+/// The `events` and `delegation_hops` batches of some rows.
+pub fn batches(rows: &[Row]) -> (RecordBatch, RecordBatch) {
+    let mut b = Builder::default();
+    for r in rows {
+        b.push(r);
+    }
+    b.finish()
+}
+
 /// Builds `events` and `delegation_hops` batches from rows.
 pub struct Builder {
     seq: UInt64Builder,

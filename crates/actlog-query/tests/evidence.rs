@@ -21,60 +21,44 @@ fn ledger(dir: &Path) -> Engine {
     let store = Store::init(dir, SEED, Some("evidence.actlog.test".into()), Options::default()).unwrap();
     let cfg = actlog_gen::GenConfig { seed: GEN_SEED, events: 24_000, pdps: 4, ..Default::default() };
     actlog_gen::build_ledger(&store, &cfg, 1024, |_| {}).unwrap();
-    let hostile = serde_json::json!({
-        "spec_version": "1", "event_type": "authz.decision", "event_id": "hostile-1",
-        "event_time": "2026-01-20T10:00:00Z", "pdp": {"id": actlog_gen::pdp_id(0)},
-        "delegation": {
-            "principal": {"type": "user", "id": "mallory"},
-            "actor": {"id": HOSTILE, "sub_profile": "ai_agent"},
-            "chain": [{"depth": 1, "sub": HOSTILE, "sub_profile": "ai_agent"}],
-            "verification": {"status": "verified"}
-        },
-        "correlation": {"session_id": "s-h", "task_id": "t-h"},
-        "policy": {"version": "v1"},
-        "request": {"subject": {"type": "agent", "id": HOSTILE}, "action": {"name": "tools/call"},
-                    "resource": {"type": "tool", "id": "fs.read"}, "tool": {"name": "fs.read"}},
-        "decision": {"effect": "deny"}
-    });
+    // An event of `actor` in task `task`; decisions get a policy, a tool call and `effect`.
+    let event = |kind: &str, id: &str, time: &str, actor: &str, task: &str| {
+        let mut e = serde_json::json!({
+            "spec_version": "1", "event_type": kind, "event_id": id,
+            "event_time": time, "pdp": {"id": actlog_gen::pdp_id(0)},
+            "delegation": {
+                "principal": {"type": "user", "id": "mallory"},
+                "actor": {"id": actor, "sub_profile": "ai_agent"},
+                "chain": [{"depth": 1, "sub": actor, "sub_profile": "ai_agent"}],
+                "verification": {"status": "verified"}
+            },
+            "correlation": {"session_id": format!("s-{task}"), "task_id": task},
+        });
+        if kind == "authz.decision" {
+            e["policy"] = serde_json::json!({"version": "v1"});
+            e["request"] = serde_json::json!({"subject": {"type": "agent", "id": actor}, "action": {"name": "tools/call"},
+                                              "resource": {"type": "tool", "id": "fs.read"}, "tool": {"name": "fs.read"}});
+        }
+        e
+    };
+    let decision = |id: &str, time: &str, actor: &str, effect: &str| {
+        let mut d = event("authz.decision", id, time, actor, "t-p");
+        d["decision"] = serde_json::json!({"effect": effect});
+        d
+    };
     // An allowed decision executed twice, and one executed before it was made.
     let actor = "https://agents.example/planted-agent";
-    let decision = |id: &str, time: &str| {
-        serde_json::json!({
-            "spec_version": "1", "event_type": "authz.decision", "event_id": id,
-            "event_time": time, "pdp": {"id": actlog_gen::pdp_id(0)},
-            "delegation": {
-                "principal": {"type": "user", "id": "mallory"},
-                "actor": {"id": actor, "sub_profile": "ai_agent"},
-                "chain": [{"depth": 1, "sub": actor, "sub_profile": "ai_agent"}],
-                "verification": {"status": "verified"}
-            },
-            "correlation": {"session_id": "s-p", "task_id": "t-p"},
-            "policy": {"version": "v1"},
-            "request": {"subject": {"type": "agent", "id": actor}, "action": {"name": "tools/call"},
-                        "resource": {"type": "tool", "id": "fs.read"}, "tool": {"name": "fs.read"}},
-            "decision": {"effect": "allow"}
-        })
-    };
     let outcome = |id: &str, time: &str, decision_id: &str| {
-        serde_json::json!({
-            "spec_version": "1", "event_type": "authz.outcome", "event_id": id,
-            "event_time": time, "pdp": {"id": actlog_gen::pdp_id(0)},
-            "delegation": {
-                "principal": {"type": "user", "id": "mallory"},
-                "actor": {"id": actor, "sub_profile": "ai_agent"},
-                "chain": [{"depth": 1, "sub": actor, "sub_profile": "ai_agent"}],
-                "verification": {"status": "verified"}
-            },
-            "correlation": {"session_id": "s-p", "task_id": "t-p"},
-            "outcome": {"decision_event_id": decision_id, "status": "executed"}
-        })
+        let mut o = event("authz.outcome", id, time, actor, "t-p");
+        o["outcome"] = serde_json::json!({"decision_event_id": decision_id, "status": "executed"});
+        o
     };
     let planted = [
-        hostile,
-        decision("twice-d", "2026-01-20T11:00:00Z"),
+        decision("hostile-1", "2026-01-20T10:00:00Z", HOSTILE, "deny"),
+        decision("twice-d", "2026-01-20T11:00:00Z", actor, "allow"),
         outcome("twice-o1", "2026-01-20T11:00:01Z", "twice-d"),
         outcome("twice-o2", "2026-01-20T11:00:02Z", "twice-d"),
-        decision("early-d", "2026-01-20T12:00:00Z"),
+        decision("early-d", "2026-01-20T12:00:00Z", actor, "allow"),
         outcome("early-o", "2026-01-20T11:59:00Z", "early-d"),
     ];
     let items: Vec<_> =
