@@ -483,7 +483,13 @@ pub async fn write_export(
                 return Err(format!("{} is not empty: export into a new directory", out.display()));
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(out).map_err(io_err(out))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            // `create_dir`, not `_all`: of two exports into one new directory, one fails here.
+            fs::create_dir(out).map_err(|e| format!("{} is not empty or cannot be made: {e}", out.display()))?
+        }
         Err(e) => return Err(format!("{}: {e}", out.display())),
     }
     let (tree_size, note) = store
@@ -1178,13 +1184,17 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
                 continue;
             };
             if leaf.kind == LeafKind::LedgerSigned {
+                let keys_before = check.rebuilt.keys().count();
                 check.rebuilt.apply_record(&leaf, envelope, &key.key, &ledger_fp).map_err(|f| BundleFailure {
                     file: Some(LEAVES_FILE.into()),
                     seq: f.seq,
                     reason: f.reason,
                 })?;
                 signatures.fetch_add(1, Ordering::Relaxed);
-                check.names = Arc::new(rows::key_names_of(check.rebuilt.keys()));
+                // Only a new key changes the names (revocations and tokens do not).
+                if check.rebuilt.keys().count() != keys_before {
+                    check.names = Arc::new(rows::key_names_of(check.rebuilt.keys()));
+                }
             } else {
                 jobs.push(Job::new(leaf.clone(), envelope.to_vec()));
             }
