@@ -38,7 +38,7 @@ use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint};
 use actlog_core::merkle;
 use actlog_core::note::{Checkpoint, VerifierKey};
 use actlog_core::{Hash, b64, sig, time};
-use actlog_store::verify::{Job, Rebuilt, check_jobs};
+use actlog_store::verify::{Job, Rebuilt, Verified, check_jobs_keeping};
 use actlog_store::{KeyRecord, StoredEvent};
 use datafusion::arrow::array::{Array, AsArray, BinaryBuilder, RecordBatch, UInt64Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
@@ -1151,6 +1151,8 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         prev: None,
         chain: [0; 32],
         rebuilt: Rebuilt::default(),
+        format,
+        origin: manifest.origin.clone(),
         names: Arc::new(HashMap::new()),
         expected: Expected::new(),
         events: 0,
@@ -1199,25 +1201,20 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
                 jobs.push(Job::new(leaf.clone(), envelope.to_vec()));
             }
             if (check.first..=check.last).contains(&seq) {
-                // Key names as of this seq (keys registered before it).
-                let ev = StoredEvent {
-                    seq,
-                    leaf,
-                    leaf_bytes: leaf_bytes.to_vec(),
-                    leaf_hash,
-                    chain_hash: chain,
-                    envelope: envelope.to_vec(),
-                };
+                // Key names as of this seq (keys registered before it). The
+                // envelope is kept only for ledger records: the checks hand
+                // back the validated payload of every other event.
+                let envelope = if leaf.kind == LeafKind::LedgerSigned { envelope.to_vec() } else { Vec::new() };
+                let ev =
+                    StoredEvent { seq, leaf, leaf_bytes: leaf_bytes.to_vec(), leaf_hash, chain_hash: chain, envelope };
                 rows_in.push((ev, Arc::clone(&check.names)));
             }
         }
         // Signatures first: rows are rebuilt only from envelopes that verify.
-        pool.install(|| check_jobs(&jobs, &check.rebuilt, &signatures)).map_err(|f| BundleFailure {
-            file: Some(LEAVES_FILE.into()),
-            seq: f.seq,
-            reason: f.reason,
-        })?;
-        check.rows(&pool, rows_in, format, &manifest.origin, &ev_conv, &hop_conv)?;
+        let verified = pool
+            .install(|| check_jobs_keeping(&jobs, &check.rebuilt, &signatures))
+            .map_err(|f| BundleFailure { file: Some(LEAVES_FILE.into()), seq: f.seq, reason: f.reason })?;
+        check.rows(&pool, rows_in, verified, &ev_conv, &hop_conv)?;
         if let Some(p) = opts.progress {
             p(check.leaves, leaves_entry.rows);
         }
@@ -1386,6 +1383,9 @@ struct LeafCheck<'a> {
     /// Chain hash after the previous leaf.
     chain: Hash,
     rebuilt: Rebuilt,
+    /// What the data files hold, and the origin OCSF records name.
+    format: Format,
+    origin: String,
     /// Key names by fingerprint, of the keys applied so far.
     names: Arc<HashMap<String, String>>,
     expected: Expected,
@@ -1491,14 +1491,36 @@ impl LeafCheck<'_> {
         &mut self,
         pool: &rayon::ThreadPool,
         evs: Vec<(StoredEvent, Arc<HashMap<String, String>>)>,
-        format: Format,
-        origin: &str,
+        verified: Vec<Verified>,
         ev_conv: &RowConverter,
         hop_conv: &RowConverter,
     ) -> Result<(), BundleFailure> {
         use rayon::prelude::*;
-        let decoded: Vec<_> =
-            pool.install(|| evs.par_iter().map(|(ev, names)| (ev.seq, rows::decode(ev, names))).collect());
+        // Both lists are in seq order: pair each event with what its checks
+        // validated; ledger records (no job) are decoded from their envelope.
+        let mut verified = verified.into_iter().peekable();
+        let paired: Vec<_> = evs
+            .into_iter()
+            .map(|(ev, names)| {
+                while verified.peek().is_some_and(|v| v.seq < ev.seq) {
+                    verified.next();
+                }
+                let v = verified.next_if(|v| v.seq == ev.seq);
+                (ev, names, v)
+            })
+            .collect();
+        let decoded: Vec<_> = pool.install(|| {
+            paired
+                .into_par_iter()
+                .map(|(ev, names, v)| {
+                    let row = match v {
+                        Some(v) => rows::from_validated(&ev, v.payload, v.fields, &names),
+                        None => rows::decode(&ev, &names),
+                    };
+                    (ev.seq, row)
+                })
+                .collect()
+        });
         let mut by_date: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for (seq, row) in decoded {
             let row = row.or_else(|e| self.fail(seq, e.to_string()))?;
@@ -1513,7 +1535,7 @@ impl LeafCheck<'_> {
             by_date.entry(date_of(t)).or_default().push(row);
         }
         for (date, rows) in by_date {
-            match format {
+            match self.format {
                 Format::Parquet | Format::Ndjson => {
                     let (ev, hops) = rows::batches(&rows);
                     for (table, batch, conv) in [("events", &ev, ev_conv), ("delegation_hops", &hops, hop_conv)] {
@@ -1528,7 +1550,7 @@ impl LeafCheck<'_> {
                 Format::Ocsf => {
                     let e = self.expected.entry(("ocsf".to_string(), date.clone())).or_default();
                     for r in &rows {
-                        e.push((r.seq, line_digest(&ocsf::api_activity(r, origin))));
+                        e.push((r.seq, line_digest(&ocsf::api_activity(r, &self.origin))));
                     }
                 }
             }

@@ -189,15 +189,9 @@ pub fn key_names_of<'a>(keys: impl IntoIterator<Item = &'a KeyRecord>) -> HashMa
 /// corruption: the ledger only ever stores events that passed these checks.
 pub fn decode(ev: &StoredEvent, names: &HashMap<String, String>) -> Result<Row, Error> {
     let corrupt = |what: String| Error::Corruption(format!("event at seq {}: {what}", ev.seq));
-    let key_id = hex::encode(ev.leaf.producer_key_id);
-    let (payload, producer_key, producer_signature) = match ev.leaf.kind {
-        LeafKind::ProducerSigned => {
-            let env = Envelope::parse(&ev.envelope).map_err(|e| corrupt(format!("envelope: {e}")))?;
-            (env.payload, names.get(&key_id).cloned(), "ed25519")
-        }
-        LeafKind::LedgerSigned => {
-            let env = Envelope::parse(&ev.envelope).map_err(|e| corrupt(format!("envelope: {e}")))?;
-            (env.payload, Some("ledger".to_string()), "ed25519")
+    let payload = match ev.leaf.kind {
+        LeafKind::ProducerSigned | LeafKind::LedgerSigned => {
+            Envelope::parse(&ev.envelope).map_err(|e| corrupt(format!("envelope: {e}")))?.payload
         }
         LeafKind::TokenAuthenticated => {
             #[derive(serde::Deserialize)]
@@ -207,16 +201,33 @@ pub fn decode(ev: &StoredEvent, names: &HashMap<String, String>) -> Result<Row, 
             }
             let rec: Record<'_> =
                 serde_json::from_slice(&ev.envelope).map_err(|e| corrupt(format!("stored record: {e}")))?;
-            let payload =
-                b64::decode(&rec.payload).ok_or_else(|| corrupt("stored record payload is not base64".into()))?;
-            (payload, None, "none")
+            b64::decode(&rec.payload).ok_or_else(|| corrupt("stored record payload is not base64".into()))?
         }
     };
     let fields = event::validate(&payload).map_err(|e| corrupt(format!("payload: {e}")))?.fields;
+    from_validated(ev, payload, fields, names)
+}
+
+/// The row of a stored event whose payload was already extracted and
+/// validated (bundle verification has them from the signature checks);
+/// `ev.envelope` is not read.
+pub fn from_validated(
+    ev: &StoredEvent,
+    payload: Vec<u8>,
+    fields: Fields,
+    names: &HashMap<String, String>,
+) -> Result<Row, Error> {
+    let key_id = hex::encode(ev.leaf.producer_key_id);
+    let (producer_key, producer_signature) = match ev.leaf.kind {
+        LeafKind::ProducerSigned => (names.get(&key_id).cloned(), "ed25519"),
+        LeafKind::LedgerSigned => (Some("ledger".to_string()), "ed25519"),
+        LeafKind::TokenAuthenticated => (None, "none"),
+    };
+    let corrupt = |what: &str| Error::Corruption(format!("event at seq {}: {what}", ev.seq));
     if fields.event_id != ev.leaf.event_id {
-        return Err(corrupt("the payload's event_id differs from the leaf's".into()));
+        return Err(corrupt("the payload's event_id differs from the leaf's"));
     }
-    let payload = String::from_utf8(payload).map_err(|_| corrupt("payload is not UTF-8".into()))?;
+    let payload = String::from_utf8(payload).map_err(|_| corrupt("payload is not UTF-8"))?;
     Ok(Row {
         seq: ev.seq,
         received_at: ev.leaf.received_at_unix_nanos as i64,

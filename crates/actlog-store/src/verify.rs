@@ -580,13 +580,44 @@ fn xor_into(acc: &mut Hash, h: &Hash) {
 /// the XOR digest of the secondary-index keys the events imply, or the
 /// lowest failing seq. `signatures` counts the signatures checked.
 pub fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
-    let results: Vec<Result<Hash, VerifyFailure>> =
-        jobs.par_chunks(BATCH_SIGNATURES).map(|chunk| check_chunk(chunk, reg, signatures)).collect();
+    check_all(jobs, reg, signatures, false).map(|(digest, _)| digest)
+}
+
+/// An event whose envelope passed every check of [`check_jobs`]: its
+/// payload and the fields its validation produced.
+pub struct Verified {
+    /// Its seq.
+    pub seq: u64,
+    /// The payload bytes (the event JSON).
+    pub payload: Vec<u8>,
+    /// The normalized fields.
+    pub fields: event::Fields,
+}
+
+/// [`check_jobs`], keeping what the checks parsed, in seq order, so a
+/// caller that needs the events (bundle verification rebuilds rows) does
+/// not parse and validate every envelope a second time.
+pub fn check_jobs_keeping(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Vec<Verified>, VerifyFailure> {
+    check_all(jobs, reg, signatures, true).map(|(_, kept)| kept)
+}
+
+fn check_all(
+    jobs: &[Job],
+    reg: &Rebuilt,
+    signatures: &AtomicU64,
+    keep: bool,
+) -> Result<(Hash, Vec<Verified>), VerifyFailure> {
+    let results: Vec<Result<(Hash, Vec<Verified>), VerifyFailure>> =
+        jobs.par_chunks(BATCH_SIGNATURES).map(|chunk| check_chunk(chunk, reg, signatures, keep)).collect();
     let mut digest = [0u8; 32];
+    let mut kept = Vec::with_capacity(if keep { jobs.len() } else { 0 });
     let mut first: Option<VerifyFailure> = None;
     for r in results {
         match r {
-            Ok(d) => xor_into(&mut digest, &d),
+            Ok((d, k)) => {
+                xor_into(&mut digest, &d);
+                kept.extend(k);
+            }
             Err(f) => {
                 if first.as_ref().is_none_or(|g| f.seq < g.seq) {
                     first = Some(f);
@@ -596,11 +627,17 @@ pub fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result
     }
     match first {
         Some(f) => Err(f),
-        None => Ok(digest),
+        None => Ok((digest, kept)),
     }
 }
 
-fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
+fn check_chunk(
+    chunk: &[Job],
+    reg: &Rebuilt,
+    signatures: &AtomicU64,
+    keep: bool,
+) -> Result<(Hash, Vec<Verified>), VerifyFailure> {
+    let mut kept = Vec::new();
     let mut index_digest = [0u8; 32];
     struct Ready {
         seq: u64,
@@ -665,6 +702,9 @@ fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<H
                 }
             }
         }
+        if keep {
+            kept.push(Verified { seq: job.seq, payload, fields: ev.fields });
+        }
     }
     // The first signature of each envelope, batched; others only on failure.
     let items: Vec<sig::BatchItem<'_>> =
@@ -676,7 +716,7 @@ fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<H
         }
     }
     signatures.fetch_add(ready.len() as u64, Ordering::Relaxed);
-    Ok(index_digest)
+    Ok((index_digest, kept))
 }
 
 /// XOR of blake3(event id ‖ seq) over the stored event-id index.
