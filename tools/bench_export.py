@@ -19,13 +19,7 @@ import time
 
 import duckdb
 
-
-def du(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total
+from benchlib import du
 
 
 def main():

@@ -16,6 +16,8 @@ import urllib.request
 
 import duckdb
 
+from benchlib import du
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", required=True)
 ap.add_argument("--data", required=True)
@@ -24,14 +26,6 @@ ap.add_argument("--gen", required=True)
 ap.add_argument("--seal-seconds", type=float, default=0.0)
 ap.add_argument("--chains", type=int, default=300)
 args = ap.parse_args()
-
-
-def du(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total
 
 
 env = dict(os.environ, ACTLOG_DATA=args.data)

@@ -20,17 +20,38 @@ pub enum ExportFormat {
     Ocsf,
 }
 
+/// The time window of an export or evidence bundle.
 #[derive(Args, Debug)]
-pub struct ExportArgs {
-    /// The directory to write; it must be absent or empty.
-    #[arg(long)]
-    pub out: PathBuf,
+pub struct WindowArgs {
     /// Events whose event_time is at or after this (RFC 3339 UTC, or a date: 2026-11-28).
     #[arg(long)]
     pub from: Option<String>,
     /// Events whose event_time is before this (RFC 3339 UTC, or a date).
     #[arg(long)]
     pub to: Option<String>,
+}
+
+impl WindowArgs {
+    /// `--from` and `--to` as unix nanoseconds; `from` must come first.
+    fn nanos(&self) -> CliResult<(Option<i64>, Option<i64>)> {
+        let from = self.from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
+        let to = self.to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err(usage("--from must be before --to"));
+        }
+        Ok((from, to))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The directory to write; it must be absent or empty.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub window: WindowArgs,
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: ExportFormat,
     /// Print the summary as one JSON line.
@@ -57,18 +78,6 @@ fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
         );
         b
     })
-}
-
-/// `--from` and `--to` as unix nanoseconds; `from` must come first.
-fn window(from: Option<&str>, to: Option<&str>) -> CliResult<(Option<i64>, Option<i64>)> {
-    let from = from.map(|t| parse_time("--from", t)).transpose()?;
-    let to = to.map(|t| parse_time("--to", t)).transpose()?;
-    if let (Some(f), Some(t)) = (from, to)
-        && f >= t
-    {
-        return Err(usage("--from must be before --to"));
-    }
-    Ok((from, to))
 }
 
 /// The data dir opened for a bundle: the store (writable when no server
@@ -117,7 +126,7 @@ impl Opened {
 }
 
 pub fn run(data: &Path, args: ExportArgs) -> CliResult {
-    let (from, to) = window(args.from.as_deref(), args.to.as_deref())?;
+    let (from, to) = args.window.nanos()?;
     let format = match args.format {
         ExportFormat::Parquet => Format::Parquet,
         ExportFormat::Ndjson => Format::Ndjson,
@@ -260,12 +269,8 @@ pub struct EvidenceArgs {
     /// The directory to write; it must be absent or empty.
     #[arg(long)]
     pub out: PathBuf,
-    /// Events whose event_time is at or after this (RFC 3339 UTC, or a date).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Events whose event_time is before this (RFC 3339 UTC, or a date).
-    #[arg(long)]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// Also verify every producer signature of the whole ledger (the bundle's
     /// own events are always checked; without this the ledger check is structural).
     #[arg(long)]
@@ -294,7 +299,7 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
             actlog_query::evidence::FRAMEWORK
         )));
     }
-    let (from, to) = window(args.from.as_deref(), args.to.as_deref())?;
+    let (from, to) = args.window.nanos()?;
     let opened = open_for_bundle(data, args.sql_memory_bytes, "evidence")?;
     let current: std::sync::Mutex<Option<(String, indicatif::ProgressBar)>> = std::sync::Mutex::new(None);
     let progress = |stage: &str, done: u64, total: u64| {
