@@ -445,31 +445,19 @@ pub async fn export(
     opts: &ExportOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportReport, String> {
-    let written = write_export(engine, seed, out, opts, progress).await;
+    begin(engine, seed, out, opts)?;
+    let written = write_export(engine, out, opts, progress).await;
     let mut report = written.map_err(|e| incomplete(out, e))?;
     let manifest_bytes = sign_bundle(out, &report.manifest, seed).map_err(|e| incomplete(out, e))?;
     report.bytes += manifest_bytes.len() as u64;
     Ok(report)
 }
 
-/// An error after the output directory was started: say it is not a bundle.
-pub fn incomplete(out: &Path, e: String) -> String {
-    if e.contains("is not empty") { e } else { format!("{e} ({} is incomplete: delete it)", out.display()) }
-}
-
-/// [`export`] without the signed files: the data files and leaves are
-/// written and synced, and the manifest is returned for the caller to
-/// extend (evidence bundles add their files) and sign with [`sign_bundle`].
-pub async fn write_export(
-    engine: &Engine,
-    seed: &[u8; 32],
-    out: &Path,
-    opts: &ExportOptions,
-    progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<ExportReport, String> {
-    let store = engine.store().clone();
-    let key = store.verifier_key().clone();
-    if sig::public_key_of(seed) != *key.key.as_bytes() {
+/// Checks what can be checked before anything is written (the ledger key,
+/// the window) and makes `out`, which must be absent or empty. After it
+/// succeeds, a failure leaves an incomplete directory ([`incomplete`]).
+pub fn begin(engine: &Engine, seed: &[u8; 32], out: &Path, opts: &ExportOptions) -> Result<(), String> {
+    if sig::public_key_of(seed) != *engine.store().verifier_key().key.as_bytes() {
         return Err("the ledger key file does not belong to this ledger's verifier key".into());
     }
     if let (Some(f), Some(t)) = (opts.from, opts.to)
@@ -488,10 +476,30 @@ pub async fn write_export(
                 fs::create_dir_all(parent).map_err(io_err(parent))?;
             }
             // `create_dir`, not `_all`: of two exports into one new directory, one fails here.
-            fs::create_dir(out).map_err(|e| format!("{} is not empty or cannot be made: {e}", out.display()))?
+            fs::create_dir(out).map_err(|e| format!("{} cannot be made: {e}", out.display()))?
         }
         Err(e) => return Err(format!("{}: {e}", out.display())),
     }
+    Ok(())
+}
+
+/// An error after [`begin`]: say the directory is not a bundle.
+pub fn incomplete(out: &Path, e: String) -> String {
+    format!("{e} ({} is incomplete: delete it)", out.display())
+}
+
+/// [`export`] without the signed files, into a directory [`begin`] made:
+/// the data files and leaves are written and synced, and the manifest is
+/// returned for the caller to extend (evidence bundles add their files) and
+/// sign with [`sign_bundle`].
+pub async fn write_export(
+    engine: &Engine,
+    out: &Path,
+    opts: &ExportOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ExportReport, String> {
+    let store = engine.store().clone();
+    let key = store.verifier_key().clone();
     let (tree_size, note) = store
         .latest_checkpoint()
         .ok_or("the ledger has no signed checkpoint yet: `actlog serve` signs one within a second of an append")?;

@@ -928,7 +928,10 @@ pub async fn evidence(
     progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<EvidenceReport, String> {
     let export_opts = ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet };
-    let written = bundle::write_export(engine, seed, out, &export_opts, &|d, t| progress("export", d, t)).await?;
+    bundle::begin(engine, seed, out, &export_opts)?;
+    let written = bundle::write_export(engine, out, &export_opts, &|d, t| progress("export", d, t))
+        .await
+        .map_err(|e| bundle::incomplete(out, e))?;
     let mut manifest = written.manifest;
     // Signed first as a plain export, so that it can be verified: a crash
     // before the reports are signed leaves an export, never a bundle that
@@ -940,7 +943,7 @@ pub async fn evidence(
         Ok(found) => Ok(EvidenceReport { manifest, findings: found }),
         Err(e) => {
             let _ = std::fs::remove_file(out.join(bundle::SIGNED_MANIFEST_FILE));
-            Err(format!("{e} ({} is incomplete: delete it)", out.display()))
+            Err(bundle::incomplete(out, e))
         }
     }
 }
