@@ -132,9 +132,39 @@ pub struct ServeArgs {
     /// PostgreSQL wire-protocol listen address (off unless given).
     #[arg(long, env = "ACTLOG_PG_LISTEN")]
     pub pg_listen: Option<String>,
+    /// Appends one token may have in flight (`ingest_requests_per_token_max`).
+    #[arg(long, env = "ACTLOG_INGEST_REQUESTS_PER_TOKEN_MAX", default_value_t = 16)]
+    pub ingest_requests_per_token_max: usize,
+    /// Open HTTP connections; at the cap the quietest idle one is closed (`http_connections_max`).
+    #[arg(long, env = "ACTLOG_HTTP_CONNECTIONS_MAX", default_value_t = 1024)]
+    pub http_connections_max: usize,
+    /// Time for a request head to arrive once a connection is ready for one, in ms (`http_header_timeout_ms`).
+    #[arg(long, env = "ACTLOG_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+    /// Time to read one request body, in ms (`http_body_timeout_ms`).
+    #[arg(long, env = "ACTLOG_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
+    /// A connection that moves no byte this long while no handler runs is closed, in ms (`http_idle_timeout_ms`).
+    #[arg(long, env = "ACTLOG_HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_idle_timeout_ms: u64,
+    /// Failed authentications from one address in a minute before it is refused (`auth_failures_per_minute_max`).
+    #[arg(long, env = "ACTLOG_AUTH_FAILURES_PER_MINUTE_MAX", default_value_t = actlog_server::AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT)]
+    pub auth_failures_per_minute_max: u32,
+    /// Open PostgreSQL connections (`pg_connections_max`).
+    #[arg(long, env = "ACTLOG_PG_CONNECTIONS_MAX", default_value_t = 100)]
+    pub pg_connections_max: usize,
+    /// Time from connecting to a completed PostgreSQL login, in ms (`pg_auth_timeout_ms`).
+    #[arg(long, env = "ACTLOG_PG_AUTH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub pg_auth_timeout_ms: u64,
+    /// A logged-in PostgreSQL session that sends nothing this long is closed, in ms (`pg_idle_timeout_ms`).
+    #[arg(long, env = "ACTLOG_PG_IDLE_TIMEOUT_MS", default_value_t = 900_000)]
+    pub pg_idle_timeout_ms: u64,
+    /// Largest PostgreSQL message after login, in bytes (`pg_message_bytes_max`).
+    #[arg(long, env = "ACTLOG_PG_MESSAGE_BYTES_MAX", default_value_t = 4 << 20)]
+    pub pg_message_bytes_max: usize,
     #[command(flatten)]
     pub query: crate::sql_cmd::QueryArgs,
-    /// SQL queries running at once over HTTP (`sql_requests_max`); more get 429.
+    /// SQL queries running at once, HTTP and PostgreSQL together (`sql_requests_max`); more get 429 or SQLSTATE 53000.
     #[arg(long, env = "ACTLOG_SQL_REQUESTS_MAX", default_value_t = 4)]
     pub sql_requests_max: usize,
     /// RocksDB memtables of all column families together, in bytes (at least 16 MiB).
@@ -379,7 +409,23 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         decompressed_bytes_max: args.decompressed_bytes_max,
         json_depth_max: args.json_depth_max,
         wait_checkpoint_ms: args.wait_checkpoint_ms,
-        sql_requests_max: args.sql_requests_max.max(1),
+        body_timeout_ms: args.http_body_timeout_ms,
+        ingest_requests_per_token_max: args.ingest_requests_per_token_max.max(1),
+    };
+    if args.http_connections_max == 0 || args.pg_connections_max == 0 {
+        return Err(usage("--http-connections-max and --pg-connections-max must be at least 1"));
+    }
+    let ms = std::time::Duration::from_millis;
+    let http = actlog_server::listen::ConnLimits {
+        connections_max: args.http_connections_max,
+        header_timeout: ms(args.http_header_timeout_ms.max(1)),
+        idle_timeout: ms(args.http_idle_timeout_ms.max(1)),
+    };
+    let pg = actlog_server::pg::PgLimits {
+        connections_max: args.pg_connections_max,
+        auth_timeout: ms(args.pg_auth_timeout_ms.max(1)),
+        idle_timeout: ms(args.pg_idle_timeout_ms.max(1)),
+        message_bytes_max: args.pg_message_bytes_max.max(actlog_server::pg::PRE_AUTH_MESSAGE_BYTES_MAX),
     };
     if limits.payload_bytes_max > limits.envelope_bytes_max {
         return Err(usage(
@@ -402,7 +448,8 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     if args.query.segment_events == 0 || args.query.sql_rows_max == 0 {
         return Err(usage("--segment-events and --sql-rows-max must be at least 1"));
     }
-    let query = args.query.engine_options();
+    let mut query = args.query.engine_options();
+    query.queries_max = args.sql_requests_max.max(1);
     let config = actlog_server::ServerConfig {
         listen,
         limits,
@@ -410,6 +457,9 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         opa_mapping,
         pg_listen,
         query,
+        http,
+        pg,
+        auth_failures_per_minute_max: args.auth_failures_per_minute_max,
     };
     let origin = store.origin().to_string();
     actlog_server::run(

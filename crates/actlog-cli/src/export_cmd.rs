@@ -98,7 +98,14 @@ fn open_for_bundle(data: &Path, memory_bytes: usize, command: &str) -> CliResult
             "the ledger key signs the bundle, and it cannot be read: {e}; run {command} where the ledger key is"
         ))
     })?;
-    let limits = QueryLimits { rows_max: usize::MAX, time: Duration::from_secs(24 * 3600), memory_bytes };
+    // Bundles select every event of their window: no result cap.
+    let limits = QueryLimits {
+        rows_max: usize::MAX,
+        time: Duration::from_secs(24 * 3600),
+        memory_bytes,
+        result_bytes_max: usize::MAX,
+        ..QueryLimits::default()
+    };
     let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
         .map_err(|e| refused(format!("opening the query engine: {e}")))?;
     if writable {

@@ -33,6 +33,19 @@ pub struct QueryArgs {
     /// Memory for one query's sorts, joins and aggregates, in bytes (`sql_memory_bytes`).
     #[arg(long, env = "ACTLOG_SQL_MEMORY_BYTES", default_value_t = actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT)]
     pub sql_memory_bytes: usize,
+    /// Arrow bytes one result may hold; a larger one is refused (`sql_result_bytes_max`).
+    #[arg(long, env = "ACTLOG_SQL_RESULT_BYTES_MAX", default_value_t = actlog_query::engine::SQL_RESULT_BYTES_MAX_DEFAULT)]
+    pub sql_result_bytes_max: usize,
+    /// Longest SQL text, in bytes (`sql_text_bytes_max`).
+    #[arg(long, env = "ACTLOG_SQL_TEXT_BYTES_MAX", default_value_t = actlog_query::budget::SQL_TEXT_BYTES_MAX_DEFAULT)]
+    pub sql_text_bytes_max: usize,
+    /// Deepest nesting of expressions and subqueries (`sql_depth_max`).
+    #[arg(long, env = "ACTLOG_SQL_DEPTH_MAX", default_value_t = actlog_query::budget::SQL_DEPTH_MAX_DEFAULT)]
+    pub sql_depth_max: usize,
+    /// Bytes one call of repeat, lpad, rpad, replace, array_repeat, range or
+    /// generate_series may produce for one batch (`sql_function_bytes_max`).
+    #[arg(long, env = "ACTLOG_SQL_FUNCTION_BYTES_MAX", default_value_t = actlog_query::budget::SQL_FUNCTION_BYTES_MAX_DEFAULT)]
+    pub sql_function_bytes_max: usize,
     /// Events per sealed Parquet segment, when this command seals (`segment_events`).
     #[arg(long, env = "ACTLOG_SEGMENT_EVENTS", default_value_t = actlog_query::segments::SEGMENT_EVENTS_DEFAULT)]
     pub segment_events: u64,
@@ -47,7 +60,12 @@ impl QueryArgs {
                 rows_max: self.sql_rows_max,
                 time: std::time::Duration::from_millis(self.sql_time_ms),
                 memory_bytes: self.sql_memory_bytes,
+                result_bytes_max: self.sql_result_bytes_max,
+                text_bytes_max: self.sql_text_bytes_max,
+                depth_max: self.sql_depth_max,
+                function_bytes_max: self.sql_function_bytes_max,
             },
+            ..EngineOptions::default()
         }
     }
 }
@@ -164,7 +182,7 @@ fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| refused(format!("the server sent an invalid Arrow stream: {e}")))?;
         let row_count = batches.iter().map(|b| b.num_rows()).sum();
-        return print(&QueryOutput { schema, batches, row_count, truncated, tree_size }, format);
+        return print(&QueryOutput { schema, batches, row_count, truncated, tree_size, slot: None }, format);
     }
     std::io::stdout().lock().write_all(&body).map_err(|e| refused(format!("writing the result: {e}")))?;
     if truncated {

@@ -16,6 +16,16 @@ struct Proc {
     child: Child,
     url: String,
     token: Option<String>,
+    /// The PostgreSQL endpoint, when `--pg-listen` was given.
+    pg: Option<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A test that failed midway must not leave its server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `actlog serve` on an ephemeral port and waits until it listens.
@@ -43,6 +53,12 @@ fn serve_with(data: &Path, extra: &[&str]) -> Proc {
             if let Some(url) = line.split(" on ").nth(1).filter(|u| u.starts_with("http://")) {
                 let _ = tx2.send(("url", url.to_string()));
             }
+            if let Some(rest) = line.strip_prefix("actlog: PostgreSQL wire protocol on ") {
+                let _ = tx2.send(("pg", rest.split(' ').next().unwrap_or_default().to_string()));
+            }
+            if std::env::var_os("ACTLOG_TEST_SERVER_LOG").is_some() {
+                eprintln!("server: {line}");
+            }
         }
     });
     let stdout = child.stdout.take().unwrap();
@@ -51,23 +67,27 @@ fn serve_with(data: &Path, extra: &[&str]) -> Proc {
             let _ = tx.send(("token", line));
         }
     });
-    let (mut url, mut token) = (None, None);
+    let (mut url, mut token, mut pg) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while url.is_none() || (fresh && token.is_none()) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(("url", u)) => url = Some(u),
+            Ok(("pg", a)) => pg = Some(a),
             Ok((_, t)) => token = Some(t),
             Err(_) => panic!("actlog serve did not start"),
         }
     }
-    // The token line, if any, was printed before the listening line.
+    // The token and PostgreSQL lines, if any, were printed before the
+    // listening line.
     while let Ok((kind, t)) = rx.try_recv() {
-        if kind == "token" {
-            token = Some(t);
+        match kind {
+            "token" => token = Some(t),
+            "pg" => pg = Some(t),
+            _ => {}
         }
     }
-    Proc { child, url: url.unwrap(), token }
+    Proc { child, url: url.unwrap(), token, pg }
 }
 
 fn agent() -> ureq::Agent {
@@ -295,4 +315,360 @@ fn memory_budgets_are_flags_with_named_minimums() {
     let (status, body) = call(&format!("{}/v1/keys", p.url), &token, None).unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(sigterm(&mut p).success());
+}
+
+/// Resident memory of a process, from `/proc`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("http://").to_string()
+}
+
+/// A normal client's round: health, one signed append, one query, each
+/// within a few seconds.
+fn normal_client_works(p: &Proc, ingest: &str, query: &str, seed: &[u8; 32], id: &str) {
+    let started = Instant::now();
+    let (s, _) = call(&format!("{}/healthz", p.url), "", None).unwrap();
+    assert_eq!(s, 200);
+    let env = Envelope::sign(event(id, "pdp-h").to_string().into_bytes(), None, seed).to_json();
+    let (s, body) =
+        call(&format!("{}/v1/events", p.url), ingest, Some(serde_json::from_str(&format!("[{env}]")).unwrap()))
+            .unwrap();
+    assert_eq!(s, 200, "{body}");
+    let (s, body) =
+        call(&format!("{}/v1/sql", p.url), query, Some(json!({"sql": "SELECT count(*) AS n FROM events"}))).unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "a normal client waited {:?}", started.elapsed());
+}
+
+/// Reads from `s` until it closes or `within` passes; true if it closed.
+fn closes_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Hostile clients over real sockets: idle sockets beyond the connection
+/// cap, slow headers, slow bodies from an ingest-token holder, parallel gzip
+/// bombs, idle and oversized PostgreSQL logins. After each, a normal client
+/// ingests and queries within a few seconds, and the server's RSS stays
+/// under a stated bound.
+#[test]
+fn hostile_clients_do_not_stall_or_exhaust_the_server() {
+    use std::io::Write;
+    const RSS_BOUND: u64 = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = serve_with(
+        &data,
+        &[
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--http-connections-max",
+            "64",
+            "--http-header-timeout-ms",
+            "2000",
+            "--http-idle-timeout-ms",
+            "2000",
+            "--http-body-timeout-ms",
+            "3000",
+            "--ingest-requests-max",
+            "24",
+            "--ingest-requests-per-token-max",
+            "8",
+            "--pg-connections-max",
+            "16",
+            "--pg-auth-timeout-ms",
+            "2000",
+        ],
+    );
+    let admin = p.token.clone().unwrap();
+    let seed = [0x44u8; 32];
+    let (s, _) = call(
+        &format!("{}/v1/keys", p.url),
+        &admin,
+        Some(json!({"name": "h", "public_key": actlog_core::b64::encode(public_key_of(&seed)), "pdp_id": "pdp-h"})),
+    )
+    .unwrap();
+    assert_eq!(s, 201);
+    let token = |role: &str, name: &str| {
+        let (s, v) = call(&format!("{}/v1/tokens", p.url), &admin, Some(json!({"role": role, "name": name}))).unwrap();
+        assert_eq!(s, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    };
+    let (ingest, slow_ingest, query) = (token("ingest", "ingest"), token("ingest", "slow"), token("query", "query"));
+    let addr = addr_of(&p.url);
+    let pid = p.child.id();
+    normal_client_works(&p, &ingest, &query, &seed, "h-0");
+
+    // 1. A thousand idle sockets, far beyond http_connections_max (64): each
+    //    new one evicts the quietest idle one, so a normal client gets in.
+    let idle: Vec<std::net::TcpStream> = (0..1000).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    normal_client_works(&p, &ingest, &query, &seed, "h-1");
+    drop(idle);
+
+    // 2. Slow headers: a byte at a time is not a request; each is closed
+    //    within http_header_timeout_ms (2 s), plus slack.
+    let mut slow: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: ").unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    for s in &mut slow {
+        let _ = s.write_all(b"a");
+    }
+    normal_client_works(&p, &ingest, &query, &seed, "h-2");
+    for s in &mut slow {
+        assert!(closes_within(s, Duration::from_secs(6).saturating_sub(started.elapsed())), "a slow head is closed");
+    }
+
+    // 3. Slow bodies from one ingest token: it holds at most its share of
+    //    ingest slots (8 of 24), each for at most http_body_timeout_ms, so
+    //    other tokens still ingest.
+    let mut bodies: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {slow_ingest}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n["
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    normal_client_works(&p, &ingest, &query, &seed, "h-3");
+    let mut answers = Vec::new();
+    for s in &mut bodies {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        answers.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(
+        answers.iter().filter(|a| a.contains(" 408 ") && a.contains("http_body_timeout_ms")).count() >= 1,
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().filter(|a| a.contains(" 429 ") && a.contains("ingest_requests_per_token_max")).count() >= 1,
+        "{answers:?}"
+    );
+    assert!(answers.iter().all(|a| a.contains(" 408 ") || a.contains(" 429 ")), "{answers:?}");
+
+    // 4. Parallel gzip bombs: each is refused at decompressed_bytes_max
+    //    without inflating past it, off the async workers.
+    let bomb = {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..80 {
+            enc.write_all(&zeros).unwrap();
+        }
+        enc.finish().unwrap()
+    };
+    let bombs: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, token, bomb) = (p.url.clone(), slow_ingest.clone(), bomb.clone());
+            std::thread::spawn(move || {
+                let r = agent()
+                    .post(&format!("{url}/v1/events"))
+                    .header("authorization", &format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .send(&bomb[..])
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    normal_client_works(&p, &ingest, &query, &seed, "h-4");
+    for b in bombs {
+        assert_eq!(b.join().unwrap(), 413);
+    }
+    assert!(rss_bytes(pid) < RSS_BOUND, "RSS {} after the bombs", rss_bytes(pid));
+
+    // 5. PostgreSQL: connections that never log in are evicted at
+    //    pg_connections_max (16) and closed after pg_auth_timeout_ms; a
+    //    message before login may not claim more than 10,000 bytes.
+    let pg = p.pg.clone().unwrap();
+    let mut lurkers: Vec<std::net::TcpStream> = (0..100).map(|_| std::net::TcpStream::connect(&pg).unwrap()).collect();
+    let out = Command::new(psql_bin())
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM events"])
+        .arg(format!(
+            "host={} port={} user=query dbname=ledger sslmode=disable",
+            pg.split(':').next().unwrap(),
+            pg.split(':').nth(1).unwrap()
+        ))
+        .env("PGPASSWORD", &query)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql beside 100 idle sockets: {}", String::from_utf8_lossy(&out.stderr));
+    for s in lurkers.iter_mut().rev().take(16) {
+        assert!(closes_within(s, Duration::from_secs(5)), "an idle pre-login socket is closed");
+    }
+    drop(lurkers);
+    let startup = {
+        let params = b"user\0query\0database\0ledger\0\0";
+        let mut m = Vec::new();
+        m.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
+        m.extend_from_slice(&196_608u32.to_be_bytes());
+        m.extend_from_slice(params);
+        m
+    };
+    // A password message claiming a gigabyte: refused by name at its header.
+    let mut claim = vec![b'p'];
+    claim.extend_from_slice(&1_000_000_000u32.to_be_bytes());
+    let mut big = std::net::TcpStream::connect(&pg).unwrap();
+    big.write_all(&startup).unwrap();
+    big.write_all(&claim).unwrap();
+    big.write_all(b"zzzz").unwrap();
+    let mut answer = Vec::new();
+    {
+        use std::io::Read;
+        big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = big.read_to_end(&mut answer);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("54000") && text.contains("exceeds"), "{text}");
+    // Eight more that go on sending 64 MiB each: closed at the header, so
+    // none of it is buffered.
+    let pushers: Vec<_> = (0..8)
+        .map(|_| {
+            let (pg, startup, claim) = (pg.clone(), startup.clone(), claim.clone());
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&pg).unwrap();
+                s.write_all(&startup).unwrap();
+                s.write_all(&claim).unwrap();
+                let chunk = vec![b'z'; 1 << 20];
+                (0..64).take_while(|_| s.write_all(&chunk).is_ok()).count()
+            })
+        })
+        .collect();
+    for t in pushers {
+        assert!(t.join().unwrap() < 64, "the server closes a connection whose message claims too much");
+    }
+    assert!(rss_bytes(pid) < RSS_BOUND, "RSS {} after the pre-login claim", rss_bytes(pid));
+    normal_client_works(&p, &ingest, &query, &seed, "h-5");
+    // The limits were counted.
+    let (_, _) = call(&format!("{}/healthz", p.url), "", None).unwrap();
+    let r =
+        agent().get(&format!("{}/metrics", p.url)).header("authorization", &format!("Bearer {admin}")).call().unwrap();
+    let metrics = r.into_body().read_to_string().unwrap();
+    assert!(metrics.contains("actlog_limit_hits_total{limit=\"http_connections_max\"}"), "{metrics}");
+    assert!(metrics.contains("actlog_limit_hits_total{limit=\"pg_connections_max\"}"), "{metrics}");
+}
+
+fn psql_bin() -> String {
+    for p in ["/usr/bin/psql", "/usr/lib/postgresql/15/bin/psql"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    "psql".to_string()
+}
+
+/// Unmounts a test filesystem when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The data dir on a 48 MiB tmpfs that fills under load: every batch is
+/// either acknowledged and kept, or refused by name (`storage_full`); the
+/// server then exits non-zero for its supervisor, and after the space is
+/// freed a restart finds every acknowledged event and `verify` passes.
+#[test]
+fn a_full_disk_is_refused_by_name_and_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(status.success(), "mounting a tmpfs needs root (CI and the dev machines run as root)");
+    let _mounted = Mounted(mnt.clone());
+    let data = mnt.join("data");
+    let mut p = serve_with(&data, &["--memtable-bytes-max", "16777216", "--block-cache-bytes-max", "8388608"]);
+    let admin = p.token.clone().unwrap();
+    let seed = [0x45u8; 32];
+    let (s, _) = call(
+        &format!("{}/v1/keys", p.url),
+        &admin,
+        Some(json!({"name": "f", "public_key": actlog_core::b64::encode(public_key_of(&seed)), "pdp_id": "pdp-h"})),
+    )
+    .unwrap();
+    assert_eq!(s, 201);
+    let pad = "p".repeat(8 << 10);
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    let mut refusal = None;
+    for batch in 0..2_000 {
+        let envs: Vec<String> = (0..50)
+            .map(|j| {
+                let mut e = event(&format!("full-{batch}-{j}"), "pdp-h");
+                e["ext"] = json!({ "pad": pad });
+                Envelope::sign(e.to_string().into_bytes(), None, &seed).to_json()
+            })
+            .collect();
+        let body: Value = serde_json::from_str(&format!("[{}]", envs.join(","))).unwrap();
+        match call(&format!("{}/v1/events", p.url), &admin, Some(body)) {
+            Ok((200, v)) => {
+                for r in v["receipts"].as_array().unwrap() {
+                    acked.push((r["event_id"].as_str().unwrap().into(), r["seq"].as_u64().unwrap()));
+                }
+            }
+            Ok((status, v)) => {
+                refusal = Some((status, v));
+                break;
+            }
+            Err(e) => panic!("the server must answer a full disk, not drop the connection: {e}"),
+        }
+    }
+    let (status, v) = refusal.expect("48 MiB fills before 2,000 batches of 400 KiB");
+    assert!(acked.len() > 500, "the disk held some batches first: {}", acked.len());
+    assert_eq!((status, v["error"]["code"].as_str()), (507, Some("storage_full")), "{v}");
+    // Fail-stop: the server exits non-zero so that a supervisor restarts it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the server exits after the failed write");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!exit.success(), "a storage failure is a non-zero exit: {exit:?}");
+    let status = Command::new("mount").args(["-o", "remount,size=512m"]).arg(&mnt).status().unwrap();
+    assert!(status.success());
+    let mut p = serve(&data);
+    for (id, seq) in &acked {
+        let (s, v) = call(&format!("{}/v1/events/{seq}", p.url), &admin, None).unwrap();
+        assert_eq!(s, 200, "acknowledged {id} at {seq} is missing");
+        assert_eq!(v["event_id"].as_str(), Some(id.as_str()), "{seq} holds another event");
+    }
+    assert!(sigterm(&mut p).success());
+    let out = actlog(&data, &["verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

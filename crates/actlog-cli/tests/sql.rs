@@ -52,8 +52,13 @@ fn ledger(data: &Path) -> std::collections::HashMap<&'static str, String> {
 }
 
 fn serve(data: &Path) -> Proc {
+    serve_with(data, &[])
+}
+
+fn serve_with(data: &Path, extra: &[&str]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
         .args(["serve", "--listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0", "--segment-events", "1000"])
+        .args(extra)
         .env("ACTLOG_DATA", data)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -94,7 +99,7 @@ fn post_sql(p: &Proc, token: &str, sql: &str, accept: &str) -> (u16, Vec<u8>) {
         .send_json(json!({"sql": sql}))
         .unwrap();
     let status = resp.status().as_u16();
-    (status, resp.into_body().read_to_vec().unwrap())
+    (status, resp.into_body().with_config().limit(1 << 30).read_to_vec().unwrap())
 }
 
 fn get(url: &str, token: &str) -> (u16, Value) {
@@ -332,4 +337,147 @@ fn extended_protocol_clients_bind_prepare_and_read_binary() {
     assert_eq!(v["binary"][0], first[0]);
     assert_eq!(v["binary"][1].as_f64(), first[1].as_f64());
     assert_eq!(v["refused"], "42501", "DML is refused with insufficient_privilege");
+}
+
+/// Resident memory of a process, from `/proc`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// The server's RSS must stay under this through the hostile queries: its
+/// own ~200 MB, plus one query's pool (sql_memory_bytes = 256 MiB here) and
+/// result (sql_result_bytes_max = 64 MiB), with room to spare.
+const HOSTILE_RSS_BOUND: u64 = 1_500 << 20;
+
+/// Queries built to crash or exhaust the server: each is refused (or
+/// stopped) with a 4xx or SQLSTATE naming its limit, the server's RSS stays
+/// under [`HOSTILE_RSS_BOUND`], and a normal query answers right after.
+#[test]
+fn hostile_queries_are_refused_by_name_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = ledger(&data);
+    let p = serve_with(&data, &["--sql-time-ms", "3000", "--sql-memory-bytes", "268435456"]);
+    let q = tokens["query"].as_str();
+    let deep_or: String = {
+        let terms: Vec<String> = (0..60_000).map(|i| format!("seq = {i}")).collect();
+        format!("SELECT count(*) FROM events WHERE {}", terms.join(" OR "))
+    };
+    assert!(deep_or.len() < 1 << 20, "under sql_text_bytes_max, so the depth limit is what answers");
+    let plus_chain = format!("SELECT {}1", "1+".repeat(400_000));
+    let cases: Vec<(String, u16, &[&str])> = vec![
+        (deep_or.clone(), 422, &["sql_too_deep"]),
+        (plus_chain, 422, &["sql_too_deep"]),
+        (format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000)), 400, &["sql_invalid"]),
+        (format!("SELECT {}true", "NOT ".repeat(5_000)), 400, &["sql_invalid"]),
+        // Over sql_text_bytes_max (1 MiB) but inside the body limit, so the
+        // engine's own text limit answers.
+        (format!("SELECT '{}'", "x".repeat(3 << 19)), 413, &["sql_too_large"]),
+        ("SELECT length(repeat('x', 2000000000))".into(), 422, &["sql_memory_limit"]),
+        ("SELECT length(repeat(payload, 100000)) FROM events".into(), 422, &["sql_memory_limit"]),
+        ("SELECT length(lpad('x', 2000000000))".into(), 422, &["sql_memory_limit"]),
+        ("SELECT cardinality(generate_series(1, 2000000000))".into(), 422, &["sql_memory_limit"]),
+        ("SELECT cardinality(array_repeat(payload, 1000000)) FROM events".into(), 422, &["sql_memory_limit"]),
+        ("SELECT count(*) FROM range(0, 3000000000)".into(), 422, &["sql_time_limit"]),
+        (
+            "SELECT cardinality(array_agg(value)) FROM range(0, 400000000)".into(),
+            422,
+            &["sql_memory_limit", "sql_time_limit"],
+        ),
+        ("SELECT value, repeat('y', 1000) FROM range(0, 100000)".into(), 422, &["sql_result_too_large"]),
+    ];
+    for (sql, status, codes) in &cases {
+        let shown = &sql[..sql.len().min(70)];
+        let (got, body) = post_sql(&p, q, sql, "application/json");
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let code = v["error"]["code"].as_str().unwrap_or("");
+        assert_eq!(got, *status, "{shown}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+        assert!(codes.contains(&code), "{shown}: code {code}, not one of {codes:?}");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        if code.starts_with("sql_") && code != "sql_invalid" {
+            assert!(message.contains("sql_"), "{shown}: the message names the limit: {message}");
+        }
+        let rss = rss_bytes(p.child.id());
+        assert!(rss < HOSTILE_RSS_BOUND, "{shown}: RSS {rss} bytes is over the bound");
+        let (ok, body) = post_sql(&p, q, "SELECT count(*) AS n FROM events", "application/json");
+        assert_eq!(ok, 200, "after {shown}: {}", String::from_utf8_lossy(&body));
+    }
+    // A wide cross join of payloads: cut at sql_rows_max and streamed to
+    // the client batch by batch (the views share their buffers, so the
+    // Arrow result stays far under sql_result_bytes_max).
+    let (got, body) = post_sql(&p, q, "SELECT a.payload FROM events a, events b", "application/json");
+    assert_eq!(got, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["truncated"].as_bool(), v["row_count"].as_u64()), (Some(true), Some(100_000)));
+    assert!(rss_bytes(p.child.id()) < HOSTILE_RSS_BOUND);
+    // The same over the PostgreSQL wire: an error naming the limit, then a
+    // normal query on a new session.
+    for (sql, needle) in
+        [(deep_or.as_str(), "sql_depth_max"), ("SELECT length(repeat('x', 2000000000))", "sql_function_bytes_max")]
+    {
+        // Too long for an argument: psql reads it from a file.
+        let file = dir.path().join("hostile.sql");
+        std::fs::write(&file, format!("{sql};\n")).unwrap();
+        let (host, port) = p.pg.rsplit_once(':').unwrap();
+        let out = Command::new(psql_bin())
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&file)
+            .arg(format!("host={host} port={port} user=query dbname=ledger sslmode=disable"))
+            .env("PGPASSWORD", q)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "psql: {err}");
+        let out = psql(&p, "query", q, "SELECT count(*) FROM events");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(rss_bytes(p.child.id()) < HOSTILE_RSS_BOUND);
+    }
+    // A parallel flood of slow queries is held to sql_requests_max across
+    // both surfaces: the extra ones are refused at once with sql_busy.
+    let slow = "SELECT count(*) FROM range(0, 3000000000)";
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, q) = (p.http.clone(), q.to_string());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let resp = agent
+                    .post(&format!("{http}/v1/sql"))
+                    .header("authorization", &format!("Bearer {q}"))
+                    .send_json(json!({"sql": slow}))
+                    .unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 4, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 4, "{statuses:?}");
+    let (ok, _) = post_sql(&p, q, "SELECT count(*) AS n FROM events", "application/json");
+    assert_eq!(ok, 200);
+    // A three-way cross join spins inside DataFusion without yielding: the
+    // client gets its named time limit on time, and the rest of the server
+    // (health, reads, ingest) is unaffected while the query's thread finishes.
+    let started = Instant::now();
+    let (got, body) = post_sql(
+        &p,
+        q,
+        "SELECT count(*) FROM events a, events b, events c WHERE a.seq + b.seq + c.seq > 0",
+        "application/json",
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!((got, v["error"]["code"].as_str()), (422, Some("sql_time_limit")), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(10), "answered at the limit: {:?}", started.elapsed());
+    let started = Instant::now();
+    let (s, _) = get(&format!("{}/v1/events/1", p.http), &tokens["auditor"]);
+    assert_eq!(s, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "reads are not held up: {:?}", started.elapsed());
 }

@@ -30,7 +30,7 @@ use crate::provider::{Kind, LedgerTable, Snapshot};
 use crate::segments::{self, Segment};
 use crate::string_eq::ShortStringEqRule;
 use crate::string_groups::StringGroupsRule;
-use crate::{Error, rows, tables};
+use crate::{Error, budget, rows, tables};
 
 /// Rows a query returns at most, by default (`sql_rows_max`).
 pub const SQL_ROWS_MAX_DEFAULT: usize = 100_000;
@@ -41,7 +41,11 @@ pub const SQL_MEMORY_BYTES_DEFAULT: usize = 512 << 20;
 /// Tail rows decoded per batch.
 const TAIL_BATCH_ROWS: u64 = 8_192;
 
-/// The per-query limits. Each has a name, used in errors and flags.
+/// Bytes of Arrow data a result may hold, by default (`sql_result_bytes_max`).
+pub const SQL_RESULT_BYTES_MAX_DEFAULT: usize = 64 << 20;
+
+/// The per-query limits. Each has a name, used in errors and flags. The
+/// same limits hold on every SQL surface: the CLI, HTTP and PostgreSQL.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
     /// `sql_rows_max`: rows returned; more are cut and `truncated` is set.
@@ -50,13 +54,34 @@ pub struct QueryLimits {
     pub time: Duration,
     /// `sql_memory_bytes`: memory pool for sorts, joins and aggregates.
     pub memory_bytes: usize,
+    /// `sql_result_bytes_max`: Arrow bytes of the rows returned; a larger
+    /// result is refused (`sql_result_too_large`), not cut.
+    pub result_bytes_max: usize,
+    /// `sql_text_bytes_max`: length of the SQL text.
+    pub text_bytes_max: usize,
+    /// `sql_depth_max`: nesting of expressions and subqueries.
+    pub depth_max: usize,
+    /// `sql_function_bytes_max`: output of one amplifying function call
+    /// (`repeat`, `lpad`, `range`, ...) for one batch.
+    pub function_bytes_max: usize,
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        QueryLimits { rows_max: SQL_ROWS_MAX_DEFAULT, time: SQL_TIME_DEFAULT, memory_bytes: SQL_MEMORY_BYTES_DEFAULT }
+        QueryLimits {
+            rows_max: SQL_ROWS_MAX_DEFAULT,
+            time: SQL_TIME_DEFAULT,
+            memory_bytes: SQL_MEMORY_BYTES_DEFAULT,
+            result_bytes_max: SQL_RESULT_BYTES_MAX_DEFAULT,
+            text_bytes_max: budget::SQL_TEXT_BYTES_MAX_DEFAULT,
+            depth_max: budget::SQL_DEPTH_MAX_DEFAULT,
+            function_bytes_max: budget::SQL_FUNCTION_BYTES_MAX_DEFAULT,
+        }
     }
 }
+
+/// Queries one engine runs at once, by default (`sql_requests_max`).
+pub const SQL_REQUESTS_MAX_DEFAULT: usize = 4;
 
 /// How the engine is set up.
 #[derive(Debug, Clone, Copy)]
@@ -65,11 +90,19 @@ pub struct EngineOptions {
     pub segment_events: u64,
     /// Per-query limits.
     pub limits: QueryLimits,
+    /// `sql_requests_max`: queries running at once, over every surface
+    /// together (each may hold `sql_memory_bytes` and
+    /// `sql_result_bytes_max`). One more is refused with `sql_busy`.
+    pub queries_max: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { segment_events: segments::SEGMENT_EVENTS_DEFAULT, limits: QueryLimits::default() }
+        EngineOptions {
+            segment_events: segments::SEGMENT_EVENTS_DEFAULT,
+            limits: QueryLimits::default(),
+            queries_max: SQL_REQUESTS_MAX_DEFAULT,
+        }
     }
 }
 
@@ -106,13 +139,18 @@ pub struct QueryOutput {
     pub truncated: bool,
     /// The tree size the query answered for.
     pub tree_size: u64,
+    /// The query's `sql_requests_max` permit, held for as long as the result
+    /// is: a result still being sent to a client counts as running.
+    pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// A refused or failed query, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct QueryError {
-    /// `sql_refused`, `sql_invalid`, `sql_time_limit`, `sql_memory_limit` or `internal`.
+    /// `sql_refused`, `sql_invalid`, `sql_time_limit`, `sql_memory_limit`,
+    /// `sql_too_deep`, `sql_too_large`, `sql_result_too_large`, `sql_busy`,
+    /// `storage_corruption` or `internal`.
     pub code: &'static str,
     /// What happened and what to do.
     pub message: String,
@@ -144,10 +182,15 @@ fn from_df(e: DataFusionError, limits: &QueryLimits) -> QueryError {
                 limits.memory_bytes
             ),
         },
-        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
-            Some(Error::Corruption(m)) => QueryError { code: "storage_corruption", message: m.clone() },
-            _ => QueryError { code: "internal", message: "the query failed inside the engine".into() },
-        },
+        DataFusionError::External(inner) => {
+            if let Some(budget::LimitExceeded(e)) = inner.downcast_ref::<budget::LimitExceeded>() {
+                return e.clone();
+            }
+            match inner.downcast_ref::<Error>() {
+                Some(Error::Corruption(m)) => QueryError { code: "storage_corruption", message: m.clone() },
+                _ => QueryError { code: "internal", message: "the query failed inside the engine".into() },
+            }
+        }
         DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
             QueryError::invalid(strip_df(&root.to_string()))
         }
@@ -155,6 +198,16 @@ fn from_df(e: DataFusionError, limits: &QueryLimits) -> QueryError {
         DataFusionError::Execution(m) => QueryError::invalid(strip_df(m)),
         DataFusionError::ArrowError(a, _) => QueryError::invalid(a.to_string()),
         _ => QueryError::invalid(strip_df(&root.to_string())),
+    }
+}
+
+fn time_limit(limits: &QueryLimits) -> QueryError {
+    QueryError {
+        code: "sql_time_limit",
+        message: format!(
+            "the query ran longer than the limit sql_time_ms = {}; narrow it with WHERE on seq, event_time or an indexed id",
+            limits.time.as_millis()
+        ),
     }
 }
 
@@ -252,8 +305,24 @@ fn first_words(s: &str) -> String {
     s.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
 }
 
-/// Parses one statement and applies the sandbox.
+/// Parses one statement and applies the sandbox, under the default limits.
 pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
+    check_with(sql, &QueryLimits::default())
+}
+
+/// Parses one statement and applies the sandbox, the text size limit and
+/// the depth limit.
+pub fn check_with(sql: &str, limits: &QueryLimits) -> Result<DfStatement, QueryError> {
+    if sql.len() > limits.text_bytes_max {
+        return Err(QueryError {
+            code: "sql_too_large",
+            message: format!(
+                "the query text is {} bytes, more than the limit sql_text_bytes_max = {}",
+                sql.len(),
+                limits.text_bytes_max
+            ),
+        });
+    }
     if sql.trim().is_empty() {
         return Err(QueryError::invalid("the query is empty"));
     }
@@ -264,18 +333,22 @@ pub fn check(sql: &str) -> Result<DfStatement, QueryError> {
         return Err(QueryError::invalid(format!("send one statement per query ({} were sent)", statements.len())));
     }
     let st = statements.pop_front().expect("one statement");
-    check_statement(&st)?;
+    check_statement(&st, limits.depth_max)?;
     Ok(st)
 }
 
-fn check_statement(st: &DfStatement) -> Result<(), QueryError> {
+fn check_statement(st: &DfStatement, depth_max: usize) -> Result<(), QueryError> {
     match st {
-        DfStatement::Statement(s) => check_sql_statement(s),
+        DfStatement::Statement(s) => {
+            // Depth first: the sandbox's own walk is then bounded too.
+            budget::check_depth(s, depth_max)?;
+            check_sql_statement(s)
+        }
         DfStatement::CreateExternalTable(_) => {
             Err(QueryError::refused("CREATE EXTERNAL TABLE is refused: queries read only the ledger's tables"))
         }
         DfStatement::CopyTo(_) => Err(QueryError::refused("COPY is refused: queries neither read nor write files")),
-        DfStatement::Explain(e) => check_statement(&e.statement),
+        DfStatement::Explain(e) => check_statement(&e.statement, depth_max),
         DfStatement::Reset(_) => Err(QueryError::refused("RESET is refused: there is no session state to reset")),
     }
 }
@@ -328,6 +401,8 @@ struct Inner {
     /// across queries. Segments never change once sealed, and each entry is
     /// checked against the file's size and mtime before use.
     caches: CacheManagerConfig,
+    /// One permit per running query (`sql_requests_max`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Bytes of Parquet footers kept across queries.
@@ -359,6 +434,7 @@ impl Engine {
                 data_dir,
                 opts,
                 live: Mutex::new(Live { segments: Arc::new(segs), tail: Vec::new(), tail_end: end }),
+                slots: Arc::new(tokio::sync::Semaphore::new(opts.queries_max.max(1))),
                 seal_lock: Mutex::new(()),
                 caches: CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::new(
@@ -381,6 +457,17 @@ impl Engine {
     /// The limits queries run under.
     pub fn limits(&self) -> QueryLimits {
         self.inner.opts.limits
+    }
+
+    /// A running-query permit, or `sql_busy` when `sql_requests_max` run.
+    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, QueryError> {
+        Arc::clone(&self.inner.slots).try_acquire_owned().map_err(|_| QueryError {
+            code: "sql_busy",
+            message: format!(
+                "sql_requests_max ({}) queries are running; retry shortly",
+                self.inner.opts.queries_max.max(1)
+            ),
+        })
     }
 
     /// The sealed segments.
@@ -468,6 +555,7 @@ impl Engine {
                 .with_physical_optimizer_rule(Arc::new(StringGroupsRule::default()));
         }
         let ctx = SessionContext::new_with_state(state.build());
+        budget::guard_functions(&ctx, limits.function_bytes_max);
         let snap = Arc::new(snap);
         let store = self.inner.store.clone();
         let reg = |name: &str, t: Arc<dyn datafusion::catalog::TableProvider>| {
@@ -507,7 +595,7 @@ impl Engine {
         opts: &QueryOptions,
     ) -> Result<(SessionContext, datafusion::logical_expr::LogicalPlan, u64), QueryError> {
         let limits = self.inner.opts.limits;
-        let st = check(sql)?;
+        let st = check_with(sql, &limits)?;
         let snap = self.snapshot_async().await?;
         let size = snap.tree_size;
         let ctx = self.context(snap, opts)?;
@@ -530,14 +618,51 @@ impl Engine {
     /// Plans without running: the output schema and the number of `$n`
     /// placeholders.
     pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, usize), QueryError> {
-        let (_, plan, _) = self.plan(sql, &QueryOptions::default()).await?;
-        let params = plan.get_parameter_types().map_err(|e| from_df(e, &self.limits()))?.len();
-        Ok((Arc::new(plan.schema().as_arrow().clone()), params))
+        let (this, sql, slot) = (self.clone(), sql.to_owned(), self.slot()?);
+        let limits = self.limits();
+        let grace = limits.time + Duration::from_millis(100);
+        budget::run(
+            async move {
+                let _slot = slot;
+                let limits = this.limits();
+                let work = async {
+                    let (_, plan, _) = this.plan(&sql, &QueryOptions::default()).await?;
+                    let params = plan.get_parameter_types().map_err(|e| from_df(e, &limits))?.len();
+                    Ok((Arc::new(plan.schema().as_arrow().clone()), params))
+                };
+                tokio::time::timeout(limits.time, work).await.unwrap_or_else(|_| Err(time_limit(&limits)))
+            },
+            grace,
+            time_limit(&limits),
+        )
+        .await
     }
 
     /// Runs with `$1..$n` bound to text values (`None` is NULL), each cast
     /// to the type the planner inferred for it.
+    ///
+    /// Everything from the parse to dropping the plan runs on the SQL
+    /// runtime ([`budget::run`]), whichever runtime the caller is on.
     pub async fn query_params(
+        &self,
+        sql: &str,
+        params: Vec<Option<String>>,
+        opts: &QueryOptions,
+    ) -> Result<QueryOutput, QueryError> {
+        let (this, sql, opts, slot) = (self.clone(), sql.to_owned(), *opts, self.slot()?);
+        let limits = self.limits();
+        let grace = limits.time + Duration::from_millis(100);
+        // The permit lives in the task: a query that overran its time is
+        // still counted until it has really stopped.
+        let work = async move {
+            let mut out = this.run_query(&sql, params, &opts).await?;
+            out.slot = Some(Arc::new(slot));
+            Ok(out)
+        };
+        budget::run(work, grace, time_limit(&limits)).await
+    }
+
+    async fn run_query(
         &self,
         sql: &str,
         params: Vec<Option<String>>,
@@ -568,31 +693,35 @@ impl Engine {
             let mut stream = df.execute_stream().await.map_err(|e| from_df(e, &limits))?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
+            let mut bytes = 0usize;
             let mut truncated = false;
             while let Some(b) = stream.next().await {
-                let b = b.map_err(|e| from_df(e, &limits))?;
+                let mut b = b.map_err(|e| from_df(e, &limits))?;
                 if rows + b.num_rows() > limits.rows_max {
-                    let keep = limits.rows_max - rows;
-                    batches.push(b.slice(0, keep));
-                    rows += keep;
+                    b = b.slice(0, limits.rows_max - rows);
                     truncated = true;
-                    break;
+                }
+                // Held until the caller has sent it: count what it holds.
+                bytes = bytes.saturating_add(b.get_array_memory_size());
+                if bytes > limits.result_bytes_max {
+                    return Err(QueryError {
+                        code: "sql_result_too_large",
+                        message: format!(
+                            "the result holds more than the limit sql_result_bytes_max = {} bytes (after {rows} rows); \
+                             select fewer columns, add LIMIT, or aggregate",
+                            limits.result_bytes_max
+                        ),
+                    });
                 }
                 rows += b.num_rows();
                 batches.push(b);
+                if truncated {
+                    break;
+                }
             }
-            Ok(QueryOutput { schema, batches, row_count: rows, truncated, tree_size })
+            Ok(QueryOutput { schema, batches, row_count: rows, truncated, tree_size, slot: None })
         };
-        match tokio::time::timeout(limits.time, run).await {
-            Ok(r) => r,
-            Err(_) => Err(QueryError {
-                code: "sql_time_limit",
-                message: format!(
-                    "the query ran longer than the limit sql_time_ms = {}; narrow it with WHERE on seq, event_time or an indexed id",
-                    limits.time.as_millis()
-                ),
-            }),
-        }
+        tokio::time::timeout(limits.time, run).await.unwrap_or_else(|_| Err(time_limit(&limits)))
     }
 
     /// The data directory.

@@ -12,6 +12,7 @@
 //!   short-string equality filters (same answers as DataFusion's own).
 //! - `provider`: the tables, with index pushdown and segment pruning.
 //! - `engine`: the read-only sandbox, the per-query limits, snapshots.
+//! - `budget`: the SQL threads, the depth limit and the function output caps.
 //! - `tables`: `checkpoints`, `producer_keys`, the `decision_chains` view.
 //! - `chain`: chain reconstruction through the store's indexes.
 //! - `output`: JSON, CSV, Arrow IPC and text table results.
@@ -21,6 +22,7 @@
 //!   OCSF Compliance Findings, the self-contained HTML report).
 //! - `local_files`: segment reads on the calling thread (no blocking-pool hop).
 
+pub mod budget;
 pub mod bundle;
 pub mod chain;
 pub mod engine;

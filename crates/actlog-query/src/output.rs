@@ -70,6 +70,30 @@ pub fn to_json(out: &QueryOutput) -> Value {
     json!({"columns": columns, "rows": rows, "row_count": out.row_count, "truncated": out.truncated, "tree_size": out.tree_size})
 }
 
+/// The same JSON body as [`to_json`], as a sequence of chunks built one
+/// batch at a time, so a result is never held twice (Arrow and text).
+pub fn json_chunks(out: &QueryOutput) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let columns: Vec<Value> =
+        out.schema.fields().iter().map(|f| json!({"name": f.name(), "type": type_name(f.data_type())})).collect();
+    let head = format!("{{\"columns\":{},\"rows\":[", Value::Array(columns)).into_bytes();
+    let tail =
+        format!("],\"row_count\":{},\"truncated\":{},\"tree_size\":{}}}", out.row_count, out.truncated, out.tree_size)
+            .into_bytes();
+    let mut first = true;
+    let rows = out.batches.iter().map(move |b| {
+        let mut chunk = Vec::new();
+        for i in 0..b.num_rows() {
+            if !std::mem::take(&mut first) {
+                chunk.push(b',');
+            }
+            let row = Value::Array(b.columns().iter().map(|c| cell(c.as_ref(), i)).collect());
+            serde_json::to_writer(&mut chunk, &row).expect("a JSON value serializes into memory");
+        }
+        chunk
+    });
+    std::iter::once(head).chain(rows).chain(std::iter::once(tail))
+}
+
 /// One value as text: timestamps in RFC 3339, lists as JSON arrays, floats
 /// in their shortest round-trip form (`42`, `42.5`), as PostgreSQL prints them.
 fn text(a: &dyn Array, i: usize) -> String {
@@ -91,21 +115,29 @@ fn text(a: &dyn Array, i: usize) -> String {
     }
 }
 
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
 /// CSV with a header row (RFC 4180 quoting).
 pub fn to_csv(out: &QueryOutput) -> String {
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-    };
-    let mut s = out.schema.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(",");
-    s.push('\n');
-    for b in &out.batches {
+    csv_chunks(out).map(|c| String::from_utf8(c).expect("CSV chunks are UTF-8")).collect()
+}
+
+/// [`to_csv`] as one chunk per batch, after the header.
+pub fn csv_chunks(out: &QueryOutput) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut head = out.schema.fields().iter().map(|f| csv_quote(f.name())).collect::<Vec<_>>().join(",");
+    head.push('\n');
+    let rows = out.batches.iter().map(|b| {
+        let mut s = String::new();
         for i in 0..b.num_rows() {
-            let line: Vec<String> = b.columns().iter().map(|c| quote(&text(c.as_ref(), i))).collect();
+            let line: Vec<String> = b.columns().iter().map(|c| csv_quote(&text(c.as_ref(), i))).collect();
             s.push_str(&line.join(","));
             s.push('\n');
         }
-    }
-    s
+        s.into_bytes()
+    });
+    std::iter::once(head.into_bytes()).chain(rows)
 }
 
 /// An Arrow IPC stream of the result.

@@ -32,7 +32,11 @@ fn fixture(dir: &Path) -> Engine {
     let store = e.store().clone();
     drop(e);
     let limits = QueryLimits { rows_max: usize::MAX, ..QueryLimits::default() };
-    Engine::open(store, EngineOptions { segment_events: common::FIXTURE_SEGMENT_EVENTS, limits }).unwrap()
+    Engine::open(
+        store,
+        EngineOptions { segment_events: common::FIXTURE_SEGMENT_EVENTS, limits, ..EngineOptions::default() },
+    )
+    .unwrap()
 }
 
 async fn export(engine: &Engine, out: &Path, from: Option<&str>, to: Option<&str>, format: Format) -> Manifest {

@@ -75,7 +75,11 @@ fn engine_with(dir: &std::path::Path, limits: QueryLimits) -> Engine {
     common::fixture(dir);
     // Reopen with other limits over the same ledger and segments.
     let store = Arc::new(Store::open(dir, Options { read_only: true, ..Options::default() }).unwrap());
-    Engine::open(store, EngineOptions { segment_events: common::FIXTURE_SEGMENT_EVENTS, limits }).unwrap()
+    Engine::open(
+        store,
+        EngineOptions { segment_events: common::FIXTURE_SEGMENT_EVENTS, limits, ..EngineOptions::default() },
+    )
+    .unwrap()
 }
 
 #[test]

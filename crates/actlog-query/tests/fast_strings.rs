@@ -142,7 +142,14 @@ proptest! {
                 let plan = ours.sql(q).await.unwrap().create_physical_plan().await.unwrap();
                 datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string()
             });
+            // One partition of one batch plans a single-phase aggregate
+            // (no Partial phase), which the rule leaves to DataFusion by
+            // design; every other plan must show the fast path.
+            let single_phase = plan.contains("mode=SinglePartitioned") && !plan.contains("mode=Partial");
             for s in *shows {
+                if *s == "StringGroupsExec" && single_phase {
+                    continue;
+                }
                 prop_assert!(plan.contains(s), "{} must show {}:\n{}", q, s, plan);
             }
         }

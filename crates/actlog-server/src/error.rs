@@ -80,7 +80,8 @@ impl From<actlog_store::Error> for ApiError {
                 internal: Some(e.to_string()),
                 ..ApiError::unavailable(
                     "store_unavailable",
-                    "the store stopped after a failed write; the operator must restart actlog",
+                    "the store stopped after a failed write and nothing from this request was stored; \
+                     actlog exits so that its supervisor restarts it; retry against the restarted server",
                 )
             },
             E::ReadOnly => ApiError::unavailable("read_only", "this server is read-only"),

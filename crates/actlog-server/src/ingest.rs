@@ -29,25 +29,78 @@ pub struct IngestParams {
     wait: Option<String>,
 }
 
-/// Reads the body under `body_bytes_max` and undoes `Content-Encoding: gzip`
-/// under `decompressed_bytes_max`.
+/// Reads the body under `body_bytes_max` within `http_body_timeout_ms`,
+/// then undoes `Content-Encoding: gzip` under `decompressed_bytes_max` on the
+/// blocking pool, so inflating never holds an async worker.
 pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Vec<u8>, ApiError> {
-    let bytes = axum::body::to_bytes(body, limits.body_bytes_max).await.map_err(|_| {
-        ApiError::too_large(
-            "body_too_large",
-            format!("the body exceeds body_bytes_max ({} bytes)", limits.body_bytes_max),
-        )
-    })?;
+    let timeout = Duration::from_millis(limits.body_timeout_ms);
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limits.body_bytes_max)).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within http_body_timeout_ms ({} ms)", limits.body_timeout_ms),
+            ));
+        }
+        Ok(Err(_)) => {
+            return Err(ApiError::too_large(
+                "body_too_large",
+                format!("the body exceeds body_bytes_max ({} bytes)", limits.body_bytes_max),
+            ));
+        }
+        Ok(Ok(b)) => b,
+    };
     match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
         None => Ok(bytes.to_vec()),
         Some(e) if e == "identity" => Ok(bytes.to_vec()),
-        Some(e) if e == "gzip" => gunzip(&bytes, limits.decompressed_bytes_max),
+        Some(e) if e == "gzip" => {
+            let max = limits.decompressed_bytes_max;
+            tokio::task::spawn_blocking(move || gunzip(&bytes, max))
+                .await
+                .map_err(|e| ApiError::internal(format!("gunzip task failed: {e}")))?
+        }
         Some(other) => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_encoding",
             format!("Content-Encoding `{other}` is not supported; send gzip or nothing"),
         )),
     }
+}
+
+/// An ingest slot, counted globally (`ingest_requests_max`) and per token
+/// (`ingest_requests_per_token_max`); both are given back on drop.
+pub struct IngestSlot {
+    _global: tokio::sync::OwnedSemaphorePermit,
+    token: String,
+    per_token: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for IngestSlot {
+    fn drop(&mut self) {
+        let mut m = self.per_token.lock().expect("per-token lock");
+        if let Some(n) = m.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// Takes an ingest slot for `token`, or says which limit is full.
+fn ingest_slot(state: &AppState, token: &str) -> Result<IngestSlot, &'static str> {
+    let global = state.ingest_slots.clone().try_acquire_owned().map_err(|_| "ingest_requests_max")?;
+    let mut m = state.ingest_per_token.lock().expect("per-token lock");
+    let n = m.entry(token.to_string()).or_default();
+    if *n >= state.limits.ingest_requests_per_token_max.max(1) {
+        return Err("ingest_requests_per_token_max");
+    }
+    *n += 1;
+    Ok(IngestSlot {
+        _global: global,
+        token: token.to_string(),
+        per_token: std::sync::Arc::clone(&state.ingest_per_token),
+    })
 }
 
 fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
@@ -282,6 +335,18 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
                 )
             })
         }
+        Err(AppendError::Store(actlog_store::Error::Poisoned)) if state.store.is_disk_full() => {
+            state.metrics.refused("storage_full");
+            Err(ApiError {
+                retry_after_s: Some(5),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the ledger's disk is full: nothing from this batch was stored; actlog exits so that its \
+                     supervisor restarts it once space is freed; retry then (appends are idempotent)",
+                )
+            })
+        }
         Err(AppendError::Store(e)) => Err(e.into()),
     }
 }
@@ -334,13 +399,16 @@ const SHED_DRAIN_BYTES_MAX: usize = 1 << 20;
 /// is read and dropped first (no parsing, no checks), so most clients see a
 /// clean 429 rather than a reset mid-upload, while shed requests cannot hold
 /// more than that much memory each.
-async fn shed(state: &AppState, body: Body) -> ApiError {
+async fn shed(state: &AppState, body: Body, limit: &'static str) -> ApiError {
     state.metrics.refused("overloaded");
-    let _ = axum::body::to_bytes(body, SHED_DRAIN_BYTES_MAX).await;
-    ApiError::overloaded(format!(
-        "more than ingest_requests_max ({}) appends are in flight",
+    let drain = axum::body::to_bytes(body, SHED_DRAIN_BYTES_MAX);
+    let _ = tokio::time::timeout(Duration::from_millis(state.limits.body_timeout_ms.min(1_000)), drain).await;
+    let n = if limit == "ingest_requests_max" {
         state.limits.ingest_requests_max
-    ))
+    } else {
+        state.limits.ingest_requests_per_token_max
+    };
+    ApiError::overloaded(format!("more than {limit} ({n}) appends are in flight"))
 }
 
 pub async fn post_events(
@@ -368,13 +436,18 @@ pub async fn post_events(
             ));
         }
     };
-    // Bounded: beyond ingest_requests_max in flight, shed load at once.
-    let _slot = match state.ingest_slots.clone().try_acquire_owned() {
+    // Bounded: beyond ingest_requests_max in flight (or one token's share
+    // of them), shed load at once.
+    let _slot = match ingest_slot(&state, &token.name) {
         Ok(slot) => slot,
-        Err(_) => return Err(shed(&state, body).await),
+        Err(limit) => return Err(shed(&state, body, limit).await),
     };
     let bytes = read_body(body, &headers, &state.limits).await?;
-    let envelopes = split_envelopes(&bytes, &headers, &state.limits)?;
+    // Splitting scans the whole body: off the async workers.
+    let (h, l) = (headers.clone(), std::sync::Arc::clone(&state.limits));
+    let envelopes = tokio::task::spawn_blocking(move || split_envelopes(&bytes, &h, &l))
+        .await
+        .map_err(|e| ApiError::internal(format!("split task failed: {e}")))??;
     state.metrics.batch(envelopes.len());
     let checked = check_batch(&state, envelopes, Submitter { pdp_id: token.pdp_id.clone() }).await?;
     let appended = append(&state, checked).await?;
@@ -391,32 +464,19 @@ pub async fn post_opa(
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable("shutting_down", "the server is shutting down; OPA will retry"));
     }
-    let _slot = match state.ingest_slots.clone().try_acquire_owned() {
+    let _slot = match ingest_slot(&state, &token.name) {
         Ok(slot) => slot,
-        Err(_) => return Err(shed(&state, body).await),
+        Err(limit) => return Err(shed(&state, body, limit).await),
     };
     let bytes = read_body(body, &headers, &state.limits).await?;
-    if json_depth(&bytes) > state.limits.json_depth_max + 1 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "json_too_deep",
-            format!("the JSON nests deeper than json_depth_max ({})", state.limits.json_depth_max),
-        ));
-    }
-    let raws: Vec<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request("malformed_json", format!("the body is not a JSON array of OPA decision events: {e}"))
-    })?;
-    if raws.len() > state.limits.batch_envelopes_max {
-        return Err(ApiError::too_large(
-            "batch_too_large",
-            format!("{} events exceed batch_envelopes_max ({})", raws.len(), state.limits.batch_envelopes_max),
-        ));
-    }
+    let limits = std::sync::Arc::clone(&state.limits);
+    let raws = tokio::task::spawn_blocking(move || split_opa(&bytes, &limits))
+        .await
+        .map_err(|e| ApiError::internal(format!("split task failed: {e}")))??;
     if raws.is_empty() {
         return Ok(Json(json!({"receipts": [], "tree_size": state.store.head().tree_size})));
     }
     state.metrics.batch(raws.len());
-    let raws: Vec<Vec<u8>> = raws.into_iter().map(|r| r.get().as_bytes().to_vec()).collect();
     let mapping = std::sync::Arc::clone(&state.opa_mapping);
     let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
         .ok()
@@ -432,6 +492,27 @@ pub async fn post_opa(
         all_or_nothing(&state, results, "one or more OPA events were refused; nothing from this chunk was stored")?;
     let appended = append(&state, checked).await?;
     Ok(Json(receipts_body(&state, appended, false).await?))
+}
+
+/// Splits an OPA chunk into its events' bytes, under the depth and batch limits.
+fn split_opa(bytes: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, ApiError> {
+    if json_depth(bytes) > limits.json_depth_max + 1 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "json_too_deep",
+            format!("the JSON nests deeper than json_depth_max ({})", limits.json_depth_max),
+        ));
+    }
+    let raws: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the body is not a JSON array of OPA decision events: {e}"))
+    })?;
+    if raws.len() > limits.batch_envelopes_max {
+        return Err(ApiError::too_large(
+            "batch_too_large",
+            format!("{} events exceed batch_envelopes_max ({})", raws.len(), limits.batch_envelopes_max),
+        ));
+    }
+    Ok(raws.into_iter().map(|r| r.get().as_bytes().to_vec()).collect())
 }
 
 fn map_opa(

@@ -16,6 +16,7 @@
 pub mod error;
 mod handlers;
 mod ingest;
+pub mod listen;
 mod metrics;
 pub mod pg;
 mod sql;
@@ -58,8 +59,12 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Longest wait for `?wait=checkpoint`.
     pub wait_checkpoint_ms: u64,
-    /// SQL queries running at once (HTTP); more get 429.
-    pub sql_requests_max: usize,
+    /// Longest time to read one request body (`http_body_timeout_ms`).
+    pub body_timeout_ms: u64,
+    /// Appends one token may have in flight at once
+    /// (`ingest_requests_per_token_max`), so one client cannot hold every
+    /// ingest slot.
+    pub ingest_requests_per_token_max: usize,
 }
 
 impl Default for Limits {
@@ -74,8 +79,51 @@ impl Default for Limits {
             ingest_requests_max: 64,
             request_timeout_ms: 30_000,
             wait_checkpoint_ms: 5_000,
-            sql_requests_max: 4,
+            body_timeout_ms: 30_000,
+            ingest_requests_per_token_max: 16,
         }
+    }
+}
+
+/// Failed authentications per source address, over a sliding minute: past
+/// `auth_failures_per_minute_max`, that address's requests (HTTP) and
+/// logins (PostgreSQL) are refused until the minute has passed.
+#[derive(Debug)]
+pub struct AuthLimiter {
+    max: u32,
+    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+}
+
+/// The window of [`AuthLimiter`].
+pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
+
+impl AuthLimiter {
+    pub fn new(max: u32) -> AuthLimiter {
+        AuthLimiter { max: max.max(1), failures: Default::default() }
+    }
+    /// How long `ip` stays refused, if it is.
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<Duration> {
+        let m = self.failures.lock().expect("auth limiter lock");
+        let (n, since) = m.get(&ip)?;
+        let left = AUTH_WINDOW.saturating_sub(since.elapsed());
+        (*n >= self.max && !left.is_zero()).then_some(left)
+    }
+    /// Counts one failed authentication from `ip`.
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        let mut m = self.failures.lock().expect("auth limiter lock");
+        if m.len() > 65_536 {
+            // Bound the table: forget addresses whose window has passed.
+            m.retain(|_, (_, since)| since.elapsed() < AUTH_WINDOW);
+        }
+        let e = m.entry(ip).or_insert((0, std::time::Instant::now()));
+        if e.1.elapsed() >= AUTH_WINDOW {
+            *e = (0, std::time::Instant::now());
+        }
+        e.0 += 1;
+    }
+    /// The limit.
+    pub fn max(&self) -> u32 {
+        self.max
     }
 }
 
@@ -86,20 +134,24 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub ingest_slots: Arc<Semaphore>,
+    /// Failed authentications per source address.
+    pub auth_limiter: Arc<AuthLimiter>,
+    /// Appends in flight per token name.
+    pub ingest_per_token: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     pub shutting_down: Arc<AtomicBool>,
     pub public_checkpoint: bool,
     pub opa_mapping: Arc<actlog_core::opa::OpaMapping>,
     pub engine: actlog_query::Engine,
-    pub sql_slots: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, limits: Limits, engine: actlog_query::Engine) -> AppState {
         AppState {
-            sql_slots: Arc::new(Semaphore::new(limits.sql_requests_max.max(1))),
             engine,
             store,
             ingest_slots: Arc::new(Semaphore::new(limits.ingest_requests_max)),
+            ingest_per_token: Arc::default(),
+            auth_limiter: Arc::new(AuthLimiter::new(AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT)),
             limits: Arc::new(limits),
             metrics: Arc::new(Metrics::default()),
             shutting_down: Arc::new(AtomicBool::new(false)),
@@ -194,9 +246,34 @@ fn request_id() -> String {
     format!("{}-{}", hex::encode(r), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Request id, timeout, and logging of internal errors.
+/// Failed authentications from one address in a minute before it is refused
+/// (`auth_failures_per_minute_max`).
+pub const AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT: u32 = 100;
+
+/// Request id, timeout, the failed-authentication limit, and logging of
+/// internal errors.
 async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id();
+    let peer = req.extensions().get::<listen::Peer>().map(|p| p.0.ip());
+    if let Some(left) = peer.and_then(|ip| state.auth_limiter.blocked(ip)) {
+        state.metrics.connection_refused("auth_failures_per_minute_max");
+        let mut resp = ApiError {
+            retry_after_s: Some(left.as_secs().max(1) as u32),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                format!(
+                    "more than auth_failures_per_minute_max ({}) failed authentications came from this address; retry later",
+                    state.auth_limiter.max()
+                ),
+            )
+        }
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        return resp;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut timeout = Duration::from_millis(state.limits.request_timeout_ms);
@@ -215,6 +292,12 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
         )
         .into_response(),
     };
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        state.metrics.auth_failed("http");
+        if let Some(ip) = peer {
+            state.auth_limiter.failed(ip);
+        }
+    }
     if let Some(detail) = resp.extensions().get::<error::InternalDetail>() {
         eprintln!("actlog-server: request {id} {method} {path}: {}", detail.0);
     }
@@ -237,6 +320,12 @@ pub struct ServerConfig {
     pub pg_listen: Option<SocketAddr>,
     /// Segments and per-query limits.
     pub query: actlog_query::EngineOptions,
+    /// The HTTP listener's connection limits.
+    pub http: listen::ConnLimits,
+    /// The PostgreSQL listener's limits.
+    pub pg: pg::PgLimits,
+    /// `auth_failures_per_minute_max`, shared by both listeners.
+    pub auth_failures_per_minute_max: u32,
 }
 
 /// How often the sealer looks for a full segment.
@@ -267,6 +356,7 @@ pub fn run(
         on_bound(Bound { http: listener.local_addr()?, pg: pg_listener.as_ref().map(|l| l.local_addr()).transpose()? });
         let mut state = AppState::new(Arc::clone(&store), config.limits, engine.clone());
         state.public_checkpoint = config.public_checkpoint;
+        state.auth_limiter = Arc::new(AuthLimiter::new(config.auth_failures_per_minute_max));
         state.opa_mapping = Arc::new(config.opa_mapping);
         let flag = Arc::clone(&state.shutting_down);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -275,19 +365,24 @@ pub fn run(
             let auth_store = Arc::clone(&store);
             let auth: pg::Authenticate =
                 Arc::new(move |user: &str, password: &str| pg_authenticate(&auth_store, user, password));
-            tokio::spawn(pg::serve(l, engine.clone(), auth, stop_rx.clone()))
+            let guards = pg::Guards { metrics: Arc::clone(&state.metrics), auth_limiter: Arc::clone(&state.auth_limiter) };
+            tokio::spawn(pg::serve(l, engine.clone(), auth, config.pg, guards, stop_rx.clone()))
         });
+        let metrics = Arc::clone(&state.metrics);
         let app = router(state);
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = signals.wait() => {}
+        let watched = Arc::clone(&store);
+        let served = listen::serve(listener, app, config.http, metrics, async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = signals.wait() => {}
+                _ = storage_failed(&watched) => {
+                    eprintln!("actlog-server: the store stopped after a failed write; exiting so that a supervisor restarts actlog");
                 }
-                flag.store(true, Ordering::SeqCst);
-                eprintln!("actlog-server: shutting down: no new connections; draining in-flight requests");
-            })
-            .await;
+            }
+            flag.store(true, Ordering::SeqCst);
+            eprintln!("actlog-server: shutting down: no new connections; draining in-flight requests");
+        })
+        .await;
         let _ = stop_tx.send(true);
         let _ = sealer.await;
         if let Some(pg) = pg {
@@ -297,9 +392,27 @@ pub fn run(
     });
     runtime.shutdown_timeout(Duration::from_secs(30));
     let store = Arc::try_unwrap(store).map_err(|_| std::io::Error::other("store still in use after shutdown"))?;
+    if store.is_poisoned() {
+        // Fail-stop: the writer's state may be ahead of the disk, so the only
+        // trusted state is what a fresh open recovers and checks.
+        let why = if store.is_disk_full() { "the disk is full" } else { "a storage write failed" };
+        drop(store);
+        result?;
+        return Err(std::io::Error::other(format!(
+            "the store stopped because {why}; every acknowledged event is on disk. \
+             Fix the cause and restart actlog (a supervisor does this on a non-zero exit)"
+        )));
+    }
     store.close().map_err(|e| std::io::Error::other(e.to_string()))?;
     eprintln!("actlog-server: final checkpoint signed; store closed");
     result
+}
+
+/// Resolves once the store's writer has stopped after a failed write.
+async fn storage_failed(store: &Store) {
+    while !store.is_poisoned() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The addresses the server listens on.

@@ -49,6 +49,8 @@ pub struct Metrics {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     commit_ms: Mutex<Histogram>,
     batch_sizes: Mutex<Histogram>,
+    limit_hits: Mutex<BTreeMap<&'static str, u64>>,
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -58,6 +60,15 @@ impl Metrics {
     }
     pub fn refused(&self, reason: &'static str) {
         *self.refused.lock().expect("metrics lock").entry(reason).or_default() += 1;
+    }
+    /// A connection or request turned away (or a connection closed) by the
+    /// named limit.
+    pub fn connection_refused(&self, limit: &'static str) {
+        *self.limit_hits.lock().expect("metrics lock").entry(limit).or_default() += 1;
+    }
+    /// A failed authentication, by listener (`http` or `pg`).
+    pub fn auth_failed(&self, listener: &'static str) {
+        *self.auth_failures.lock().expect("metrics lock").entry(listener).or_default() += 1;
     }
     pub fn commit_latency(&self, d: Duration) {
         self.commit_ms.lock().expect("metrics lock").observe(COMMIT_BUCKETS_MS, d.as_secs_f64() * 1000.0);
@@ -82,6 +93,14 @@ impl Metrics {
         out.push_str("# HELP actlog_events_refused_total Envelopes or requests refused, by reason.\n# TYPE actlog_events_refused_total counter\n");
         for (reason, n) in self.refused.lock().expect("metrics lock").iter() {
             out.push_str(&format!("actlog_events_refused_total{{reason=\"{reason}\"}} {n}\n"));
+        }
+        out.push_str("# HELP actlog_limit_hits_total Connections or requests turned away by a named limit.\n# TYPE actlog_limit_hits_total counter\n");
+        for (limit, n) in self.limit_hits.lock().expect("metrics lock").iter() {
+            out.push_str(&format!("actlog_limit_hits_total{{limit=\"{limit}\"}} {n}\n"));
+        }
+        out.push_str("# HELP actlog_auth_failures_total Failed authentications, by listener.\n# TYPE actlog_auth_failures_total counter\n");
+        for (listener, n) in self.auth_failures.lock().expect("metrics lock").iter() {
+            out.push_str(&format!("actlog_auth_failures_total{{listener=\"{listener}\"}} {n}\n"));
         }
         self.batch_sizes.lock().expect("metrics lock").render(
             "actlog_ingest_batch_envelopes",

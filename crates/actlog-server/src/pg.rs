@@ -33,9 +33,11 @@
 //! map to PostgreSQL types as `PgColumn::of` lists. A result cut by the
 //! engine's row limit also carries a WARNING notice.
 
+use std::collections::HashMap;
 use std::fmt::{self, Debug, Write as _};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actlog_query::datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use actlog_query::datafusion::arrow::datatypes::{
@@ -48,22 +50,24 @@ use actlog_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptio
 use actlog_query::{Engine, QueryError, QueryOptions};
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
-use futures::{Sink, SinkExt, stream};
+use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
-use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
+use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_ERROR, SEVERITY_FATAL, SEVERITY_WARNING};
-use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{DataRow, FORMAT_CODE_BINARY};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio_util::codec::{Framed, FramedParts};
 
 /// Why a login was refused. The message is sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +83,76 @@ pub enum AuthFailure {
 /// password an API token.
 pub type Authenticate = Arc<dyn Fn(&str, &str) -> Result<(), AuthFailure> + Send + Sync>;
 
-/// Most connections served at once. One more is refused with SQLSTATE 53300,
-/// as PostgreSQL does beyond `max_connections` (whose default is also 100).
-pub const CONNECTIONS_MAX: usize = 100;
+/// The PostgreSQL listener's limits. Defaults are in `docs/operating.md`.
+#[derive(Debug, Clone, Copy)]
+pub struct PgLimits {
+    /// `pg_connections_max`: open connections. At the cap a new connection
+    /// evicts the oldest one that has not logged in; when all have, it is
+    /// refused with SQLSTATE 53300, as PostgreSQL does beyond
+    /// `max_connections` (whose default is also 100).
+    pub connections_max: usize,
+    /// `pg_auth_timeout_ms`: time from connecting to a completed login.
+    pub auth_timeout: Duration,
+    /// `pg_idle_timeout_ms`: a logged-in session that sends nothing for
+    /// this long while no query runs is closed (SQLSTATE 57P05).
+    pub idle_timeout: Duration,
+    /// `pg_message_bytes_max`: one message after login. Before login every
+    /// message is held to [`PRE_AUTH_MESSAGE_BYTES_MAX`].
+    pub message_bytes_max: usize,
+}
+
+impl Default for PgLimits {
+    fn default() -> Self {
+        PgLimits {
+            connections_max: 100,
+            auth_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15 * 60),
+            message_bytes_max: 4 << 20,
+        }
+    }
+}
+
+/// Largest message before login: what a startup or password message needs
+/// (pgwire's own startup limit).
+pub const PRE_AUTH_MESSAGE_BYTES_MAX: usize = 10_000;
+
+/// What the PostgreSQL listener shares with the HTTP one.
+#[derive(Clone)]
+pub struct Guards {
+    pub metrics: Arc<crate::Metrics>,
+    pub auth_limiter: Arc<crate::AuthLimiter>,
+}
+
+/// What the listener knows of one connection.
+struct Session {
+    peer: std::net::IpAddr,
+    logged_in: AtomicBool,
+    evict: Notify,
+    /// Milliseconds since `epoch` of the last message received.
+    last_message: AtomicU64,
+    /// A query is running.
+    busy: AtomicBool,
+    opened: Instant,
+}
+
+impl Session {
+    fn new(peer: std::net::IpAddr) -> Session {
+        Session {
+            peer,
+            logged_in: AtomicBool::new(false),
+            evict: Notify::new(),
+            last_message: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            opened: Instant::now(),
+        }
+    }
+    fn touch(&self) {
+        self.last_message.store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn quiet(&self) -> Duration {
+        self.opened.elapsed().saturating_sub(Duration::from_millis(self.last_message.load(Ordering::Relaxed)))
+    }
+}
 
 /// Serves PostgreSQL clients on `listener` until `shutdown` becomes true (or
 /// its sender is dropped), one task per connection.
@@ -94,10 +165,15 @@ pub async fn serve(
     listener: TcpListener,
     engine: Engine,
     auth: Authenticate,
+    limits: PgLimits,
+    guards: Guards,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let handlers = Arc::new(Handlers::new(engine, auth));
+    let metrics = Arc::clone(&guards.metrics);
+    let handlers = Arc::new(Handlers::new(engine, auth, guards));
     let mut connections = JoinSet::new();
+    let sessions: Arc<Mutex<HashMap<u64, Arc<Session>>>> = Arc::default();
+    let mut next_id = 0u64;
     while !*shutdown.borrow_and_update() {
         tokio::select! {
             changed = shutdown.changed() => {
@@ -107,17 +183,36 @@ pub async fn serve(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((socket, _peer)) => {
-                    if connections.len() >= CONNECTIONS_MAX {
-                        refuse_connection(&socket);
-                    } else {
-                        let handlers = Arc::clone(&handlers);
-                        connections.spawn(async move {
-                            // An error here is the client's connection failing;
-                            // pgwire has already told the client what it could.
-                            let _ = pgwire::tokio::process_socket(socket, None, handlers).await;
-                        });
+                Ok((socket, peer)) => {
+                    let open = sessions.lock().expect("sessions lock").len();
+                    if open >= limits.connections_max {
+                        metrics.connection_refused("pg_connections_max");
+                        let victim = sessions
+                            .lock()
+                            .expect("sessions lock")
+                            .values()
+                            .filter(|s| !s.logged_in.load(Ordering::SeqCst))
+                            .min_by_key(|s| s.opened)
+                            .cloned();
+                        match victim {
+                            Some(v) => v.evict.notify_one(),
+                            None => {
+                                refuse_connection(&socket, limits.connections_max);
+                                continue;
+                            }
+                        }
                     }
+                    let session = Arc::new(Session::new(peer.ip()));
+                    let id = next_id;
+                    next_id += 1;
+                    sessions.lock().expect("sessions lock").insert(id, Arc::clone(&session));
+                    let (handlers, sessions) = (Arc::clone(&handlers), Arc::clone(&sessions));
+                    connections.spawn(async move {
+                        // An error here is the client's connection failing;
+                        // the client has been told what it could be told.
+                        let _ = serve_socket(socket, &handlers, Arc::clone(&session), limits).await;
+                        sessions.lock().expect("sessions lock").remove(&id);
+                    });
                 }
                 Err(e) => {
                     // Usually a transient shortage (EMFILE); do not spin on it.
@@ -132,12 +227,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// Tells a client beyond [`CONNECTIONS_MAX`] why it is turned away.
-fn refuse_connection(socket: &TcpStream) {
+/// Tells a client beyond `pg_connections_max` why it is turned away.
+fn refuse_connection(socket: &TcpStream, max: usize) {
     let info = ErrorInfo::new(
         SEVERITY_FATAL.to_owned(),
         "53300".to_owned(),
-        format!("sorry, too many clients already (at most {CONNECTIONS_MAX})"),
+        format!("sorry, too many clients already (pg_connections_max = {max})"),
     );
     let mut message = BytesMut::new();
     if PgWireBackendMessage::ErrorResponse(info.into()).encode(&mut message).is_ok() {
@@ -147,50 +242,288 @@ fn refuse_connection(socket: &TcpStream) {
     }
 }
 
-/// The pgwire handlers of every connection.
+/// Reads a connection's bytes and refuses any message longer than its
+/// limit before the codec buffers it: [`PRE_AUTH_MESSAGE_BYTES_MAX`] until
+/// the login succeeded, `pg_message_bytes_max` after.
+struct FrameGuard<S> {
+    inner: S,
+    session: Arc<Session>,
+    max_after_login: usize,
+    /// Untyped messages (startup, SSL or GSS requests) come first.
+    untyped: bool,
+    /// Header bytes of the message being read, and how many are in.
+    header: [u8; 8],
+    have: usize,
+    /// Body bytes still to pass before the next header.
+    skip: usize,
+}
+
+impl<S> FrameGuard<S> {
+    fn new(inner: S, session: Arc<Session>, max_after_login: usize) -> FrameGuard<S> {
+        FrameGuard { inner, session, max_after_login, untyped: true, header: [0; 8], have: 0, skip: 0 }
+    }
+
+    /// Follows the message framing over `bytes`; an error names the limit.
+    fn observe(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let need = if self.untyped { 8 } else { 5 };
+            let n = (need - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have < need {
+                return Ok(());
+            }
+            let at = if self.untyped { 0 } else { 1 };
+            let len = u32::from_be_bytes(self.header[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let logged_in = self.session.logged_in.load(Ordering::SeqCst);
+            let (max, name) = if logged_in {
+                (self.max_after_login, "pg_message_bytes_max")
+            } else {
+                (PRE_AUTH_MESSAGE_BYTES_MAX, "the pre-login message limit")
+            };
+            if len < 4 || len > max {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a message of {len} bytes exceeds {name} ({max} bytes)"),
+                ));
+            }
+            if self.untyped {
+                // An SSLRequest or GSSENCRequest is followed by another
+                // untyped message; a startup message by typed ones.
+                let code = u32::from_be_bytes(self.header[4..8].try_into().expect("4 bytes"));
+                self.untyped = code == 80_877_103 || code == 80_877_104;
+                self.skip = len - 8;
+            } else {
+                self.skip = len - 4;
+            }
+            self.have = 0;
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            let new = buf.filled()[before..].to_vec();
+            if let Err(e) = self.observe(&new) {
+                return std::task::Poll::Ready(Err(e));
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FrameGuard<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Before closing on a refused message: stop writing, then read and drop
+/// what the client is still sending for a moment (at most 1 MiB or 1 s), so
+/// that the close does not reset the connection before the client has read
+/// the error.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut FrameGuard<S>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = io.inner.shutdown().await;
+    let mut buf = vec![0u8; 64 << 10];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut total = 0usize;
+        while total < 1 << 20 {
+            match io.inner.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// One connection: SSL negotiation, then pgwire's message handling under
+/// the frame guard, the login timeout and the idle timeout.
+async fn serve_socket(
+    socket: TcpStream,
+    handlers: &Arc<Handlers>,
+    session: Arc<Session>,
+    limits: PgLimits,
+) -> std::io::Result<()> {
+    let login_deadline = tokio::time::Instant::now() + limits.auth_timeout;
+    let negotiated = tokio::select! {
+        _ = tokio::time::sleep_until(login_deadline) => return Ok(()),
+        _ = session.evict.notified() => return Ok(()),
+        s = pgwire::tokio::server::negotiate_tls::<PreparedStatement>(socket, None) => s?,
+    };
+    let Some(framed) = negotiated else { return Ok(()) };
+    let parts = framed.into_parts();
+    let mut guard = FrameGuard::new(parts.io, Arc::clone(&session), limits.message_bytes_max);
+    // Bytes the negotiation read ahead go to the codec without passing the
+    // guard's reads: follow their framing too.
+    let early = guard.observe(&parts.read_buf);
+    let mut new_parts = FramedParts::new(guard, parts.codec);
+    new_parts.read_buf = parts.read_buf;
+    new_parts.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(new_parts);
+    if let Err(e) = early {
+        let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), false).await;
+        linger(socket.get_mut()).await;
+        return Ok(());
+    }
+    let conn = ConnHandlers::new(handlers, &session);
+    let copy = Arc::new(pgwire::api::NoopHandler);
+    loop {
+        let logged_in = session.logged_in.load(Ordering::SeqCst);
+        let wait = if logged_in {
+            tokio::time::Instant::now() + limits.idle_timeout.saturating_sub(session.quiet())
+        } else {
+            login_deadline
+        };
+        let msg = tokio::select! {
+            m = socket.next() => m,
+            _ = session.evict.notified() => return Ok(()),
+            _ = tokio::time::sleep_until(wait) => {
+                if !logged_in {
+                    return Ok(()); // no login within pg_auth_timeout_ms
+                }
+                if session.quiet() < limits.idle_timeout || session.busy.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let e = fatal("57P05", format!(
+                    "terminating connection due to idle timeout (pg_idle_timeout_ms = {})",
+                    limits.idle_timeout.as_millis()
+                ));
+                let _ = pgwire::tokio::server::process_error(&mut socket, e, false).await;
+                return Ok(());
+            }
+        };
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(PgWireError::IoError(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // The frame guard refused a message: say why, then close.
+                let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), false).await;
+                linger(socket.get_mut()).await;
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                let _ = pgwire::tokio::server::process_error(&mut socket, e, false).await;
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        session.touch();
+        // A Terminate means the client is disconnecting: close at once.
+        if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let is_extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(is_extended_query) => is_extended_query,
+            _ => msg.is_extended_query(),
+        };
+        let is_cancel_request = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
+        session.busy.store(true, Ordering::SeqCst);
+        let result = pgwire::tokio::server::process_message(
+            msg,
+            &mut socket,
+            Arc::clone(&conn.startup),
+            Arc::clone(&conn.queries),
+            Arc::clone(&conn.queries),
+            Arc::clone(&copy),
+            Arc::clone(&conn.cancel),
+        )
+        .await;
+        session.busy.store(false, Ordering::SeqCst);
+        session.touch();
+        if let Err(e) = result {
+            let is_fatal = e.is_fatal();
+            pgwire::tokio::server::process_error(&mut socket, e, is_extended_query).await?;
+            if is_fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel_request {
+            return Ok(());
+        }
+    }
+}
+
+/// The pgwire handlers shared by every connection.
 struct Handlers {
-    startup: Arc<CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>>,
+    auth: Authenticate,
+    guards: Guards,
+    connection_manager: Arc<ConnectionManager>,
     queries: Arc<QueryHandler>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
-    fn new(engine: Engine, auth: Authenticate) -> Handlers {
+    fn new(engine: Engine, auth: Authenticate, guards: Guards) -> Handlers {
         // Connections register here at login, so a CancelRequest can find them.
         let connection_manager = Arc::new(ConnectionManager::new());
-        let startup =
-            CleartextPasswordAuthStartupHandler::new(TokenAuth { auth }, DefaultServerParameterProvider::default())
-                .with_connection_manager(Arc::clone(&connection_manager));
         let parser = Arc::new(StatementParser { engine: engine.clone() });
         Handlers {
-            startup: Arc::new(startup),
+            auth,
+            guards,
+            cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&connection_manager))),
+            connection_manager,
             queries: Arc::new(QueryHandler { engine, parser }),
-            cancel: Arc::new(DefaultCancelHandler::new(connection_manager)),
         }
     }
 }
 
-impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::clone(&self.queries)
-    }
+type Startup = CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>;
 
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::clone(&self.queries)
-    }
+/// One connection's handlers: the shared ones, and a login handler that
+/// marks this connection's session as logged in. The message loop in
+/// `serve_socket` calls them as pgwire's own `process_socket` would.
+struct ConnHandlers {
+    startup: Arc<Startup>,
+    queries: Arc<QueryHandler>,
+    cancel: Arc<DefaultCancelHandler>,
+}
 
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::clone(&self.startup)
-    }
-
-    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        Arc::clone(&self.cancel)
+impl ConnHandlers {
+    fn new(h: &Handlers, session: &Arc<Session>) -> ConnHandlers {
+        let auth = TokenAuth { auth: Arc::clone(&h.auth), session: Arc::clone(session), guards: h.guards.clone() };
+        let startup = Startup::new(auth, DefaultServerParameterProvider::default())
+            .with_connection_manager(Arc::clone(&h.connection_manager));
+        ConnHandlers { startup: Arc::new(startup), queries: Arc::clone(&h.queries), cancel: Arc::clone(&h.cancel) }
     }
 }
 
 /// Checks the password message with the caller's [`Authenticate`].
 struct TokenAuth {
     auth: Authenticate,
+    session: Arc<Session>,
+    guards: Guards,
 }
 
 impl Debug for TokenAuth {
@@ -211,8 +544,26 @@ impl AuthSource for TokenAuth {
         let user = login.user().unwrap_or_default();
         let password =
             std::str::from_utf8(presented_password).map_err(|_| fatal("28P01", "the password is not valid UTF-8"))?;
-        match (self.auth)(user, password) {
-            Ok(()) => Ok(None),
+        if self.guards.auth_limiter.blocked(self.session.peer).is_some() {
+            self.guards.metrics.connection_refused("auth_failures_per_minute_max");
+            return Err(fatal(
+                "28000",
+                format!(
+                    "more than auth_failures_per_minute_max ({}) failed logins came from this address; retry later",
+                    self.guards.auth_limiter.max()
+                ),
+            ));
+        }
+        let result = (self.auth)(user, password);
+        if result.is_err() {
+            self.guards.metrics.auth_failed("pg");
+            self.guards.auth_limiter.failed(self.session.peer);
+        }
+        match result {
+            Ok(()) => {
+                self.session.logged_in.store(true, Ordering::SeqCst);
+                Ok(None)
+            }
             Err(AuthFailure::BadPassword(message)) => Err(fatal("28P01", message)),
             Err(AuthFailure::WrongRole(message)) => Err(fatal("28000", message)),
         }
@@ -482,7 +833,9 @@ fn query_error(error: &QueryError) -> PgWireError {
         "sql_refused" => "42501",
         "sql_invalid" => invalid_sql_code(&error.message),
         "sql_time_limit" => "57014",
-        "sql_memory_limit" => "53200",
+        "sql_memory_limit" | "sql_result_too_large" => "53200",
+        "sql_busy" => "53000",
+        "sql_too_deep" | "sql_too_large" => "54001",
         _ => {
             // Internal details (storage messages, paths) stay in the server log.
             eprintln!("actlog-server: pg query failed: {}: {}", error.code, error.message);

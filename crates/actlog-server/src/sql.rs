@@ -10,8 +10,11 @@ use serde::Deserialize;
 use crate::ingest::{json_depth, read_body};
 use crate::{ApiError, AppState, Role, authorize};
 
-/// Longest SQL text accepted, in bytes.
-pub const SQL_BYTES_MAX: usize = 1 << 20;
+/// Largest `POST /v1/sql` body, as sent and after gzip: the SQL text limit
+/// plus room for JSON escapes. Read no further than this.
+fn sql_body_bytes_max(state: &AppState) -> usize {
+    state.engine.limits().text_bytes_max.saturating_mul(2).saturating_add(4096)
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,10 +25,14 @@ struct SqlRequest {
     use_index: Option<bool>,
 }
 
-fn query_error(e: actlog_query::QueryError) -> ApiError {
+pub(crate) fn query_error(e: actlog_query::QueryError) -> ApiError {
     let status = match e.code {
-        "sql_time_limit" | "sql_memory_limit" => StatusCode::UNPROCESSABLE_ENTITY,
+        "sql_time_limit" | "sql_memory_limit" | "sql_too_deep" | "sql_result_too_large" => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        "sql_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "sql_refused" | "sql_invalid" => StatusCode::BAD_REQUEST,
+        "sql_busy" => return ApiError::overloaded(e.message),
         "storage_corruption" => return ApiError::internal(format!("storage corruption: {}", e.message)),
         _ => return ApiError::internal(e.message),
     };
@@ -34,13 +41,21 @@ fn query_error(e: actlog_query::QueryError) -> ApiError {
 
 pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authorize(&state, &headers, &[Role::Query])?;
-    let bytes = read_body(body, &headers, &state.limits).await?;
-    if bytes.len() > SQL_BYTES_MAX {
-        return Err(ApiError::too_large(
-            "sql_too_large",
-            format!("the body exceeds sql_bytes_max ({SQL_BYTES_MAX} bytes)"),
-        ));
-    }
+    let max = sql_body_bytes_max(&state);
+    let limits = crate::Limits { body_bytes_max: max, decompressed_bytes_max: max, ..(*state.limits).clone() };
+    let bytes = read_body(body, &headers, &limits).await.map_err(|e| {
+        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "sql_too_large",
+                format!(
+                    "the body exceeds {max} bytes: the query text may be at most sql_text_bytes_max = {} bytes",
+                    state.engine.limits().text_bytes_max
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
     if json_depth(&bytes) > state.limits.json_depth_max {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -54,31 +69,46 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
             format!("the body must be {{\"sql\": \"...\"}} (optionally \"use_index\"): {e}"),
         )
     })?;
-    // Each query may hold up to sql_memory_bytes: bound how many run at once.
-    let _slot = state.sql_slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::overloaded(format!(
-            "sql_requests_max ({}) queries are running; retry shortly",
-            state.limits.sql_requests_max
-        ))
-    })?;
+    drop(bytes);
     let opts = actlog_query::QueryOptions { use_index: req.use_index.unwrap_or(true), ..Default::default() };
     let out = state.engine.query(&req.sql, &opts).await.map_err(query_error)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let truncated = if out.truncated { "true" } else { "false" };
-    let resp = if accept.contains("application/vnd.apache.arrow.stream") {
+    let tree_size = out.tree_size;
+    // The body is encoded one batch at a time as it is sent: the result is
+    // held once, as Arrow, within sql_result_bytes_max.
+    let (content_type, body) = if accept.contains("application/vnd.apache.arrow.stream") {
         let bytes = actlog_query::output::to_arrow_ipc(&out).map_err(ApiError::internal)?;
-        ([(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")], bytes).into_response()
+        ("application/vnd.apache.arrow.stream", Body::from(bytes))
     } else if accept.contains("text/csv") {
-        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], actlog_query::output::to_csv(&out)).into_response()
+        ("text/csv; charset=utf-8", chunked(out, |o| Box::new(actlog_query::output::csv_chunks(o))))
     } else {
-        Json(actlog_query::output::to_json(&out)).into_response()
+        ("application/json", chunked(out, |o| Box::new(actlog_query::output::json_chunks(o))))
     };
-    let mut resp = resp;
+    let mut resp = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     resp.headers_mut().insert("x-actlog-truncated", header::HeaderValue::from_static(truncated));
-    if let Ok(v) = header::HeaderValue::from_str(&out.tree_size.to_string()) {
+    if let Ok(v) = header::HeaderValue::from_str(&tree_size.to_string()) {
         resp.headers_mut().insert("x-actlog-tree-size", v);
     }
     Ok(resp)
+}
+
+type Chunks<'a> = Box<dyn Iterator<Item = Vec<u8>> + Send + 'a>;
+
+/// A body that encodes `out` chunk by chunk as the client reads it.
+fn chunked(out: actlog_query::QueryOutput, encode: for<'a> fn(&'a actlog_query::QueryOutput) -> Chunks<'a>) -> Body {
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    // Encoding runs off the async workers; the channel of one holds at most
+    // one encoded batch besides the one being sent.
+    tokio::task::spawn_blocking(move || {
+        let mut tx = tx;
+        for chunk in encode(&out) {
+            if futures::executor::block_on(futures::SinkExt::send(&mut tx, Ok(bytes::Bytes::from(chunk)))).is_err() {
+                return; // the client went away
+            }
+        }
+    });
+    Body::from_stream(rx)
 }
 
 pub async fn chain(

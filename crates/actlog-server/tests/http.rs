@@ -118,6 +118,9 @@ impl Server {
             opa_mapping: Default::default(),
             pg_listen: None,
             query: Default::default(),
+            http: Default::default(),
+            pg: Default::default(),
+            auth_failures_per_minute_max: actlog_server::AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT,
         };
         let thread = std::thread::spawn(move || {
             actlog_server::run(store, config, move |b| tx.send(b.http).unwrap(), stopped).unwrap();
@@ -870,6 +873,21 @@ fn opa_decision_log_chunks_are_stored_once() {
     let r = s.call("POST", "/v1/opa/logs", Some(&bound), &headers, Some(other));
     assert_eq!(r.status, 422);
     assert_eq!(r.json()["error"]["items"][0]["code"], "pdp_mismatch");
+    // Another OPA event under a stored (labels.id, decision_id) is a 409
+    // naming it, never a silent "duplicate" that stores nothing.
+    let mut forged = opa_event(3, "opa-eu-1");
+    forged["result"] = json!(false);
+    forged["input"]["resource"]["id"] = json!("wire_money");
+    let r = s.call(
+        "POST",
+        "/v1/opa/logs",
+        Some(&ingest),
+        &headers,
+        Some(gzip(serde_json::to_string(&vec![forged]).unwrap().as_bytes())),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json()["error"]["items"][0]["code"], "conflict");
+    assert_eq!(s.tree_size(), before + 25);
     // A malformed chunk is refused whole.
     let r = s.call("POST", "/v1/opa/logs", Some(&ingest), &headers, Some(gzip(b"[{\"labels\":{}}]")));
     assert_eq!(r.status, 422);

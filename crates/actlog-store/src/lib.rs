@@ -281,6 +281,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
     pub(crate) checkpoint_signed_at: std::sync::Mutex<Option<std::time::Instant>>,
     pub(crate) poisoned: std::sync::atomic::AtomicBool,
+    /// The failed write found the disk full.
+    pub(crate) disk_full: std::sync::atomic::AtomicBool,
     /// Synced writes since open (one per group commit).
     pub(crate) synced_writes: std::sync::atomic::AtomicU64,
 }
@@ -498,6 +500,7 @@ impl Store {
             ),
             checkpoint_signed_at: std::sync::Mutex::new(None),
             poisoned: std::sync::atomic::AtomicBool::new(false),
+            disk_full: std::sync::atomic::AtomicBool::new(false),
             synced_writes: std::sync::atomic::AtomicU64::new(0),
         });
         let frontier = check_head(&shared.db, &head)?;
@@ -666,6 +669,11 @@ impl Store {
     /// Whether a failed write stopped the writer (the store must be reopened).
     pub fn is_poisoned(&self) -> bool {
         self.shared.poisoned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the failed write that stopped the writer found the disk full.
+    pub fn is_disk_full(&self) -> bool {
+        self.shared.disk_full.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Time since this process signed a checkpoint (None before the first).

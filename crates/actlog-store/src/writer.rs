@@ -106,7 +106,21 @@ enum Reply {
     Checkpoint(SyncSender<Result<Option<(u64, String)>>>),
 }
 
+/// Marks the store poisoned if the writer thread ends by a panic (a failed
+/// assertion), so readiness and the server see it stopped.
+struct PoisonOnPanic(Arc<Shared>);
+
+impl Drop for PoisonOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("actlog-store: the writer stopped on a failed check; restart to recover");
+            self.0.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 pub(crate) fn run(mut st: WriterState, rx: Receiver<Request>) {
+    let _poison = PoisonOnPanic(Arc::clone(&st.shared));
     loop {
         let wait = if st.dirty() {
             st.checkpoint_interval.saturating_sub(st.last_checkpoint_at.elapsed())
@@ -226,6 +240,9 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
     let batch = std::mem::take(&mut g.batch);
     if let Err(e) = st.shared.db.write_opt(batch, &wo) {
         eprintln!("actlog-store: commit failed, stopping the writer: {e}");
+        if e.to_string().contains("No space left") {
+            st.shared.disk_full.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         st.shared.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
         for r in replies {
             match r {
@@ -327,6 +344,30 @@ fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash,
     }
 }
 
+/// Whether the committed event at `seq` is a token-authenticated record of
+/// the same raw OPA event as `item`. An event of the current group (not yet
+/// committed) is not compared: it counts as different.
+fn same_opa_event(st: &WriterState, seq: u64, item: &Checked) -> Result<bool> {
+    let db = &st.shared.db;
+    let leaves = db.cf_handle(crate::keys::CF_LEAVES).expect("leaves cf");
+    let envelopes = db.cf_handle(crate::keys::CF_ENVELOPES).expect("envelopes cf");
+    let key = crate::keys::encode_seq(seq);
+    let (Some(leaf_value), Some(envelope)) = (db.get_cf(&leaves, key)?, db.get_cf(&envelopes, key)?) else {
+        return Ok(false);
+    };
+    let stored = crate::decode_stored(seq, &leaf_value, envelope)?;
+    if stored.leaf.kind != LeafKind::TokenAuthenticated {
+        return Ok(false);
+    }
+    #[derive(serde::Deserialize)]
+    struct Record<'a> {
+        #[serde(borrow)]
+        raw: &'a serde_json::value::RawValue,
+    }
+    let raw = |bytes: &[u8]| serde_json::from_slice::<Record<'_>>(bytes).ok().map(|r| r.raw.get().to_owned());
+    Ok(matches!((raw(&stored.envelope), raw(&item.envelope)), (Some(a), Some(b)) if a == b && a != "null"))
+}
+
 fn apply_append(
     st: &mut WriterState,
     g: &mut Group,
@@ -350,9 +391,15 @@ fn apply_append(
         match lookup_id(st, g, id)? {
             Some((seq, payload, leaf_hash)) => {
                 // OPA re-sends whole chunks, and its events are identified by
-                // (labels.id, decision_id) alone (contract section 5): for
-                // token-authenticated events the id is the idempotency key.
-                if payload != item.payload_sha256 && item.kind != LeafKind::TokenAuthenticated {
+                // (labels.id, decision_id) (contract section 5). A re-send
+                // may map to another payload (the mapping changed), so a
+                // token-authenticated event is a duplicate when the stored
+                // one is token-authenticated too and holds the same raw OPA
+                // event. Anything else under the id is a conflict: never
+                // acknowledged as a duplicate and dropped.
+                if payload != item.payload_sha256
+                    && !(item.kind == LeafKind::TokenAuthenticated && same_opa_event(st, seq, item)?)
+                {
                     return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: Some(seq) });
                 }
                 plans.push(Plan::Stored(seq, leaf_hash));
