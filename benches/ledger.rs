@@ -252,7 +252,13 @@ fn proof_ledger(dir: &std::path::Path) -> Store {
     let store = setup(dir);
     let token = actlog_core::leaf::sha256(b"bench-token");
     store
-        .admin(AdminOp::CreateToken { name: "t".into(), role: "ingest".into(), pdp_id: None, token_sha256: token })
+        .admin(AdminOp::CreateToken {
+            name: "t".into(),
+            role: "ingest".into(),
+            pdp_id: None,
+            token_sha256: token,
+            expires_at_ns: None,
+        })
         .unwrap();
     let template = actlog_core::event::validate(&actlog_benches::event(0, 2)).unwrap();
     let mut i = 0u64;

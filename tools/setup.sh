@@ -2,6 +2,7 @@
 # Installs the build and test prerequisites when missing (idempotent).
 # - libclang-dev: RocksDB's bindgen needs libclang.
 # - postgresql-client: the tests run the real psql against `--pg-listen`.
+# - openssl, curl: the TLS test makes its own certificates and calls HTTPS.
 # - jsonschema, blake3, cryptography (PyPI): the independent format checks in tests/.
 # - psycopg (PyPI): an extended-protocol PostgreSQL client for the --pg-listen test.
 # - duckdb (PyPI): reads bundle Parquet files in tests/bundle_check.py.
@@ -14,6 +15,8 @@ need_apt=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v psql >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/psql ] || need_apt+=(postgresql-client)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -162,6 +162,15 @@ pub struct ServeArgs {
     /// Largest PostgreSQL message after login, in bytes (`pg_message_bytes_max`).
     #[arg(long, env = "ACTLOG_PG_MESSAGE_BYTES_MAX", default_value_t = 4 << 20)]
     pub pg_message_bytes_max: usize,
+    /// Serve HTTPS, and TLS on the PostgreSQL endpoint, with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "ACTLOG_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ACTLOG_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates issued by these PEM CA certificates on both listeners (needs --tls-cert).
+    #[arg(long, env = "ACTLOG_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub query: crate::sql_cmd::QueryArgs,
     /// SQL queries running at once, HTTP and PostgreSQL together (`sql_requests_max`); more get 429 or SQLSTATE 53000.
@@ -226,6 +235,10 @@ pub enum TokensCommand {
         /// Bind the token to one PDP.
         #[arg(long)]
         pdp: Option<String>,
+        /// Lifetime, such as 90s, 15m, 12h or 30d; the token stops working
+        /// then (and PostgreSQL sessions that logged in with it end).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -339,6 +352,7 @@ fn remote_token(t: &serde_json::Value) -> Option<actlog_store::TokenRecord> {
         token_sha256_hex: String::new(),
         created_seq: t["created_seq"].as_u64()?,
         revoked_seq: t["revoked_seq"].as_u64(),
+        expires_at_ns: t["expires_at"].as_str().and_then(actlog_core::time::parse_rfc3339_utc),
     })
 }
 
@@ -351,6 +365,7 @@ fn create_ledger(data: &Path, origin: Option<String>, opts: Options) -> CliResul
         role: "admin".into(),
         pdp_id: None,
         token_sha256: sha256(token.as_bytes()),
+        expires_at_ns: None,
     })?;
     Ok((store, token))
 }
@@ -374,6 +389,19 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     if args.checkpoint_interval_ms == 0 {
         return Err(usage("--checkpoint-interval-ms must be at least 1"));
     }
+    // Before the store: a bad certificate must not leave a new ledger behind.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = actlog_server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            };
+            Some(actlog_server::tls::Tls::load(&files).map_err(usage)?)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if args.memtable_bytes_max < actlog_store::DB_WRITE_BUFFER_BYTES_MIN {
         return Err(usage(format!(
             "--memtable-bytes-max must be at least {}",
@@ -460,6 +488,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         http,
         pg,
         auth_failures_per_minute_max: args.auth_failures_per_minute_max,
+        tls,
     };
     let origin = store.origin().to_string();
     actlog_server::run(
@@ -469,7 +498,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
             if let Some(pg) = b.pg {
                 eprintln!("actlog: PostgreSQL wire protocol on {pg} (user=<role> password=<token>)");
             }
-            eprintln!("actlog: serving ledger {origin} on http://{}", b.http)
+            eprintln!("actlog: serving ledger {origin} on {scheme}://{}", b.http)
         },
         std::future::pending(),
     )
@@ -614,13 +643,15 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
 
 fn tokens(data: &Path, command: TokensCommand) -> CliResult {
     match command {
-        TokensCommand::Create { role, name, pdp, remote } => {
+        TokensCommand::Create { role, name, pdp, expires_in, remote } => {
+            // Checked here too, so a bad duration is a usage error before any request.
+            let expires_at_ns = expires_in.as_deref().map(actlog_server::expires_at).transpose().map_err(usage)?;
             if remote.url.is_some() {
                 let r = remote_call(
                     &remote,
                     "POST",
                     "/v1/tokens",
-                    Some(json!({"role": role, "name": name, "pdp_id": pdp})),
+                    Some(json!({"role": role, "name": name, "pdp_id": pdp, "expires_in": expires_in})),
                 )?;
                 eprintln!(
                     "actlog: token `{}` created; it follows on stdout and is shown only this once",
@@ -637,6 +668,7 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
                 role,
                 pdp_id: pdp,
                 token_sha256: sha256(token.as_bytes()),
+                expires_at_ns,
             })?;
             store.close()?;
             eprintln!("actlog: token `{name}` created; it follows on stdout and is shown only this once");
@@ -651,27 +683,22 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             };
             tokens.sort_by_key(|t| t.created_seq);
             if as_json {
-                let rows: Vec<_> = tokens
-                    .iter()
-                    .map(|t| {
-                        json!({
-                            "name": t.name, "role": t.role, "pdp_id": t.pdp_id,
-                            "created_seq": t.created_seq, "revoked_seq": t.revoked_seq,
-                        })
-                    })
-                    .collect();
+                let rows: Vec<_> = tokens.iter().map(actlog_server::token_json).collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
-                println!("{:<24} {:<8} {:<24} {:<10} REVOKED", "NAME", "ROLE", "PDP", "CREATED");
+                println!("{:<24} {:<8} {:<24} {:<10} {:<10} EXPIRES", "NAME", "ROLE", "PDP", "CREATED", "REVOKED");
                 for t in tokens {
                     let revoked = t.revoked_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+                    let expires =
+                        t.expires_at_ns.map(actlog_core::time::format_rfc3339_utc).unwrap_or_else(|| "-".into());
                     println!(
-                        "{:<24} {:<8} {:<24} {:<10} {}",
+                        "{:<24} {:<8} {:<24} {:<10} {:<10} {}",
                         t.name,
                         t.role,
                         t.pdp_id.as_deref().unwrap_or("-"),
                         t.created_seq,
-                        revoked
+                        revoked,
+                        expires
                     );
                 }
             }

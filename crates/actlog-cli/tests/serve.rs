@@ -50,7 +50,9 @@ fn serve_with(data: &Path, extra: &[&str]) -> Proc {
     let tx2 = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split(" on ").nth(1).filter(|u| u.starts_with("http://")) {
+            if let Some(url) =
+                line.split(" on ").nth(1).filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            {
                 let _ = tx2.send(("url", url.to_string()));
             }
             if let Some(rest) = line.strip_prefix("actlog: PostgreSQL wire protocol on ") {
@@ -671,4 +673,161 @@ fn a_full_disk_is_refused_by_name_and_loses_no_acknowledged_event() {
     assert!(sigterm(&mut p).success());
     let out = actlog(&data, &["verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs openssl; panics with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out =
+        Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed (tools/setup.sh)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate,
+/// made with the openssl command line: `ca.pem`, `server.{pem,key}`,
+/// `client.{pem,key}` in `dir`.
+fn make_certificates(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=actlog test CA"],
+            &ca_ext,
+        ]
+        .concat(),
+    );
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+        ("client", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, pem, extfile) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        openssl(
+            dir,
+            &[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN=actlog test {name}")]]
+                .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ],
+        );
+        // libpq refuses a client key that others may read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join(&key), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// curl against the TLS listener: (exit success, body).
+fn curl(dir: &Path, url: &str, token: Option<&str>, client_cert: bool) -> (bool, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "10", "--cacert"]).arg(dir.join("ca.pem")).arg(url).current_dir(dir);
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if client_cert {
+        c.args(["--cert", "client.pem", "--key", "client.key"]);
+    }
+    let out = c.output().expect("curl is installed (tools/setup.sh)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// psql against the TLS PostgreSQL endpoint: (exit success, stdout + stderr).
+fn psql_tls(dir: &Path, pg: &str, token: &str, sslmode: &str, client_cert: bool) -> (bool, String) {
+    let (host, port) = pg.split_once(':').unwrap();
+    let ca = dir.join("ca.pem");
+    let mut conn =
+        format!("host={host} port={port} user=query dbname=ledger sslmode={sslmode} sslrootcert={}", ca.display());
+    if client_cert {
+        conn += &format!(" sslcert={} sslkey={}", dir.join("client.pem").display(), dir.join("client.key").display());
+    }
+    let out = Command::new(psql_bin())
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM events"])
+        .arg(conn)
+        .env("PGPASSWORD", token)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("HOME", dir) // no ~/.postgresql client certificate of the user's
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// `--tls-cert`/`--tls-key` serve HTTPS and TLS on the PostgreSQL endpoint
+/// to real clients (curl, psql with verify-full); plain connections get
+/// nothing; `--tls-client-ca` then requires a client certificate on both;
+/// unreadable files are a usage error that creates no ledger.
+#[test]
+fn tls_serves_https_and_postgres_and_can_require_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    make_certificates(certs);
+    let data = dir.path().join("data");
+    let out = actlog(&data, &["init"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = actlog(&data, &["tokens", "create", "--role", "query", "--name", "q"]);
+    let query = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (cert, key, ca) = (certs.join("server.pem"), certs.join("server.key"), certs.join("ca.pem"));
+    let (cert, key, ca) = (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
+
+    // A certificate file that is not PEM: exit 2 naming the flag, and no ledger.
+    let fresh = dir.path().join("fresh");
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert", key, "--tls-key", key])
+        .env("ACTLOG_DATA", &fresh)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!fresh.join("db").exists(), "a refused start created a ledger");
+
+    let p = serve_with(&data, &["--pg-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key]);
+    assert!(p.url.starts_with("https://"), "{}", p.url);
+    let (ok, body) = curl(certs, &format!("{}/healthz", p.url), None, false);
+    assert!(ok && body.contains("\"ok\""), "{body}");
+    let (ok, body) = curl(certs, &format!("{}/v1/log", p.url), Some(&admin), false);
+    assert!(ok && body.contains("\"tree_size\""), "{body}");
+    // Plain HTTP on the TLS port gets no answer from the API.
+    let plain = p.url.replace("https://", "http://");
+    let (ok, body) = curl(certs, &format!("{plain}/v1/log"), Some(&admin), false);
+    assert!(!ok || !body.contains("tree_size"), "plain HTTP was served: {body}");
+    let pg = p.pg.clone().unwrap();
+    let (ok, out) = psql_tls(certs, &pg, &query, "verify-full", false);
+    assert!(ok, "psql over TLS: {out}");
+    let (ok, out) = psql_tls(certs, &pg, &query, "disable", false);
+    assert!(!ok && out.contains("requires TLS"), "a plain PostgreSQL login was accepted: {out}");
+    drop(p);
+
+    let p =
+        serve_with(&data, &["--pg-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca]);
+    let (ok, body) = curl(certs, &format!("{}/v1/log", p.url), Some(&admin), false);
+    assert!(!ok && !body.contains("tree_size"), "served without a client certificate: {body}");
+    let (ok, body) = curl(certs, &format!("{}/v1/log", p.url), Some(&admin), true);
+    assert!(ok && body.contains("\"tree_size\""), "{body}");
+    // The certificate adds to the token; it does not replace it.
+    let (ok, body) = curl(certs, &format!("{}/v1/log", p.url), None, true);
+    assert!(ok && body.contains("unauthenticated"), "{body}");
+    let pg = p.pg.clone().unwrap();
+    let (ok, out) = psql_tls(certs, &pg, &query, "verify-full", false);
+    assert!(!ok, "psql without a client certificate was served: {out}");
+    let (ok, out) = psql_tls(certs, &pg, &query, "verify-full", true);
+    assert!(ok, "psql with a client certificate: {out}");
 }

@@ -4,7 +4,8 @@
 //! its bytes mean: DSSE envelopes and PAE ([`dsse`]), the one signature
 //! acceptance rule ([`sig`]), event validation and normalization ([`event`]),
 //! the leaf encoding and blake3 chain ([`leaf`]), the RFC 6962 Merkle tree and
-//! its proofs ([`merkle`]), and C2SP signed-note checkpoints ([`note`]).
+//! its proofs ([`merkle`]), C2SP signed-note checkpoints ([`note`]), and
+//! request bodies as they arrive: bounded gunzip and batch splitting ([`body`]).
 //!
 //! Architecture invariant: this crate does no IO, spawns nothing, and never
 //! reads the clock, the environment or a random source. Time, keys and seeds
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod b64;
+pub mod body;
 pub mod dsse;
 pub mod event;
 pub mod ingest;

@@ -99,7 +99,14 @@ fn utc_timestamp(ts: &str) -> Option<String> {
         return None;
     };
     let (h, m) = off.split_once(':')?;
+    // RFC 3339: two digits each, at most 23:59 (so the shift cannot overflow).
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 23 || m > 59 {
+        return None;
+    }
     let nanos = crate::time::parse_rfc3339_utc(&format!("{body}Z"))?;
     Some(crate::time::format_rfc3339_utc(nanos + sign * (h * 3600 + m * 60) * 1_000_000_000))
 }
@@ -473,6 +480,17 @@ mod tests {
         assert_eq!(effect_of(Some(&json!({"x": 1}))), "not_applicable");
         assert_eq!(effect_of(None), "deny");
         assert_eq!(utc_timestamp("2026-08-21T12:15:30+02:00").as_deref(), Some("2026-08-21T10:15:30.000000000Z"));
+        assert_eq!(utc_timestamp("2026-08-21T01:15:30-05:30").as_deref(), Some("2026-08-21T06:45:30.000000000Z"));
+        // Offsets outside RFC 3339 are refused, never overflowed.
+        for bad in [
+            "2026-08-21T12:15:30+99999999999999999:00",
+            "2026-08-21T12:15:30+24:00",
+            "2026-08-21T12:15:30+2:00",
+            "2026-08-21T12:15:30+02:60",
+            "2026-08-21T12:15:30+-2:00",
+        ] {
+            assert_eq!(utc_timestamp(bad), None, "{bad}");
+        }
         let mut e: Value = serde_json::from_slice(&opa("d3", json!({}), json!(null))).unwrap();
         e["error"] = json!({"code": "eval_error", "message": "boom"});
         let f = crate::event::validate(&map_decision(e.to_string().as_bytes(), &OpaMapping::default(), None).unwrap())

@@ -44,6 +44,25 @@ pub fn parse_rfc3339_utc(s: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// The longest token lifetime or other duration a user may give: 100 years.
+pub const DURATION_SECS_MAX: u64 = 100 * 365 * 86_400;
+
+/// Parses a duration such as `90s`, `15m`, `2h`, `7d` or `1h 30m`
+/// (humantime's syntax) into whole seconds. Refuses zero, sub-second
+/// durations and anything above [`DURATION_SECS_MAX`], saying why.
+pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 15m, 2h or 7d"))?;
+    let secs = d.as_secs();
+    if secs == 0 {
+        return Err(format!("`{s}` is shorter than one second"));
+    }
+    if secs > DURATION_SECS_MAX {
+        return Err(format!("`{s}` is longer than 100 years"));
+    }
+    Ok(secs)
+}
+
 /// Formats unix nanoseconds as RFC 3339 UTC with nanosecond precision.
 pub fn format_rfc3339_utc(unix_nanos: i64) -> String {
     let secs = unix_nanos.div_euclid(1_000_000_000);
@@ -93,6 +112,18 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration_secs("90s"), Ok(90));
+        assert_eq!(parse_duration_secs("15m"), Ok(900));
+        assert_eq!(parse_duration_secs(" 2h "), Ok(7200));
+        assert_eq!(parse_duration_secs("7d"), Ok(7 * 86_400));
+        assert_eq!(parse_duration_secs("1h 30m"), Ok(5400));
+        for bad in ["", "0s", "500ms", "10", "ten minutes", "101years", "-5s"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -897,8 +897,54 @@ fn list_files(dir: &Path) -> Result<Vec<String>, BundleFailure> {
     Ok(out)
 }
 
-fn hash_file(dir: &Path, rel: &str) -> Result<(String, u64), BundleFailure> {
-    let mut f = File::open(dir.join(rel)).or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
+/// The bundle's files, each opened once when it is hashed. Every later
+/// read goes through the same open file, so what was hashed is what is
+/// parsed: swapping a file (or a symbolic link) into the directory between
+/// the hash check and the parse changes nothing.
+struct Opened(HashMap<String, File>);
+
+impl Opened {
+    /// The file `rel`, from its start.
+    fn read(&self, rel: &str) -> Result<File, BundleFailure> {
+        use std::io::Seek;
+        let f = self.0.get(rel).ok_or_else(|| BundleFailure {
+            file: Some(rel.into()),
+            seq: None,
+            reason: "not a file of the signed manifest".into(),
+        })?;
+        let mut f = f.try_clone().or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
+        f.rewind().or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
+        Ok(f)
+    }
+}
+
+/// Opens `rel` under `dir` for reading without following a symbolic link
+/// in its last component and without blocking on a FIFO, and checks that
+/// what was opened is a regular file.
+fn open_regular(dir: &Path, rel: &str) -> Result<File, BundleFailure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(rel));
+    let f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return bad(Some(rel), None, "listed in the signed manifest but missing");
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return bad(Some(rel), None, "a symbolic link: bundles hold regular files only");
+        }
+        Err(e) => return bad(Some(rel), None, format!("cannot read: {e}")),
+    };
+    let meta = f.metadata().or_else(|e| bad(Some(rel), None, format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return bad(Some(rel), None, "not a regular file");
+    }
+    Ok(f)
+}
+
+fn hash_file(f: &mut File, rel: &str) -> Result<(String, u64), BundleFailure> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -1045,19 +1091,20 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
             return bad(Some(&f), None, "not in the signed manifest (added after signing?)");
         }
     }
+    let mut opened = Opened(HashMap::new());
     for (name, entry) in &listed {
         if name == MANIFEST_FILE {
             continue;
         }
-        let Ok(meta) = fs::symlink_metadata(dir.join(name)) else {
-            return bad(Some(name), None, "listed in the signed manifest but missing");
-        };
+        let mut file = open_regular(dir, name)?;
+        let meta = file.metadata().or_else(|e| bad(Some(name), None, format!("cannot stat: {e}")))?;
         // Sizes first: a huge file is refused without reading it.
         let want = entry.map(|e| e.bytes).unwrap_or(actlog_core::note::NOTE_BYTES_MAX as u64);
         if (entry.is_some() && meta.len() != want) || meta.len() > want {
             return bad(Some(name), None, format!("{} bytes, the manifest allows {want}", meta.len()));
         }
-        let (sha, size) = hash_file(dir, name)?;
+        let (sha, size) = hash_file(&mut file, name)?;
+        opened.0.insert(name.clone(), file);
         if Some(&sha) != subjects.get(name) {
             return bad(Some(name), None, "SHA-256 does not match the signed manifest (the file was changed)");
         }
@@ -1074,7 +1121,12 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     if cp.tree_size != manifest.tree_size || b64::encode(cp.root) != manifest.root_hash {
         return bad(Some(MANIFEST_FILE), None, "tree_size or root_hash differ from the checkpoint");
     }
-    if fs::read(dir.join(CHECKPOINT_FILE)).ok().as_deref() != Some(manifest.checkpoint.as_bytes()) {
+    let mut checkpoint_text = Vec::new();
+    opened
+        .read(CHECKPOINT_FILE)?
+        .read_to_end(&mut checkpoint_text)
+        .or_else(|e| bad(Some(CHECKPOINT_FILE), None, format!("cannot read: {e}")))?;
+    if checkpoint_text != manifest.checkpoint.as_bytes() {
         return bad(Some(CHECKPOINT_FILE), None, "differs from the manifest's checkpoint");
     }
     let trusted = match &opts.trusted_checkpoint {
@@ -1168,8 +1220,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     };
     let ev_conv = converter(&EVENTS_SCHEMA);
     let hop_conv = converter(&HOPS_SCHEMA);
-    let leaves_file =
-        File::open(dir.join(LEAVES_FILE)).or_else(|e| bad(Some(LEAVES_FILE), None, format!("cannot read: {e}")))?;
+    let leaves_file = opened.read(LEAVES_FILE)?;
     let mut reader = guarded(LEAVES_FILE, || {
         ParquetRecordBatchReaderBuilder::try_new(leaves_file)
             .and_then(|b| b.with_batch_size(CHUNK_LEAVES).build())
@@ -1277,7 +1328,8 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         pool.install(|| {
             all.par_iter()
                 .map(|f| {
-                    let d = guarded(&f.path, || Ok(file_digests(dir, f, format, &ev_conv, &hop_conv))).and_then(|r| r);
+                    let d =
+                        guarded(&f.path, || Ok(file_digests(&opened, f, format, &ev_conv, &hop_conv))).and_then(|r| r);
                     (f.path.as_str(), d)
                 })
                 .collect()
@@ -1586,14 +1638,13 @@ fn parse_data_path(path: &str, format: Format) -> Option<(String, String)> {
 
 /// Row digests of one data file, in file order.
 fn file_digests(
-    dir: &Path,
+    opened: &Opened,
     f: &FileEntry,
     format: Format,
     ev_conv: &RowConverter,
     hop_conv: &RowConverter,
 ) -> Result<Vec<[u8; 16]>, BundleFailure> {
-    let path = dir.join(&f.path);
-    let file = File::open(&path).or_else(|e| bad(Some(&f.path), None, format!("cannot read: {e}")))?;
+    let file = opened.read(&f.path)?;
     let (schema, conv) =
         if f.table == "events" { (EVENTS_SCHEMA.clone(), ev_conv) } else { (HOPS_SCHEMA.clone(), hop_conv) };
     let mut out = Vec::with_capacity(f.rows.min(1 << 24) as usize);

@@ -70,7 +70,7 @@ pub fn reconstruct(store: &Store, event_id: &str) -> Result<Option<Value>, Error
     let task = anchor.fields.task_id.clone().or_else(|| start.fields.task_id.clone());
     let mut truncated = false;
     if let Some(t) = task.as_deref() {
-        let mut in_task = store.index_lookup(IndexField::TaskId, t)?;
+        let mut in_task = store.index_lookup(IndexField::TaskId, t, CHAIN_EVENTS_MAX)?;
         if in_task.len() > CHAIN_EVENTS_MAX {
             truncated = true;
             in_task.truncate(CHAIN_EVENTS_MAX);
@@ -83,7 +83,7 @@ pub fn reconstruct(store: &Store, event_id: &str) -> Result<Option<Value>, Error
     // seek per decision cost 10 ms at 10^7 events, docs/benchmarks.md.)
     if anchor.fields.event_type == "authz.decision" {
         let more: BTreeSet<u64> = store
-            .index_lookup(IndexField::DecisionEventId, &anchor.fields.event_id)?
+            .index_lookup(IndexField::DecisionEventId, &anchor.fields.event_id, 2 * CHAIN_EVENTS_MAX)?
             .into_iter()
             .filter(|s| !rows.contains_key(s))
             .take(CHAIN_EVENTS_MAX)

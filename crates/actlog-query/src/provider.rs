@@ -255,9 +255,14 @@ impl LedgerTable {
 
     /// The seqs an index lookup names, below the snapshot's tree size, or
     /// `None` when there are too many to fetch one by one.
+    ///
+    /// Lookups are ANDed. One that cannot narrow (a value too long to be
+    /// indexed, or more than [`INDEX_FETCH_MAX`] hits, found without
+    /// collecting them all) is left out: the filters are `Inexact`, so
+    /// DataFusion applies every one of them again to what is fetched.
     fn resolve(&self, lookups: &[Lookup]) -> Result<Option<BTreeSet<u64>>, crate::Error> {
         let mut result: Option<BTreeSet<u64>> = None;
-        for l in lookups {
+        'lookups: for l in lookups {
             let mut seqs = BTreeSet::new();
             match l {
                 Lookup::Seq(v) => seqs.extend(v.iter().copied()),
@@ -271,10 +276,12 @@ impl LedgerTable {
                 Lookup::Field(f, values) => {
                     for v in values {
                         if v.len() > actlog_store::INDEX_VALUE_BYTES_MAX {
-                            // Not indexed: this lookup cannot narrow.
-                            return Ok(None);
+                            continue 'lookups; // not indexed
                         }
-                        seqs.extend(self.store.index_lookup(*f, v)?);
+                        seqs.extend(self.store.index_lookup(*f, v, INDEX_FETCH_MAX)?);
+                        if seqs.len() > INDEX_FETCH_MAX {
+                            continue 'lookups;
+                        }
                     }
                 }
             }

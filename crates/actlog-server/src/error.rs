@@ -121,3 +121,10 @@ pub struct InternalDetail(pub String);
 /// The error code of a refused request, for metrics.
 #[derive(Clone, Copy, Debug)]
 pub struct ErrorCode(pub &'static str);
+
+impl From<actlog_core::body::BodyError> for ApiError {
+    fn from(e: actlog_core::body::BodyError) -> ApiError {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, e.code, e.message)
+    }
+}

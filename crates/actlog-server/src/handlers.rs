@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::ingest::{json_depth, read_body};
+use actlog_core::body::json_depth;
+
+use crate::ingest::read_body;
 use crate::{ApiError, AppState, Role, authorize};
 
 /// Runs blocking store work off the async threads.
@@ -268,19 +270,47 @@ pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, bod
     let v = admin_body(&state, &headers, body).await?;
     let role = field(&v, "role", true)?.unwrap_or_default().to_string();
     let pdp_id = field(&v, "pdp_id", false)?.map(str::to_string);
+    let expires_at_ns = match field(&v, "expires_in", false)? {
+        None => None,
+        Some(d) => Some(expires_at(d).map_err(|m| ApiError {
+            items: vec![crate::error::Item {
+                index: 0,
+                code: "invalid_duration",
+                message: m.clone(),
+                path: "/expires_in".into(),
+            }],
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m)
+        })?),
+    };
     let token = new_token()?;
     let name = match field(&v, "name", false)? {
         Some(n) => n.to_string(),
         None => format!("{role}-{}", &hex::encode(sha256(token.as_bytes()))[..8]),
     };
     let (n, r, p, h) = (name.clone(), role.clone(), pdp_id.clone(), sha256(token.as_bytes()));
-    let seq = blocking(&state, move |s| s.admin(AdminOp::CreateToken { name: n, role: r, pdp_id: p, token_sha256: h }))
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"token": token, "name": name, "role": role, "pdp_id": pdp_id, "created_seq": seq})),
-    )
-        .into_response())
+    let op = AdminOp::CreateToken { name: n, role: r, pdp_id: p, token_sha256: h, expires_at_ns };
+    let seq = blocking(&state, move |s| s.admin(op)).await?;
+    let mut body = json!({"token": token, "name": name, "role": role, "pdp_id": pdp_id, "created_seq": seq});
+    if let Some(e) = expires_at_ns {
+        body["expires_at"] = actlog_core::time::format_rfc3339_utc(e).into();
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The expiry time of a token created now with lifetime `duration`
+/// (`90s`, `15m`, `2h`, `7d`), as unix nanoseconds.
+pub fn expires_at(duration: &str) -> Result<i64, String> {
+    let secs = actlog_core::time::parse_duration_secs(duration).map_err(|e| format!("expires_in: {e}"))?;
+    Ok(actlog_store::now_ns().saturating_add(secs as i64 * 1_000_000_000))
+}
+
+/// A token as `GET /v1/tokens` and `tokens list --json` show it: never its
+/// secret or hash.
+pub fn token_json(t: &actlog_store::TokenRecord) -> serde_json::Value {
+    json!({
+        "name": t.name, "role": t.role, "pdp_id": t.pdp_id, "created_seq": t.created_seq, "revoked_seq": t.revoked_seq,
+        "expires_at": t.expires_at_ns.map(actlog_core::time::format_rfc3339_utc),
+    })
 }
 
 pub async fn list_tokens(
@@ -290,9 +320,7 @@ pub async fn list_tokens(
     authorize(&state, &headers, &[Role::Admin])?;
     let mut tokens: Vec<_> = state.store.registry().tokens.into_values().collect();
     tokens.sort_by_key(|t| t.created_seq);
-    Ok(Json(json!({"tokens": tokens.iter().map(|t| json!({
-        "name": t.name, "role": t.role, "pdp_id": t.pdp_id, "created_seq": t.created_seq, "revoked_seq": t.revoked_seq,
-    })).collect::<Vec<_>>()})))
+    Ok(Json(json!({"tokens": tokens.iter().map(token_json).collect::<Vec<_>>()})))
 }
 
 pub async fn revoke_token(

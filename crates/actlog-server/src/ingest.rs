@@ -6,10 +6,10 @@
 //! envelope refuses the batch (422 with items). Only a fully checked batch
 //! reaches the store, and the 200 is sent after its synced commit.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use actlog_core::b64;
+use actlog_core::body::{self, Shape};
 use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
 use actlog_store::AppendError;
 use axum::Json;
@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use crate::error::Item;
 use crate::{ApiError, AppState, Limits, Role, authorize};
@@ -55,7 +54,7 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Resu
         Some(e) if e == "identity" => Ok(bytes.to_vec()),
         Some(e) if e == "gzip" => {
             let max = limits.decompressed_bytes_max;
-            tokio::task::spawn_blocking(move || gunzip(&bytes, max))
+            tokio::task::spawn_blocking(move || body::gunzip(&bytes, max).map_err(ApiError::from))
                 .await
                 .map_err(|e| ApiError::internal(format!("gunzip task failed: {e}")))?
         }
@@ -103,61 +102,6 @@ fn ingest_slot(state: &AppState, token: &str) -> Result<IngestSlot, &'static str
     })
 }
 
-fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(max));
-    // Reading at most max + 1 bytes refuses a gzip bomb without inflating it.
-    let read = flate2::read::MultiGzDecoder::new(bytes).take(max as u64 + 1).read_to_end(&mut out);
-    match read {
-        Err(e) => Err(ApiError::bad_request("malformed_gzip", format!("the gzip body does not decompress: {e}"))),
-        Ok(n) if n > max => Err(ApiError::too_large(
-            "decompressed_too_large",
-            format!("the body decompresses beyond decompressed_bytes_max ({max} bytes)"),
-        )),
-        Ok(_) => Ok(out),
-    }
-}
-
-/// Nesting depth of a JSON text, counted outside strings. Cheap, and runs
-/// before the parser so deep input never reaches recursion. Strings (most of
-/// an envelope: its base64 payload) are skipped with `memchr` rather than
-/// walked byte by byte.
-pub fn json_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'"' => {
-                // Find the closing quote; a backslash escapes the next byte.
-                i += 1;
-                loop {
-                    let Some(rest) = bytes.get(i..) else { return max };
-                    match memchr::memchr2(b'"', b'\\', rest) {
-                        // An unterminated string: nothing after it nests.
-                        None => return max,
-                        Some(j) if rest[j] == b'\\' => i += j + 2,
-                        Some(j) => {
-                            i += j;
-                            break;
-                        }
-                    }
-                }
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    max
-}
-
-enum Shape {
-    Array,
-    Ndjson,
-}
-
 fn media_shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -183,40 +127,15 @@ fn media_shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
 /// Splits a body into envelope byte strings, exactly as received.
 pub fn split_envelopes(body: &[u8], headers: &HeaderMap, limits: &Limits) -> Result<Vec<Vec<u8>>, ApiError> {
     let shape = media_shape(headers)?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("empty_body", "the body is empty; send at least one envelope"));
+    body::split(body, shape, &split_limits(limits, false), "envelopes").map_err(ApiError::from)
+}
+
+fn split_limits(limits: &Limits, empty_batch_ok: bool) -> body::SplitLimits {
+    body::SplitLimits {
+        json_depth_max: limits.json_depth_max,
+        batch_items_max: limits.batch_envelopes_max,
+        empty_batch_ok,
     }
-    if json_depth(body) > limits.json_depth_max + 1 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "json_too_deep",
-            format!("the JSON nests deeper than json_depth_max ({})", limits.json_depth_max),
-        ));
-    }
-    let envelopes: Vec<Vec<u8>> = match shape {
-        Shape::Array => {
-            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request("malformed_json", format!("the body is not a JSON array of envelopes: {e}"))
-            })?;
-            items.into_iter().map(|r| r.get().as_bytes().to_vec()).collect()
-        }
-        Shape::Ndjson => body
-            .split(|b| *b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(<[u8]>::to_vec)
-            .collect(),
-    };
-    if envelopes.is_empty() {
-        return Err(ApiError::bad_request("empty_batch", "the batch holds no envelopes"));
-    }
-    if envelopes.len() > limits.batch_envelopes_max {
-        return Err(ApiError::too_large(
-            "batch_too_large",
-            format!("{} envelopes exceed batch_envelopes_max ({})", envelopes.len(), limits.batch_envelopes_max),
-        ));
-    }
-    Ok(envelopes)
 }
 
 /// Checks a batch on the rayon pool (both cores for big batches).
@@ -496,23 +415,7 @@ pub async fn post_opa(
 
 /// Splits an OPA chunk into its events' bytes, under the depth and batch limits.
 fn split_opa(bytes: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, ApiError> {
-    if json_depth(bytes) > limits.json_depth_max + 1 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "json_too_deep",
-            format!("the JSON nests deeper than json_depth_max ({})", limits.json_depth_max),
-        ));
-    }
-    let raws: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request("malformed_json", format!("the body is not a JSON array of OPA decision events: {e}"))
-    })?;
-    if raws.len() > limits.batch_envelopes_max {
-        return Err(ApiError::too_large(
-            "batch_too_large",
-            format!("{} events exceed batch_envelopes_max ({})", raws.len(), limits.batch_envelopes_max),
-        ));
-    }
-    Ok(raws.into_iter().map(|r| r.get().as_bytes().to_vec()).collect())
+    body::split(bytes, Shape::Array, &split_limits(limits, true), "OPA decision events").map_err(ApiError::from)
 }
 
 fn map_opa(
@@ -524,75 +427,4 @@ fn map_opa(
 ) -> Result<Checked, actlog_core::ingest::ItemError> {
     let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
     actlog_core::opa::check(raw, mapping, &t, limits.envelope_bytes_max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn depth_ignores_brackets_inside_strings() {
-        assert_eq!(json_depth(br#"[{"a":"[[[{{{"}]"#), 2);
-        assert_eq!(json_depth(br#"{"a":"\"[","b":[[1]]}"#), 3);
-        assert_eq!(json_depth(b"1"), 0);
-        assert_eq!(json_depth(br#"["\\",[["#), 3, "an escaped backslash ends before the quote");
-        assert_eq!(json_depth(b"[\"abc\\"), 1, "a backslash as the last byte");
-        assert_eq!(json_depth(b"[\"[["), 1, "an unterminated string");
-    }
-
-    /// The byte-by-byte scanner `json_depth` replaced, kept as the reference.
-    fn json_depth_reference(bytes: &[u8]) -> usize {
-        let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-        for &b in bytes {
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'[' | b'{' => {
-                    depth += 1;
-                    max = max.max(depth);
-                }
-                b']' | b'}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
-        max
-    }
-
-    #[test]
-    fn depth_agrees_with_the_byte_by_byte_reference() {
-        // Random texts over the bytes that matter, from a fixed-seed LCG.
-        let alphabet = b"[]{}\"\\a";
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for n in 0..20_000 {
-            let len = n % 48;
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                    alphabet[(x >> 33) as usize % alphabet.len()]
-                })
-                .collect();
-            assert_eq!(json_depth(&text), json_depth_reference(&text), "{:?}", String::from_utf8_lossy(&text));
-        }
-    }
-
-    #[test]
-    fn gzip_bombs_are_refused_at_the_limit() {
-        use flate2::write::GzEncoder;
-        use std::io::Write;
-        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(&vec![b' '; 4 << 20]).unwrap();
-        let bomb = enc.finish().unwrap();
-        assert!(bomb.len() < 16 << 10);
-        assert_eq!(gunzip(&bomb, 1 << 20).unwrap_err().code, "decompressed_too_large");
-        assert_eq!(gunzip(&bomb, 8 << 20).unwrap().len(), 4 << 20);
-        assert_eq!(gunzip(b"not gzip", 1 << 20).unwrap_err().code, "malformed_gzip");
-    }
 }

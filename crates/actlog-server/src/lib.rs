@@ -20,12 +20,14 @@ pub mod listen;
 mod metrics;
 pub mod pg;
 mod sql;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use actlog_core::leaf::sha256;
 use actlog_store::{Store, TokenRecord};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -36,6 +38,7 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+pub use handlers::{expires_at, token_json};
 pub use metrics::Metrics;
 
 /// Named limits, each with its unit last. Defaults are in `docs/operating.md`.
@@ -196,7 +199,7 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Res
     let record = state
         .store
         .with_registry(|r| r.authenticate(token.trim()).cloned())
-        .ok_or_else(|| unauthenticated("the token is unknown or revoked"))?;
+        .ok_or_else(|| unauthenticated("the token is unknown, revoked or expired"))?;
     if record.role == "admin" || allowed.iter().any(|r| r.name() == record.role) {
         Ok(record)
     } else {
@@ -255,7 +258,11 @@ pub const AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT: u32 = 100;
 async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id();
     let peer = req.extensions().get::<listen::Peer>().map(|p| p.0.ip());
-    if let Some(left) = peer.and_then(|ip| state.auth_limiter.blocked(ip)) {
+    // Health checks need no token, so a blocked address (a proxy that many
+    // clients share, say) still gets them: a flood of bad tokens must not
+    // make the server look down.
+    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+    if let Some(left) = peer.filter(|_| !health).and_then(|ip| state.auth_limiter.blocked(ip)) {
         state.metrics.connection_refused("auth_failures_per_minute_max");
         let mut resp = ApiError {
             retry_after_s: Some(left.as_secs().max(1) as u32),
@@ -263,7 +270,7 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_auth_failures",
                 format!(
-                    "more than auth_failures_per_minute_max ({}) failed authentications came from this address; retry later",
+                    "auth_failures_per_minute_max ({}) failed authentications came from this address within a minute; retry later",
                     state.auth_limiter.max()
                 ),
             )
@@ -326,6 +333,8 @@ pub struct ServerConfig {
     pub pg: pg::PgLimits,
     /// `auth_failures_per_minute_max`, shared by both listeners.
     pub auth_failures_per_minute_max: u32,
+    /// TLS for both listeners, when `--tls-cert` and `--tls-key` are given.
+    pub tls: Option<tls::Tls>,
 }
 
 /// How often the sealer looks for a full segment.
@@ -366,12 +375,14 @@ pub fn run(
             let auth: pg::Authenticate =
                 Arc::new(move |user: &str, password: &str| pg_authenticate(&auth_store, user, password));
             let guards = pg::Guards { metrics: Arc::clone(&state.metrics), auth_limiter: Arc::clone(&state.auth_limiter) };
-            tokio::spawn(pg::serve(l, engine.clone(), auth, config.pg, guards, stop_rx.clone()))
+            let tls = config.tls.as_ref().map(|t| t.pg.clone());
+            tokio::spawn(pg::serve(l, engine.clone(), auth, config.pg, tls, guards, stop_rx.clone()))
         });
         let metrics = Arc::clone(&state.metrics);
         let app = router(state);
         let watched = Arc::clone(&store);
-        let served = listen::serve(listener, app, config.http, metrics, async move {
+        let http_tls = config.tls.as_ref().map(|t| t.http.clone());
+        let served = listen::serve(listener, app, config.http, http_tls, metrics, async move {
             tokio::select! {
                 _ = shutdown => {}
                 _ = signals.wait() => {}
@@ -447,9 +458,13 @@ async fn seal_loop(engine: actlog_query::Engine, mut stop: tokio::sync::watch::R
 }
 
 /// The PostgreSQL wire login: `user` is the role, the password the token.
-fn pg_authenticate(store: &Store, user: &str, password: &str) -> Result<(), pg::AuthFailure> {
+/// The session keeps a check of that token, so it ends when the token is
+/// revoked or expires.
+fn pg_authenticate(store: &Arc<Store>, user: &str, password: &str) -> Result<pg::TokenStillValid, pg::AuthFailure> {
     let record = store.with_registry(|r| r.authenticate(password.trim()).cloned()).ok_or_else(|| {
-        pg::AuthFailure::BadPassword("the password must be a valid, unrevoked actlog API token".to_string())
+        pg::AuthFailure::BadPassword(
+            "the password must be a valid actlog API token, not revoked or expired".to_string(),
+        )
     })?;
     if record.role != "query" && record.role != "admin" {
         return Err(pg::AuthFailure::WrongRole(format!(
@@ -463,7 +478,8 @@ fn pg_authenticate(store: &Store, user: &str, password: &str) -> Result<(), pg::
             record.role
         )));
     }
-    Ok(())
+    let (store, hash) = (Arc::clone(store), sha256(password.trim().as_bytes()));
+    Ok(Arc::new(move || store.with_registry(|r| r.authenticate_hash(&hash).is_some())))
 }
 
 /// SIGTERM and SIGINT (ctrl-c), registered before the server announces itself.

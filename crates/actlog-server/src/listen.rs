@@ -15,6 +15,8 @@
 //!   response) is closed.
 //! - Request bodies are read under `http_body_timeout_ms` by the handlers
 //!   (see `ingest::read_body`).
+//! - With TLS, the handshake must finish within `http_header_timeout_ms` of
+//!   the connection opening.
 //!
 //! On shutdown it stops accepting, asks every connection to finish its
 //! current request and close, and waits up to [`DRAIN_TIMEOUT`] for them.
@@ -217,6 +219,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> io::Result<()> {
@@ -243,8 +246,23 @@ pub async fn serve(
                     let registry = Arc::clone(&registry);
                     let app = app.clone();
                     let stop = stop_rx.clone();
+                    let tls = tls.clone();
                     tasks.spawn(async move {
-                        serve_connection(socket, peer, app, conn, limits, stop).await;
+                        match tls {
+                            None => serve_connection(socket, peer, app, conn, limits, stop).await,
+                            Some(acceptor) => {
+                                // The handshake counts against the header timeout,
+                                // so a silent TLS client holds its slot no longer
+                                // than a silent plain one.
+                                let handshake = tokio::select! {
+                                    r = tokio::time::timeout(limits.header_timeout, acceptor.accept(socket)) => r.ok().and_then(Result::ok),
+                                    _ = conn.evict.notified() => None,
+                                };
+                                if let Some(stream) = handshake {
+                                    serve_connection(stream, peer, app, conn, limits, stop).await;
+                                }
+                            }
+                        }
                         registry.remove(id);
                     });
                 }
@@ -270,8 +288,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
-    socket: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    socket: S,
     peer: std::net::SocketAddr,
     app: Router,
     conn: Arc<Conn>,

@@ -80,8 +80,16 @@ pub enum AuthFailure {
 }
 
 /// Checks a login, given `(user, password)`: the user is a role name and the
-/// password an API token.
-pub type Authenticate = Arc<dyn Fn(&str, &str) -> Result<(), AuthFailure> + Send + Sync>;
+/// password an API token. On success it returns a check that the session
+/// calls again before each message and every [`TOKEN_RECHECK`]: once the
+/// token is revoked or expired, the session ends.
+pub type Authenticate = Arc<dyn Fn(&str, &str) -> Result<TokenStillValid, AuthFailure> + Send + Sync>;
+
+/// Whether the token a session logged in with still authenticates.
+pub type TokenStillValid = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often an idle logged-in session checks its token.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL listener's limits. Defaults are in `docs/operating.md`.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +141,8 @@ struct Session {
     /// A query is running.
     busy: AtomicBool,
     opened: Instant,
+    /// Set at login: whether the session's token still authenticates.
+    token: Mutex<Option<TokenStillValid>>,
 }
 
 impl Session {
@@ -144,7 +154,13 @@ impl Session {
             last_message: AtomicU64::new(0),
             busy: AtomicBool::new(false),
             opened: Instant::now(),
+            token: Mutex::new(None),
         }
+    }
+    /// False once the token this session logged in with is revoked or
+    /// expired (true before login: the login checks the token itself).
+    fn token_valid(&self) -> bool {
+        self.token.lock().expect("session token lock").as_ref().is_none_or(|still_valid| still_valid())
     }
     fn touch(&self) {
         self.last_message.store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -166,6 +182,7 @@ pub async fn serve(
     engine: Engine,
     auth: Authenticate,
     limits: PgLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     guards: Guards,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -206,11 +223,11 @@ pub async fn serve(
                     let id = next_id;
                     next_id += 1;
                     sessions.lock().expect("sessions lock").insert(id, Arc::clone(&session));
-                    let (handlers, sessions) = (Arc::clone(&handlers), Arc::clone(&sessions));
+                    let (handlers, sessions, tls) = (Arc::clone(&handlers), Arc::clone(&sessions), tls.clone());
                     connections.spawn(async move {
                         // An error here is the client's connection failing;
                         // the client has been told what it could be told.
-                        let _ = serve_socket(socket, &handlers, Arc::clone(&session), limits).await;
+                        let _ = serve_socket(socket, &handlers, Arc::clone(&session), limits, tls).await;
                         sessions.lock().expect("sessions lock").remove(&id);
                     });
                 }
@@ -225,6 +242,11 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// The error that ends a session whose token was revoked or expired.
+fn token_ended() -> PgWireError {
+    fatal("28000", "the token this session logged in with was revoked or has expired; connect again with a valid token")
 }
 
 /// Tells a client beyond `pg_connections_max` why it is turned away.
@@ -376,14 +398,17 @@ async fn serve_socket(
     handlers: &Arc<Handlers>,
     session: Arc<Session>,
     limits: PgLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let login_deadline = tokio::time::Instant::now() + limits.auth_timeout;
+    let tls_required = tls.is_some();
     let negotiated = tokio::select! {
         _ = tokio::time::sleep_until(login_deadline) => return Ok(()),
         _ = session.evict.notified() => return Ok(()),
-        s = pgwire::tokio::server::negotiate_tls::<PreparedStatement>(socket, None) => s?,
+        s = pgwire::tokio::server::negotiate_tls::<PreparedStatement>(socket, tls) => s?,
     };
     let Some(framed) = negotiated else { return Ok(()) };
+    let plain = matches!(framed.get_ref(), pgwire::tokio::server::MaybeTls::Plain(_));
     let parts = framed.into_parts();
     let mut guard = FrameGuard::new(parts.io, Arc::clone(&session), limits.message_bytes_max);
     // Bytes the negotiation read ahead go to the codec without passing the
@@ -393,8 +418,14 @@ async fn serve_socket(
     new_parts.read_buf = parts.read_buf;
     new_parts.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(new_parts);
+    if tls_required && plain {
+        // As PostgreSQL's `hostssl` lines do: no password crosses in clear.
+        let e = fatal("28000", "this server requires TLS on the PostgreSQL endpoint; connect with sslmode=require");
+        let _ = pgwire::tokio::server::process_error(&mut socket, e, true).await;
+        return Ok(());
+    }
     if let Err(e) = early {
-        let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), false).await;
+        let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), true).await;
         linger(socket.get_mut()).await;
         return Ok(());
     }
@@ -402,8 +433,13 @@ async fn serve_socket(
     let copy = Arc::new(pgwire::api::NoopHandler);
     loop {
         let logged_in = session.logged_in.load(Ordering::SeqCst);
+        if logged_in && !session.token_valid() {
+            let _ = pgwire::tokio::server::process_error(&mut socket, token_ended(), true).await;
+            return Ok(());
+        }
         let wait = if logged_in {
-            tokio::time::Instant::now() + limits.idle_timeout.saturating_sub(session.quiet())
+            let idle_left = limits.idle_timeout.saturating_sub(session.quiet());
+            tokio::time::Instant::now() + idle_left.min(TOKEN_RECHECK)
         } else {
             login_deadline
         };
@@ -421,7 +457,7 @@ async fn serve_socket(
                     "terminating connection due to idle timeout (pg_idle_timeout_ms = {})",
                     limits.idle_timeout.as_millis()
                 ));
-                let _ = pgwire::tokio::server::process_error(&mut socket, e, false).await;
+                let _ = pgwire::tokio::server::process_error(&mut socket, e, true).await;
                 return Ok(());
             }
         };
@@ -429,12 +465,12 @@ async fn serve_socket(
             Some(Ok(m)) => m,
             Some(Err(PgWireError::IoError(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
                 // The frame guard refused a message: say why, then close.
-                let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), false).await;
+                let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), true).await;
                 linger(socket.get_mut()).await;
                 return Ok(());
             }
             Some(Err(e)) => {
-                let _ = pgwire::tokio::server::process_error(&mut socket, e, false).await;
+                let _ = pgwire::tokio::server::process_error(&mut socket, e, true).await;
                 return Ok(());
             }
             None => return Ok(()),
@@ -442,6 +478,12 @@ async fn serve_socket(
         session.touch();
         // A Terminate means the client is disconnecting: close at once.
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        // The token may have been revoked since the last check: nothing runs
+        // on it once it has.
+        if session.logged_in.load(Ordering::SeqCst) && !session.token_valid() {
+            let _ = pgwire::tokio::server::process_error(&mut socket, token_ended(), true).await;
             return Ok(());
         }
         let is_extended_query = match socket.state() {
@@ -464,7 +506,9 @@ async fn serve_socket(
         session.touch();
         if let Err(e) = result {
             let is_fatal = e.is_fatal();
-            pgwire::tokio::server::process_error(&mut socket, e, is_extended_query).await?;
+            // After a FATAL error no ReadyForQuery follows, as in PostgreSQL,
+            // so clients (and pools) see the session as over.
+            pgwire::tokio::server::process_error(&mut socket, e, is_extended_query || is_fatal).await?;
             if is_fatal {
                 return Ok(());
             }
@@ -542,25 +586,29 @@ impl AuthSource for TokenAuth {
 
     async fn verify_password(&self, login: &LoginInfo, presented_password: &[u8]) -> PgWireResult<Option<()>> {
         let user = login.user().unwrap_or_default();
-        let password =
-            std::str::from_utf8(presented_password).map_err(|_| fatal("28P01", "the password is not valid UTF-8"))?;
         if self.guards.auth_limiter.blocked(self.session.peer).is_some() {
             self.guards.metrics.connection_refused("auth_failures_per_minute_max");
             return Err(fatal(
                 "28000",
                 format!(
-                    "more than auth_failures_per_minute_max ({}) failed logins came from this address; retry later",
+                    "auth_failures_per_minute_max ({}) failed logins came from this address within a minute; retry later",
                     self.guards.auth_limiter.max()
                 ),
             ));
         }
+        let Ok(password) = std::str::from_utf8(presented_password) else {
+            self.guards.metrics.auth_failed("pg");
+            self.guards.auth_limiter.failed(self.session.peer);
+            return Err(fatal("28P01", "the password is not valid UTF-8"));
+        };
         let result = (self.auth)(user, password);
         if result.is_err() {
             self.guards.metrics.auth_failed("pg");
             self.guards.auth_limiter.failed(self.session.peer);
         }
         match result {
-            Ok(()) => {
+            Ok(still_valid) => {
+                *self.session.token.lock().expect("session token lock") = Some(still_valid);
                 self.session.logged_in.store(true, Ordering::SeqCst);
                 Ok(None)
             }

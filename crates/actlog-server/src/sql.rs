@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::ingest::{json_depth, read_body};
+use actlog_core::body::json_depth;
+
+use crate::ingest::read_body;
 use crate::{ApiError, AppState, Role, authorize};
 
 /// Largest `POST /v1/sql` body, as sent and after gzip: the SQL text limit

@@ -73,6 +73,7 @@ fn token_for(store: &Store, name: &str, role: &str, pdp: Option<&str>) -> String
             role: role.into(),
             pdp_id: pdp.map(str::to_string),
             token_sha256: sha256(token.as_bytes()),
+            expires_at_ns: None,
         })
         .unwrap();
     token
@@ -121,6 +122,7 @@ impl Server {
             http: Default::default(),
             pg: Default::default(),
             auth_failures_per_minute_max: actlog_server::AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT,
+            tls: None,
         };
         let thread = std::thread::spawn(move || {
             actlog_server::run(store, config, move |b| tx.send(b.http).unwrap(), stopped).unwrap();
@@ -447,6 +449,38 @@ fn keys_and_tokens_are_managed_at_runtime() {
         409
     );
     assert_eq!(s.call("POST", "/v1/keys/none/revoke", Some(&admin), &[], None).status, 404);
+}
+
+/// A token created with a lifetime works until it expires, then is refused
+/// like a revoked one; its expiry is in the signed ledger record, so
+/// `verify` rebuilds it; a lifetime that is not a duration is refused by name.
+#[test]
+fn tokens_with_a_lifetime_stop_working_when_it_ends() {
+    let s = Server::start();
+    let admin = s.token("admin").to_string();
+    let r = s.post_json("/v1/tokens", &admin, &json!({"role": "auditor", "name": "brief", "expires_in": "2s"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let expires_at = r.json()["expires_at"].as_str().unwrap().to_string();
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let at = actlog_core::time::parse_rfc3339_utc(&expires_at).unwrap();
+    let left = at - actlog_store::now_ns();
+    assert!(left > 0 && left <= 2_000_000_000, "expires_at {expires_at} is not 2 s from now");
+    assert_eq!(s.get("/v1/log", &token).status, 200);
+    let listed = s.get("/v1/tokens", &admin).json();
+    let brief = listed["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "brief").unwrap().clone();
+    assert_eq!(brief["expires_at"], expires_at.as_str());
+    std::thread::sleep(Duration::from_nanos((at - actlog_store::now_ns()).max(0) as u64 + 50_000_000));
+    let r = s.get("/v1/log", &token);
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.code(), "unauthenticated");
+    assert!(r.text.contains("expired"), "{}", r.text);
+    for bad in ["forever", "0s", "500ms", "200years"] {
+        let r = s.post_json("/v1/tokens", &admin, &json!({"role": "query", "expires_in": bad}));
+        assert_eq!(r.status, 422, "{bad}: {}", r.text);
+        assert_eq!(r.json()["error"]["items"][0]["path"], "/expires_in", "{bad}");
+    }
+    let r = s.post_json("/v1/tokens", &admin, &json!({"role": "query", "expires_in": 5}));
+    assert_eq!(r.status, 422, "{}", r.text);
 }
 
 /// At least 30 bad requests, each with its status and code; afterwards the

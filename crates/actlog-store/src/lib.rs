@@ -36,7 +36,7 @@ use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
 pub use keys::{INDEX_VALUE_BYTES_MAX, IndexField};
-pub use registry::{KeyRecord, ROLES, Registry, TokenRecord};
+pub use registry::{KeyRecord, ROLES, Registry, TokenRecord, now_ns};
 
 use crate::keys::*;
 
@@ -265,6 +265,8 @@ pub enum AdminOp {
         pdp_id: Option<String>,
         /// SHA-256 of the secret.
         token_sha256: Hash,
+        /// When it stops working (unix nanoseconds); `None` for no lifetime.
+        expires_at_ns: Option<i64>,
     },
     /// Revoke a token.
     RevokeToken {
@@ -808,8 +810,10 @@ impl Store {
         Ok((seq < self.head().tree_size).then_some((seq, hash)))
     }
 
-    /// Seqs of committed events whose indexed field equals `value`, ascending.
-    pub fn index_lookup(&self, field: IndexField, value: &str) -> Result<Vec<u64>> {
+    /// Seqs of committed events whose indexed field equals `value`,
+    /// ascending: at most `max + 1` of them, so a caller learns that there
+    /// are more than `max` without the store collecting every match.
+    pub fn index_lookup(&self, field: IndexField, value: &str, max: usize) -> Result<Vec<u64>> {
         let prefix = index_prefix(field, value);
         let size = self.head().tree_size;
         let mut out = Vec::new();
@@ -823,6 +827,9 @@ impl Store {
             let (_, _, seq) = decode_index(&k).ok_or_else(|| Error::Corruption("index key is malformed".into()))?;
             if seq < size {
                 out.push(seq);
+                if out.len() > max {
+                    break;
+                }
             }
         }
         Ok(out)

@@ -61,6 +61,24 @@ pub struct TokenRecord {
     pub created_seq: u64,
     /// Seq of the `ledger.token_revoked` leaf.
     pub revoked_seq: Option<u64>,
+    /// When the token stops working (unix nanoseconds), if it has a lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ns: Option<i64>,
+}
+
+impl TokenRecord {
+    /// Whether the token authenticates at `now_ns`: not revoked, not expired.
+    pub fn active_at(&self, now_ns: i64) -> bool {
+        self.revoked_seq.is_none() && self.expires_at_ns.is_none_or(|e| now_ns < e)
+    }
+}
+
+/// The wall clock as unix nanoseconds.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// The in-memory registry.
@@ -101,17 +119,23 @@ impl Registry {
         self.active_by_pdp.get(pdp_id).is_some_and(|keys| keys.iter().any(|k| &k.fingerprint() == fp))
     }
 
-    /// Whether an unrevoked token has this SHA-256.
+    /// Whether a token with this SHA-256 is neither revoked nor expired.
     pub fn token_hash_active(&self, token_sha256: &Hash) -> bool {
         let h = hex::encode(token_sha256);
-        self.token_by_hash.get(&h).and_then(|n| self.tokens.get(n)).is_some_and(|t| t.revoked_seq.is_none())
+        let now = now_ns();
+        self.token_by_hash.get(&h).and_then(|n| self.tokens.get(n)).is_some_and(|t| t.active_at(now))
     }
 
-    /// The unrevoked token with this secret.
+    /// The token with this secret, if it is neither revoked nor expired.
     pub fn authenticate(&self, token: &str) -> Option<&TokenRecord> {
-        let h = hex::encode(sha256(token.as_bytes()));
-        let name = self.token_by_hash.get(&h)?;
-        self.tokens.get(name).filter(|t| t.revoked_seq.is_none())
+        self.authenticate_hash(&sha256(token.as_bytes()))
+    }
+
+    /// The token with this SHA-256, if it is neither revoked nor expired.
+    pub fn authenticate_hash(&self, token_sha256: &Hash) -> Option<&TokenRecord> {
+        let name = self.token_by_hash.get(&hex::encode(token_sha256))?;
+        let now = now_ns();
+        self.tokens.get(name).filter(|t| t.active_at(now))
     }
 }
 

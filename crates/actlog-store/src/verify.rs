@@ -227,6 +227,14 @@ impl Rebuilt {
                         token_sha256_hex: s("token_sha256")?,
                         created_seq: seq,
                         revoked_seq: None,
+                        expires_at_ns: match l.get("expires_at") {
+                            None => None,
+                            Some(e) => Some(
+                                e.as_str()
+                                    .and_then(actlog_core::time::parse_rfc3339_utc)
+                                    .ok_or("ledger.expires_at is not an RFC 3339 UTC time")?,
+                            ),
+                        },
                     },
                 );
             }
@@ -242,6 +250,37 @@ impl Rebuilt {
         }
         Ok(())
     }
+}
+
+/// The `meta` column family holds only its known keys, and each checkpoint
+/// signing time belongs to a stored checkpoint; from the first checkpoint
+/// that has a time (ledgers older than the times have none), every later
+/// checkpoint has one. The times themselves are not signed (see
+/// docs/threat-model.md); this finds a checkpoint deleted beside its time.
+fn check_meta(store: &Store) -> Result<(), VerifyFailure> {
+    let cf = store.cf(CF_META);
+    let mut timed = std::collections::BTreeSet::new();
+    for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+        let (k, v) = item.map_err(io)?;
+        if let Some(size) = k.strip_prefix(META_CHECKPOINT_TIME) {
+            let size = decode_seq(size)
+                .filter(|_| v.len() == 8)
+                .ok_or_else(|| VerifyFailure { seq: None, reason: "a checkpoint signing time is malformed".into() })?;
+            timed.insert(size);
+        } else if ![META_FORMAT_VERSION, META_ORIGIN, META_LEDGER_PUBLIC_KEY, META_HEAD].contains(&&k[..]) {
+            return fail(None, format!("unknown meta entry `{}`", String::from_utf8_lossy(&k)));
+        }
+    }
+    let sizes: Vec<u64> = store.checkpoints()?.into_iter().map(|(size, _)| size).collect();
+    if let Some(missing) = timed.iter().find(|t| sizes.binary_search(t).is_err()) {
+        return fail(None, format!("the checkpoint at tree size {missing} is missing (its signing time is stored)"));
+    }
+    if let Some(first) = timed.first()
+        && let Some(untimed) = sizes.iter().find(|s| *s > first && !timed.contains(s))
+    {
+        return fail(None, format!("the checkpoint at tree size {untimed} has no signing time"));
+    }
+    Ok(())
 }
 
 /// Reads stored nodes level by level, in index order, for the lockstep check.
@@ -458,6 +497,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
                     let mut h = blake3::Hasher::new();
                     h.update(leaf.event_id.as_bytes());
                     h.update(&seq.to_be_bytes());
+                    h.update(&leaf.payload_sha256);
                     xor_into(&mut id_digest, h.finalize().as_bytes());
                 }
 
@@ -561,6 +601,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
             }
         }
         check_registry(store, &rebuilt)?;
+        check_meta(store)?;
         Ok(VerifyReport {
             tree_size: total,
             root: frontier.root(),
@@ -719,17 +760,19 @@ fn check_chunk(
     Ok((index_digest, kept))
 }
 
-/// XOR of blake3(event id ‖ seq) over the stored event-id index.
+/// XOR of blake3(event id ‖ seq ‖ payload SHA-256) over the stored
+/// event-id index (the payload hash is what duplicate detection compares).
 fn stored_event_ids_digest(store: &Store) -> Result<Hash, VerifyFailure> {
     let cf = store.cf(CF_EVENT_IDS);
     let mut digest = [0u8; 32];
     for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
         let (k, v) = item.map_err(io)?;
-        let (seq, _) = decode_event_id_value(&v)
+        let (seq, payload_sha256) = decode_event_id_value(&v)
             .ok_or_else(|| VerifyFailure { seq: None, reason: "event id index entry is malformed".into() })?;
         let mut h = blake3::Hasher::new();
         h.update(&k);
         h.update(&seq.to_be_bytes());
+        h.update(&payload_sha256);
         xor_into(&mut digest, h.finalize().as_bytes());
     }
     Ok(digest)
@@ -748,6 +791,26 @@ fn stored_index_digest(store: &Store) -> Result<Hash, VerifyFailure> {
 }
 
 fn check_registry(store: &Store, rebuilt: &Rebuilt) -> Result<(), VerifyFailure> {
+    // Every stored record under its own name, and nothing else: the
+    // registry loads records by the name inside them, so an entry moved to
+    // another key or copied under a new one would otherwise go unseen.
+    let cf = store.cf(CF_REGISTRY);
+    for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+        let (k, v) = item.map_err(io)?;
+        let name = if let Some(name) = k.strip_prefix(REG_KEY_PREFIX) {
+            serde_json::from_slice::<KeyRecord>(&v).ok().map(|r| r.name).filter(|n| n.as_bytes() == name)
+        } else if let Some(name) = k.strip_prefix(REG_TOKEN_PREFIX) {
+            serde_json::from_slice::<TokenRecord>(&v).ok().map(|r| r.name).filter(|n| n.as_bytes() == name)
+        } else {
+            None
+        };
+        if name.is_none() {
+            return fail(
+                None,
+                format!("registry entry `{}` is not a record stored under its own name", String::from_utf8_lossy(&k)),
+            );
+        }
+    }
     let reg = store.registry();
     let mut stored_keys: Vec<_> = reg.keys.values().cloned().collect();
     let mut want_keys: Vec<_> = rebuilt.keys.values().cloned().collect();

@@ -544,8 +544,11 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
             put_key(st, g, rec);
             ("ledger.key_revoked", body)
         }
-        AdminOp::CreateToken { name, role, pdp_id, token_sha256 } => {
+        AdminOp::CreateToken { name, role, pdp_id, token_sha256, expires_at_ns } => {
             valid_name(name)?;
+            if pdp_id.as_ref().is_some_and(|p| p.is_empty() || p.len() > 256) {
+                return Err(refused("invalid_pdp_id", "pdp_id must be 1 to 256 bytes".into()));
+            }
             if !ROLES.contains(&role.as_str()) {
                 return Err(refused("invalid_role", format!("role must be one of {}", ROLES.join(", "))));
             }
@@ -559,9 +562,13 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
                 token_sha256_hex: hex::encode(token_sha256),
                 created_seq: seq,
                 revoked_seq: None,
+                expires_at_ns: *expires_at_ns,
             };
-            let body =
+            let mut body =
                 serde_json::json!({"name": name, "role": role, "pdp_id": pdp_id, "token_sha256": rec.token_sha256_hex});
+            if let Some(e) = expires_at_ns {
+                body["expires_at"] = actlog_core::time::format_rfc3339_utc(*e).into();
+            }
             put_token(st, g, rec);
             ("ledger.token_created", body)
         }
