@@ -31,7 +31,7 @@ pub enum Command {
         origin: Option<String>,
     },
     /// Run the HTTP server (initializes an empty data directory first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show origin, verifier key, tree size and latest checkpoint.
     Info {
         #[arg(long)]
@@ -274,7 +274,7 @@ pub fn run(cli: Cli) -> CliResult {
     let data = cli.data.as_path();
     match cli.command {
         Command::Init { origin } => init(data, origin),
-        Command::Serve(args) => serve(data, args),
+        Command::Serve(args) => serve(data, *args),
         Command::Info { json } => info(data, json),
         Command::Keygen { out, name } => keygen(&out, name),
         Command::Sign { key, key_name } => sign(&key, key_name),

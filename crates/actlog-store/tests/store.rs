@@ -757,7 +757,7 @@ fn only_changes_a_signing_time(m: &Mutation) -> bool {
 #[test]
 fn tamper_campaign_every_column_family() {
     let cases: usize = std::env::var("ACTLOG_TAMPER_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let seed: u64 = std::env::var("ACTLOG_TAMPER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_12);
+    let seed: u64 = std::env::var("ACTLOG_TAMPER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x005e_ed12);
     let fixture = campaign_fixture();
     let entries = all_entries(fixture);
     let mut rng = Rng(seed);
