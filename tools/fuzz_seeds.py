@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Writes the fuzzers' seed corpora (fuzz/corpus/TARGET/) from the schema
+examples: signed DSSE envelopes, event payloads valid and invalid, OPA
+decision-log chunks, gzip bodies, and C2SP checkpoints signed with the fuzz
+harness's seeds (fuzz/src/lib.rs). Deterministic; run it again after the
+examples change:  python3 tools/fuzz_seeds.py
+"""
+import base64, glob, gzip, hashlib, json, os
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "fuzz", "corpus")
+PRODUCER = Ed25519PrivateKey.from_private_bytes(bytes([0x33] * 32))
+LEDGER = Ed25519PrivateKey.from_private_bytes(bytes([0x44] * 32))
+TYPE = "application/vnd.actlog.event.v1+json"
+
+
+def write(target, name, data):
+    os.makedirs(os.path.join(OUT, target), exist_ok=True)
+    with open(os.path.join(OUT, target, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def pae(t, body):
+    return b"DSSEv1 %d %s %d %s" % (len(t), t.encode(), len(body), body)
+
+
+def envelope(event):
+    body = json.dumps(event, separators=(",", ":")).encode()
+    sig = PRODUCER.sign(pae(TYPE, body))
+    return json.dumps({"payloadType": TYPE, "payload": base64.b64encode(body).decode(),
+                       "signatures": [{"keyid": "pdp-1-key", "sig": base64.b64encode(sig).decode()}]})
+
+
+def signed_note(body, name="fuzz.example/log"):
+    pub = LEDGER.public_key().public_bytes_raw()
+    key_id = hashlib.sha256(name.encode() + b"\n" + b"\x01" + pub).digest()[:4]
+    sig = LEDGER.sign(body.encode())
+    return body + "\n\u2014 " + name + " " + base64.b64encode(key_id + sig).decode() + "\n"
+
+
+def main():
+    examples = sorted(glob.glob(os.path.join(ROOT, "schema/examples/valid/*.json")))
+    events = [json.load(open(p)) for p in examples]
+    for p, ev in zip(examples, events):
+        name = os.path.basename(p)
+        write("event", name, open(p, "rb").read())
+        ev = dict(ev, pdp=dict(ev.get("pdp", {}), id="pdp-1"))
+        write("envelope", name, envelope(ev))
+    for i, case in enumerate(json.load(open(os.path.join(ROOT, "schema/examples/invalid.json")))):
+        write("event", f"invalid-{i:02d}.json", json.dumps(case["event"]))
+    ndjson = "\n".join(envelope(dict(ev, pdp=dict(ev.get("pdp", {}), id="pdp-1"))) for ev in events[:4]) + "\n"
+    write("envelope", "batch.ndjson", ndjson)
+    write("gzip_body", "batch.ndjson.gz", gzip.compress(ndjson.encode(), mtime=0))
+    write("gzip_body", "array.json.gz", gzip.compress(("[" + ",".join(ndjson.split()) + "]").encode(), mtime=0))
+    write("gzip_body", "plain-array.json", "[" + ",".join(ndjson.split()) + "]")
+    opa = [
+        {"decision_id": "4ca636c1-55e4-417a-b1d8-4aceb67960d1", "labels": {"id": "opa-1", "version": "1.13.1"},
+         "bundles": {"authz": {"revision": "v42"}}, "path": "authz/allow", "timestamp": "2026-08-21T12:15:30.5+02:00",
+         "input": {"subject": {"type": "agent", "id": "agent-7"}, "action": {"name": "invoke"},
+                   "resource": {"type": "tool", "id": "search"},
+                   "context": {"act": {"sub": "agent-7", "act": {"sub": "planner"}}}},
+         "result": {"allow": True}, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "req_id": 7},
+        {"decision_id": "d2", "labels": {"id": "opa-1"}, "path": "authz", "timestamp": "2026-08-21T10:15:30Z",
+         "input": {"user": "bob", "method": "GET", "path": ["accounts", "42"]}, "result": False,
+         "erased": ["/input/password"], "masked": ["/input/ssn"]},
+        {"decision_id": "d3", "labels": {"id": "opa-2"}, "timestamp": "2026-08-21T10:15:30Z",
+         "error": {"code": "eval_error", "message": "boom"}},
+    ]
+    write("opa_chunk", "chunk.json", json.dumps(opa))
+    write("opa_chunk", "one.json", json.dumps(opa[:1]))
+    write("opa_chunk", "empty.json", "[]")
+    root = base64.b64encode(hashlib.sha256(b"root").digest()).decode()
+    write("note", "checkpoint.txt", signed_note(f"fuzz.example/log\n42\n{root}\n"))
+    write("note", "checkpoint-empty.txt", signed_note("fuzz.example/log\n0\n" + base64.b64encode(hashlib.sha256(b"").digest()).decode() + "\n"))
+    write("note", "other-signer.txt", signed_note(f"fuzz.example/log\n7\n{root}\n", name="other.example/log"))
+    pub = LEDGER.public_key().public_bytes_raw()
+    key_id = hashlib.sha256(b"fuzz.example/log\n\x01" + pub).digest()[:4]
+    write("note", "verifier-key.txt", "fuzz.example/log+" + key_id.hex() + "+" + base64.b64encode(b"\x01" + pub).decode())
+
+
+if __name__ == "__main__":
+    main()
