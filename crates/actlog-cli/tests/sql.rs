@@ -203,7 +203,7 @@ fn roles_are_checked_on_http_and_pg_and_the_sandbox_answers_clearly() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let bad = psql(&p, "query", "actlog_not_a_token", q);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("valid, unrevoked actlog API token"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("valid actlog API token, not revoked or expired"));
     let wrong_role = psql(&p, "ingest", &tokens["ingest"], q);
     assert!(!wrong_role.status.success());
     assert!(String::from_utf8_lossy(&wrong_role.stderr).contains("query (or admin) role"));

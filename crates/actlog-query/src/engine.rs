@@ -546,6 +546,15 @@ impl Engine {
             ObjectStoreUrl::local_filesystem().as_ref(),
             Arc::new(crate::local_files::InlineFiles::new()),
         );
+        if !snap.segments.is_empty() {
+            // Sealed segments exist, so their directory does.
+            let url = ObjectStoreUrl::parse(segments::SEGMENTS_URL).expect("a valid URL");
+            let files = crate::local_files::InlineFiles::rooted(&snap.dir).map_err(|e| QueryError {
+                code: "internal",
+                message: format!("opening the segments directory: {e}"),
+            })?;
+            runtime.register_object_store(url.as_ref(), Arc::new(files));
+        }
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
         let mut state =
             SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features();

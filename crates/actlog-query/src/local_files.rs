@@ -35,6 +35,12 @@ impl InlineFiles {
     pub fn new() -> InlineFiles {
         InlineFiles { inner: LocalFileSystem::new() }
     }
+
+    /// Over one directory (which must exist): paths are relative to it, and
+    /// nothing outside it can be named.
+    pub fn rooted(dir: &std::path::Path) -> Result<InlineFiles> {
+        Ok(InlineFiles { inner: LocalFileSystem::new_with_prefix(dir)? })
+    }
 }
 
 impl fmt::Display for InlineFiles {

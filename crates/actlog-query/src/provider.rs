@@ -233,14 +233,14 @@ impl Bounds {
     }
 }
 
-fn scan_files(snap: &Snapshot, kind: Kind, segs: &[&Segment]) -> DfResult<Vec<ListingTableUrl>> {
+fn scan_files(kind: Kind, segs: &[&Segment]) -> DfResult<Vec<ListingTableUrl>> {
     segs.iter()
         .map(|s| {
             let f = match kind {
                 Kind::Events => &s.events_file,
                 Kind::Hops => &s.hops_file,
             };
-            ListingTableUrl::parse(snap.dir.join(f).to_string_lossy())
+            ListingTableUrl::parse(format!("{}{f}", segments::SEGMENTS_URL))
         })
         .collect()
 }
@@ -360,7 +360,7 @@ impl TableProvider for LedgerTable {
             .collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !segs.is_empty() {
-            let urls = scan_files(&self.snap, self.kind, &segs)?;
+            let urls = scan_files(self.kind, &segs)?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)

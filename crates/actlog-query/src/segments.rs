@@ -36,6 +36,10 @@ use crate::rows::{self, Builder, EVENTS_SCHEMA, HOPS_SCHEMA};
 pub const SEGMENTS_DIR: &str = "segments";
 /// The manifest file name.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Where queries address segment files: an object store rooted at the
+/// segments directory, so plans and `EXPLAIN` name `actlog://segments/FILE`
+/// and never the data directory's path.
+pub const SEGMENTS_URL: &str = "actlog://segments/";
 /// Events per sealed segment, by default. The live tail holds at most about
 /// this many rows in memory before the next seal.
 pub const SEGMENT_EVENTS_DEFAULT: u64 = 65_536;

@@ -369,6 +369,10 @@ fn scans_read_only_the_segments_their_ranges_need() {
         actlog_query::output::to_text_rows(&out.batches).concat().into_iter().flatten().collect::<Vec<_>>().join("\n")
     };
     let files = |p: &str| segs.iter().filter(|s| p.contains(&s.events_file)).count();
+    // Plans name segments by their object-store URL, never by the data
+    // directory's path (a query token must not learn the host's layout).
+    let full = plan("SELECT count(DISTINCT actor_id) FROM events");
+    assert!(full.contains("events-") && !full.contains(tmp.path().to_str().unwrap()), "{full}");
     // (count(*) alone is answered from statistics; a distinct count scans.)
     assert_eq!(files(&plan("SELECT count(DISTINCT actor_id) FROM events")), 2, "a full scan reads both segments");
     assert_eq!(files(&plan("SELECT count(DISTINCT actor_id) FROM events WHERE seq < 500")), 1);
