@@ -653,6 +653,16 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
                     "/v1/tokens",
                     Some(json!({"role": role, "name": name, "pdp_id": pdp, "expires_in": expires_in})),
                 )?;
+                if expires_in.is_some() && r["expires_at"].as_str().is_none() {
+                    // A server without token lifetimes ignores `expires_in`:
+                    // never leave a token behind that lives for ever.
+                    let created = r["name"].as_str().unwrap_or_default();
+                    let revoked = remote_call(&remote, "POST", &format!("/v1/tokens/{created}/revoke"), None);
+                    return Err(refused(format!(
+                        "the server does not support token lifetimes, so --expires-in was not applied; token `{created}` {}",
+                        if revoked.is_ok() { "was revoked again" } else { "could not be revoked: revoke it by hand" }
+                    )));
+                }
                 eprintln!(
                     "actlog: token `{}` created; it follows on stdout and is shown only this once",
                     r["name"].as_str().unwrap_or("")

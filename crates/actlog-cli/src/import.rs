@@ -86,8 +86,12 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 .tokens
                 .get(name)
                 .cloned()
-                .filter(|t| t.revoked_seq.is_none() && (t.role == "ingest" || t.role == "admin"))
-                .ok_or_else(|| usage(format!("no active ingest token named `{name}`; see `actlog tokens list`")))?;
+                .filter(|t| t.active_at(actlog_store::now_ns()) && (t.role == "ingest" || t.role == "admin"))
+                .ok_or_else(|| {
+                    usage(format!(
+                        "no active ingest token named `{name}` (revoked and expired tokens are not); see `actlog tokens list`"
+                    ))
+                })?;
             let hash: [u8; 32] = hex::decode(&rec.token_sha256_hex)
                 .ok()
                 .and_then(|h| h.try_into().ok())

@@ -841,21 +841,18 @@ struct Subject {
 }
 
 fn read_limited(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, BundleFailure> {
-    let path = dir.join(name);
-    let meta = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let f = match open_regular(dir, name) {
+        Err(e) if e.reason.starts_with("listed in the signed manifest but missing") => {
             return bad(Some(name), None, "missing: this is not an actlog export bundle");
         }
-        Err(e) => return bad(Some(name), None, format!("cannot read: {e}")),
+        other => other?,
     };
-    if !meta.is_file() {
-        return bad(Some(name), None, "not a regular file");
-    }
-    if meta.len() > max {
+    let mut out = Vec::new();
+    f.take(max + 1).read_to_end(&mut out).or_else(|e| bad(Some(name), None, format!("cannot read: {e}")))?;
+    if out.len() as u64 > max {
         return bad(Some(name), None, format!("larger than bundle_manifest_bytes_max ({max} bytes)"));
     }
-    fs::read(&path).or_else(|e| bad(Some(name), None, format!("cannot read: {e}")))
+    Ok(out)
 }
 
 /// A relative bundle path: `/`-separated normal components, nothing that
@@ -897,23 +894,39 @@ fn list_files(dir: &Path) -> Result<Vec<String>, BundleFailure> {
     Ok(out)
 }
 
-/// The bundle's files, each opened once when it is hashed. Every later
-/// read goes through the same open file, so what was hashed is what is
-/// parsed: swapping a file (or a symbolic link) into the directory between
-/// the hash check and the parse changes nothing.
-struct Opened(HashMap<String, File>);
+/// What identifies an open file: device, inode, size, and modification and
+/// change times.
+type FileId = (u64, u64, u64, i64, i64, i64, i64);
 
-impl Opened {
+fn file_id(f: &File, rel: &str) -> Result<FileId, BundleFailure> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().or_else(|e| bad(Some(rel), None, format!("cannot stat: {e}")))?;
+    Ok((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+}
+
+/// The identity of each bundle file when it was hashed. Every later read
+/// opens the file again and must find the same file, unchanged, so what
+/// was hashed is what is parsed: a file (or a symbolic link) swapped into
+/// the directory between the hash check and the parse is refused. Files are
+/// not held open, so a bundle of years of daily files does not run out of
+/// file descriptors.
+struct Opened<'a> {
+    dir: &'a Path,
+    ids: HashMap<String, FileId>,
+}
+
+impl Opened<'_> {
     /// The file `rel`, from its start.
     fn read(&self, rel: &str) -> Result<File, BundleFailure> {
-        use std::io::Seek;
-        let f = self.0.get(rel).ok_or_else(|| BundleFailure {
+        let want = self.ids.get(rel).ok_or_else(|| BundleFailure {
             file: Some(rel.into()),
             seq: None,
             reason: "not a file of the signed manifest".into(),
         })?;
-        let mut f = f.try_clone().or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
-        f.rewind().or_else(|e| bad(Some(rel), None, format!("cannot read: {e}")))?;
+        let f = open_regular(self.dir, rel)?;
+        if file_id(&f, rel)? != *want {
+            return bad(Some(rel), None, "changed or replaced while the bundle was being verified");
+        }
         Ok(f)
     }
 }
@@ -1091,7 +1104,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
             return bad(Some(&f), None, "not in the signed manifest (added after signing?)");
         }
     }
-    let mut opened = Opened(HashMap::new());
+    let mut opened = Opened { dir, ids: HashMap::new() };
     for (name, entry) in &listed {
         if name == MANIFEST_FILE {
             continue;
@@ -1103,8 +1116,12 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         if (entry.is_some() && meta.len() != want) || meta.len() > want {
             return bad(Some(name), None, format!("{} bytes, the manifest allows {want}", meta.len()));
         }
+        let id = file_id(&file, name)?;
         let (sha, size) = hash_file(&mut file, name)?;
-        opened.0.insert(name.clone(), file);
+        if file_id(&file, name)? != id {
+            return bad(Some(name), None, "changed while it was being hashed");
+        }
+        opened.ids.insert(name.clone(), id);
         if Some(&sha) != subjects.get(name) {
             return bad(Some(name), None, "SHA-256 does not match the signed manifest (the file was changed)");
         }

@@ -259,6 +259,8 @@ pub async fn serve(
                                     _ = conn.evict.notified() => None,
                                 };
                                 if let Some(stream) = handshake {
+                                    // The handshake moved bytes the tracker did not see.
+                                    conn.touch();
                                     serve_connection(stream, peer, app, conn, limits, stop).await;
                                 }
                             }

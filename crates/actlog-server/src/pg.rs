@@ -244,6 +244,21 @@ pub async fn serve(
     Ok(())
 }
 
+/// How long a closing FATAL error may take to send: a client that stopped
+/// reading must not keep its connection (and slot) by it.
+const FATAL_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends a FATAL error as PostgreSQL does, with no ReadyForQuery after it,
+/// and gives up after [`FATAL_SEND_TIMEOUT`]. The caller then closes.
+async fn send_fatal<S>(
+    socket: &mut Framed<S, pgwire::tokio::server::PgWireMessageServerCodec<PreparedStatement>>,
+    e: PgWireError,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let _ = tokio::time::timeout(FATAL_SEND_TIMEOUT, pgwire::tokio::server::process_error(socket, e, true)).await;
+}
+
 /// The error that ends a session whose token was revoked or expired.
 fn token_ended() -> PgWireError {
     fatal("28000", "the token this session logged in with was revoked or has expired; connect again with a valid token")
@@ -408,7 +423,10 @@ async fn serve_socket(
         s = pgwire::tokio::server::negotiate_tls::<PreparedStatement>(socket, tls) => s?,
     };
     let Some(framed) = negotiated else { return Ok(()) };
-    let plain = matches!(framed.get_ref(), pgwire::tokio::server::MaybeTls::Plain(_));
+    let tls = matches!(framed.get_ref(), pgwire::tokio::server::MaybeTls::Tls(_));
+    // Bytes that arrived in clear before the TLS handshake must not pass as
+    // sent over TLS (the class of PostgreSQL's CVE-2021-23214).
+    let injected = tls && !framed.read_buffer().is_empty();
     let parts = framed.into_parts();
     let mut guard = FrameGuard::new(parts.io, Arc::clone(&session), limits.message_bytes_max);
     // Bytes the negotiation read ahead go to the codec without passing the
@@ -418,14 +436,12 @@ async fn serve_socket(
     new_parts.read_buf = parts.read_buf;
     new_parts.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(new_parts);
-    if tls_required && plain {
-        // As PostgreSQL's `hostssl` lines do: no password crosses in clear.
-        let e = fatal("28000", "this server requires TLS on the PostgreSQL endpoint; connect with sslmode=require");
-        let _ = pgwire::tokio::server::process_error(&mut socket, e, true).await;
+    if injected {
+        send_fatal(&mut socket, fatal("08P01", "unencrypted data after the SSL request")).await;
         return Ok(());
     }
     if let Err(e) = early {
-        let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), true).await;
+        send_fatal(&mut socket, fatal("54000", e.to_string())).await;
         linger(socket.get_mut()).await;
         return Ok(());
     }
@@ -434,7 +450,7 @@ async fn serve_socket(
     loop {
         let logged_in = session.logged_in.load(Ordering::SeqCst);
         if logged_in && !session.token_valid() {
-            let _ = pgwire::tokio::server::process_error(&mut socket, token_ended(), true).await;
+            send_fatal(&mut socket, token_ended()).await;
             return Ok(());
         }
         let wait = if logged_in {
@@ -457,7 +473,7 @@ async fn serve_socket(
                     "terminating connection due to idle timeout (pg_idle_timeout_ms = {})",
                     limits.idle_timeout.as_millis()
                 ));
-                let _ = pgwire::tokio::server::process_error(&mut socket, e, true).await;
+                send_fatal(&mut socket, e).await;
                 return Ok(());
             }
         };
@@ -465,12 +481,12 @@ async fn serve_socket(
             Some(Ok(m)) => m,
             Some(Err(PgWireError::IoError(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
                 // The frame guard refused a message: say why, then close.
-                let _ = pgwire::tokio::server::process_error(&mut socket, fatal("54000", e.to_string()), true).await;
+                send_fatal(&mut socket, fatal("54000", e.to_string())).await;
                 linger(socket.get_mut()).await;
                 return Ok(());
             }
             Some(Err(e)) => {
-                let _ = pgwire::tokio::server::process_error(&mut socket, e, true).await;
+                send_fatal(&mut socket, e).await;
                 return Ok(());
             }
             None => return Ok(()),
@@ -480,10 +496,18 @@ async fn serve_socket(
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
         }
+        // As PostgreSQL's `hostssl` lines do: with TLS on, nothing but a
+        // cancel request (which libpq sends in clear) is served without it,
+        // so no password crosses in clear.
+        if tls_required && !tls && !matches!(msg, PgWireFrontendMessage::CancelRequest(_)) {
+            let e = fatal("28000", "this server requires TLS on the PostgreSQL endpoint; connect with sslmode=require");
+            send_fatal(&mut socket, e).await;
+            return Ok(());
+        }
         // The token may have been revoked since the last check: nothing runs
         // on it once it has.
         if session.logged_in.load(Ordering::SeqCst) && !session.token_valid() {
-            let _ = pgwire::tokio::server::process_error(&mut socket, token_ended(), true).await;
+            send_fatal(&mut socket, token_ended()).await;
             return Ok(());
         }
         let is_extended_query = match socket.state() {
