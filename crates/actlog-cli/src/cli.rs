@@ -192,6 +192,8 @@ pub struct Remote {
     /// Admin token for --url.
     #[arg(long, env = "ACTLOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::util::TlsClient,
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,7 +310,7 @@ fn remote_call(
 ) -> CliResult<serde_json::Value> {
     let url = remote.url.as_deref().expect("remote mode");
     let token = remote.token.as_deref().ok_or_else(|| usage("--url needs --token ADMIN_TOKEN (or ACTLOG_TOKEN)"))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent = crate::util::http_agent(&remote.tls)?;
     let full = format!("{}{path}", url.trim_end_matches('/'));
     let auth = format!("Bearer {token}");
     let resp = match (method, body) {

@@ -27,6 +27,8 @@ pub struct LoadgenArgs {
     /// An admin token (to register keys and an ingest token).
     #[arg(long, env = "ACTLOG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
+    #[command(flatten)]
+    pub tls: TlsClient,
     /// Target events per second (0 = as fast as acknowledged).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
@@ -93,15 +95,6 @@ pub fn fleet_event(run: &str, pdp: &str, i: u64) -> serde_json::Value {
     e
 }
 
-/// An HTTP agent that returns error statuses as responses.
-pub fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
 /// POSTs JSON with a bearer token; returns (status, body).
 pub fn post_json(agent: &ureq::Agent, url: &str, token: &str, body: &serde_json::Value) -> CliResult<(u16, String)> {
     let mut resp = agent
@@ -119,7 +112,7 @@ pub fn run(args: LoadgenArgs) -> CliResult {
         return Err(usage("--batch, --concurrency and --pdps must be at least 1"));
     }
     let base = args.url.trim_end_matches('/').to_string();
-    let http = http_agent();
+    let http = http_agent(&args.tls)?;
     let run_id = hex::encode(&random_32()[..4]);
     // Onboard the fleet through the admin endpoints.
     let mut seeds = Vec::new();

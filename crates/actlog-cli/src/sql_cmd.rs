@@ -141,7 +141,7 @@ fn print(out: &QueryOutput, format: Format) -> CliResult {
     Ok(())
 }
 
-fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format) -> CliResult {
+fn remote_sql(remote: &Remote, url: &str, token: &str, sql: &str, use_index: bool, format: Format) -> CliResult {
     // A table is rendered here from the Arrow stream, by the same code as
     // local results.
     let accept = match format {
@@ -149,7 +149,7 @@ fn remote_sql(url: &str, token: &str, sql: &str, use_index: bool, format: Format
         Format::Csv => "text/csv",
         Format::Json => "application/json",
     };
-    let agent = crate::loadgen::http_agent();
+    let agent = http_agent(&remote.tls)?;
     let resp = agent
         .post(&format!("{}/v1/sql", url.trim_end_matches('/')))
         .header("Authorization", &format!("Bearer {token}"))
@@ -195,7 +195,7 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
     if let Some(url) = &args.remote.url {
         let token = args.remote.token.as_deref().ok_or_else(|| usage("--url needs --token (a query token)"))?;
         let q = args.query.as_deref().ok_or_else(|| usage("--url needs a QUERY (the REPL works on a data dir)"))?;
-        return remote_sql(url, token, q, !args.no_index, args.format);
+        return remote_sql(&args.remote, url, token, q, !args.no_index, args.format);
     }
     let (store, writable) = open(data)?;
     let mut opts = args.limits.engine_options();
@@ -274,7 +274,7 @@ fn repl(rt: &tokio::runtime::Runtime, engine: &Engine, qopts: &mut QueryOptions,
 pub fn chain(data: &Path, args: ChainArgs) -> CliResult {
     let value = if let Some(url) = &args.remote.url {
         let token = args.remote.token.as_deref().ok_or_else(|| usage("--url needs --token (a query token)"))?;
-        let agent = crate::loadgen::http_agent();
+        let agent = http_agent(&args.remote.tls)?;
         let mut resp = agent
             .get(&format!("{}/v1/chains/{}", url.trim_end_matches('/'), percent_encode(&args.event_id)))
             .header("Authorization", &format!("Bearer {token}"))

@@ -54,3 +54,58 @@ pub fn stderr_is_tty() -> bool {
 pub fn print_secret(secret: &str) {
     println!("{secret}");
 }
+
+/// How the CLI reaches a server over HTTPS: the roots it trusts and the
+/// client certificate it shows (for `serve --tls-client-ca`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsClient {
+    /// PEM CA certificate(s) to trust for an https:// --url, instead of the
+    /// public web roots (for a server with its own CA).
+    #[arg(long, env = "ACTLOG_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate chain, for a server that requires one.
+    #[arg(long, env = "ACTLOG_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "ACTLOG_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+/// An HTTP(S) agent that returns error statuses as responses, with the
+/// trust and client certificate of `tls`.
+pub fn http_agent(tls: &TlsClient) -> CliResult<ureq::Agent> {
+    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+    };
+    let certs = |flag: &str, path: &std::path::Path| -> CliResult<Vec<Certificate<'static>>> {
+        let pem = read(flag, path)?;
+        let mut out = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item.map_err(|e| usage(format!("{flag} {}: {e}", path.display())))? {
+                PemItem::Certificate(c) => out.push(c),
+                _ => continue,
+            }
+        }
+        if out.is_empty() {
+            return Err(usage(format!("{flag} {}: no PEM certificate in it", path.display())));
+        }
+        Ok(out)
+    };
+    let mut config = TlsConfig::builder();
+    if let Some(ca) = &tls.ca_cert {
+        config = config.root_certs(RootCerts::new_with_certs(&certs("--ca-cert", ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        let chain = certs("--client-cert", cert)?;
+        let key = PrivateKey::from_pem(&read("--client-key", key)?)
+            .map_err(|e| usage(format!("--client-key {}: {e}", key.display())))?;
+        config = config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .tls_config(config.build())
+        .build()
+        .into())
+}

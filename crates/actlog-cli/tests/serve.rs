@@ -830,4 +830,35 @@ fn tls_serves_https_and_postgres_and_can_require_client_certificates() {
     assert!(!ok, "psql without a client certificate was served: {out}");
     let (ok, out) = psql_tls(certs, &pg, &query, "verify-full", true);
     assert!(ok, "psql with a client certificate: {out}");
+
+    // The CLI's remote mode over HTTPS: it trusts --ca-cert and shows
+    // --client-cert; without them the handshake fails, by name.
+    let remote = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+            .args(["tokens", "list", "--url", &p.url, "--token", &admin])
+            .args(extra)
+            .current_dir(certs)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = remote(&["--ca-cert", "ca.pem", "--client-cert", "client.pem", "--client-key", "client.key"]);
+    assert!(ok && out.contains("admin"), "{out}");
+    let (ok, out) = remote(&["--client-cert", "client.pem", "--client-key", "client.key"]);
+    assert!(!ok && out.contains("cannot reach"), "a server signed by an unknown CA was trusted: {out}");
+    let (ok, out) = remote(&["--ca-cert", "ca.pem"]);
+    assert!(!ok, "served without a client certificate: {out}");
+    let (ok, out) = remote(&["--ca-cert", "client.key", "--client-cert", "client.pem", "--client-key", "client.key"]);
+    assert!(!ok && out.contains("--ca-cert"), "{out}");
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["sql", "--url", &p.url, "--token", &query, "--format", "csv", "SELECT count(*) AS n FROM events"])
+        .args(["--ca-cert", "ca.pem", "--client-cert", "client.pem", "--client-key", "client.key"])
+        .current_dir(certs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("n\n"), "{}", String::from_utf8_lossy(&out.stdout));
 }
