@@ -675,6 +675,11 @@ def routes():
         Route("POST", "/v1/tokens/{name}/revoke", [], lambda m, tag: Req("/v1/tokens/am-victim-token/revoke"),
               ok_revoked_token, unchanged_victim_token),
         Route("GET", "/metrics", ["auditor"], get(lambda m: "/metrics")),
+        # The tlog-tiles read API (contract section 11); public only with --public-tlog.
+        Route("GET", "/tlog/checkpoint", ["auditor"], get(lambda m: "/tlog/checkpoint")),
+        Route("GET", "/tlog/tile/{L}/{N}", ["auditor"], get(lambda m: "/tlog/tile/0/000.p/1")),
+        Route("GET", "/tlog/tile/8/{L}/{N}", ["auditor"], get(lambda m: "/tlog/tile/8/0/000.p/1")),
+        Route("GET", "/tlog/tile/entries/{N}", ["auditor"], get(lambda m: "/tlog/tile/entries/000.p/1")),
     ]
 
 

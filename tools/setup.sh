@@ -3,6 +3,8 @@
 # - libclang-dev: RocksDB's bindgen needs libclang.
 # - postgresql-client: the tests run the real psql against `--pg-listen`.
 # - openssl, curl: the TLS test makes its own certificates and calls HTTPS.
+# - golang-go, golang-golang-x-mod-dev: Go's sumdb/tlog and note packages
+#   read the ledger's tiles in the transparency tests (built offline).
 # - jsonschema, blake3, cryptography (PyPI): the independent format checks in tests/.
 # - psycopg (PyPI): an extended-protocol PostgreSQL client for the --pg-listen test.
 # - duckdb (PyPI): reads bundle Parquet files in tests/bundle_check.py.
@@ -17,6 +19,8 @@ command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v psql >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/psql ] || need_apt+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+dpkg -s golang-golang-x-mod-dev >/dev/null 2>&1 || need_apt+=(golang-golang-x-mod-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

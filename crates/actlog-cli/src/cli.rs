@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// Serve GET /v1/checkpoint without a token.
     #[arg(long, env = "ACTLOG_PUBLIC_CHECKPOINT")]
     pub public_checkpoint: bool,
+    /// Serve every /tlog/ route (checkpoint, tiles, entry bundles) without a
+    /// token, for witnesses, monitors, mirrors and caches.
+    #[arg(long, env = "ACTLOG_PUBLIC_TLOG")]
+    pub public_tlog: bool,
+    /// Act as a C2SP witness for the logs listed (`log VKEY` lines) in this
+    /// tlog-policy file, at POST /tlog-witness/add-checkpoint.
+    #[arg(long, env = "ACTLOG_WITNESS_FOR")]
+    pub witness_for: Option<PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, env = "ACTLOG_BODY_BYTES_MAX", default_value_t = 16 << 20)]
     pub body_bytes_max: usize,
@@ -361,6 +369,11 @@ fn remote_token(t: &serde_json::Value) -> Option<actlog_store::TokenRecord> {
 /// Creates a new ledger and its first admin token; returns the store and the token.
 fn create_ledger(data: &Path, origin: Option<String>, opts: Options) -> CliResult<(Store, String)> {
     let store = Store::init(data, random_32(), origin, opts)?;
+    // The key this ledger cosigns other logs' checkpoints with (`serve --witness-for`).
+    actlog_store::write_secret_file(
+        &data.join(actlog_store::WITNESS_KEY_FILE),
+        &format!("{}\n", hex::encode(random_32())),
+    )?;
     let token = new_token();
     store.admin(AdminOp::CreateToken {
         name: "admin".into(),
@@ -404,6 +417,11 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Also before the store: a bad policy must not leave a new ledger behind.
+    let witness_for = match &args.witness_for {
+        Some(p) => Some(read_policy("--witness-for", p)?),
+        None => None,
+    };
     if args.memtable_bytes_max < actlog_store::DB_WRITE_BUFFER_BYTES_MIN {
         return Err(usage(format!(
             "--memtable-bytes-max must be at least {}",
@@ -480,10 +498,16 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     }
     let mut query = args.query.engine_options();
     query.queries_max = args.sql_requests_max.max(1);
+    let witness = match witness_for {
+        Some(policy) => Some(std::sync::Arc::new(open_witness(data, store.origin(), policy)?)),
+        None => None,
+    };
     let config = actlog_server::ServerConfig {
         listen,
         limits,
         public_checkpoint: args.public_checkpoint,
+        public_tlog: args.public_tlog,
+        witness,
         opa_mapping,
         pg_listen,
         query,
@@ -507,19 +531,70 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     .map_err(|e| refused(format!("server: {e}")))
 }
 
+/// Reads a C2SP tlog-policy file named by `flag`.
+fn read_policy(flag: &str, path: &Path) -> CliResult<actlog_core::witness::Policy> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
+    actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// The cosigner name of this ledger's witness.
+fn witness_name(origin: &str) -> String {
+    format!("{origin}/witness")
+}
+
+/// Opens this data directory's witness, making its key when an older data
+/// directory has none.
+fn open_witness(
+    data: &Path,
+    origin: &str,
+    policy: actlog_core::witness::Policy,
+) -> CliResult<actlog_server::witness::Witness> {
+    let seed = match actlog_store::read_witness_seed(data)? {
+        Some(seed) => seed,
+        None => {
+            let seed = random_32();
+            actlog_store::write_secret_file(
+                &data.join(actlog_store::WITNESS_KEY_FILE),
+                &format!("{}\n", hex::encode(seed)),
+            )?;
+            eprintln!("actlog: made the witness key {}", data.join(actlog_store::WITNESS_KEY_FILE).display());
+            seed
+        }
+    };
+    let w = actlog_server::witness::Witness::open(data, &witness_name(origin), seed, policy).map_err(refused)?;
+    eprintln!("actlog: witnessing as {}", w.vkey());
+    Ok(w)
+}
+
+/// This data directory's witness vkey, when it has a witness key.
+fn witness_vkey(data: &Path, origin: &str) -> CliResult<Option<String>> {
+    Ok(match actlog_store::read_witness_seed(data)? {
+        Some(seed) => Some(
+            actlog_core::witness::CosignerKey::from_seed(&witness_name(origin), &seed)
+                .map_err(|e| refused(e.to_string()))?
+                .to_text(),
+        ),
+        None => None,
+    })
+}
+
 fn info(data: &Path, as_json: bool) -> CliResult {
     let store = open_read(data)?;
     let head = store.head();
     let cp = store.latest_checkpoint().map(|(_, n)| n);
     let vk = store.verifier_key().to_text();
+    let wk = witness_vkey(data, store.origin())?;
     if as_json {
         println!(
             "{}",
-            json!({"origin": store.origin(), "verifier_key": vk, "tree_size": head.tree_size, "checkpoint": cp})
+            json!({"origin": store.origin(), "verifier_key": vk, "witness_key": wk, "tree_size": head.tree_size, "checkpoint": cp})
         );
     } else {
         println!("origin:       {}", store.origin());
         println!("verifier key: {vk}");
+        if let Some(wk) = &wk {
+            println!("witness key:  {wk}");
+        }
         println!("tree size:    {}", head.tree_size);
         println!("root hash:    {}", actlog_core::b64::encode(head.root));
         match cp {

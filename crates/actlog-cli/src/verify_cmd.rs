@@ -28,8 +28,18 @@ pub struct VerifyArgs {
     /// and segment files against their manifest (rows are not rebuilt).
     #[arg(long)]
     pub no_signatures: bool,
+    /// A C2SP tlog-policy file: also check every stored witness cosignature
+    /// and that a checkpoint meets the policy's quorum.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Reads a C2SP tlog-policy file (`--policy`).
+pub fn read_policy(path: &Path) -> CliResult<actlog_core::witness::Policy> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--policy {}: {e}", path.display())))?;
+    actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("--policy {}: {e}", path.display())))
 }
 
 pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
@@ -45,6 +55,10 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
             actlog_core::note::VerifierKey::parse(k)
                 .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
         ),
+        None => None,
+    };
+    let policy = match &args.policy {
+        Some(p) => Some(read_policy(p)?),
         None => None,
     };
     let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
@@ -70,6 +84,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
             trusted_checkpoint: trusted,
             progress: Some(&progress),
             expected_key,
+            policy,
         },
     );
     if let Some(b) = &bar {
@@ -133,6 +148,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
                     serde_json::json!({
                         "ok": true, "tree_size": r.tree_size, "root_hash": actlog_core::b64::encode(r.root),
                         "checkpoints": r.checkpoints, "signatures": r.signatures, "segments": segments_checked, "seconds": secs,
+                        "cosignatures": r.cosignatures, "witnessed_tree_size": r.witnessed_tree_size,
                     })
                 );
             } else {
@@ -145,6 +161,13 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
                     r.tree_size as f64 / secs.max(1e-9),
                     actlog_core::b64::encode(r.root)
                 );
+                if args.policy.is_some() {
+                    println!(
+                        "ok: {} witness cosignatures verified; the latest checkpoint meeting the quorum has {} leaves",
+                        r.cosignatures,
+                        r.witnessed_tree_size.map(|s| s.to_string()).unwrap_or_else(|| "no".into())
+                    );
+                }
             }
             Ok(())
         }

@@ -35,10 +35,15 @@ fn serve(data: &Path) -> Proc {
 
 /// [`serve`] with extra flags.
 fn serve_with(data: &Path, extra: &[&str]) -> Proc {
+    serve_on(data, "127.0.0.1:0", extra)
+}
+
+/// [`serve_with`] on a given address.
+fn serve_on(data: &Path, listen: &str, extra: &[&str]) -> Proc {
     // A first start prints the admin token on stdout; wait for it too.
     let fresh = !data.join("db").exists();
     let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "200"])
+        .args(["serve", "--listen", listen, "--checkpoint-interval-ms", "200"])
         .args(extra)
         .env("ACTLOG_DATA", data)
         .stdout(Stdio::piped())
@@ -861,4 +866,242 @@ fn tls_serves_https_and_postgres_and_can_require_client_certificates() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("n\n"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Polls `/v1/log` until the latest checkpoint covers the whole ledger;
+/// returns that checkpoint's note.
+fn settled_checkpoint(p: &Proc, admin: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = call(&format!("{}/v1/log", p.url), admin, None).unwrap();
+        assert_eq!(s, 200);
+        let size = v["tree_size"].as_u64().unwrap();
+        if let Some(note) = v["checkpoint"].as_str()
+            && note.lines().nth(1) == Some(&size.to_string())
+        {
+            return note.to_string();
+        }
+        assert!(Instant::now() < deadline, "no checkpoint of size {size} was signed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn loadgen(p: &Proc, admin: &str, events: u32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["loadgen", "--url", &p.url, "--admin-token", admin, "--batch", "100", "--concurrency", "2"])
+        .args(["--pdps", "2", "--duration", "120", "--events", &events.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+}
+
+/// Builds the Go tile client (tests/tlog/goclient) with Debian's
+/// golang-golang-x-mod-dev, offline.
+fn go_tlog_client(dir: &Path) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/goclient/main.go");
+    let bin = dir.join("tlogclient");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOFLAGS", "")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go is installed (tools/setup.sh installs golang-go and golang-golang-x-mod-dev)");
+    assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+    bin
+}
+
+/// The tlog-tiles read API, read by tools nobody here wrote: Go's
+/// `sumdb/tlog` proves random records and consistency from the tiles, and
+/// an independent Python reader rebuilds the root from the entry bundles
+/// and checks every tile. Without `--public-tlog` the routes need a token.
+#[test]
+fn tlog_tiles_are_read_by_go_sumdb_tlog_and_an_independent_python_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let go = go_tlog_client(dir.path());
+    let mut p = serve_with(&data, &["--public-tlog"]);
+    let admin = p.token.clone().unwrap();
+    let (_, log) = call(&format!("{}/v1/log", p.url), &admin, None).unwrap();
+    let vkey = log["verifier_key"].as_str().unwrap().to_string();
+    // Two checkpoints: one inside the second level-0 tile, one past four
+    // full tiles, so level 1 has a partial tile at each.
+    loadgen(&p, &admin, 300);
+    let old = settled_checkpoint(&p, &admin);
+    let old_file = dir.path().join("old.checkpoint");
+    std::fs::write(&old_file, &old).unwrap();
+    loadgen(&p, &admin, 1000);
+    let new = settled_checkpoint(&p, &admin);
+    let size: u64 = new.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size > 1024 && !size.is_multiple_of(256), "size {size}");
+    let tlog = format!("{}/tlog", p.url);
+
+    // Public: no token needed, and the checkpoint is the latest one.
+    let resp = agent().get(&format!("{tlog}/checkpoint")).call().unwrap();
+    assert_eq!(resp.status(), 200);
+    let out =
+        Command::new(&go).args(["-url", &tlog, "-vkey", &vkey, "-n", "60", "-old"]).arg(&old_file).output().unwrap();
+    assert!(out.status.success(), "Go client: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tree_size"].as_u64(), Some(size), "{v}");
+    assert_eq!(v["records_proved"], 60);
+
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/tiles_check.py");
+    let out = Command::new("python3")
+        .arg(&py)
+        .args(["--url", &tlog, "--vkey", &vkey, "--old-checkpoint"])
+        .arg(&old_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "Python reader: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tree_size"].as_u64(), Some(size), "{v}");
+    // Every hash tile of the size: 5 full and 1 partial at level 0, 1
+    // partial at level 1 (for size < 65,536).
+    let expected = size / 256 + u64::from(!size.is_multiple_of(256)) + 1;
+    assert_eq!(v["hash_tiles"].as_u64(), Some(expected), "{v}");
+
+    // Without --public-tlog, every /tlog/ route needs an auditor token.
+    assert!(sigterm(&mut p).success());
+    let p = serve(&data);
+    let tlog = format!("{}/tlog", p.url);
+    for path in ["checkpoint", "tile/0/000", "tile/8/0/000", "tile/entries/000"] {
+        let resp = agent().get(&format!("{tlog}/{path}")).call().unwrap();
+        assert_eq!(resp.status(), 401, "{path} without a token");
+    }
+    let (s, v) =
+        call(&format!("{}/v1/tokens", p.url), &admin, Some(json!({"name": "aud", "role": "auditor"}))).unwrap();
+    assert_eq!(s, 201, "{v}");
+    let auditor = v["token"].as_str().unwrap().to_string();
+    let out = Command::new(&go)
+        .args(["-url", &tlog, "-vkey", &vkey, "-n", "10", "-token", &auditor, "-old"])
+        .arg(&old_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "Go client with a token: {}", String::from_utf8_lossy(&out.stderr));
+    // A tile past the published checkpoint is not served.
+    let past = format!("{tlog}/tile/0/{:03}", size / 256 + 1);
+    let resp = agent().get(&past).header("authorization", &format!("Bearer {auditor}")).call().unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+fn pylog(args: &[&str]) -> std::process::Output {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/pylog.py");
+    Command::new("python3").arg(py).args(args).output().unwrap()
+}
+
+/// A free port on 127.0.0.1, so a restarted server keeps its address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// actlog as a C2SP witness, driven by an independent log written in
+/// Python from the spec: it cosigns consistent checkpoints (the Python side
+/// verifies each cosignature), answers 409/422/404/403/400 as tlog-witness
+/// says, and, SIGKILLed at random points while two forks race, never
+/// cosigns both.
+#[test]
+fn actlog_witnesses_a_python_log_and_never_cosigns_a_fork_across_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = actlog(&data, &["init"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: Value = serde_json::from_slice(&actlog(&data, &["info", "--json"]).stdout).unwrap();
+    let witness_vkey = info["witness_key"].as_str().expect("init makes a witness key").to_string();
+    assert!(witness_vkey.contains("/witness+"), "{witness_vkey}");
+
+    let (seed_a, origin_a) = ("11".repeat(32), "example.org/pylog-a");
+    let (seed_b, origin_b) = ("22".repeat(32), "example.org/pylog-b");
+    let vkey = |seed: &str, origin: &str| {
+        let out = pylog(&["vkey", "--seed-hex", seed, "--origin", origin]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let policy = dir.path().join("witness-for.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "# logs this ledger witnesses\nlog {}\nlog {}\nquorum none\n",
+            vkey(&seed_a, origin_a),
+            vkey(&seed_b, origin_b)
+        ),
+    )
+    .unwrap();
+    // A policy that does not parse is a usage error naming the flag.
+    let bad = dir.path().join("bad.policy");
+    std::fs::write(&bad, "log not-a-key\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--witness-for"])
+        .arg(&bad)
+        .env("ACTLOG_DATA", &data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--witness-for"));
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let policy_arg = policy.to_str().unwrap();
+    let mut p = serve_on(&data, &addr, &["--witness-for", policy_arg]);
+    let url = format!("{}/tlog-witness", p.url);
+
+    // Every answer of the spec, checked by the independent log.
+    let out = pylog(&[
+        "scenarios",
+        "--witness-url",
+        &url,
+        "--witness-vkey",
+        &witness_vkey,
+        "--seed-hex",
+        &seed_a,
+        "--origin",
+        origin_a,
+    ]);
+    assert!(
+        out.status.success(),
+        "scenarios: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["scenarios"].as_array().unwrap().len() >= 10, "{v}");
+
+    // Two forks of log b race while the witness is killed and restarted.
+    let state = dir.path().join("race.jsonl");
+    let mut race = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/pylog.py"))
+        .args(["fork-race", "--witness-url", &url, "--witness-vkey", &witness_vkey, "--seed-hex", &seed_b])
+        .args(["--origin", origin_b, "--rounds", "600", "--retry-seconds", "60", "--state-file"])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut kills = 0u64;
+    while kills < 5 && race.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(250 + kills * 130));
+        p.child.kill().unwrap(); // SIGKILL, mid-request or not
+        p.child.wait().unwrap();
+        kills += 1;
+        p = serve_on(&data, &addr, &["--witness-for", policy_arg]);
+    }
+    let out = race.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "fork-race: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["forks"], 0, "{v}");
+    assert!(kills >= 3 && v["retries"].as_u64().unwrap() >= 3, "the witness was killed mid-race: {kills} kills, {v}");
+    assert!(v["cosigned"].as_u64().unwrap() > 0, "{v}");
+    // The witness requests were counted.
+    let admin_less = agent().get(&format!("{}/metrics", p.url)).call().unwrap();
+    assert_eq!(admin_less.status(), 401);
 }

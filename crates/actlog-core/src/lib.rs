@@ -24,7 +24,9 @@ pub mod merkle;
 pub mod note;
 pub mod opa;
 pub mod sig;
+pub mod tiles;
 pub mod time;
+pub mod witness;
 
 pub use leaf::Hash;
 

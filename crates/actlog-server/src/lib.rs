@@ -20,7 +20,9 @@ pub mod listen;
 mod metrics;
 pub mod pg;
 mod sql;
+mod tlog;
 pub mod tls;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,6 +145,10 @@ pub struct AppState {
     pub ingest_per_token: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     pub shutting_down: Arc<AtomicBool>,
     pub public_checkpoint: bool,
+    /// Serve every `/tlog/` route without a token.
+    pub public_tlog: bool,
+    /// actlog's own witness (`serve --witness-for`).
+    pub witness: Option<Arc<witness::Witness>>,
     pub opa_mapping: Arc<actlog_core::opa::OpaMapping>,
     pub engine: actlog_query::Engine,
 }
@@ -159,6 +165,8 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             shutting_down: Arc::new(AtomicBool::new(false)),
             public_checkpoint: false,
+            public_tlog: false,
+            witness: None,
             opa_mapping: Arc::new(actlog_core::opa::OpaMapping::default()),
         }
     }
@@ -230,6 +238,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens/{name}/revoke", post(handlers::revoke_token))
         .route("/v1/sql", post(sql::post_sql))
         .route("/v1/chains/{event_id}", get(sql::chain))
+        .route("/tlog/checkpoint", get(tlog::checkpoint))
+        .route("/tlog/tile/{*path}", get(tlog::tile))
+        .route("/tlog-witness/add-checkpoint", post(witness::add_checkpoint))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
@@ -321,6 +332,10 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Serve `GET /v1/checkpoint` without a token.
     pub public_checkpoint: bool,
+    /// Serve every `/tlog/` route (checkpoint, tiles, bundles) without a token.
+    pub public_tlog: bool,
+    /// Witness the logs of a `--witness-for` policy.
+    pub witness: Option<Arc<witness::Witness>>,
     /// Where OPA input fields are, for non-AuthZEN input.
     pub opa_mapping: actlog_core::opa::OpaMapping,
     /// The PostgreSQL wire endpoint, when enabled.
@@ -365,6 +380,8 @@ pub fn run(
         on_bound(Bound { http: listener.local_addr()?, pg: pg_listener.as_ref().map(|l| l.local_addr()).transpose()? });
         let mut state = AppState::new(Arc::clone(&store), config.limits, engine.clone());
         state.public_checkpoint = config.public_checkpoint;
+        state.public_tlog = config.public_tlog;
+        state.witness = config.witness.clone();
         state.auth_limiter = Arc::new(AuthLimiter::new(config.auth_failures_per_minute_max));
         state.opa_mapping = Arc::new(config.opa_mapping);
         let flag = Arc::clone(&state.shutting_down);

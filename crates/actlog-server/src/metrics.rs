@@ -51,6 +51,8 @@ pub struct Metrics {
     batch_sizes: Mutex<Histogram>,
     limit_hits: Mutex<BTreeMap<&'static str, u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    witness_requests: Mutex<BTreeMap<&'static str, u64>>,
+    witness_submissions: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -69,6 +71,14 @@ impl Metrics {
     /// A failed authentication, by listener (`http` or `pg`).
     pub fn auth_failed(&self, listener: &'static str) {
         *self.auth_failures.lock().expect("metrics lock").entry(listener).or_default() += 1;
+    }
+    /// An `add-checkpoint` request to actlog's own witness, by outcome.
+    pub fn witness_request(&self, outcome: &'static str) {
+        *self.witness_requests.lock().expect("metrics lock").entry(outcome).or_default() += 1;
+    }
+    /// A submission of a checkpoint to a witness of the policy, by outcome.
+    pub fn witness_submission(&self, witness: &str, outcome: &'static str) {
+        *self.witness_submissions.lock().expect("metrics lock").entry((witness.to_string(), outcome)).or_default() += 1;
     }
     pub fn commit_latency(&self, d: Duration) {
         self.commit_ms.lock().expect("metrics lock").observe(COMMIT_BUCKETS_MS, d.as_secs_f64() * 1000.0);
@@ -101,6 +111,16 @@ impl Metrics {
         out.push_str("# HELP actlog_auth_failures_total Failed authentications, by listener.\n# TYPE actlog_auth_failures_total counter\n");
         for (listener, n) in self.auth_failures.lock().expect("metrics lock").iter() {
             out.push_str(&format!("actlog_auth_failures_total{{listener=\"{listener}\"}} {n}\n"));
+        }
+        out.push_str("# HELP actlog_witness_requests_total add-checkpoint requests to this server's witness, by outcome.\n# TYPE actlog_witness_requests_total counter\n");
+        for (outcome, n) in self.witness_requests.lock().expect("metrics lock").iter() {
+            out.push_str(&format!("actlog_witness_requests_total{{outcome=\"{outcome}\"}} {n}\n"));
+        }
+        out.push_str("# HELP actlog_witness_submissions_total Checkpoints submitted to the policy's witnesses, by witness and outcome.\n# TYPE actlog_witness_submissions_total counter\n");
+        for ((witness, outcome), n) in self.witness_submissions.lock().expect("metrics lock").iter() {
+            out.push_str(&format!(
+                "actlog_witness_submissions_total{{witness=\"{witness}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
         }
         self.batch_sizes.lock().expect("metrics lock").render(
             "actlog_ingest_batch_envelopes",

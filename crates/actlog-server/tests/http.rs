@@ -116,6 +116,8 @@ impl Server {
             listen: "127.0.0.1:0".parse().unwrap(),
             limits,
             public_checkpoint: false,
+            public_tlog: false,
+            witness: None,
             opa_mapping: Default::default(),
             pg_listen: None,
             query: Default::default(),

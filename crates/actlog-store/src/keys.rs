@@ -35,6 +35,27 @@ pub const META_HEAD: &[u8] = b"head";
 /// Prefix of `checkpoint_time/` ‖ tree size u64 → unix nanos u64 (when it was signed).
 pub const META_CHECKPOINT_TIME: &[u8] = b"checkpoint_time/";
 
+/// Prefix of `cosignature/` ‖ tree size u64 ‖ cosigner name → the witness's
+/// signature line over the checkpoint of that size (contract §11).
+pub const META_COSIGNATURE: &[u8] = b"cosignature/";
+
+/// The meta key of `name`'s cosignature of the checkpoint of `tree_size`.
+pub fn encode_cosignature(tree_size: u64, name: &str) -> Vec<u8> {
+    let mut k = META_COSIGNATURE.to_vec();
+    k.extend_from_slice(&tree_size.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The tree size and cosigner name of a cosignature key (after the prefix).
+pub fn decode_cosignature(rest: &[u8]) -> Option<(u64, &str)> {
+    if rest.len() <= 8 {
+        return None;
+    }
+    let size = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    Some((size, std::str::from_utf8(&rest[8..]).ok()?))
+}
+
 /// The meta key holding when the checkpoint of `tree_size` was signed.
 pub fn encode_checkpoint_time(tree_size: u64) -> Vec<u8> {
     let mut k = META_CHECKPOINT_TIME.to_vec();

@@ -32,6 +32,8 @@ use actlog_core::leaf::{Leaf, sha256};
 use actlog_core::merkle::{self, Frontier, NodeReader};
 use actlog_core::note::{Checkpoint, VerifierKey};
 use actlog_core::sig::{self, PublicKey};
+use actlog_core::tiles::{self, Tile, TileKind};
+use actlog_core::witness::SigLine;
 use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
@@ -44,6 +46,8 @@ use crate::keys::*;
 pub const FORMAT_VERSION: u32 = 1;
 /// The ledger signing key file inside the data directory.
 pub const LEDGER_KEY_FILE: &str = "ledger.key";
+/// The witness's Ed25519 seed (hex), for `serve --witness-for`; mode 0600.
+pub const WITNESS_KEY_FILE: &str = "witness.key";
 /// The RocksDB directory inside the data directory.
 pub const DB_DIR: &str = "db";
 
@@ -400,6 +404,18 @@ pub fn read_ledger_seed(data_dir: &Path) -> Result<[u8; 32]> {
         .map_err(|e| Error::Io(format!("cannot read the ledger key file {}: {e}", path.display())))?;
     let bytes = hex::decode(text.trim()).map_err(|_| Error::Corruption("the ledger key file is not hex".into()))?;
     bytes.try_into().map_err(|_| Error::Corruption("the ledger key file is not 32 bytes".into()))
+}
+
+/// Reads the witness seed from `witness.key`, or `None` when there is none.
+pub fn read_witness_seed(data_dir: &Path) -> Result<Option<[u8; 32]>> {
+    let path = data_dir.join(WITNESS_KEY_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io(format!("cannot read the witness key file {}: {e}", path.display()))),
+    };
+    let bytes = hex::decode(text.trim()).map_err(|_| Error::Corruption("the witness key file is not hex".into()))?;
+    bytes.try_into().map(Some).map_err(|_| Error::Corruption("the witness key file is not 32 bytes".into()))
 }
 
 /// Writes a secret file with mode 0600, refusing to overwrite.
@@ -864,6 +880,104 @@ impl Store {
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         self.check_size(new)?;
         merkle::consistency_proof(&Nodes(&self.shared.db), old, new).map_err(proof_error)
+    }
+
+    /// Stores witnesses' cosignatures of the checkpoint of `tree_size`,
+    /// durably (a synced write). The caller has verified them.
+    pub fn put_cosignatures(&self, tree_size: u64, lines: &[SigLine]) -> Result<()> {
+        let cp = self.shared.db.get_cf(&self.cf(CF_CHECKPOINTS), encode_seq(tree_size))?;
+        if cp.is_none() {
+            return Err(Error::Refused {
+                code: "checkpoint_not_found",
+                message: format!("no checkpoint of tree size {tree_size} is stored"),
+            });
+        }
+        let meta = self.cf(CF_META);
+        let mut wb = rocksdb::WriteBatch::default();
+        for l in lines {
+            wb.put_cf(&meta, encode_cosignature(tree_size, &l.name), l.to_line().trim_end().as_bytes());
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        Ok(self.shared.db.write_opt(wb, &wo)?)
+    }
+
+    /// Every stored cosignature, by tree size (ascending).
+    pub fn cosignatures(&self) -> Result<std::collections::BTreeMap<u64, Vec<SigLine>>> {
+        let meta = self.cf(CF_META);
+        let mut out: std::collections::BTreeMap<u64, Vec<SigLine>> = Default::default();
+        let mode = rocksdb::IteratorMode::From(META_COSIGNATURE, rocksdb::Direction::Forward);
+        for item in self.shared.db.iterator_cf(&meta, mode) {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(META_COSIGNATURE) else { break };
+            let (size, name) =
+                decode_cosignature(rest).ok_or_else(|| Error::Corruption("a cosignature key is malformed".into()))?;
+            let line = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|l| actlog_core::witness::parse_sig_line(l).ok())
+                .filter(|l| l.name == name)
+                .ok_or_else(|| {
+                    Error::Corruption(format!("the cosignature of `{name}` at tree size {size} is malformed"))
+                })?;
+            out.entry(size).or_default().push(line);
+        }
+        Ok(out)
+    }
+
+    /// The bytes of one tlog tile (contract §11), for a tree of `tree_size`
+    /// leaves (≤ the head): the tile's hashes back to back, or, for an entry
+    /// bundle, its leaves behind their u16 lengths. One range read.
+    /// Refused with `tile_out_of_range` when the tree does not hold every
+    /// item of the tile.
+    pub fn tile(&self, tile: &Tile, tree_size: u64) -> Result<Vec<u8>> {
+        self.check_size(tree_size)?;
+        if tile.leaves_needed().is_none_or(|n| n > tree_size) {
+            return Err(Error::Refused {
+                code: "tile_out_of_range",
+                message: format!("tile/{} needs more leaves than the tree of {tree_size} holds", tile.path()),
+            });
+        }
+        let (first, width) = (tile.first(), u64::from(tile.width));
+        let db = &self.shared.db;
+        let (cf, start, end) = match tile.kind {
+            TileKind::Hashes(_) => {
+                let level = tile.tree_level();
+                (self.cf(CF_NODES), encode_node(level, first).to_vec(), encode_node(level, first + width).to_vec())
+            }
+            TileKind::Entries => (self.cf(CF_LEAVES), encode_seq(first).to_vec(), encode_seq(first + width).to_vec()),
+        };
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end);
+        let mut it = db.iterator_cf_opt(&cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        let mut out = Vec::with_capacity(width as usize * 64);
+        for i in first..first + width {
+            let what = match tile.kind {
+                TileKind::Hashes(_) => format!("Merkle node ({}, {i})", tile.tree_level()),
+                TileKind::Entries => format!("leaf {i}"),
+            };
+            let (k, v) = it.next().ok_or_else(|| Error::Corruption(format!("{what} is missing below the head")))??;
+            match tile.kind {
+                TileKind::Hashes(_) => {
+                    if decode_node(&k) != Some((tile.tree_level(), i)) {
+                        return Err(Error::Corruption(format!("{what} is missing below the head")));
+                    }
+                    if v.len() != 32 {
+                        return Err(Error::Corruption(format!("{what} is malformed")));
+                    }
+                    out.extend_from_slice(&v);
+                }
+                TileKind::Entries => {
+                    if decode_seq(&k) != Some(i) {
+                        return Err(Error::Corruption(format!("{what} is missing below the head")));
+                    }
+                    if v.len() < 32 || v.len() - 32 > usize::from(u16::MAX) {
+                        return Err(Error::Corruption(format!("{what} has an impossible length")));
+                    }
+                    tiles::push_entry(&mut out, &v[32..]);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Waits for queued writes, signs a final checkpoint, and stops the writer.

@@ -38,11 +38,21 @@ pub struct VerifyOptions<'a> {
     /// The ledger verifier key the auditor expects. Without it, the key
     /// stored in the data directory is trusted.
     pub expected_key: Option<actlog_core::note::VerifierKey>,
+    /// A witness policy: every stored cosignature by one of its witnesses
+    /// must verify, and some checkpoint must meet its quorum.
+    pub policy: Option<actlog_core::witness::Policy>,
 }
 
 impl Default for VerifyOptions<'_> {
     fn default() -> Self {
-        VerifyOptions { signatures: true, jobs: 0, trusted_checkpoint: None, progress: None, expected_key: None }
+        VerifyOptions {
+            signatures: true,
+            jobs: 0,
+            trusted_checkpoint: None,
+            progress: None,
+            expected_key: None,
+            policy: None,
+        }
     }
 }
 
@@ -57,6 +67,10 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Producer and ledger signatures checked.
     pub signatures: u64,
+    /// Stored witness cosignatures checked against the policy.
+    pub cosignatures: u64,
+    /// The largest checkpoint whose cosignatures meet the policy's quorum.
+    pub witnessed_tree_size: Option<u64>,
 }
 
 /// The first thing found wrong.
@@ -260,9 +274,21 @@ impl Rebuilt {
 fn check_meta(store: &Store) -> Result<(), VerifyFailure> {
     let cf = store.cf(CF_META);
     let mut timed = std::collections::BTreeSet::new();
+    let mut cosigned = std::collections::BTreeSet::new();
     for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
         let (k, v) = item.map_err(io)?;
-        if let Some(size) = k.strip_prefix(META_CHECKPOINT_TIME) {
+        if let Some(rest) = k.strip_prefix(META_COSIGNATURE) {
+            let (size, name) = decode_cosignature(rest)
+                .ok_or_else(|| VerifyFailure { seq: None, reason: "a cosignature key is malformed".into() })?;
+            let ok = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|l| actlog_core::witness::parse_sig_line(l).ok())
+                .is_some_and(|l| l.name == name);
+            if !ok {
+                return fail(None, format!("the cosignature of `{name}` at tree size {size} is malformed"));
+            }
+            cosigned.insert(size);
+        } else if let Some(size) = k.strip_prefix(META_CHECKPOINT_TIME) {
             let size = decode_seq(size)
                 .filter(|_| v.len() == 8)
                 .ok_or_else(|| VerifyFailure { seq: None, reason: "a checkpoint signing time is malformed".into() })?;
@@ -272,6 +298,9 @@ fn check_meta(store: &Store) -> Result<(), VerifyFailure> {
         }
     }
     let sizes: Vec<u64> = store.checkpoints()?.into_iter().map(|(size, _)| size).collect();
+    if let Some(missing) = cosigned.iter().find(|t| sizes.binary_search(t).is_err()) {
+        return fail(None, format!("the checkpoint at tree size {missing} is missing (its cosignatures are stored)"));
+    }
     if let Some(missing) = timed.iter().find(|t| sizes.binary_search(t).is_err()) {
         return fail(None, format!("the checkpoint at tree size {missing} is missing (its signing time is stored)"));
     }
@@ -281,6 +310,56 @@ fn check_meta(store: &Store) -> Result<(), VerifyFailure> {
         return fail(None, format!("the checkpoint at tree size {untimed} has no signing time"));
     }
     Ok(())
+}
+
+/// Checks every stored cosignature by a witness of `policy` over its
+/// checkpoint, and finds the largest checkpoint that meets the quorum.
+/// Cosignatures of witnesses the policy does not list (an older policy's)
+/// are not counted. Returns (cosignatures checked, witnessed tree size).
+fn check_cosignatures(
+    store: &Store,
+    policy: &actlog_core::witness::Policy,
+) -> Result<(u64, Option<u64>), VerifyFailure> {
+    let own = store.verifier_key();
+    match policy.log(&own.name) {
+        Some(l) if l.key == *own => {}
+        _ => {
+            return fail(
+                None,
+                format!("the policy does not list this ledger's key; add the line `log {}`", own.to_text()),
+            );
+        }
+    }
+    let notes: std::collections::BTreeMap<u64, String> = store.checkpoints()?.into_iter().collect();
+    let stored = store.cosignatures().map_err(|e| VerifyFailure { seq: None, reason: e.to_string() })?;
+    let mut checked = 0u64;
+    let mut witnessed = None;
+    for (size, lines) in &stored {
+        let note = notes.get(size).ok_or_else(|| VerifyFailure {
+            seq: None,
+            reason: format!("the checkpoint at tree size {size} is missing (its cosignatures are stored)"),
+        })?;
+        let (text, _) = actlog_core::witness::split_note(note)
+            .map_err(|e| VerifyFailure { seq: None, reason: format!("checkpoint at size {size}: {e}") })?;
+        for line in lines {
+            for w in policy.witnesses.iter().filter(|w| w.key.name == line.name) {
+                if w.key.verify(text, &line.blob).is_none() {
+                    return fail(
+                        None,
+                        format!("the stored cosignature of witness `{}` at tree size {size} does not verify", w.name),
+                    );
+                }
+                checked += 1;
+            }
+        }
+        if policy.quorum_met(&policy.cosigners(text, lines).into_keys().collect()) {
+            witnessed = Some(*size);
+        }
+    }
+    if witnessed.is_none() && policy.quorum != "none" {
+        return fail(None, format!("no stored checkpoint meets the policy's quorum `{}`", policy.quorum));
+    }
+    Ok((checked, witnessed.or(notes.keys().next_back().copied().filter(|_| policy.quorum == "none"))))
 }
 
 /// Reads stored nodes level by level, in index order, for the lockstep check.
@@ -602,11 +681,17 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         }
         check_registry(store, &rebuilt)?;
         check_meta(store)?;
+        let (cosignatures, witnessed_tree_size) = match &opts.policy {
+            Some(p) => check_cosignatures(store, p)?,
+            None => (0, None),
+        };
         Ok(VerifyReport {
             tree_size: total,
             root: frontier.root(),
             checkpoints: checkpoints_checked,
             signatures: signatures.load(Ordering::Relaxed),
+            cosignatures,
+            witnessed_tree_size,
         })
     })
 }
