@@ -107,6 +107,17 @@ pub struct ServeArgs {
     /// tlog-policy file, at POST /tlog-witness/add-checkpoint.
     #[arg(long, env = "ACTLOG_WITNESS_FOR")]
     pub witness_for: Option<PathBuf>,
+    /// Have this ledger's checkpoints cosigned by the witnesses of this C2SP
+    /// tlog-policy file; /tlog/checkpoint then shows only checkpoints that
+    /// meet its quorum. The file must list this ledger (`log VKEY`).
+    #[arg(long, env = "ACTLOG_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
+    /// The longest one call to a witness may take, in milliseconds.
+    #[arg(long, env = "ACTLOG_WITNESS_TIMEOUT_MS", default_value_t = 5_000)]
+    pub witness_timeout_ms: u64,
+    /// The longest POST /v1/events?wait=witnessed waits, in milliseconds.
+    #[arg(long, env = "ACTLOG_WITNESS_WAIT_MS", default_value_t = 10_000)]
+    pub witness_wait_ms: u64,
     /// Largest request body, in bytes.
     #[arg(long, env = "ACTLOG_BODY_BYTES_MAX", default_value_t = 16 << 20)]
     pub body_bytes_max: usize,
@@ -422,6 +433,10 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         Some(p) => Some(read_policy("--witness-for", p)?),
         None => None,
     };
+    let witness_policy = match &args.witness_policy {
+        Some(p) => Some(read_policy("--witness-policy", p)?),
+        None => None,
+    };
     if args.memtable_bytes_max < actlog_store::DB_WRITE_BUFFER_BYTES_MIN {
         return Err(usage(format!(
             "--memtable-bytes-max must be at least {}",
@@ -502,12 +517,33 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         Some(policy) => Some(std::sync::Arc::new(open_witness(data, store.origin(), policy)?)),
         None => None,
     };
+    let witnessing = match witness_policy {
+        Some(policy) => {
+            let own = store.verifier_key();
+            if policy.log(&own.name).is_none_or(|l| l.key != *own) {
+                return Err(usage(format!(
+                    "--witness-policy must list this ledger; add the line `log {}`",
+                    own.to_text()
+                )));
+            }
+            if args.witness_timeout_ms == 0 {
+                return Err(usage("--witness-timeout-ms must be at least 1"));
+            }
+            Some(actlog_server::WitnessingConfig {
+                policy,
+                timeout: std::time::Duration::from_millis(args.witness_timeout_ms),
+                wait: std::time::Duration::from_millis(args.witness_wait_ms),
+            })
+        }
+        None => None,
+    };
     let config = actlog_server::ServerConfig {
         listen,
         limits,
         public_checkpoint: args.public_checkpoint,
         public_tlog: args.public_tlog,
         witness,
+        witnessing,
         opa_mapping,
         pg_listen,
         query,

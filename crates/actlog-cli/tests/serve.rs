@@ -1105,3 +1105,250 @@ fn actlog_witnesses_a_python_log_and_never_cosigns_a_fork_across_sigkills() {
     let admin_less = agent().get(&format!("{}/metrics", p.url)).call().unwrap();
     assert_eq!(admin_less.status(), 401);
 }
+
+/// A C2SP witness written in Python from the spec (tests/tlog/witness.py).
+struct PyWitness {
+    child: Child,
+    port: u16,
+    vkey: String,
+}
+
+impl Drop for PyWitness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn py_witness(name: &str, seed: &str, log_vkey: &str, state: &Path, port: u16, mode: &str) -> PyWitness {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/witness.py");
+    let mut child = Command::new("python3")
+        .arg(py)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--name", name, "--seed-hex", seed, "--log", log_vkey])
+        .args(["--mode", mode, "--state"])
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(parts.first(), Some(&"listening"), "witness.py said {line:?}");
+    PyWitness { port: parts[1].parse().unwrap(), vkey: parts[2].to_string(), child }
+}
+
+fn post_events(p: &Proc, token: &str, ids: &[String], query: &str) -> (u16, Value) {
+    let seed = [0x51u8; 32];
+    let envs: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            serde_json::from_str(&Envelope::sign(event(id, "pdp-w").to_string().into_bytes(), None, &seed).to_json())
+                .unwrap()
+        })
+        .collect();
+    call(&format!("{}/v1/events{query}", p.url), token, Some(Value::Array(envs))).unwrap()
+}
+
+fn register_producer(p: &Proc, admin: &str) {
+    let pk = actlog_core::b64::encode(public_key_of(&[0x51u8; 32]));
+    let (s, v) =
+        call(&format!("{}/v1/keys", p.url), admin, Some(json!({"name": "w", "public_key": pk, "pdp_id": "pdp-w"})))
+            .unwrap();
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Polls `/v1/log` until `f` holds for it.
+fn log_until(p: &Proc, admin: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = call(&format!("{}/v1/log", p.url), admin, None).unwrap();
+        if f(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `--witness-policy` with two independent witnesses under `group 2`:
+/// witnessed receipts carry both cosignatures; a stopped witness never
+/// delays acknowledgement but times out `?wait=witnessed` by name; a
+/// witness that answers garbage or a bad cosignature is not counted; the
+/// quorum recovers when it is back; `verify --policy` checks what was
+/// stored.
+#[test]
+fn two_python_witnesses_cosign_under_a_quorum_and_a_bad_one_is_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = actlog(&data, &["init"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let info: Value = serde_json::from_slice(&actlog(&data, &["info", "--json"]).stdout).unwrap();
+    let ledger = info["verifier_key"].as_str().unwrap().to_string();
+    let (s1, s2) = ("a1".repeat(32), "b2".repeat(32));
+    let w1 = py_witness("w1.example", &s1, &ledger, &dir.path().join("w1.state"), 0, "honest");
+    let w2_state = dir.path().join("w2.state");
+    let mut w2 = py_witness("w2.example", &s2, &ledger, &w2_state, 0, "honest");
+    let w2_port = w2.port;
+    let policy = dir.path().join("policy");
+    let policy_text = format!(
+        "log {ledger}\nwitness w1 {} http://127.0.0.1:{}\nwitness w2 {} http://127.0.0.1:{}\ngroup both 2 w1 w2\nquorum both\n",
+        w1.vkey, w1.port, w2.vkey, w2.port
+    );
+    std::fs::write(&policy, &policy_text).unwrap();
+    let parsed = actlog_core::witness::Policy::parse(&policy_text).unwrap();
+    let policy_arg = policy.to_str().unwrap();
+    let p = serve_with(&data, &["--witness-policy", policy_arg, "--witness-wait-ms", "1500"]);
+    register_producer(&p, &admin);
+
+    let ids: Vec<String> = (0..5).map(|i| format!("w-{i}")).collect();
+    let (s, v) = post_events(&p, &admin, &ids, "?wait=witnessed");
+    assert_eq!(s, 200, "{v}");
+    let note = v["checkpoint"].as_str().unwrap();
+    let (_, size, root, by) = parsed.check(note).expect("the receipt's checkpoint meets the quorum");
+    assert_eq!(by.keys().cloned().collect::<Vec<_>>(), ["w1", "w2"]);
+    for r in v["receipts"].as_array().unwrap() {
+        let hashes: Vec<[u8; 32]> = r["inclusion"]["hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| actlog_core::b64::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+            .collect();
+        let leaf: [u8; 32] = actlog_core::b64::decode(r["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
+        assert!(actlog_core::merkle::verify_inclusion(&leaf, r["seq"].as_u64().unwrap(), size, &hashes, &root));
+    }
+    let mut resp = agent()
+        .get(&format!("{}/tlog/checkpoint", p.url))
+        .header("authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    let published = resp.body_mut().read_to_string().unwrap();
+    assert!(parsed.check(&published).is_ok(), "{published}");
+
+    // w2 stops: appends are still acknowledged; witnessed receipts time out by name.
+    drop(w2);
+    let (s, v) = post_events(&p, &admin, &["w-stop-1".to_string()], "");
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post_events(&p, &admin, &["w-stop-2".to_string()], "?wait=witnessed");
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["error"]["code"], "witness_quorum_timeout", "{v}");
+    let (s, v) = call(&format!("{}/v1/events/by-id/w-stop-2", p.url), &admin, None).unwrap();
+    assert_eq!(s, 200, "the event stays committed: {v}");
+    let log = log_until(&p, &admin, "w2's error", |v| {
+        v["witnesses"].as_array().unwrap().iter().any(|w| w["name"] == "w2" && !w["last_error"].is_null())
+    });
+    assert!(log["witnessed_tree_size"].as_u64().unwrap() < log["tree_size"].as_u64().unwrap(), "{log}");
+
+    // A w2 that answers garbage, then one that answers a bad cosignature: not counted.
+    for mode in ["garbage", "badsig"] {
+        let bad = py_witness("w2.example", &s2, &ledger, &w2_state, w2_port, mode);
+        let (s, v) = post_events(&p, &admin, &[format!("w-{mode}")], "?wait=witnessed");
+        assert_eq!(s, 503, "{mode}: {v}");
+        let log = log_until(&p, &admin, "the bad reply's error", |v| {
+            v["witnesses"].as_array().unwrap().iter().any(|w| {
+                w["name"] == "w2" && w["last_error"].as_str().is_some_and(|e| e.contains("no valid cosignature"))
+            })
+        });
+        assert!(log["witnessed_tree_size"].as_u64().unwrap() < log["tree_size"].as_u64().unwrap(), "{mode}: {log}");
+        drop(bad);
+    }
+
+    // w2 back, honest: the quorum recovers.
+    w2 = py_witness("w2.example", &s2, &ledger, &w2_state, w2_port, "honest");
+    let log = log_until(&p, &admin, "a witnessed checkpoint of the whole ledger", |v| {
+        v["witnessed_tree_size"].as_u64().is_some() && v["witnessed_tree_size"] == v["tree_size"]
+    });
+    assert!(parsed.check(log["witnessed_checkpoint"].as_str().unwrap()).is_ok(), "{log}");
+    let (s, v) = post_events(&p, &admin, &["w-back".to_string()], "?wait=witnessed");
+    assert_eq!(s, 200, "{v}");
+    let (_, metrics) = {
+        let mut r = agent()
+            .get(&format!("{}/metrics", p.url))
+            .header("authorization", &format!("Bearer {admin}"))
+            .call()
+            .unwrap();
+        (r.status(), r.body_mut().read_to_string().unwrap())
+    };
+    for want in [
+        "actlog_witness_submissions_total{witness=\"w1\",outcome=\"cosigned\"}",
+        "actlog_witness_submissions_total{witness=\"w2\",outcome=\"unreachable\"}",
+        "actlog_witness_submissions_total{witness=\"w2\",outcome=\"bad_cosignature\"}",
+    ] {
+        assert!(metrics.contains(want), "{want} in\n{metrics}");
+    }
+    drop(p);
+    drop(w2);
+
+    // Offline: every stored cosignature verifies and the quorum was met.
+    let out = actlog(&data, &["verify", "--json", "--policy", policy_arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["cosignatures"].as_u64().unwrap() >= 4, "{v}");
+    assert!(v["witnessed_tree_size"].as_u64().unwrap() >= 8, "{v}");
+    // A policy whose quorum no stored checkpoint meets fails by name.
+    let w3 = actlog_core::witness::CosignerKey::from_seed("w3.example", &[3; 32]).unwrap().to_text();
+    let strict = dir.path().join("strict.policy");
+    std::fs::write(
+        &strict,
+        policy_text.replace("group both 2 w1 w2", &format!("witness w3 {w3}\ngroup both 3 w1 w2 w3")),
+    )
+    .unwrap();
+    let out = actlog(&data, &["verify", "--policy", strict.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quorum"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Two actlog ledgers witness each other: each cosigns the other's
+/// checkpoints, each publishes only checkpoints the other cosigned, and
+/// `verify --policy` passes on both.
+#[test]
+fn two_actlog_ledgers_witness_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledgers = Vec::new();
+    for name in ["a", "b"] {
+        let data = dir.path().join(name);
+        let out = actlog(&data, &["init", "--origin", &format!("example.org/ledger-{name}")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let info: Value = serde_json::from_slice(&actlog(&data, &["info", "--json"]).stdout).unwrap();
+        let (ledger, witness) = (info["verifier_key"].as_str().unwrap(), info["witness_key"].as_str().unwrap());
+        ledgers.push((data, admin, ledger.to_string(), witness.to_string(), free_port()));
+    }
+    let mut procs = Vec::new();
+    for (i, (data, _, ledger, _, port)) in ledgers.iter().enumerate() {
+        let (_, _, other_ledger, other_witness, other_port) = &ledgers[1 - i];
+        let policy = data.with_extension("policy");
+        std::fs::write(
+            &policy,
+            format!(
+                "log {ledger}\nwitness peer {other_witness} http://127.0.0.1:{other_port}/tlog-witness\nquorum peer\n"
+            ),
+        )
+        .unwrap();
+        let witness_for = data.with_extension("witness-for");
+        std::fs::write(&witness_for, format!("log {other_ledger}\nquorum none\n")).unwrap();
+        let (policy, witness_for) = (policy.to_str().unwrap().to_string(), witness_for.to_str().unwrap().to_string());
+        procs.push(serve_on(
+            data,
+            &format!("127.0.0.1:{port}"),
+            &["--witness-policy", &policy, "--witness-for", &witness_for, "--public-tlog"],
+        ));
+    }
+    for (p, (_, admin, ..)) in procs.iter().zip(&ledgers) {
+        register_producer(p, admin);
+        let (s, v) = post_events(p, admin, &["mutual-1".to_string(), "mutual-2".to_string()], "?wait=witnessed");
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["checkpoint"].as_str().unwrap().matches('\u{2014}').count(), 2, "log and peer signatures: {v}");
+    }
+    for mut p in procs {
+        assert!(sigterm(&mut p).success());
+    }
+    for (data, ..) in &ledgers {
+        let policy = data.with_extension("policy");
+        let out = actlog(data, &["verify", "--json", "--policy", policy.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["witnessed_tree_size"].as_u64().unwrap() >= 3, "{v}");
+    }
+}

@@ -88,12 +88,19 @@ pub async fn event_by_id(
 pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
     let s = &state.store;
-    Ok(Json(json!({
+    let mut body = json!({
         "origin": s.origin(),
         "verifier_key": s.verifier_key().to_text(),
         "tree_size": s.head().tree_size,
         "checkpoint": s.latest_checkpoint().map(|(_, n)| n),
-    })))
+    });
+    if let Some(w) = &state.witnessing {
+        let published = w.published();
+        body["witnessed_tree_size"] = json!(published.as_ref().map(|(s, _)| s));
+        body["witnessed_checkpoint"] = json!(published.map(|(_, n)| n));
+        body["witnesses"] = json!(w.status());
+    }
+    Ok(Json(body))
 }
 
 pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -278,7 +278,7 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
 pub async fn receipts_body(
     state: &AppState,
     appended: actlog_store::Appended,
-    wait_checkpoint: bool,
+    wait: Option<Wait>,
 ) -> Result<serde_json::Value, ApiError> {
     let mut receipts: Vec<serde_json::Value> = appended
         .receipts
@@ -286,26 +286,38 @@ pub async fn receipts_body(
         .map(|r| json!({"event_id": r.event_id, "seq": r.seq, "leaf_hash": b64::encode(r.leaf_hash), "duplicate": r.duplicate}))
         .collect();
     let mut body = json!({"tree_size": appended.tree_size});
-    if wait_checkpoint {
-        let store = std::sync::Arc::clone(&state.store);
+    if let Some(wait) = wait {
         let need = appended.receipts.iter().map(|r| r.seq + 1).max().unwrap_or(0);
-        let timeout = Duration::from_millis(state.limits.wait_checkpoint_ms);
+        let found = match (wait, &state.witnessing) {
+            (Wait::Witnessed, Some(w)) => w.wait_published(need, state.witness_wait).await,
+            _ => {
+                let store = std::sync::Arc::clone(&state.store);
+                let timeout = Duration::from_millis(state.limits.wait_checkpoint_ms);
+                tokio::task::spawn_blocking(move || store.wait_checkpoint(need, timeout))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("checkpoint task failed: {e}")))?
+            }
+        };
+        let Some((size, note)) = found else {
+            return Err(match wait {
+                Wait::Checkpoint => ApiError::unavailable(
+                    "checkpoint_timeout",
+                    "the events are stored, but no checkpoint covered them within wait_checkpoint_ms; retry (appends are idempotent)",
+                ),
+                Wait::Witnessed => ApiError::unavailable(
+                    "witness_quorum_timeout",
+                    "the events are stored, but no checkpoint covering them met the witness quorum within witness_wait_ms; \
+                     retry (appends are idempotent), and see /v1/log for each witness",
+                ),
+            });
+        };
+        let store = std::sync::Arc::clone(&state.store);
         let seqs: Vec<u64> = appended.receipts.iter().map(|r| r.seq).collect();
-        let (cp, proofs) = tokio::task::spawn_blocking(move || {
-            let Some((size, note)) = store.wait_checkpoint(need, timeout) else {
-                return Ok::<_, actlog_store::Error>((None, Vec::new()));
-            };
-            let proofs = seqs.iter().map(|s| store.inclusion_proof(*s, size)).collect::<Result<Vec<_>, _>>()?;
-            Ok((Some((size, note)), proofs))
+        let proofs = tokio::task::spawn_blocking(move || {
+            seqs.iter().map(|s| store.inclusion_proof(*s, size)).collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| ApiError::internal(format!("proof task failed: {e}")))??;
-        let Some((size, note)) = cp else {
-            return Err(ApiError::unavailable(
-                "checkpoint_timeout",
-                "the events are stored, but no checkpoint covered them within wait_checkpoint_ms; retry (appends are idempotent)",
-            ));
-        };
         for (r, (_, hashes)) in receipts.iter_mut().zip(proofs) {
             r["inclusion"] = json!({"tree_size": size, "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>()});
         }
@@ -313,6 +325,15 @@ pub async fn receipts_body(
     }
     body["receipts"] = serde_json::Value::Array(receipts);
     Ok(body)
+}
+
+/// What `?wait=` asks a receipt to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A signed checkpoint covering the events.
+    Checkpoint,
+    /// A checkpoint covering them that meets the witness quorum.
+    Witnessed,
 }
 
 /// At most this much of a shed request's body is read before answering 429.
@@ -349,13 +370,20 @@ pub async fn post_events(
             "the server is shutting down; retry against the next instance",
         ));
     }
-    let wait_checkpoint = match params.wait.as_deref() {
-        None => false,
-        Some("checkpoint") => true,
+    let wait = match params.wait.as_deref() {
+        None => None,
+        Some("checkpoint") => Some(Wait::Checkpoint),
+        Some("witnessed") if state.witnessing.is_some() => Some(Wait::Witnessed),
+        Some("witnessed") => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "wait=witnessed needs a server started with --witness-policy",
+            ));
+        }
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_parameter",
-                format!("wait=`{other}` is not supported; use wait=checkpoint"),
+                format!("wait=`{other}` is not supported; use wait=checkpoint or wait=witnessed"),
             ));
         }
     };
@@ -371,7 +399,7 @@ pub async fn post_events(
     state.metrics.batch(envelopes.len());
     let checked = check_batch(&state, envelopes, Submitter { pdp_id: token.pdp_id.clone() }).await?;
     let appended = append(&state, checked).await?;
-    Ok(Json(receipts_body(&state, appended, wait_checkpoint).await?))
+    Ok(Json(receipts_body(&state, appended, wait).await?))
 }
 
 /// `POST /v1/opa/logs[/{partition}]`: OPA's decision-log upload protocol.
@@ -409,7 +437,7 @@ pub async fn post_opa(
     let checked =
         all_or_nothing(&state, results, "one or more OPA events were refused; nothing from this chunk was stored")?;
     let appended = append(&state, checked).await?;
-    Ok(Json(receipts_body(&state, appended, false).await?))
+    Ok(Json(receipts_body(&state, appended, None).await?))
 }
 
 /// Bodies up to this size are split on the async worker; larger ones on the

@@ -13,6 +13,7 @@
 //! - Queues are bounded: at most `ingest_requests_max` appends are checked or
 //!   waiting at once; beyond that the answer is 429 with `Retry-After`.
 
+pub mod cosign;
 pub mod error;
 mod handlers;
 mod ingest;
@@ -149,6 +150,10 @@ pub struct AppState {
     pub public_tlog: bool,
     /// actlog's own witness (`serve --witness-for`).
     pub witness: Option<Arc<witness::Witness>>,
+    /// Witnessing of this ledger's checkpoints (`serve --witness-policy`).
+    pub witnessing: Option<Arc<cosign::Witnessing>>,
+    /// `witness_wait_ms`.
+    pub witness_wait: Duration,
     pub opa_mapping: Arc<actlog_core::opa::OpaMapping>,
     pub engine: actlog_query::Engine,
 }
@@ -167,6 +172,8 @@ impl AppState {
             public_checkpoint: false,
             public_tlog: false,
             witness: None,
+            witnessing: None,
+            witness_wait: Duration::from_secs(10),
             opa_mapping: Arc::new(actlog_core::opa::OpaMapping::default()),
         }
     }
@@ -336,6 +343,8 @@ pub struct ServerConfig {
     pub public_tlog: bool,
     /// Witness the logs of a `--witness-for` policy.
     pub witness: Option<Arc<witness::Witness>>,
+    /// Have this ledger's checkpoints witnessed (`--witness-policy`).
+    pub witnessing: Option<WitnessingConfig>,
     /// Where OPA input fields are, for non-AuthZEN input.
     pub opa_mapping: actlog_core::opa::OpaMapping,
     /// The PostgreSQL wire endpoint, when enabled.
@@ -350,6 +359,17 @@ pub struct ServerConfig {
     pub auth_failures_per_minute_max: u32,
     /// TLS for both listeners, when `--tls-cert` and `--tls-key` are given.
     pub tls: Option<tls::Tls>,
+}
+
+/// `--witness-policy` and its timeouts.
+#[derive(Debug, Clone)]
+pub struct WitnessingConfig {
+    /// The C2SP tlog-policy: witnesses, groups, quorum.
+    pub policy: actlog_core::witness::Policy,
+    /// `witness_timeout_ms`: the longest one call to a witness may take.
+    pub timeout: Duration,
+    /// `witness_wait_ms`: the longest `?wait=witnessed` waits.
+    pub wait: Duration,
 }
 
 /// How often the sealer looks for a full segment.
@@ -382,11 +402,23 @@ pub fn run(
         state.public_checkpoint = config.public_checkpoint;
         state.public_tlog = config.public_tlog;
         state.witness = config.witness.clone();
+        let witnessing = match &config.witnessing {
+            Some(c) => {
+                let w = cosign::Witnessing::open(&store, c.policy.clone()).map_err(std::io::Error::other)?;
+                state.witness_wait = c.wait;
+                Some((Arc::new(w), c.timeout))
+            }
+            None => None,
+        };
+        state.witnessing = witnessing.as_ref().map(|(w, _)| Arc::clone(w));
         state.auth_limiter = Arc::new(AuthLimiter::new(config.auth_failures_per_minute_max));
         state.opa_mapping = Arc::new(config.opa_mapping);
         let flag = Arc::clone(&state.shutting_down);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sealer = tokio::spawn(seal_loop(engine.clone(), stop_rx.clone()));
+        let submitter = witnessing.map(|(w, timeout)| {
+            tokio::spawn(cosign::run(w, Arc::clone(&store), Arc::clone(&state.metrics), timeout, stop_rx.clone()))
+        });
         let pg = pg_listener.map(|l| {
             let auth_store = Arc::clone(&store);
             let auth: pg::Authenticate =
@@ -413,6 +445,9 @@ pub fn run(
         .await;
         let _ = stop_tx.send(true);
         let _ = sealer.await;
+        if let Some(s) = submitter {
+            let _ = s.await;
+        }
         if let Some(pg) = pg {
             let _ = pg.await;
         }

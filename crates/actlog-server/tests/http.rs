@@ -118,6 +118,7 @@ impl Server {
             public_checkpoint: false,
             public_tlog: false,
             witness: None,
+            witnessing: None,
             opa_mapping: Default::default(),
             pg_listen: None,
             query: Default::default(),
