@@ -32,6 +32,13 @@ pub struct VerifyArgs {
     /// and that a checkpoint meets the policy's quorum.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Check a C2SP tlog-proof file (from /v1/proofs/inclusion?format=tlog-proof)
+    /// offline against --policy instead of a data directory.
+    #[arg(long, requires = "policy")]
+    pub receipt: Option<PathBuf>,
+    /// With --receipt: the envelope its producer kept, which must be the proven leaf's.
+    #[arg(long, requires = "receipt")]
+    pub envelope: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -42,7 +49,57 @@ pub fn read_policy(path: &Path) -> CliResult<actlog_core::witness::Policy> {
     actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("--policy {}: {e}", path.display())))
 }
 
+/// `verify --receipt FILE --policy FILE [--envelope FILE]`: no data
+/// directory; the log signature, the quorum, the audit path, and the envelope.
+fn receipt(path: &Path, args: &VerifyArgs) -> CliResult {
+    let policy = read_policy(args.policy.as_deref().expect("clap requires --policy"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--receipt {}: {e}", path.display())))?;
+    let envelope = match &args.envelope {
+        Some(e) => Some(std::fs::read(e).map_err(|err| usage(format!("--envelope {}: {err}", e.display())))?),
+        None => None,
+    };
+    let checked = actlog_core::tlog_proof::TlogProof::parse(&text)
+        .and_then(|p| actlog_core::tlog_proof::check(&p, &policy, envelope.as_deref()));
+    match checked {
+        Ok(p) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true, "origin": p.origin, "tree_size": p.tree_size, "seq": p.leaf.seq,
+                        "event_id": p.leaf.event_id, "witnesses": p.witnesses, "envelope_checked": envelope.is_some(),
+                    })
+                );
+            } else {
+                println!(
+                    "ok: seq {} (event {}) is in {} at tree size {}, cosigned by {}{}",
+                    p.leaf.seq,
+                    p.leaf.event_id,
+                    p.origin,
+                    p.tree_size,
+                    if p.witnesses.is_empty() {
+                        "no witness (the policy needs none)".into()
+                    } else {
+                        p.witnesses.join(", ")
+                    },
+                    if envelope.is_some() { "; the envelope is the proven leaf's" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if args.json {
+                println!("{}", serde_json::json!({"ok": false, "reason": e}));
+            }
+            Err(refused(format!("verification FAILED: {e}")))
+        }
+    }
+}
+
 pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
+    if let Some(r) = &args.receipt {
+        return receipt(r, &args);
+    }
     if let Some(dir) = &args.bundle {
         return crate::export_cmd::verify(dir, &args);
     }

@@ -1301,7 +1301,9 @@ fn two_python_witnesses_cosign_under_a_quorum_and_a_bad_one_is_not_counted() {
 
 /// Two actlog ledgers witness each other: each cosigns the other's
 /// checkpoints, each publishes only checkpoints the other cosigned, and
-/// `verify --policy` passes on both.
+/// `verify --policy` passes on both. A tlog-proof file of one event is
+/// checked offline with `verify --receipt`, and every single edit of it
+/// (index, audit path, root, cosignature, envelope) is refused.
 #[test]
 fn two_actlog_ledgers_witness_each_other() {
     let dir = tempfile::tempdir().unwrap();
@@ -1341,6 +1343,80 @@ fn two_actlog_ledgers_witness_each_other() {
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["checkpoint"].as_str().unwrap().matches('\u{2014}').count(), 2, "log and peer signatures: {v}");
     }
+    // A proof file from ledger a, checked offline against a's policy, and
+    // each single edit of it refused.
+    let (p, (data, admin, ..)) = (&procs[0], &ledgers[0]);
+    let policy = data.with_extension("policy");
+    let seed = [0x51u8; 32];
+    let envelope: Value = serde_json::from_str(
+        &Envelope::sign(event("mutual-1", "pdp-w").to_string().into_bytes(), None, &seed).to_json(),
+    )
+    .unwrap();
+    let envelope = serde_json::to_string(&envelope).unwrap();
+    let (s, v) = call(&format!("{}/v1/events/by-id/mutual-1", p.url), admin, None).unwrap();
+    assert_eq!(s, 200, "{v}");
+    let seq = v["seq"].as_u64().unwrap();
+    let mut r = agent()
+        .get(&format!("{}/v1/proofs/inclusion?seq={seq}&format=tlog-proof", p.url))
+        .header("authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let proof = r.body_mut().read_to_string().unwrap();
+    assert!(proof.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{proof}");
+    let files = dir.path().join("receipt");
+    std::fs::create_dir_all(&files).unwrap();
+    let check = |text: &str, env: &str| {
+        std::fs::write(files.join("r.tlog-proof"), text).unwrap();
+        std::fs::write(files.join("envelope.json"), env).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+            .args(["verify", "--receipt"])
+            .arg(files.join("r.tlog-proof"))
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--envelope")
+            .arg(files.join("envelope.json"))
+            .env("ACTLOG_DATA", dir.path().join("no-such-data-dir"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = check(&proof, &envelope);
+    assert!(ok && out.contains("cosigned by peer"), "{out}");
+    let lines: Vec<&str> = proof.split('\n').collect();
+    let edit = |i: usize, f: &dyn Fn(&str) -> String| {
+        let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        l[i] = f(&l[i]);
+        l.join("\n")
+    };
+    let flip = |s: &str| {
+        // Change one base64 character, keeping it base64.
+        let mut c: Vec<char> = s.chars().collect();
+        let at = c.len() / 2;
+        c[at] = if c[at] == 'A' { 'B' } else { 'A' };
+        c.into_iter().collect::<String>()
+    };
+    let index_line = lines.iter().position(|l| l.starts_with("index ")).unwrap();
+    let path_line = index_line + 1;
+    assert!(!lines[path_line].is_empty(), "the audit path is not empty: {proof}");
+    let blank = lines.iter().position(|l| l.is_empty()).unwrap();
+    let root_line = blank + 3;
+    let cosig_line = lines.iter().rposition(|l| l.starts_with('\u{2014}')).unwrap();
+    for (what, text) in [
+        ("index", edit(index_line, &|_| format!("index {}", seq + 1))),
+        ("a proof line", edit(path_line, &flip)),
+        ("the root", edit(root_line, &flip)),
+        ("a cosignature", edit(cosig_line, &flip)),
+    ] {
+        let (ok, out) = check(&text, &envelope);
+        assert!(!ok && out.contains("FAILED"), "an edit of {what} was accepted: {out}");
+    }
+    let (ok, out) = check(&proof, &envelope.replacen("payload", "payload ", 1));
+    assert!(!ok && out.contains("envelope"), "an edited envelope was accepted: {out}");
+
     for mut p in procs {
         assert!(sigterm(&mut p).success());
     }

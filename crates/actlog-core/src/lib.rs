@@ -26,6 +26,7 @@ pub mod opa;
 pub mod sig;
 pub mod tiles;
 pub mod time;
+pub mod tlog_proof;
 pub mod witness;
 
 pub use leaf::Hash;

@@ -116,6 +116,7 @@ pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Re
 pub struct InclusionParams {
     seq: Option<String>,
     tree_size: Option<String>,
+    format: Option<String>,
 }
 
 fn parse_u64(name: &str, v: Option<&String>) -> Result<Option<u64>, ApiError> {
@@ -130,11 +131,21 @@ pub async fn inclusion(
     State(state): State<AppState>,
     headers: HeaderMap,
     p: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
     let Query(p) = p.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
     let seq = parse_u64("seq", p.seq.as_ref())?
         .ok_or_else(|| ApiError::bad_request("invalid_parameter", "seq is required"))?;
+    match p.format.as_deref() {
+        None | Some("json") => {}
+        Some("tlog-proof") => return proof_file(&state, seq, parse_u64("tree_size", p.tree_size.as_ref())?).await,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("format=`{other}` is not supported; use json or tlog-proof"),
+            ));
+        }
+    }
     let size = match parse_u64("tree_size", p.tree_size.as_ref())? {
         Some(s) => s,
         None => state.store.latest_checkpoint().map(|(s, _)| s).unwrap_or(state.store.head().tree_size),
@@ -143,7 +154,49 @@ pub async fn inclusion(
     Ok(Json(json!({
         "seq": seq, "tree_size": size, "leaf_hash": b64::encode(leaf_hash),
         "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>(),
-    })))
+    }))
+    .into_response())
+}
+
+/// A C2SP tlog-proof file for `seq`: against the checkpoint of `tree_size`
+/// when given (with its stored cosignatures), else against the latest
+/// published checkpoint (the latest witnessed one under a witness policy).
+async fn proof_file(state: &AppState, seq: u64, tree_size: Option<u64>) -> Result<Response, ApiError> {
+    let published = match (&state.witnessing, tree_size) {
+        (_, Some(_)) => None,
+        (Some(w), None) => Some(w.published().ok_or_else(|| {
+            ApiError::not_found("no checkpoint meets the witness policy's quorum yet; see /v1/log for each witness")
+        })?),
+        (None, None) => Some(
+            state.store.latest_checkpoint().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?,
+        ),
+    };
+    let text = blocking(state, move |s| {
+        let (size, note) = match (published, tree_size) {
+            (Some(p), _) => p,
+            (None, Some(size)) => match s.cosigned_checkpoint(size)? {
+                Some(note) => (size, note),
+                None => {
+                    return Err(actlog_store::Error::Refused {
+                        code: "tree_size_out_of_range",
+                        message: format!("no checkpoint of tree size {size} is stored; a proof file needs one"),
+                    });
+                }
+            },
+            (None, None) => unreachable!("one of the two is set"),
+        };
+        let (_, path) = s.inclusion_proof(seq, size)?;
+        let leaf = s
+            .event(seq)?
+            .ok_or_else(|| actlog_store::Error::Refused {
+                code: "seq_out_of_range",
+                message: format!("no event {seq}"),
+            })?
+            .leaf_bytes;
+        Ok(actlog_core::tlog_proof::TlogProof { leaf: Some(leaf), index: seq, path, checkpoint: note }.to_text())
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 #[derive(Deserialize)]

@@ -902,6 +902,31 @@ impl Store {
         Ok(self.shared.db.write_opt(wb, &wo)?)
     }
 
+    /// The stored checkpoint of `tree_size` with every stored cosignature
+    /// of it appended, or `None` when no checkpoint of that size is stored.
+    pub fn cosigned_checkpoint(&self, tree_size: u64) -> Result<Option<String>> {
+        let Some(note) = self.shared.db.get_cf(&self.cf(CF_CHECKPOINTS), encode_seq(tree_size))? else {
+            return Ok(None);
+        };
+        let mut note =
+            String::from_utf8(note).map_err(|_| Error::Corruption(format!("checkpoint {tree_size} is not UTF-8")))?;
+        let prefix = encode_cosignature(tree_size, "");
+        let mode = rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.shared.db.iterator_cf(&self.cf(CF_META), mode) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let line = std::str::from_utf8(&v)
+                .ok()
+                .filter(|l| actlog_core::witness::parse_sig_line(l).is_ok())
+                .ok_or_else(|| Error::Corruption(format!("a cosignature at tree size {tree_size} is malformed")))?;
+            note.push_str(line);
+            note.push('\n');
+        }
+        Ok(Some(note))
+    }
+
     /// Every stored cosignature, by tree size (ascending).
     pub fn cosignatures(&self) -> Result<std::collections::BTreeMap<u64, Vec<SigLine>>> {
         let meta = self.cf(CF_META);
