@@ -54,6 +54,10 @@ pub struct ExportArgs {
     pub window: WindowArgs,
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: ExportFormat,
+    /// A C2SP tlog-policy: prove the bundle against the latest checkpoint
+    /// whose stored witness cosignatures meet its quorum.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// Print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -139,6 +143,7 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         ExportFormat::Ndjson => Format::Ndjson,
         ExportFormat::Ocsf => Format::Ocsf,
     };
+    let policy = args.policy.as_deref().map(crate::verify_cmd::read_policy).transpose()?;
     let opened = open_for_bundle(data, actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT, "export")?;
     let progress_bar = std::sync::OnceLock::new();
     let progress = |done: u64, total: u64| {
@@ -151,7 +156,7 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         &opened.engine,
         &opened.seed,
         &args.out,
-        &ExportOptions { from, to, format },
+        &ExportOptions { from, to, format, policy: policy.as_ref() },
         &progress,
     ));
     if let Some(Some(b)) = progress_bar.get() {
@@ -204,6 +209,7 @@ pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
     if !dir.is_dir() {
         return Err(usage(format!("{} is not a directory", dir.display())));
     }
+    let policy = args.policy.as_deref().map(crate::verify_cmd::read_policy).transpose()?;
     let progress_bar = std::sync::OnceLock::new();
     let progress = |done: u64, total: u64| {
         if let Some(b) = progress_bar.get_or_init(|| bar(total, "verify")) {
@@ -213,7 +219,13 @@ pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
     let started = Instant::now();
     let result = bundle::verify(
         dir,
-        &BundleOptions { expected_key, trusted_checkpoint, jobs: args.jobs, progress: Some(&progress) },
+        &BundleOptions {
+            expected_key,
+            trusted_checkpoint,
+            jobs: args.jobs,
+            progress: Some(&progress),
+            policy: policy.as_ref(),
+        },
     );
     if let Some(Some(b)) = progress_bar.get() {
         b.finish_and_clear();
@@ -229,7 +241,7 @@ pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
                         "ok": true, "bundle": true, "events": m.events, "rows": r.rows, "leaves": r.leaves,
                         "signatures": r.signatures, "files": m.files.len(), "tree_size": m.tree_size,
                         "root_hash": m.root_hash, "verifier_key": m.verifier_key, "key_pinned": r.key_pinned,
-                        "trusted_checkpoint": r.trusted, "seconds": secs,
+                        "trusted_checkpoint": r.trusted, "witnesses": r.witnesses, "seconds": secs,
                     })
                 );
             } else {
@@ -252,6 +264,12 @@ pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
                 }
                 if let Some(t) = &r.trusted {
                     eprintln!("note: {t}");
+                }
+                if let Some(w) = &r.witnesses {
+                    println!(
+                        "ok: the checkpoint meets the witness policy, cosigned by {}",
+                        if w.is_empty() { "no witness (the policy needs none)".to_string() } else { w.join(", ") }
+                    );
                 }
             }
             Ok(())
@@ -287,6 +305,10 @@ pub struct EvidenceArgs {
     /// more than an interactive query's `sql_memory_bytes`.
     #[arg(long, env = "ACTLOG_EVIDENCE_SQL_MEMORY_BYTES", default_value_t = EVIDENCE_SQL_MEMORY_BYTES)]
     pub sql_memory_bytes: usize,
+    /// A C2SP tlog-policy: prove the bundle against the latest checkpoint
+    /// whose stored witness cosignatures meet its quorum.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// Print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -325,7 +347,13 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
         }
     };
     let started = Instant::now();
-    let opts = actlog_query::evidence::EvidenceOptions { from, to, ledger_signatures: args.ledger_signatures };
+    let policy = args.policy.as_deref().map(crate::verify_cmd::read_policy).transpose()?;
+    let opts = actlog_query::evidence::EvidenceOptions {
+        from,
+        to,
+        ledger_signatures: args.ledger_signatures,
+        policy: policy.as_ref(),
+    };
     let result =
         opened.rt.block_on(actlog_query::evidence::evidence(&opened.engine, &opened.seed, &args.out, &opts, &progress));
     if let Some((_, b)) = current.lock().expect("progress lock").take() {

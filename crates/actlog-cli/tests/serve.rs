@@ -1297,6 +1297,35 @@ fn two_python_witnesses_cosign_under_a_quorum_and_a_bad_one_is_not_counted() {
     let out = actlog(&data, &["verify", "--policy", strict.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("quorum"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Export and evidence bundles carry the witnessed checkpoint, and
+    // `verify --bundle --policy` checks it, so an auditor need not trust the
+    // ledger key alone.
+    for (kind, args) in [("export", vec!["export"]), ("evidence", vec!["evidence", "--framework", "nist-csf-2.0"])] {
+        let out_dir = dir.path().join(kind);
+        let out_arg = out_dir.to_str().unwrap();
+        let out = actlog(&data, &[&args[..], &["--out", out_arg, "--policy", policy_arg]].concat());
+        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let cp = std::fs::read_to_string(out_dir.join("checkpoint.txt")).unwrap();
+        assert!(parsed.check(&cp).is_ok(), "{kind}: {cp}");
+        let out = actlog(&data, &["verify", "--json", "--bundle", out_arg, "--policy", policy_arg]);
+        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["witnesses"], json!(["w1", "w2"]), "{kind}: {v}");
+        let out = actlog(&data, &["verify", "--bundle", out_arg, "--policy", strict.to_str().unwrap()]);
+        assert!(!out.status.success(), "{kind}: a bundle short of the quorum passed");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("witness policy"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = actlog(
+        &data,
+        &["export", "--out", dir.path().join("strict").to_str().unwrap(), "--policy", strict.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quorum"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Two actlog ledgers witness each other: each cosigns the other's

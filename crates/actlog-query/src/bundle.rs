@@ -209,13 +209,17 @@ pub const EVIDENCE_TABLE: &str = "evidence";
 
 /// How to export.
 #[derive(Debug, Clone, Copy)]
-pub struct ExportOptions {
+pub struct ExportOptions<'a> {
     /// Events with `event_time` at or after this (unix nanoseconds).
     pub from: Option<i64>,
     /// Events with `event_time` before this.
     pub to: Option<i64>,
     /// What the data files hold.
     pub format: Format,
+    /// A witness policy: the bundle is proven against the latest stored
+    /// checkpoint whose cosignatures meet its quorum. Without one, against
+    /// the latest checkpoint, with whatever cosignatures are stored for it.
+    pub policy: Option<&'a actlog_core::witness::Policy>,
 }
 
 /// What an export wrote.
@@ -442,7 +446,7 @@ pub async fn export(
     engine: &Engine,
     seed: &[u8; 32],
     out: &Path,
-    opts: &ExportOptions,
+    opts: &ExportOptions<'_>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportReport, String> {
     begin(engine, seed, out, opts)?;
@@ -456,7 +460,7 @@ pub async fn export(
 /// Checks what can be checked before anything is written (the ledger key,
 /// the window) and makes `out`, which must be absent or empty. After it
 /// succeeds, a failure leaves an incomplete directory ([`incomplete`]).
-pub fn begin(engine: &Engine, seed: &[u8; 32], out: &Path, opts: &ExportOptions) -> Result<(), String> {
+pub fn begin(engine: &Engine, seed: &[u8; 32], out: &Path, opts: &ExportOptions<'_>) -> Result<(), String> {
     if sig::public_key_of(seed) != *engine.store().verifier_key().key.as_bytes() {
         return Err("the ledger key file does not belong to this ledger's verifier key".into());
     }
@@ -495,14 +499,12 @@ pub fn incomplete(out: &Path, e: String) -> String {
 pub async fn write_export(
     engine: &Engine,
     out: &Path,
-    opts: &ExportOptions,
+    opts: &ExportOptions<'_>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportReport, String> {
     let store = engine.store().clone();
     let key = store.verifier_key().clone();
-    let (tree_size, note) = store
-        .latest_checkpoint()
-        .ok_or("the ledger has no signed checkpoint yet: `actlog serve` signs one within a second of an append")?;
+    let (tree_size, note) = covering_checkpoint(&store, opts.policy)?;
     let cp = Checkpoint::open(&note, &key).map_err(|e| format!("corruption: the latest checkpoint: {e}"))?;
     if cp.tree_size != tree_size {
         return Err(format!("corruption: the checkpoint stored under size {tree_size} says {}", cp.tree_size));
@@ -702,6 +704,41 @@ pub async fn write_export(
     Ok(ExportReport { leaves: total, bytes, manifest })
 }
 
+/// The checkpoint a bundle is proven against, with its stored cosignatures.
+fn covering_checkpoint(
+    store: &actlog_store::Store,
+    policy: Option<&actlog_core::witness::Policy>,
+) -> Result<(u64, String), String> {
+    let none = "the ledger has no signed checkpoint yet: `actlog serve` signs one within a second of an append";
+    let cosigned = |size: u64| -> Result<String, String> {
+        store
+            .cosigned_checkpoint(size)
+            .map_err(|e| format!("reading the checkpoint of size {size}: {e}"))?
+            .ok_or_else(|| format!("corruption: the checkpoint of size {size} is missing"))
+    };
+    let Some(policy) = policy else {
+        let (size, _) = store.latest_checkpoint().ok_or(none)?;
+        return Ok((size, cosigned(size)?));
+    };
+    if policy.quorum == "none" {
+        let (size, _) = store.latest_checkpoint().ok_or(none)?;
+        let note = cosigned(size)?;
+        policy.check(&note).map_err(|e| format!("the witness policy: {e}"))?;
+        return Ok((size, note));
+    }
+    let stored = store.cosignatures().map_err(|e| format!("reading cosignatures: {e}"))?;
+    for size in stored.keys().rev() {
+        let note = cosigned(*size)?;
+        if policy.check(&note).is_ok() {
+            return Ok((*size, note));
+        }
+    }
+    Err(format!(
+        "no stored checkpoint meets the witness policy's quorum `{}`; is the server running with --witness-policy?",
+        policy.quorum
+    ))
+}
+
 /// Writes `checkpoint.txt`, `manifest.json` and `manifest.dsse.json` (the
 /// in-toto statement over every file, signed with the ledger key `seed`)
 /// into a bundle whose data files are written. Returns the manifest's bytes.
@@ -788,6 +825,8 @@ pub struct BundleOptions<'a> {
     pub jobs: usize,
     /// Called with (leaves checked, total).
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// A witness policy the bundle's checkpoint must meet (log key and quorum).
+    pub policy: Option<&'a actlog_core::witness::Policy>,
 }
 
 /// A bundle that verified.
@@ -805,6 +844,9 @@ pub struct BundleReport {
     pub rows: u64,
     /// What was concluded about the trusted checkpoint, if one was given.
     pub trusted: Option<String>,
+    /// With a policy: the witnesses whose cosignatures of the bundle's
+    /// checkpoint counted.
+    pub witnesses: Option<Vec<String>>,
 }
 
 /// The first thing found wrong in a bundle.
@@ -1146,6 +1188,15 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     if checkpoint_text != manifest.checkpoint.as_bytes() {
         return bad(Some(CHECKPOINT_FILE), None, "differs from the manifest's checkpoint");
     }
+    let witnesses = match opts.policy {
+        None => None,
+        Some(p) => {
+            let (_, _, _, by) = p
+                .check(&manifest.checkpoint)
+                .or_else(|e| bad(Some(CHECKPOINT_FILE), None, format!("the witness policy: {e}")))?;
+            Some(by.into_keys().collect())
+        }
+    };
     let trusted = match &opts.trusted_checkpoint {
         None => None,
         Some(note) => {
@@ -1404,6 +1455,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         signatures: signatures.load(Ordering::Relaxed),
         rows: rows_checked,
         trusted,
+        witnesses,
     })
 }
 

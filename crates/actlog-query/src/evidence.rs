@@ -125,7 +125,7 @@ pub struct Finding {
 
 /// How to build the evidence.
 #[derive(Debug, Clone, Copy)]
-pub struct EvidenceOptions {
+pub struct EvidenceOptions<'a> {
     /// Window start on `event_time` (unix nanoseconds), inclusive.
     pub from: Option<i64>,
     /// Window end, exclusive.
@@ -133,6 +133,8 @@ pub struct EvidenceOptions {
     /// Also check every producer signature of the whole ledger (slow on a
     /// large ledger; the bundle's own events are always checked).
     pub ledger_signatures: bool,
+    /// A witness policy the bundle's checkpoint must meet (see `ExportOptions`).
+    pub policy: Option<&'a actlog_core::witness::Policy>,
 }
 
 /// What an evidence run wrote.
@@ -924,10 +926,10 @@ pub async fn evidence(
     engine: &Engine,
     seed: &[u8; 32],
     out: &Path,
-    opts: &EvidenceOptions,
+    opts: &EvidenceOptions<'_>,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<EvidenceReport, String> {
-    let export_opts = ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet };
+    let export_opts = ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet, policy: opts.policy };
     bundle::begin(engine, seed, out, &export_opts)?;
     let written = bundle::write_export(engine, out, &export_opts, &|d, t| progress("export", d, t))
         .await
@@ -952,7 +954,7 @@ async fn finish_evidence(
     engine: &Engine,
     seed: &[u8; 32],
     out: &Path,
-    opts: &EvidenceOptions,
+    opts: &EvidenceOptions<'_>,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
     manifest: &mut Manifest,
 ) -> Result<Vec<Finding>, String> {

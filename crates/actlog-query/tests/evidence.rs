@@ -96,7 +96,7 @@ async fn findings_count_the_planted_anomalies_and_the_bundle_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = ledger(&tmp.path().join("data"));
     let out = tmp.path().join("evidence");
-    let opts = EvidenceOptions { from: None, to: None, ledger_signatures: true };
+    let opts = EvidenceOptions { from: None, to: None, ledger_signatures: true, policy: None };
     let r = evidence::evidence(&engine, &SEED, &out, &opts, &|_, _, _| {}).await.unwrap();
     let found = &r.findings;
     assert_eq!(found.len(), 10);
@@ -202,6 +202,7 @@ async fn a_window_without_decisions_is_not_applicable() {
         from: Some(actlog_core::time::parse_rfc3339_utc("2026-06-01T00:00:00Z").unwrap()),
         to: None,
         ledger_signatures: false,
+        policy: None,
     };
     let r = evidence::evidence(&engine, &SEED, &out, &opts, &|_, _, _| {}).await.unwrap();
     for control in ["PR.AA-05", "PR.AA-01", "PR.AA-03", "PR.AA-04", "DE.CM-03", "DE.AE-02", "RS.AN-03", "AU-3"] {
