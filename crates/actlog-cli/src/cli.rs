@@ -36,7 +36,13 @@ pub enum Command {
     Info {
         #[arg(long)]
         json: bool,
+        /// Also count the keys and bytes of each column family (a full scan).
+        #[arg(long)]
+        storage: bool,
     },
+    /// Upgrade a data directory written by an older actlog to this build's
+    /// storage format, in place and one way (back it up first).
+    Migrate,
     /// Make an ed25519 key pair for a PDP; prints the C2SP verifier key.
     Keygen {
         /// Where to write the signer key (mode 0600).
@@ -296,7 +302,8 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Init { origin } => init(data, origin),
         Command::Serve(args) => serve(data, *args),
-        Command::Info { json } => info(data, json),
+        Command::Info { json, storage } => info(data, json, storage),
+        Command::Migrate => migrate(data),
         Command::Keygen { out, name } => keygen(&out, name),
         Command::Sign { key, key_name } => sign(&key, key_name),
         Command::Keys { command } => keys(data, command),
@@ -614,18 +621,60 @@ fn witness_vkey(data: &Path, origin: &str) -> CliResult<Option<String>> {
     })
 }
 
-fn info(data: &Path, as_json: bool) -> CliResult {
+fn migrate(data: &Path) -> CliResult {
+    let bar = stderr_is_tty().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("migrate {bar:40} {pos}/{len} tiles {per_sec} eta {eta}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let m = actlog_store::migrate(data, &progress)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if m.from == actlog_store::FORMAT_VERSION {
+        println!("ok: {} is already at storage format {}", data.display(), actlog_store::FORMAT_VERSION);
+    } else {
+        println!(
+            "ok: migrated {} from storage format {} to {}: {} leaves, {} Merkle tiles written; run `actlog verify` to check it",
+            data.display(),
+            m.from,
+            actlog_store::FORMAT_VERSION,
+            m.tree_size,
+            m.tiles
+        );
+    }
+    Ok(())
+}
+
+fn info(data: &Path, as_json: bool, storage: bool) -> CliResult {
     let store = open_read(data)?;
     let head = store.head();
     let cp = store.latest_checkpoint().map(|(_, n)| n);
     let vk = store.verifier_key().to_text();
     let wk = witness_vkey(data, store.origin())?;
+    let stats = if storage { Some(store.storage_stats()?) } else { None };
     if as_json {
-        println!(
-            "{}",
-            json!({"origin": store.origin(), "verifier_key": vk, "witness_key": wk, "tree_size": head.tree_size, "checkpoint": cp})
-        );
+        let mut v = json!({"origin": store.origin(), "verifier_key": vk, "witness_key": wk, "tree_size": head.tree_size, "checkpoint": cp});
+        if let Some(stats) = &stats {
+            v["storage"] =
+                stats.iter().map(|(cf, keys, bytes)| (cf.to_string(), json!({"keys": keys, "bytes": bytes}))).collect();
+        }
+        println!("{v}");
     } else {
+        if let Some(stats) = &stats {
+            for (cf, keys, bytes) in stats {
+                println!("storage:      {cf:<12} {keys:>12} keys {bytes:>15} bytes (keys and values)");
+            }
+        }
         println!("origin:       {}", store.origin());
         println!("verifier key: {vk}");
         if let Some(wk) = &wk {

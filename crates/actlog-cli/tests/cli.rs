@@ -519,3 +519,78 @@ fn a_killed_export_never_leaves_a_partial_bundle_that_verifies() {
     }
     assert!(killed >= 3 && refused >= 3, "the kills hit runs in progress: {killed} killed, {refused} refused");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A data directory written by the previous storage format (format 1, every
+/// Merkle node a key; `tests/fixtures/format1`, made by actlog at commit
+/// cb429c1 with its answers in `format1.expected.json`) is refused with the
+/// command to run; `actlog migrate` turns it into tiles one way; it then
+/// verifies and gives the very same checkpoint, proofs and SQL answers.
+#[test]
+fn a_format_1_data_dir_migrates_to_tiles_and_answers_as_before() {
+    let env = Env::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    copy_dir(&fixtures.join("format1"), &env.data());
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("format1.expected.json")).unwrap()).unwrap();
+
+    let out = env.run(&["info"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("format version 1") && err.contains("actlog migrate"), "{err}");
+
+    let out = env.ok(&["migrate"]);
+    assert!(out.contains("from storage format 1 to 2: 552 leaves"), "{out}");
+    let out = env.ok(&["verify"]);
+    assert!(out.starts_with("ok: 552 leaves"), "{out}");
+    let info = env.info();
+    for k in ["tree_size", "checkpoint", "verifier_key"] {
+        assert_eq!(info[k], expected["info"][k], "{k}");
+    }
+    for (at, want) in expected["inclusion"].as_object().unwrap() {
+        let (seq, size) = at.split_once('@').unwrap();
+        let got: serde_json::Value =
+            serde_json::from_str(&env.ok(&["prove", "inclusion", seq, "--tree-size", size])).unwrap();
+        assert_eq!(&got, want, "inclusion {at}");
+    }
+    for (range, want) in expected["consistency"].as_object().unwrap() {
+        let (old, new) = range.split_once('-').unwrap();
+        let got: serde_json::Value = serde_json::from_str(&env.ok(&["prove", "consistency", old, new])).unwrap();
+        assert_eq!(&got, want, "consistency {range}");
+    }
+    let sql = env.ok(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT effect, count(*) AS n, min(seq) AS first, max(seq) AS last FROM events GROUP BY effect ORDER BY effect",
+    ]);
+    assert_eq!(sql, expected["sql"].as_str().unwrap());
+    // Once is enough; a second run changes nothing.
+    assert!(env.ok(&["migrate"]).contains("already at storage format 2"));
+    // The `nodes` column family is gone, and appends go on as tiles.
+    let key = env.root.join("pdp.key");
+    let vk = env.ok(&["keygen", "--out", key.to_str().unwrap()]);
+    env.ok(&["keys", "add", "more", "--public-key", vk.trim(), "--pdp", "fx-more"]);
+    let signed = env.sign(&key, &events("after-migrate", 300, "fx-more"));
+    let file = env.write("more.ndjson", &signed);
+    env.ok(&["import", &file]);
+    assert!(env.ok(&["verify"]).starts_with("ok: 853 leaves"));
+    // 853 leaves: three full level-0 tiles and an open one, and the open
+    // level-1 tile; no other Merkle keys.
+    let info: serde_json::Value = serde_json::from_str(&env.ok(&["info", "--json", "--storage"])).unwrap();
+    assert_eq!(info["storage"]["tiles"]["keys"], 5, "{info}");
+    assert_eq!(info["storage"]["tiles"]["bytes"], 5 * 9 + 853 * 32 + 3 * 32, "{info}");
+    assert!(info["storage"].get("nodes").is_none(), "{info}");
+}

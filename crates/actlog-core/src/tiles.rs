@@ -10,6 +10,12 @@
 //!
 //! Paths are strict, as `golang.org/x/mod/sumdb/tlog.ParseTilePath` is: the
 //! same tile has exactly one spelling, so caches never hold two copies.
+//!
+//! The store keeps the tree as these tiles (storage format 2): full tiles,
+//! and the open tile of each level, rewritten as it grows. [`TileEdges`]
+//! builds them from the nodes the Merkle frontier completes.
+
+use crate::leaf::Hash;
 
 /// Tile height: 8 tree levels, 256 hashes per full tile.
 pub const TILE_HEIGHT: u8 = 8;
@@ -209,6 +215,126 @@ pub fn push_entry(bundle: &mut Vec<u8>, entry: &[u8]) {
     bundle.extend_from_slice(entry);
 }
 
+/// The root of the perfect subtree over `hashes` (a power of two of them,
+/// at least one), hashed pairwise upward.
+pub fn fold(hashes: &[Hash]) -> Hash {
+    assert!(hashes.len().is_power_of_two(), "a perfect subtree has 2^k hashes");
+    let mut level: Vec<Hash> = hashes.to_vec();
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| crate::merkle::node_hash(&p[0], &p[1])).collect();
+    }
+    level[0]
+}
+
+/// Where the Merkle node at tree `level` and `index` lives in tiles: its
+/// tile level `L`, tile index `N`, and the range of that tile's entries it
+/// is the root of (one entry when `level` is a multiple of 8).
+pub fn node_location(level: u8, index: u64) -> (u8, u64, std::ops::Range<usize>) {
+    let (l, r) = (level / TILE_HEIGHT, u32::from(level % TILE_HEIGHT));
+    let first = index << r;
+    let off = (first % TILE_WIDTH) as usize;
+    (l, first / TILE_WIDTH, off..off + (1usize << r))
+}
+
+/// The hashes of a tile's bytes (a multiple of 32 bytes).
+pub fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
+    bytes.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect()
+}
+
+/// The tiles at the right edge of a growing tree: for each tile level, the
+/// entries of its last, not yet full, tile. The writer feeds it every node
+/// the Merkle frontier completes and stores the tiles it returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TileEdges {
+    /// `edges[L]`: the entries of the open tile of level `L`.
+    edges: Vec<Vec<Hash>>,
+    /// Levels whose open tile changed since [`TileEdges::take_changed`].
+    changed: std::collections::BTreeSet<u8>,
+    /// Leaves so far.
+    size: u64,
+}
+
+impl TileEdges {
+    /// The edges of a tree of `size` leaves, from its stored edge tiles:
+    /// `edge(L, N, width)` returns the first `width` entries of tile (L, N).
+    pub fn load<E>(size: u64, mut edge: impl FnMut(u8, u64, usize) -> Result<Vec<Hash>, E>) -> Result<TileEdges, E> {
+        let mut edges = Vec::new();
+        for level in 0..=TILE_LEVEL_MAX {
+            let m = size >> (u32::from(level) * u32::from(TILE_HEIGHT));
+            if m == 0 {
+                break;
+            }
+            let width = (m % TILE_WIDTH) as usize;
+            edges.push(if width == 0 { Vec::new() } else { edge(level, m / TILE_WIDTH, width)? });
+        }
+        Ok(TileEdges { edges, changed: Default::default(), size })
+    }
+
+    /// Takes a node the frontier emitted (tree level, index, hash). Returns
+    /// the tile it completes, if any: (tile level, tile index, 8,192 bytes).
+    pub fn push(&mut self, level: u8, index: u64, hash: Hash) -> Option<(u8, u64, Vec<u8>)> {
+        if level == 0 {
+            assert_eq!(index, self.size, "leaves are pushed in order");
+            self.size += 1;
+        }
+        if !level.is_multiple_of(TILE_HEIGHT) {
+            return None;
+        }
+        let l = level / TILE_HEIGHT;
+        if self.edges.len() <= l as usize {
+            self.edges.resize_with(l as usize + 1, Vec::new);
+        }
+        let edge = &mut self.edges[l as usize];
+        assert_eq!(index % TILE_WIDTH, edge.len() as u64, "tile entries arrive in order");
+        edge.push(hash);
+        self.changed.insert(l);
+        if edge.len() as u64 == TILE_WIDTH {
+            let bytes = edge.concat();
+            edge.clear();
+            return Some((l, index / TILE_WIDTH, bytes));
+        }
+        None
+    }
+
+    /// The open (partial) tiles that changed since the last call, as
+    /// (tile level, tile index, bytes); a level whose tile just filled has
+    /// no open tile.
+    pub fn take_changed(&mut self) -> Vec<(u8, u64, Vec<u8>)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter(|l| !self.edges[*l as usize].is_empty())
+            .map(|l| {
+                let n = (self.size >> (u32::from(l) * u32::from(TILE_HEIGHT))) / TILE_WIDTH;
+                (l, n, self.edges[l as usize].concat())
+            })
+            .collect()
+    }
+
+    /// Every open (partial) tile, as (tile level, tile index, bytes), and
+    /// the number of tile levels the tree has.
+    pub fn open_tiles(&self) -> (Vec<(u8, u64, Vec<u8>)>, u8) {
+        let open = (0..self.edges.len() as u8)
+            .filter(|l| !self.edges[*l as usize].is_empty())
+            .map(|l| {
+                let n = (self.size >> (u32::from(l) * u32::from(TILE_HEIGHT))) / TILE_WIDTH;
+                (l, n, self.edges[l as usize].concat())
+            })
+            .collect();
+        (open, self.edges.len() as u8)
+    }
+
+    /// The entries of the open tile of level `l`.
+    pub fn edge(&self, l: u8) -> &[Hash] {
+        self.edges.get(l as usize).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +438,54 @@ mod tests {
         assert_eq!(hashes(1, 0, 17).leaves_needed(), Some(17 * 256));
         assert_eq!(hashes(1, 1, 256).leaves_needed(), Some(512 * 256));
         assert_eq!(hashes(7, 1, 256).leaves_needed(), None);
+    }
+
+    /// Tiles built from the frontier's nodes hold what a tree kept in
+    /// memory says, for sizes across tile boundaries at two levels, and a
+    /// node read back from tiles is the tree's node.
+    #[test]
+    fn tile_edges_build_the_tiles_of_a_memory_tree() {
+        use crate::merkle::{Frontier, MemTree, NodeReader};
+        let mut tree = MemTree::new();
+        let mut frontier = Frontier::default();
+        let mut edges = TileEdges::default();
+        let mut stored: std::collections::BTreeMap<(u8, u64), Vec<u8>> = Default::default();
+        for i in 0..70_000u64 {
+            let leaf = crate::merkle::leaf_hash(&i.to_be_bytes());
+            tree.push(leaf);
+            frontier.push(leaf, |level, index, hash| {
+                if let Some((l, n, bytes)) = edges.push(level, index, hash) {
+                    stored.insert((l, n), bytes);
+                }
+            });
+            if i % 997 == 0 || i == 69_999 {
+                for (l, n, bytes) in edges.take_changed() {
+                    stored.insert((l, n), bytes);
+                }
+            }
+        }
+        let size = tree.size();
+        for t in tiles_for_size(size).into_iter().filter(|t| t.kind != TileKind::Entries) {
+            let l = match t.kind {
+                TileKind::Hashes(l) => l,
+                TileKind::Entries => unreachable!(),
+            };
+            let bytes = &stored[&(l, t.index)];
+            assert!(bytes.len() >= usize::from(t.width) * 32, "{}", t.path());
+            for (i, h) in hashes_of(&bytes[..usize::from(t.width) * 32]).iter().enumerate() {
+                let want = tree.node(t.tree_level(), t.first() + i as u64).unwrap();
+                assert_eq!(*h, want, "{} entry {i}", t.path());
+            }
+        }
+        for (level, index) in [(0u8, 12_345u64), (3, 17), (7, 2), (8, 1), (9, 0), (12, 3)] {
+            let (l, n, range) = node_location(level, index);
+            let hashes = hashes_of(&stored[&(l, n)]);
+            assert_eq!(fold(&hashes[range]), tree.node(level, index).unwrap(), "node ({level}, {index})");
+        }
+        let reloaded = TileEdges::load(size, |l, n, w| Ok::<_, ()>(hashes_of(&stored[&(l, n)][..w * 32]))).unwrap();
+        assert_eq!(reloaded.edge(0), edges.edge(0));
+        assert_eq!(reloaded.edge(1), edges.edge(1));
+        assert_eq!(reloaded.edge(2), edges.edge(2));
     }
 
     #[test]

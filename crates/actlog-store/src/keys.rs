@@ -9,8 +9,13 @@ pub const CF_META: &str = "meta";
 pub const CF_LEAVES: &str = "leaves";
 /// `envelopes`: seq → envelope bytes as received.
 pub const CF_ENVELOPES: &str = "envelopes";
-/// `nodes`: (level, index) → 32-byte perfect-subtree hash.
-pub const CF_NODES: &str = "nodes";
+/// `tiles`: (tile level, tile index) → the tile's hashes, 32 bytes each:
+/// 256 for a full tile, fewer for the open tile at the edge of each level
+/// (C2SP tlog-tiles, height 8; storage format 2).
+pub const CF_TILES: &str = "tiles";
+/// `nodes` (storage format 1 only): (level, index) → 32-byte hash of every
+/// perfect subtree. `actlog migrate` turns it into `tiles` and drops it.
+pub const CF_NODES_V1: &str = "nodes";
 /// `event_ids`: event id → seq ‖ payload SHA-256.
 pub const CF_EVENT_IDS: &str = "event_ids";
 /// `index`: (field tag, value, seq) → empty. Secondary indexes for queries.
@@ -22,7 +27,7 @@ pub const CF_CHECKPOINTS: &str = "checkpoints";
 
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] =
-    &[CF_META, CF_LEAVES, CF_ENVELOPES, CF_NODES, CF_EVENT_IDS, CF_INDEX, CF_REGISTRY, CF_CHECKPOINTS];
+    &[CF_META, CF_LEAVES, CF_ENVELOPES, CF_TILES, CF_EVENT_IDS, CF_INDEX, CF_REGISTRY, CF_CHECKPOINTS];
 
 /// `meta` keys.
 pub const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -97,7 +102,17 @@ pub fn decode_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }
 
-/// Encodes a node key.
+/// Encodes a tile key: tile level, then tile index (big-endian).
+pub fn encode_tile(level: u8, index: u64) -> [u8; 9] {
+    encode_node(level, index)
+}
+
+/// Decodes a tile key.
+pub fn decode_tile(key: &[u8]) -> Option<(u8, u64)> {
+    decode_node(key)
+}
+
+/// Encodes a node key (storage format 1's `nodes`).
 pub fn encode_node(level: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = level;

@@ -32,7 +32,7 @@ use actlog_core::leaf::{Leaf, sha256};
 use actlog_core::merkle::{self, Frontier, NodeReader};
 use actlog_core::note::{Checkpoint, VerifierKey};
 use actlog_core::sig::{self, PublicKey};
-use actlog_core::tiles::{self, Tile, TileKind};
+use actlog_core::tiles::{self, Tile, TileEdges, TileKind};
 use actlog_core::witness::SigLine;
 use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
@@ -43,7 +43,9 @@ pub use registry::{KeyRecord, ROLES, Registry, TokenRecord, now_ns};
 use crate::keys::*;
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2 keeps the Merkle tree as tlog tiles (`tiles`); format 1 kept
+/// every node (`nodes`) and is upgraded by [`migrate`].
+pub const FORMAT_VERSION: u32 = 2;
 /// The ledger signing key file inside the data directory.
 pub const LEDGER_KEY_FILE: &str = "ledger.key";
 /// The witness's Ed25519 seed (hex), for `serve --witness-for`; mode 0600.
@@ -62,7 +64,8 @@ pub enum Error {
     AlreadyInitialized(PathBuf),
     /// Written by a newer (or unknown) format.
     #[error(
-        "data format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a newer actlog"
+        "data format version {found} is not supported (this build reads version {FORMAT_VERSION}); {}",
+        if *found < FORMAT_VERSION { "upgrade it once with `actlog migrate` (one-way; back up the data directory first)" } else { "use a newer actlog" }
     )]
     FormatVersion {
         /// The version found.
@@ -359,42 +362,40 @@ fn cf_descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
     // One cache for every column family (RocksDB would otherwise give each
     // table factory its own).
     let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes_max);
-    ALL_CFS
-        .iter()
-        .map(|name| {
-            let mut o = DbOptions::default();
-            let mut table = rocksdb::BlockBasedOptions::default();
-            // Bloom filters only where point lookups miss: appends look up
-            // every event id and nearly all are new. Leaves, envelopes and
-            // index entries are keyed by seq or read by prefix scans, so a
-            // filter would only take memory; Merkle-node reads always hit,
-            // so only the levels above the bottom keep theirs.
-            match *name {
-                CF_LEAVES | CF_ENVELOPES | CF_INDEX => {}
-                CF_NODES => {
-                    table.set_bloom_filter(10.0, false);
-                    o.set_optimize_filters_for_hits(true);
-                }
-                _ => table.set_bloom_filter(10.0, false),
-            }
-            // Partitioned index and filters: a lookup loads one small
-            // partition instead of a table's whole index (megabytes for a
-            // large file), so a block cache smaller than all the metadata
-            // does not thrash; the top level stays pinned.
-            table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
-            table.set_partition_filters(true);
-            table.set_metadata_block_size(4096);
-            table.set_cache_index_and_filter_blocks(true);
-            table.set_cache_index_and_filter_blocks_with_high_priority(true);
-            table.set_pin_top_level_index_and_filter(true);
-            table.set_block_cache(&cache);
-            o.set_block_based_table_factory(&table);
-            o.set_write_buffer_size(memtable_bytes(opts));
-            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            o.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
-            ColumnFamilyDescriptor::new(*name, o)
-        })
-        .collect()
+    ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, opts, &cache))).collect()
+}
+
+fn cf_options(name: &str, opts: &Options, cache: &rocksdb::Cache) -> DbOptions {
+    let mut o = DbOptions::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    // Bloom filters only where point lookups miss: appends look up every
+    // event id and nearly all are new. Leaves, envelopes and index entries
+    // are keyed by seq or read by prefix scans, so a filter would only take
+    // memory; tile reads always hit.
+    match name {
+        CF_LEAVES | CF_ENVELOPES | CF_INDEX => {}
+        CF_TILES => {
+            table.set_bloom_filter(10.0, false);
+            o.set_optimize_filters_for_hits(true);
+        }
+        _ => table.set_bloom_filter(10.0, false),
+    }
+    // Partitioned index and filters: a lookup loads one small partition
+    // instead of a table's whole index (megabytes for a large file), so a
+    // block cache smaller than all the metadata does not thrash; the top
+    // level stays pinned.
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_pin_top_level_index_and_filter(true);
+    table.set_block_cache(cache);
+    o.set_block_based_table_factory(&table);
+    o.set_write_buffer_size(memtable_bytes(opts));
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+    o
 }
 
 /// Reads the ledger seed from `ledger.key` (64 hex characters).
@@ -478,21 +479,16 @@ impl Store {
             return Err(Error::NotInitialized(data_dir.to_path_buf()));
         }
         let path = data_dir.join(DB_DIR);
-        let db = if opts.read_only {
-            DB::open_cf_descriptors_read_only(&db_options(false, &opts), &path, cf_descriptors(&opts), false)?
-        } else {
-            DB::open_cf_descriptors(&db_options(false, &opts), &path, cf_descriptors(&opts))?
-        };
-        let meta = db.cf_handle(CF_META).expect("meta cf");
-        let version = db
-            .get_cf(&meta, META_FORMAT_VERSION)?
-            .ok_or_else(|| Error::Corruption("format version is missing".into()))?;
-        let version = u32::from_be_bytes(
-            version.as_slice().try_into().map_err(|_| Error::Corruption("format version is malformed".into()))?,
-        );
+        let mut db = open_db(&path, &opts)?;
+        let version = format_version(&db)?;
         if version != FORMAT_VERSION {
             return Err(Error::FormatVersion { found: version });
         }
+        if !opts.read_only && db.cf_handle(CF_NODES_V1).is_some() {
+            // A migration that stopped after its version bump: finish it.
+            db.drop_cf(CF_NODES_V1)?;
+        }
+        let meta = db.cf_handle(CF_META).expect("meta cf");
         let origin = String::from_utf8(
             db.get_cf(&meta, META_ORIGIN)?.ok_or_else(|| Error::Corruption("origin is missing".into()))?,
         )
@@ -521,7 +517,7 @@ impl Store {
             disk_full: std::sync::atomic::AtomicBool::new(false),
             synced_writes: std::sync::atomic::AtomicU64::new(0),
         });
-        let frontier = check_head(&shared.db, &head)?;
+        let (frontier, edges) = check_head(&shared.db, &head)?;
         if let Some((size, note)) = &latest {
             let cp =
                 Checkpoint::open(note, &verifier).map_err(|e| Error::Corruption(format!("latest checkpoint: {e}")))?;
@@ -531,7 +527,7 @@ impl Store {
                     cp.tree_size, head.tree_size
                 )));
             }
-            let reader = Nodes(&shared.db);
+            let reader = Tiles::new(&shared.db);
             if merkle::root(&reader, cp.tree_size)? != cp.root {
                 return Err(Error::Corruption(format!(
                     "latest checkpoint root does not match the stored tree at size {}",
@@ -551,7 +547,7 @@ impl Store {
                 seed,
                 store.origin.clone(),
                 head,
-                frontier,
+                (frontier, edges),
                 latest.map(|(s, _)| s),
                 &opts,
             );
@@ -854,7 +850,7 @@ impl Store {
     /// The Merkle root of the tree of `tree_size` leaves (≤ the head).
     pub fn root_at(&self, tree_size: u64) -> Result<Hash> {
         self.check_size(tree_size)?;
-        merkle::root(&Nodes(&self.shared.db), tree_size)
+        merkle::root(&Tiles::new(&self.shared.db), tree_size)
     }
 
     fn check_size(&self, tree_size: u64) -> Result<()> {
@@ -871,7 +867,7 @@ impl Store {
     /// The audit path of `seq` in the tree of `tree_size` leaves. O(log n) reads.
     pub fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<(Hash, Vec<Hash>)> {
         self.check_size(tree_size)?;
-        let reader = Nodes(&self.shared.db);
+        let reader = Tiles::new(&self.shared.db);
         let proof = merkle::inclusion_proof(&reader, seq, tree_size).map_err(proof_error)?;
         Ok((reader.node(0, seq)?, proof))
     }
@@ -879,7 +875,7 @@ impl Store {
     /// The consistency proof between two tree sizes. O(log n) reads.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         self.check_size(new)?;
-        merkle::consistency_proof(&Nodes(&self.shared.db), old, new).map_err(proof_error)
+        merkle::consistency_proof(&Tiles::new(&self.shared.db), old, new).map_err(proof_error)
     }
 
     /// Stores witnesses' cosignatures of the checkpoint of `tree_size`,
@@ -949,6 +945,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Keys and key+value bytes stored in each column family, counted by a
+    /// full scan (for sizing; `actlog info --storage`).
+    pub fn storage_stats(&self) -> Result<Vec<(&'static str, u64, u64)>> {
+        let mut out = Vec::new();
+        for name in ALL_CFS {
+            let mut o = rocksdb::ReadOptions::default();
+            o.fill_cache(false);
+            let (mut keys, mut bytes) = (0u64, 0u64);
+            for item in self.shared.db.iterator_cf_opt(&self.cf(name), o, rocksdb::IteratorMode::Start) {
+                let (k, v) = item?;
+                keys += 1;
+                bytes += (k.len() + v.len()) as u64;
+            }
+            out.push((*name, keys, bytes));
+        }
+        Ok(out)
+    }
+
     /// The bytes of one tlog tile (contract §11), for a tree of `tree_size`
     /// leaves (≤ the head): the tile's hashes back to back, or, for an entry
     /// bundle, its leaves behind their u16 lengths. One range read.
@@ -964,43 +978,32 @@ impl Store {
         }
         let (first, width) = (tile.first(), u64::from(tile.width));
         let db = &self.shared.db;
-        let (cf, start, end) = match tile.kind {
-            TileKind::Hashes(_) => {
-                let level = tile.tree_level();
-                (self.cf(CF_NODES), encode_node(level, first).to_vec(), encode_node(level, first + width).to_vec())
+        if let TileKind::Hashes(l) = tile.kind {
+            // One read: the stored tile holds at least `width` hashes.
+            let bytes = db
+                .get_pinned_cf(&self.cf(CF_TILES), encode_tile(l, tile.index))?
+                .ok_or_else(|| Error::Corruption(format!("tile ({l}, {}) is missing below the head", tile.index)))?;
+            let want = usize::from(tile.width) * 32;
+            if bytes.len() < want || bytes.len() % 32 != 0 || bytes.len() > 8192 {
+                return Err(Error::Corruption(format!("tile ({l}, {}) has {} bytes", tile.index, bytes.len())));
             }
-            TileKind::Entries => (self.cf(CF_LEAVES), encode_seq(first).to_vec(), encode_seq(first + width).to_vec()),
-        };
+            return Ok(bytes[..want].to_vec());
+        }
+        let (cf, start, end) = (self.cf(CF_LEAVES), encode_seq(first).to_vec(), encode_seq(first + width).to_vec());
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(end);
         let mut it = db.iterator_cf_opt(&cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
-        let mut out = Vec::with_capacity(width as usize * 64);
+        let mut out = Vec::with_capacity(width as usize * 160);
         for i in first..first + width {
-            let what = match tile.kind {
-                TileKind::Hashes(_) => format!("Merkle node ({}, {i})", tile.tree_level()),
-                TileKind::Entries => format!("leaf {i}"),
-            };
-            let (k, v) = it.next().ok_or_else(|| Error::Corruption(format!("{what} is missing below the head")))??;
-            match tile.kind {
-                TileKind::Hashes(_) => {
-                    if decode_node(&k) != Some((tile.tree_level(), i)) {
-                        return Err(Error::Corruption(format!("{what} is missing below the head")));
-                    }
-                    if v.len() != 32 {
-                        return Err(Error::Corruption(format!("{what} is malformed")));
-                    }
-                    out.extend_from_slice(&v);
-                }
-                TileKind::Entries => {
-                    if decode_seq(&k) != Some(i) {
-                        return Err(Error::Corruption(format!("{what} is missing below the head")));
-                    }
-                    if v.len() < 32 || v.len() - 32 > usize::from(u16::MAX) {
-                        return Err(Error::Corruption(format!("{what} has an impossible length")));
-                    }
-                    tiles::push_entry(&mut out, &v[32..]);
-                }
+            let (k, v) =
+                it.next().ok_or_else(|| Error::Corruption(format!("leaf {i} is missing below the head")))??;
+            if decode_seq(&k) != Some(i) {
+                return Err(Error::Corruption(format!("leaf {i} is missing below the head")));
             }
+            if v.len() < 32 || v.len() - 32 > usize::from(u16::MAX) {
+                return Err(Error::Corruption(format!("leaf {i} has an impossible length")));
+            }
+            tiles::push_entry(&mut out, &v[32..]);
         }
         Ok(out)
     }
@@ -1065,24 +1068,67 @@ pub(crate) fn decode_stored(seq: u64, leaf_value: &[u8], envelope: Vec<u8>) -> R
     Ok(StoredEvent { seq, leaf_hash: merkle::leaf_hash(&leaf_bytes), leaf, leaf_bytes, chain_hash, envelope })
 }
 
-/// Reads perfect-subtree hashes from the `nodes` column family.
-pub(crate) struct Nodes<'a>(pub(crate) &'a DB);
+/// Reads Merkle nodes from the `tiles` column family: node (level, index)
+/// is one entry of a tile (level a multiple of 8) or the root of a run of
+/// 2, 4 … 128 entries of one tile. The tiles read are kept for the life of
+/// the reader, so a proof reads each tile once.
+pub(crate) struct Tiles<'a> {
+    db: &'a DB,
+    read: std::cell::RefCell<Vec<ReadTile>>,
+}
 
-impl NodeReader for Nodes<'_> {
+/// A tile a reader has read: (tile level, tile index) and its hashes.
+type ReadTile = ((u8, u64), Arc<Vec<Hash>>);
+
+/// Tiles one reader keeps (a proof touches at most two per tile level).
+const READER_TILES_MAX: usize = 32;
+
+impl<'a> Tiles<'a> {
+    pub(crate) fn new(db: &'a DB) -> Tiles<'a> {
+        Tiles { db, read: Default::default() }
+    }
+
+    /// The hashes of tile (l, n); at least `need` of them must be stored.
+    fn entries(&self, l: u8, n: u64, need: usize) -> Result<Arc<Vec<Hash>>> {
+        if let Some((_, t)) = self.read.borrow().iter().find(|(k, t)| *k == (l, n) && t.len() >= need) {
+            return Ok(Arc::clone(t));
+        }
+        let cf = self.db.cf_handle(CF_TILES).expect("tiles cf");
+        let v = self
+            .db
+            .get_pinned_cf(&cf, encode_tile(l, n))?
+            .ok_or_else(|| Error::Corruption(format!("Merkle tile ({l}, {n}) is missing")))?;
+        if v.is_empty() || v.len() % 32 != 0 || v.len() > 8192 {
+            return Err(Error::Corruption(format!("Merkle tile ({l}, {n}) is malformed ({} bytes)", v.len())));
+        }
+        let hashes = Arc::new(tiles::hashes_of(&v));
+        if hashes.len() < need {
+            return Err(Error::Corruption(format!(
+                "Merkle tile ({l}, {n}) holds {} hashes, {need} are needed",
+                hashes.len()
+            )));
+        }
+        let mut read = self.read.borrow_mut();
+        if read.len() == READER_TILES_MAX {
+            read.remove(0);
+        }
+        read.push(((l, n), Arc::clone(&hashes)));
+        Ok(hashes)
+    }
+}
+
+impl NodeReader for Tiles<'_> {
     type Error = Error;
     fn node(&self, level: u8, index: u64) -> Result<Hash> {
-        let cf = self.0.cf_handle(CF_NODES).expect("nodes cf");
-        let v = self
-            .0
-            .get_pinned_cf(&cf, encode_node(level, index))?
-            .ok_or_else(|| Error::Corruption(format!("Merkle node ({level}, {index}) is missing")))?;
-        v.as_ref().try_into().map_err(|_| Error::Corruption(format!("Merkle node ({level}, {index}) is malformed")))
+        let (l, n, range) = tiles::node_location(level, index);
+        let hashes = self.entries(l, n, range.end)?;
+        Ok(tiles::fold(&hashes[range]))
     }
 }
 
 /// Recovery check: the head must match the last leaf, no leaf may lie beyond
 /// it, and the stored Merkle nodes must give the head's root.
-fn check_head(db: &DB, head: &Head) -> Result<Frontier> {
+fn check_head(db: &DB, head: &Head) -> Result<(Frontier, TileEdges)> {
     let leaves = db.cf_handle(CF_LEAVES).expect("leaves cf");
     let mut last = db.iterator_cf(&leaves, rocksdb::IteratorMode::End);
     match last.next().transpose()? {
@@ -1108,11 +1154,145 @@ fn check_head(db: &DB, head: &Head) -> Result<Frontier> {
         }
     }
     drop(last);
-    let frontier = Frontier::load(&Nodes(db), head.tree_size)?;
+    let reader = Tiles::new(db);
+    let frontier = Frontier::load(&reader, head.tree_size)?;
     if frontier.root() != head.root {
-        return Err(Error::Corruption("the head's root does not match the stored Merkle nodes".into()));
+        return Err(Error::Corruption("the head's root does not match the stored Merkle tiles".into()));
     }
-    Ok(frontier)
+    let edges = TileEdges::load(head.tree_size, |l, n, width| {
+        let hashes = reader.entries(l, n, width)?;
+        if hashes.len() != width {
+            return Err(Error::Corruption(format!(
+                "the open Merkle tile ({l}, {n}) holds {} hashes; the head implies {width}",
+                hashes.len()
+            )));
+        }
+        Ok(hashes.to_vec())
+    })?;
+    Ok((frontier, edges))
+}
+
+/// Opens the database with every column family it has: the current ones,
+/// and those of an older format (so its version can be read and migrated).
+fn open_db(path: &Path, opts: &Options) -> Result<DB> {
+    let existing = DB::list_cf(&DbOptions::default(), path).unwrap_or_default();
+    let mut cfs: Vec<ColumnFamilyDescriptor> =
+        cf_descriptors(opts).into_iter().filter(|d| existing.iter().any(|e| e == d.name())).collect();
+    for name in existing.iter().filter(|e| *e != "default" && !ALL_CFS.contains(&e.as_str())) {
+        cfs.push(ColumnFamilyDescriptor::new(name, DbOptions::default()));
+    }
+    Ok(if opts.read_only {
+        DB::open_cf_descriptors_read_only(&db_options(false, opts), path, cfs, false)?
+    } else {
+        DB::open_cf_descriptors(&db_options(false, opts), path, cfs)?
+    })
+}
+
+fn format_version(db: &DB) -> Result<u32> {
+    let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Corruption("the meta column family is missing".into()))?;
+    let version =
+        db.get_cf(&meta, META_FORMAT_VERSION)?.ok_or_else(|| Error::Corruption("format version is missing".into()))?;
+    Ok(u32::from_be_bytes(
+        version.as_slice().try_into().map_err(|_| Error::Corruption("format version is malformed".into()))?,
+    ))
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The format found.
+    pub from: u32,
+    /// Leaves in the ledger.
+    pub tree_size: u64,
+    /// Tiles written.
+    pub tiles: u64,
+}
+
+/// Upgrades a format-1 data directory to format 2, one way: the `nodes`
+/// column family (every Merkle node) becomes `tiles` (tlog tiles of 256
+/// hashes). Tiles are written and synced first, then the version, then
+/// `nodes` is dropped; a run that stops midway is simply run again (and an
+/// `open` after the version bump finishes the drop). The new tiles are
+/// checked against the head's root before the version changes.
+pub fn migrate(data_dir: &Path, progress: &dyn Fn(u64, u64)) -> Result<Migrated> {
+    if !is_initialized(data_dir) {
+        return Err(Error::NotInitialized(data_dir.to_path_buf()));
+    }
+    let path = data_dir.join(DB_DIR);
+    let opts = Options::default();
+    let mut db = open_db(&path, &opts)?;
+    let version = format_version(&db)?;
+    if version == FORMAT_VERSION {
+        if db.cf_handle(CF_NODES_V1).is_some() {
+            db.drop_cf(CF_NODES_V1)?;
+        }
+        return Ok(Migrated { from: version, tree_size: 0, tiles: 0 });
+    }
+    if version != 1 {
+        return Err(Error::FormatVersion { found: version });
+    }
+    if db.cf_handle(CF_TILES).is_none() {
+        let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes_max);
+        db.create_cf(CF_TILES, &cf_options(CF_TILES, &opts, &cache))?;
+    }
+    let (head, written) = write_tiles(&db, progress)?;
+    db.drop_cf(CF_NODES_V1)?;
+    Ok(Migrated { from: 1, tree_size: head.tree_size, tiles: written })
+}
+
+/// Writes format 2's tiles from format 1's nodes, checks them against the
+/// head, and bumps the version (see [`migrate`]).
+fn write_tiles(db: &DB, progress: &dyn Fn(u64, u64)) -> Result<(Head, u64)> {
+    let meta = db.cf_handle(CF_META).expect("meta cf");
+    let head_bytes = db.get_cf(&meta, META_HEAD)?.ok_or_else(|| Error::Corruption("head is missing".into()))?;
+    let head = Head::decode(&head_bytes).ok_or_else(|| Error::Corruption("head is malformed".into()))?;
+    let nodes = db.cf_handle(CF_NODES_V1).ok_or_else(|| Error::Corruption("format 1 without `nodes`".into()))?;
+    let tiles_cf = db.cf_handle(CF_TILES).expect("tiles cf");
+    let mut written = 0u64;
+    let total: u64 = (0..=tiles::TILE_LEVEL_MAX)
+        .map(|l| head.tree_size >> (u32::from(l) * u32::from(tiles::TILE_HEIGHT)))
+        .take_while(|m| *m > 0)
+        .map(|m| m.div_ceil(tiles::TILE_WIDTH))
+        .sum();
+    for l in 0..=tiles::TILE_LEVEL_MAX {
+        let level = l * tiles::TILE_HEIGHT;
+        let count = head.tree_size >> u32::from(level);
+        if count == 0 {
+            break;
+        }
+        let start = encode_node(level, 0);
+        let mut it = db.iterator_cf(&nodes, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut tile = Vec::with_capacity(8192);
+        for i in 0..count {
+            let (k, v) =
+                it.next().ok_or_else(|| Error::Corruption(format!("Merkle node ({level}, {i}) is missing")))??;
+            if decode_node(&k) != Some((level, i)) || v.len() != 32 {
+                return Err(Error::Corruption(format!("Merkle node ({level}, {i}) is missing or malformed")));
+            }
+            tile.extend_from_slice(&v);
+            if tile.len() == 8192 || i + 1 == count {
+                batch.put_cf(&tiles_cf, encode_tile(l, i / tiles::TILE_WIDTH), &tile);
+                tile.clear();
+                written += 1;
+                if batch.len() >= 1024 {
+                    db.write(std::mem::take(&mut batch))?;
+                    progress(written, total);
+                }
+            }
+        }
+        db.write(batch)?;
+        progress(written, total);
+    }
+    db.flush_cf(&tiles_cf)?;
+    let frontier = Frontier::load(&Tiles::new(db), head.tree_size)?;
+    if frontier.root() != head.root {
+        return Err(Error::Corruption("the migrated tiles do not give the head's root; nothing was changed".into()));
+    }
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.set_sync(true);
+    db.put_cf_opt(&meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes(), &wo)?;
+    Ok((head, written))
 }
 
 fn load_registry(db: &DB) -> Result<Registry> {

@@ -362,38 +362,77 @@ fn check_cosignatures(
     Ok((checked, witnessed.or(notes.keys().next_back().copied().filter(|_| policy.quorum == "none"))))
 }
 
-/// Reads stored nodes level by level, in index order, for the lockstep check.
-struct NodeCursor<'a> {
+/// A stored tile's key and value.
+type StoredTile = (Box<[u8]>, Box<[u8]>);
+
+/// Rebuilds the Merkle tiles from the leaves and compares them, in
+/// lockstep, with the stored ones: each full tile as it fills, the open tile
+/// of each level at the end, and nothing stored beyond them.
+struct TileCursor<'a> {
     store: &'a Store,
+    edges: actlog_core::tiles::TileEdges,
     levels: Vec<Option<rocksdb::DBIteratorWithThreadMode<'a, rocksdb::DB>>>,
 }
 
-impl<'a> NodeCursor<'a> {
-    fn expect(&mut self, level: u8, index: u64, hash: &Hash) -> Result<(), String> {
-        let l = level as usize;
-        if self.levels.len() <= l {
-            self.levels.resize_with(l + 1, || None);
+impl<'a> TileCursor<'a> {
+    fn next_stored(&mut self, l: u8) -> Option<Result<StoredTile, String>> {
+        let i = l as usize;
+        if self.levels.len() <= i {
+            self.levels.resize_with(i + 1, || None);
         }
-        if self.levels[l].is_none() {
-            let cf = self.store.cf(CF_NODES);
-            let start = encode_node(level, 0);
+        if self.levels[i].is_none() {
+            let cf = self.store.cf(CF_TILES);
+            let start = encode_tile(l, 0);
             let it = self.store.db().iterator_cf(&cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
-            self.levels[l] = Some(it);
+            self.levels[i] = Some(it);
         }
-        let it = self.levels[l].as_mut().expect("iterator");
-        match it.next() {
+        self.levels[i].as_mut().expect("iterator").next().map(|r| r.map_err(|e| format!("read error: {e}")))
+    }
+
+    fn expect_tile(&mut self, l: u8, n: u64, bytes: &[u8], what: &str) -> Result<(), String> {
+        match self.next_stored(l) {
             Some(Ok((k, v))) => {
-                if decode_node(&k) != Some((level, index)) {
-                    return Err(format!("Merkle node ({level}, {index}) is missing"));
+                if decode_tile(&k) != Some((l, n)) {
+                    return Err(format!("Merkle tile ({l}, {n}) is missing"));
                 }
-                if v.as_ref() != hash {
-                    return Err(format!("Merkle node ({level}, {index}) does not match the leaves"));
+                if v.as_ref() != bytes {
+                    return Err(format!("{what} Merkle tile ({l}, {n}) does not match the leaves"));
                 }
                 Ok(())
             }
-            Some(Err(e)) => Err(format!("read error: {e}")),
-            None => Err(format!("Merkle node ({level}, {index}) is missing")),
+            Some(Err(e)) => Err(e),
+            None => Err(format!("Merkle tile ({l}, {n}) is missing")),
         }
+    }
+
+    /// A node the rebuilt frontier completed.
+    fn expect(&mut self, level: u8, index: u64, hash: &Hash) -> Result<(), String> {
+        match self.edges.push(level, index, *hash) {
+            Some((l, n, bytes)) => self.expect_tile(l, n, &bytes, "the full"),
+            None => Ok(()),
+        }
+    }
+
+    /// After the last leaf: the open tiles, and nothing beyond.
+    fn finish(&mut self) -> Result<(), String> {
+        let (open, levels) = self.edges.open_tiles();
+        for (l, n, bytes) in open {
+            self.expect_tile(l, n, &bytes, "the open")?;
+        }
+        for l in 0..levels {
+            if let Some(Ok((k, _))) = self.next_stored(l)
+                && decode_tile(&k).map(|(kl, _)| kl) == Some(l)
+            {
+                return Err(format!("a Merkle tile is stored beyond the tree at tile level {l}"));
+            }
+        }
+        let start = encode_tile(levels, 0);
+        let cf = self.store.cf(CF_TILES);
+        let mut it = self.store.db().iterator_cf(&cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        if let Some(Ok((k, _))) = it.next() {
+            return Err(format!("a Merkle tile is stored beyond the tree: {:?}", decode_tile(&k)));
+        }
+        Ok(())
     }
 }
 
@@ -443,7 +482,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
     }
 
     let mut frontier = Frontier::default();
-    let mut nodes = NodeCursor { store, levels: Vec::new() };
+    let mut nodes = TileCursor { store, edges: Default::default(), levels: Vec::new() };
     let mut chain = [0u8; 32];
     // Shared with the checker thread; copied on write when a ledger record
     // changes it while the checker still holds the old one.
@@ -661,14 +700,9 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         if let Some((size, _)) = checkpoints.next() {
             return fail(None, format!("checkpoint at size {size} covers more leaves than the ledger has ({total})"));
         }
-        // Every stored node beyond those the leaves produce is unexpected.
-        for (level, it) in nodes.levels.iter_mut().enumerate() {
-            if let Some(it) = it
-                && let Some(Ok((k, _))) = it.next()
-                && decode_node(&k).map(|(l, _)| l as usize) == Some(level)
-            {
-                return fail(None, format!("a Merkle node is stored beyond the tree at level {level}"));
-            }
+        // The open tiles, and nothing stored beyond what the leaves produce.
+        if let Err(e) = nodes.finish() {
+            return fail(None, e);
         }
         if opts.signatures {
             let (stored_ids, stored_index) = stored_indexes.expect("read when signatures are checked")?;

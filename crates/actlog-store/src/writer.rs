@@ -19,6 +19,7 @@ use actlog_core::ingest::Checked;
 use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
 use actlog_core::merkle::{self, Frontier};
 use actlog_core::note::Checkpoint;
+use actlog_core::tiles::TileEdges;
 use rocksdb::WriteBatch;
 
 use crate::keys::*;
@@ -40,6 +41,8 @@ pub(crate) struct WriterState {
     ledger_fingerprint: Hash,
     head: Head,
     frontier: Frontier,
+    /// The open tile of each tile level, kept in step with the frontier.
+    edges: TileEdges,
     registry: Registry,
     last_checkpoint_size: Option<u64>,
     last_checkpoint_at: Instant,
@@ -54,10 +57,11 @@ impl WriterState {
         seed: [u8; 32],
         origin: String,
         head: Head,
-        frontier: Frontier,
+        (frontier, edges): (Frontier, TileEdges),
         last_checkpoint_size: Option<u64>,
         opts: &Options,
     ) -> WriterState {
+        assert_eq!(edges.size(), frontier.size(), "the tile edges and the frontier cover the same leaves");
         let registry = shared.registry.read().expect("registry lock").clone();
         let ledger_fingerprint = key_fingerprint(&actlog_core::sig::public_key_of(&seed));
         WriterState {
@@ -67,6 +71,7 @@ impl WriterState {
             ledger_fingerprint,
             head,
             frontier,
+            edges,
             registry,
             last_checkpoint_size,
             last_checkpoint_at: Instant::now(),
@@ -90,9 +95,8 @@ struct Group {
     /// one, so sorted keys skip most of the walk from the top that random
     /// keys need.
     index_sorted: Vec<Vec<u8>>,
-    /// Merkle nodes, one run per level once sorted (they arrive with the
-    /// levels interleaved).
-    nodes_sorted: Vec<([u8; 9], Hash)>,
+    /// Merkle tiles the group filled: (tile level, tile index, 8 KiB).
+    full_tiles: Vec<(u8, u64, Vec<u8>)>,
     /// Event ids appended in this group: id → (seq, payload hash, leaf hash).
     /// Also the source of the group's `event_ids` entries (`put_sorted`).
     ids: HashMap<String, (u64, Hash, Hash)>,
@@ -192,7 +196,7 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
     let mut g = Group {
         batch: WriteBatch::default(),
         index_sorted: Vec::new(),
-        nodes_sorted: Vec::new(),
+        full_tiles: Vec::new(),
         ids: HashMap::new(),
         registry_changed: false,
         checkpoint: None,
@@ -213,8 +217,10 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
             Request::Checkpoint { reply } => replies.push(Reply::Checkpoint(reply)),
         }
     }
-    // Paired assertions: the frontier and head moved together, leaf by leaf.
+    // Paired assertions: the frontier, the tile edges and the head moved
+    // together, leaf by leaf.
     assert_eq!(st.frontier.size(), st.head.tree_size, "frontier and head disagree");
+    assert_eq!(st.edges.size(), st.head.tree_size, "tile edges and head disagree");
     if st.head.tree_size != start_size {
         st.head.root = st.frontier.root();
     }
@@ -280,12 +286,12 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
 /// Merkle nodes into its batch in key order (see [`Group`]). Nothing reads the batch before the
 /// write, and the batch is atomic, so the order inside it changes nothing
 /// that is stored.
-fn put_sorted(st: &WriterState, g: &mut Group) {
+fn put_sorted(st: &mut WriterState, g: &mut Group) {
     let db = &st.shared.db;
-    let (ids, index, nodes) = (
+    let (ids, index, tiles) = (
         db.cf_handle(CF_EVENT_IDS).expect("cf"),
         db.cf_handle(CF_INDEX).expect("cf"),
-        db.cf_handle(CF_NODES).expect("cf"),
+        db.cf_handle(CF_TILES).expect("cf"),
     );
     let mut new_ids: Vec<_> = g.ids.iter().collect();
     new_ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -299,9 +305,13 @@ fn put_sorted(st: &WriterState, g: &mut Group) {
     for k in g.index_sorted.drain(..) {
         g.batch.put_cf(&index, k, []);
     }
-    g.nodes_sorted.sort_unstable_by_key(|n| n.0);
-    for (k, v) in g.nodes_sorted.drain(..) {
-        g.batch.put_cf(&nodes, k, v);
+    // Full tiles, then the open tile of each level that grew: in the same
+    // atomic batch as the leaves, so stored tiles always match the head.
+    let mut written: Vec<(u8, u64, Vec<u8>)> = g.full_tiles.drain(..).collect();
+    written.extend(st.edges.take_changed());
+    written.sort_unstable_by_key(|t| (t.0, t.1));
+    for (l, n, bytes) in written {
+        g.batch.put_cf(&tiles, encode_tile(l, n), bytes);
     }
 }
 
@@ -338,7 +348,7 @@ fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash,
         Some(v) => {
             let (seq, payload) = crate::decode_event_id_value(&v)
                 .ok_or_else(|| Error::Corruption(format!("event id index entry for `{id}` is malformed")))?;
-            let leaf_hash = merkle::NodeReader::node(&crate::Nodes(&st.shared.db), 0, seq)?;
+            let leaf_hash = merkle::NodeReader::node(&crate::Tiles::new(&st.shared.db), 0, seq)?;
             Ok(Some((seq, payload, leaf_hash)))
         }
     }
@@ -469,7 +479,12 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: 
             g.index_sorted.push(encode_index(field, value, seq));
         }
     }
-    st.frontier.push(leaf_hash, |level, idx, hash| g.nodes_sorted.push((encode_node(level, idx), hash)));
+    let (edges, full) = (&mut st.edges, &mut g.full_tiles);
+    st.frontier.push(leaf_hash, |level, idx, hash| {
+        if let Some(tile) = edges.push(level, idx, hash) {
+            full.push(tile);
+        }
+    });
     // The root is folded once per group (commit_group), not once per leaf.
     st.head = Head { tree_size: seq + 1, chain_hash: chain, root: st.head.root };
     g.ids.insert(fields.event_id.clone(), (seq, item.payload_sha256, leaf_hash));

@@ -501,17 +501,27 @@ fn tampering_with_derived_data_is_detected() {
     type Edit = Box<dyn Fn(&rocksdb::DB)>;
     let edits: Vec<(&str, Edit)> = vec![
         (
-            "interior Merkle node",
+            "a leaf hash in a Merkle tile",
             Box::new(|db: &rocksdb::DB| {
-                let cf = db.cf_handle(CF_NODES).unwrap();
-                db.put_cf(cf, encode_node(2, 3), [7u8; 32]).unwrap();
+                let cf = db.cf_handle(CF_TILES).unwrap();
+                let mut t = db.get_cf(cf, encode_tile(0, 0)).unwrap().unwrap();
+                t[5 * 32] ^= 1;
+                db.put_cf(cf, encode_tile(0, 0), t).unwrap();
             }),
         ),
         (
-            "leaf hash node",
+            "a Merkle tile cut short",
             Box::new(|db: &rocksdb::DB| {
-                let cf = db.cf_handle(CF_NODES).unwrap();
-                db.put_cf(cf, encode_node(0, 5), [7u8; 32]).unwrap();
+                let cf = db.cf_handle(CF_TILES).unwrap();
+                let t = db.get_cf(cf, encode_tile(0, 0)).unwrap().unwrap();
+                db.put_cf(cf, encode_tile(0, 0), &t[..t.len() - 32]).unwrap();
+            }),
+        ),
+        (
+            "a Merkle tile beyond the tree",
+            Box::new(|db: &rocksdb::DB| {
+                let cf = db.cf_handle(CF_TILES).unwrap();
+                db.put_cf(cf, encode_tile(1, 0), [7u8; 32]).unwrap();
             }),
         ),
         (
