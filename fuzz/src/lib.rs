@@ -102,3 +102,59 @@ pub fn note(data: &[u8]) {
         assert_eq!(Checkpoint::open(&again, &key).expect("re-signed opens"), cp);
     }
 }
+
+/// The transparency parsers (contract §11), chosen by the first byte: tile
+/// paths, tlog-witness `add-checkpoint` bodies (through actlog's own
+/// witness checks against a fixed log key), tlog-policy files, cosigner
+/// keys, and tlog-proof files (checked against a fixed policy).
+pub fn tlog(data: &[u8]) {
+    use actlog_core::tiles;
+    use actlog_core::tlog_proof::{self, TlogProof};
+    use actlog_core::witness::{AddCheckpoint, CosignerKey, Policy, split_note};
+    let Some((&which, rest)) = data.split_first() else { return };
+    let text = String::from_utf8_lossy(rest);
+    match which % 5 {
+        0 => {
+            if let Ok(t) = tiles::parse_tile_path(&text) {
+                // One spelling per tile: what parses prints back the same
+                // (Go's `8/` alias aside), and fits a tree of 2^64 leaves.
+                let printed = t.path();
+                assert!(printed == text || text.strip_prefix("8/") == Some(printed.as_str()), "{text:?} -> {printed}");
+                assert!(t.leaves_needed().is_some());
+                assert!(t.width >= 1 && u64::from(t.width) <= tiles::TILE_WIDTH);
+            }
+        }
+        1 => {
+            if let Ok(req) = AddCheckpoint::parse(rest) {
+                assert!(req.proof.len() <= actlog_core::witness::PROOF_LINES_MAX);
+                assert_eq!(AddCheckpoint::parse(req.to_body().as_bytes()).as_ref(), Ok(&req), "round trip");
+                let _ = split_note(&req.note).expect("a parsed request holds a note");
+                let _ = fuzz_policy().check(&req.note);
+            }
+        }
+        2 => {
+            if let Ok(p) = Policy::parse(&text) {
+                assert!(!p.quorum.is_empty());
+                let _ = p.quorum_met(&Default::default());
+            }
+        }
+        3 => {
+            if let Ok(k) = CosignerKey::parse(&text) {
+                assert_eq!(CosignerKey::parse(&k.to_text()).as_ref(), Ok(&k));
+            }
+        }
+        _ => {
+            if let Ok(p) = TlogProof::parse(&text) {
+                assert_eq!(TlogProof::parse(&p.to_text()).as_ref(), Ok(&p), "round trip");
+                let _ = tlog_proof::check(&p, &fuzz_policy(), Some(rest));
+            }
+        }
+    }
+}
+
+/// The policy the tlog target checks against: the fuzz ledger's key, no quorum.
+fn fuzz_policy() -> actlog_core::witness::Policy {
+    let key = PublicKey::from_bytes(&public_key_of(&LEDGER_SEED)).expect("valid key");
+    let vk = VerifierKey::new("fuzz.example/log", key).expect("valid name");
+    actlog_core::witness::Policy::parse(&format!("log {}\nquorum none\n", vk.to_text())).expect("valid policy")
+}
