@@ -994,6 +994,10 @@ def log_case(m, srv):
     log = srv.log()
     found = [f"{label} ({where})" for label, s in m.secrets if (where := leaks(log, s))]
     check(not found, f"secrets in the {srv.name} server log: {found}")
+    # Failed authentications are logged (without the credential, checked above).
+    if srv.name == "main":
+        check("authentication failed from 127.0.0.1" in log, "no failed HTTP authentication in the main server log")
+        check("PostgreSQL login as" in log and "failed" in log, "no failed PostgreSQL login in the main server log")
     for label, s in m.secrets:
         if s.startswith("actlog_") and hashlib.sha256(s.encode()).hexdigest() in log:
             m.t.note(f"the SHA-256 of the {label} is in the {srv.name} server log (allowed: it is in the ledger)")

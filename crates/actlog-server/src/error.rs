@@ -97,10 +97,8 @@ impl IntoResponse for ApiError {
             .iter()
             .map(|i| json!({"index": i.index, "code": i.code, "message": i.message, "path": i.path}))
             .collect();
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if !items.is_empty() {
-            body["error"]["items"] = serde_json::Value::Array(items);
-        }
+        // `items` is always there (contract §4), empty when no item is at fault.
+        let body = json!({"error": {"code": self.code, "message": self.message, "items": items}});
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));

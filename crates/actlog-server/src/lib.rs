@@ -322,6 +322,9 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
         if let Some(ip) = peer {
             state.auth_limiter.failed(ip);
         }
+        // Never the credential: only where it came from and what it asked for.
+        let from = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
+        eprintln!("actlog-server: request {id} {method} {path}: authentication failed from {from}");
     }
     if let Some(detail) = resp.extensions().get::<error::InternalDetail>() {
         eprintln!("actlog-server: request {id} {method} {path}: {}", detail.0);

@@ -623,12 +623,18 @@ impl AuthSource for TokenAuth {
         let Ok(password) = std::str::from_utf8(presented_password) else {
             self.guards.metrics.auth_failed("pg");
             self.guards.auth_limiter.failed(self.session.peer);
+            eprintln!(
+                "actlog-server: PostgreSQL login as {user:?} from {} failed: the password is not UTF-8",
+                self.session.peer
+            );
             return Err(fatal("28P01", "the password is not valid UTF-8"));
         };
         let result = (self.auth)(user, password);
         if result.is_err() {
             self.guards.metrics.auth_failed("pg");
             self.guards.auth_limiter.failed(self.session.peer);
+            // Never the password: only the role asked for and the address.
+            eprintln!("actlog-server: PostgreSQL login as {user:?} from {} failed", self.session.peer);
         }
         match result {
             Ok(still_valid) => {

@@ -443,6 +443,7 @@ fn keys_and_tokens_are_managed_at_runtime() {
     assert_eq!(s.call("POST", "/v1/tokens/c-ingest/revoke", Some(&admin), &[], None).status, 200);
     let r = s.post_events(&c_token, &[sign_value(&event("c3", "pdp-c"), &seed)]);
     assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["items"], serde_json::json!([]), "items is always there: {}", r.text);
     let keys = s.get("/v1/keys", &admin).json();
     assert!(keys["keys"].as_array().unwrap().iter().any(|k| k["name"] == "pdp-c-key" && k["revoked_seq"].is_u64()));
     let tokens = s.get("/v1/tokens", &admin).text;
