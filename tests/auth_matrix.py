@@ -54,6 +54,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -888,6 +889,33 @@ def session_revoked_case(m, protocol):
     check_session_ended(conn, protocol, "revocation")
 
 
+def running_statement_revoked_case(m):
+    """A statement still running when its token is revoked ends with the
+    session (SQLSTATE 28000), not at sql_time_ms."""
+    name = "am-pg-running"
+    token = m.create_token("query", name)
+    conn = open_session(m, token, "simple")
+    outcome = {}
+
+    def run():
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM range(0, 1000000000000)")
+                outcome["result"] = cur.fetchall()
+        except psycopg.Error as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.0)
+    m.revoke_token(name)
+    t.join(timeout=60)
+    check(not t.is_alive(), "the statement still runs a minute after its token was revoked")
+    err = outcome.get("error")
+    check(err is not None, f"the long statement finished: {outcome}")
+    check(err.sqlstate == "28000", f"expected SQLSTATE 28000 (token revoked), got {err.sqlstate}: {err}")
+
+
 def open_expiring_sessions(m):
     """Sessions logged in now with tokens that expire EXPIRY_S later; checked after the HTTP matrix."""
     sessions = {}
@@ -911,6 +939,7 @@ def session_expired_case(m, conn, started, protocol):
 def pg_sessions(m, expiring):
     for protocol in STATEMENTS:
         m.t.case(f"pg session ends when its token is revoked ({protocol} protocol)", session_revoked_case, m, protocol)
+    m.t.case("a running pg statement ends when its token is revoked", running_statement_revoked_case, m)
     if not m.expires_ok:
         m.t.fail("pg session ends when its token expires", "expires-in not implemented")
         return

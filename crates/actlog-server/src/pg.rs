@@ -516,17 +516,36 @@ async fn serve_socket(
         };
         let is_cancel_request = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
         session.busy.store(true, Ordering::SeqCst);
-        let result = pgwire::tokio::server::process_message(
-            msg,
-            &mut socket,
-            Arc::clone(&conn.startup),
-            Arc::clone(&conn.queries),
-            Arc::clone(&conn.queries),
-            Arc::clone(&copy),
-            Arc::clone(&conn.cancel),
-        )
-        .await;
+        // While a message runs (a long statement), the token is checked every
+        // TOKEN_RECHECK too: a revoked or expired token ends the statement
+        // (dropping it aborts its query) and the session.
+        let result = {
+            let run = pgwire::tokio::server::process_message(
+                msg,
+                &mut socket,
+                Arc::clone(&conn.startup),
+                Arc::clone(&conn.queries),
+                Arc::clone(&conn.queries),
+                Arc::clone(&copy),
+                Arc::clone(&conn.cancel),
+            );
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    r = &mut run => break Some(r),
+                    _ = tokio::time::sleep(TOKEN_RECHECK) => {
+                        if session.logged_in.load(Ordering::SeqCst) && !session.token_valid() {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
         session.busy.store(false, Ordering::SeqCst);
+        let Some(result) = result else {
+            send_fatal(&mut socket, token_ended()).await;
+            return Ok(());
+        };
         session.touch();
         if let Err(e) = result {
             let is_fatal = e.is_fatal();
