@@ -49,12 +49,52 @@ pub struct VerifierKey {
 
 /// The C2SP key id of `name` and an ed25519 public key.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    typed_key_id(name, ALG_ED25519, public_key)
+}
+
+/// The C2SP key id of `name` and a public key of type `alg`:
+/// `SHA-256(name ‖ 0x0A ‖ alg ‖ public key)[:4]`.
+pub(crate) fn typed_key_id(name: &str, alg: u8, public_key: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([0x0a, ALG_ED25519]);
+    h.update([0x0a, alg]);
     h.update(public_key);
     let d: [u8; 32] = h.finalize().into();
     [d[0], d[1], d[2], d[3]]
+}
+
+/// Parses a vkey `<name>+<hex key id>+<base64(alg ‖ 32-byte key)>` of
+/// type `alg`, checking the name and the key id; `wrong_type` says what the
+/// key should have been.
+pub(crate) fn parse_typed_vkey(
+    text: &str,
+    alg: u8,
+    wrong_type: &'static str,
+) -> Result<(String, PublicKey), NoteError> {
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::KeyFormat("expected name+keyid+key"));
+    };
+    let raw = b64::decode_strict(key_b64).ok_or(NoteError::KeyFormat("key is not base64"))?;
+    if raw.len() != 33 || raw[0] != alg {
+        return Err(NoteError::KeyFormat(wrong_type));
+    }
+    let bytes: [u8; 32] = raw[1..].try_into().expect("32 bytes");
+    let key = PublicKey::from_bytes(&bytes).map_err(NoteError::Key)?;
+    if !valid_name(name) {
+        return Err(NoteError::KeyFormat("name must be non-empty with no spaces or '+'"));
+    }
+    if id_hex.len() != 8 || hex::decode(id_hex).ok().as_deref() != Some(&typed_key_id(name, alg, &bytes)[..]) {
+        return Err(NoteError::KeyFormat("key id does not match the name and key"));
+    }
+    Ok((name.to_string(), key))
+}
+
+/// The vkey text of `name` and a key of type `alg`.
+pub(crate) fn typed_vkey_text(name: &str, alg: u8, key: &PublicKey) -> String {
+    let mut raw = vec![alg];
+    raw.extend_from_slice(key.as_bytes());
+    format!("{name}+{}+{}", hex::encode(typed_key_id(name, alg, key.as_bytes())), b64::encode(raw))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -72,21 +112,8 @@ impl VerifierKey {
 
     /// Parses `<name>+<hex key id>+<base64(0x01 || key)>`.
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
-        let mut parts = text.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::KeyFormat("expected name+keyid+key"));
-        };
-        let raw = b64::decode_strict(key_b64).ok_or(NoteError::KeyFormat("key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::KeyFormat("key is not an ed25519 key (0x01 + 32 bytes)"));
-        }
-        let bytes: [u8; 32] = raw[1..].try_into().expect("32 bytes");
-        let key = PublicKey::from_bytes(&bytes).map_err(NoteError::Key)?;
-        let vk = VerifierKey::new(name, key)?;
-        if id_hex.len() != 8 || hex::decode(id_hex).ok().as_deref() != Some(&vk.key_id()[..]) {
-            return Err(NoteError::KeyFormat("key id does not match the name and key"));
-        }
-        Ok(vk)
+        let (name, key) = parse_typed_vkey(text, ALG_ED25519, "key is not an ed25519 key (0x01 + 32 bytes)")?;
+        Ok(VerifierKey { name, key })
     }
 
     /// This key's C2SP key id.
@@ -96,9 +123,7 @@ impl VerifierKey {
 
     /// The `<name>+<hex id>+<base64>` form.
     pub fn to_text(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.key_id()), b64::encode(raw))
+        typed_vkey_text(&self.name, ALG_ED25519, &self.key)
     }
 }
 

@@ -10,8 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sha2::{Digest, Sha256};
-
 use crate::b64;
 use crate::leaf::Hash;
 use crate::note::{NOTE_BYTES_MAX, NoteError, VerifierKey};
@@ -49,12 +47,7 @@ pub enum WitnessError {
 
 /// The key id of a cosigner `name` with an Ed25519 public key.
 pub fn cosigner_key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([0x0a, ALG_COSIGNATURE_V1]);
-    h.update(public_key);
-    let d: [u8; 32] = h.finalize().into();
-    [d[0], d[1], d[2], d[3]]
+    crate::note::typed_key_id(name, ALG_COSIGNATURE_V1, public_key)
 }
 
 /// A named Ed25519 `cosignature/v1` key.
@@ -77,23 +70,10 @@ impl CosignerKey {
 
     /// Parses `<name>+<hex key id>+<base64(0x04 ‖ key)>`.
     pub fn parse(text: &str) -> Result<CosignerKey, WitnessError> {
-        let bad = |m: &str| WitnessError::Key(format!("`{text}`: {m}"));
-        let mut parts = text.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected name+keyid+key"));
-        };
-        let raw = b64::decode_strict(key_b64).ok_or_else(|| bad("the key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_COSIGNATURE_V1 {
-            return Err(bad("not an Ed25519 cosignature/v1 key (0x04 and 32 bytes)"));
-        }
-        let bytes: [u8; 32] = raw[1..].try_into().expect("32 bytes");
-        let key = PublicKey::from_bytes(&bytes).map_err(|e| bad(&e.to_string()))?;
-        VerifierKey::new(name, key).map_err(|_| bad("the name must be non-empty, with no spaces or '+'"))?;
-        let k = CosignerKey { name: name.to_string(), key };
-        if id_hex.len() != 8 || hex::decode(id_hex).ok().as_deref() != Some(&k.key_id()[..]) {
-            return Err(bad("the key id does not match the name and key"));
-        }
-        Ok(k)
+        let wrong_type = "not an Ed25519 cosignature/v1 key (0x04 and 32 bytes)";
+        let (name, key) = crate::note::parse_typed_vkey(text, ALG_COSIGNATURE_V1, wrong_type)
+            .map_err(|e| WitnessError::Key(format!("`{text}`: {e}")))?;
+        Ok(CosignerKey { name, key })
     }
 
     /// This key's id.
@@ -103,9 +83,7 @@ impl CosignerKey {
 
     /// The vkey text.
     pub fn to_text(&self) -> String {
-        let mut raw = vec![ALG_COSIGNATURE_V1];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.key_id()), b64::encode(raw))
+        crate::note::typed_vkey_text(&self.name, ALG_COSIGNATURE_V1, &self.key)
     }
 
     /// Checks a signature line's bytes (key id ‖ timestamp ‖ signature)
@@ -349,6 +327,11 @@ impl Policy {
     /// The trusted log whose key name is `origin`.
     pub fn log(&self, origin: &str) -> Option<&PolicyLog> {
         self.logs.iter().find(|l| l.key.name == origin)
+    }
+
+    /// Whether a `log` line lists exactly this key (name and public key).
+    pub fn lists_log(&self, key: &VerifierKey) -> bool {
+        self.log(&key.name).is_some_and(|l| l.key == *key)
     }
 
     /// Whether the witnesses named in `cosigned` meet the quorum.
