@@ -527,7 +527,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
     let witnessing = match witness_policy {
         Some(policy) => {
             let own = store.verifier_key();
-            if policy.log(&own.name).is_none_or(|l| l.key != *own) {
+            if !policy.lists_log(own) {
                 return Err(usage(format!(
                     "--witness-policy must list this ledger; add the line `log {}`",
                     own.to_text()
@@ -572,12 +572,6 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         std::future::pending(),
     )
     .map_err(|e| refused(format!("server: {e}")))
-}
-
-/// Reads a C2SP tlog-policy file named by `flag`.
-fn read_policy(flag: &str, path: &Path) -> CliResult<actlog_core::witness::Policy> {
-    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
-    actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
 }
 
 /// The cosigner name of this ledger's witness.

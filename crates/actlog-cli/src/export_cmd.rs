@@ -143,7 +143,7 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         ExportFormat::Ndjson => Format::Ndjson,
         ExportFormat::Ocsf => Format::Ocsf,
     };
-    let policy = args.policy.as_deref().map(crate::verify_cmd::read_policy).transpose()?;
+    let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
     let opened = open_for_bundle(data, actlog_query::engine::SQL_MEMORY_BYTES_DEFAULT, "export")?;
     let progress_bar = std::sync::OnceLock::new();
     let progress = |done: u64, total: u64| {
@@ -209,7 +209,7 @@ pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
     if !dir.is_dir() {
         return Err(usage(format!("{} is not a directory", dir.display())));
     }
-    let policy = args.policy.as_deref().map(crate::verify_cmd::read_policy).transpose()?;
+    let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
     let progress_bar = std::sync::OnceLock::new();
     let progress = |done: u64, total: u64| {
         if let Some(b) = progress_bar.get_or_init(|| bar(total, "verify")) {
@@ -347,7 +347,7 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
         }
     };
     let started = Instant::now();
-    let policy = args.policy.as_deref().map(crate::verify_cmd::read_policy).transpose()?;
+    let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
     let opts = actlog_query::evidence::EvidenceOptions {
         from,
         to,

@@ -109,3 +109,10 @@ pub fn http_agent(tls: &TlsClient) -> CliResult<ureq::Agent> {
         .build()
         .into())
 }
+
+/// Reads a C2SP tlog-policy file named by `flag`; a bad one is a usage error
+/// naming the flag, the file and the line.
+pub fn read_policy(flag: &str, path: &std::path::Path) -> CliResult<actlog_core::witness::Policy> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
+    actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}

@@ -43,16 +43,10 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Reads a C2SP tlog-policy file (`--policy`).
-pub fn read_policy(path: &Path) -> CliResult<actlog_core::witness::Policy> {
-    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--policy {}: {e}", path.display())))?;
-    actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("--policy {}: {e}", path.display())))
-}
-
 /// `verify --receipt FILE --policy FILE [--envelope FILE]`: no data
 /// directory; the log signature, the quorum, the audit path, and the envelope.
 fn receipt(path: &Path, args: &VerifyArgs) -> CliResult {
-    let policy = read_policy(args.policy.as_deref().expect("clap requires --policy"))?;
+    let policy = read_policy("--policy", args.policy.as_deref().expect("clap requires --policy"))?;
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--receipt {}: {e}", path.display())))?;
     let envelope = match &args.envelope {
         Some(e) => Some(std::fs::read(e).map_err(|err| usage(format!("--envelope {}: {err}", e.display())))?),
@@ -115,7 +109,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
         None => None,
     };
     let policy = match &args.policy {
-        Some(p) => Some(read_policy(p)?),
+        Some(p) => Some(read_policy("--policy", p)?),
         None => None,
     };
     let store = Store::open(data, Options { read_only: true, ..Options::default() })?;

@@ -84,14 +84,8 @@ impl Witnessing {
     /// meets the quorum. The policy must list this ledger's key.
     pub fn open(store: &Store, policy: Policy) -> Result<Witnessing, String> {
         let own = store.verifier_key();
-        match policy.log(&own.name) {
-            Some(l) if l.key == *own => {}
-            _ => {
-                return Err(format!(
-                    "the witness policy does not list this ledger; add the line `log {}`",
-                    own.to_text()
-                ));
-            }
+        if !policy.lists_log(own) {
+            return Err(format!("the witness policy does not list this ledger; add the line `log {}`", own.to_text()));
         }
         let notes: BTreeMap<u64, String> = store.checkpoints().map_err(|e| e.to_string())?.into_iter().collect();
         let stored = store.cosignatures().map_err(|e| e.to_string())?;
@@ -212,8 +206,10 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
+        // One read of the latest checkpoint per turn, for both uses below.
+        let latest = store.latest_checkpoint();
         if w.policy.quorum == "none"
-            && let Some(cp) = store.latest_checkpoint()
+            && let Some(cp) = &latest
         {
             w.published.send_if_modified(|p| {
                 let newer = p.as_ref().is_none_or(|(s, _)| *s < cp.0);
@@ -223,7 +219,7 @@ pub async fn run(
                 newer
             });
         }
-        if let Some((size, note)) = store.latest_checkpoint() {
+        if let Some((size, note)) = latest {
             let now = Instant::now();
             let due: Vec<PolicyWitness> = w
                 .peers

@@ -162,14 +162,9 @@ pub async fn inclusion(
 /// when given (with its stored cosignatures), else against the latest
 /// published checkpoint (the latest witnessed one under a witness policy).
 async fn proof_file(state: &AppState, seq: u64, tree_size: Option<u64>) -> Result<Response, ApiError> {
-    let published = match (&state.witnessing, tree_size) {
-        (_, Some(_)) => None,
-        (Some(w), None) => Some(w.published().ok_or_else(|| {
-            ApiError::not_found("no checkpoint meets the witness policy's quorum yet; see /v1/log for each witness")
-        })?),
-        (None, None) => Some(
-            state.store.latest_checkpoint().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?,
-        ),
+    let published = match tree_size {
+        Some(_) => None,
+        None => Some(crate::tlog::published(state)?),
     };
     let text = blocking(state, move |s| {
         let (size, note) = match (published, tree_size) {

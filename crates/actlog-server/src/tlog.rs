@@ -30,18 +30,22 @@ fn check_access(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `GET /tlog/checkpoint`: the latest published checkpoint. With a witness
-/// policy, the latest one whose cosignatures meet the quorum, with them.
+/// The latest published checkpoint: (tree size, note). With a witness
+/// policy, the latest one whose cosignatures meet the quorum, with them;
+/// without one, the latest signed checkpoint.
+pub(crate) fn published(state: &AppState) -> Result<(u64, String), ApiError> {
+    match &state.witnessing {
+        Some(w) => w.published().ok_or_else(|| {
+            ApiError::not_found("no checkpoint meets the witness policy's quorum yet; see /v1/log for each witness")
+        }),
+        None => state.store.latest_checkpoint().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet")),
+    }
+}
+
+/// `GET /tlog/checkpoint`: the latest published checkpoint.
 pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_access(&state, &headers)?;
-    let note = match &state.witnessing {
-        Some(w) => w.published().map(|(_, n)| n).ok_or_else(|| {
-            ApiError::not_found("no checkpoint meets the witness policy's quorum yet; see /v1/log for each witness")
-        })?,
-        None => {
-            state.store.latest_checkpoint().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?.1
-        }
-    };
+    let (_, note) = published(&state)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, CHECKPOINT_CACHE)], note)
         .into_response())
 }

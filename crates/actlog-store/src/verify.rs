@@ -321,14 +321,8 @@ fn check_cosignatures(
     policy: &actlog_core::witness::Policy,
 ) -> Result<(u64, Option<u64>), VerifyFailure> {
     let own = store.verifier_key();
-    match policy.log(&own.name) {
-        Some(l) if l.key == *own => {}
-        _ => {
-            return fail(
-                None,
-                format!("the policy does not list this ledger's key; add the line `log {}`", own.to_text()),
-            );
-        }
+    if !policy.lists_log(own) {
+        return fail(None, format!("the policy does not list this ledger's key; add the line `log {}`", own.to_text()));
     }
     let notes: std::collections::BTreeMap<u64, String> = store.checkpoints()?.into_iter().collect();
     let stored = store.cosignatures().map_err(|e| VerifyFailure { seq: None, reason: e.to_string() })?;
