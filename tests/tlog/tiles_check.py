@@ -51,6 +51,7 @@ import urllib.parse
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rfc6962 import key_id, leaf_hash, mth, node_hash  # noqa: F401
 
 EM_DASH = "\u2014"
 TILE_WIDTH = 256
@@ -105,33 +106,7 @@ def tiles_for_size(size):
     return tiles
 
 
-# --- RFC 6962 ----------------------------------------------------------------------
-
-
-def leaf_hash(entry):
-    return hashlib.sha256(b"\x00" + entry).digest()
-
-
-def node_hash(left, right):
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def mth(hashes, lo, hi):
-    """RFC 6962 MTH of the leaves whose hashes are hashes[lo:hi]."""
-    n = hi - lo
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return hashes[lo]
-    k = 1 << ((n - 1).bit_length() - 1)  # largest power of two < n
-    return node_hash(mth(hashes, lo, lo + k), mth(hashes, lo + k, hi))
-
-
 # --- signed notes and checkpoints ----------------------------------------------------
-
-
-def key_id(name, type_byte, pub):
-    return hashlib.sha256(name.encode() + b"\n" + bytes([type_byte]) + pub).digest()[:4]
 
 
 def parse_vkey(vkey):

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from rfc6962 import key_id, node_hash, verify_consistency  # noqa: F401
 
 EM_DASH = "\u2014"
 MAX_BODY = 1 << 20  # no honest add-checkpoint body comes near this
@@ -64,56 +65,7 @@ class BadRequest(Exception):
     """The request body cannot be parsed: answered with 400."""
 
 
-# --- RFC 6962 hashing and RFC 9162 consistency verification -----------------
-
-
-def node_hash(left, right):
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def verify_consistency(first, second, first_hash, second_hash, proof):
-    """RFC 9162 section 2.1.4.2, for 0 < first <= second."""
-    if first > second or first <= 0:
-        return False
-    if first == second:
-        return not proof and first_hash == second_hash
-    if not proof:
-        return False
-    path = list(proof)
-    # 1. If first is an exact power of 2, prepend first_hash to the path.
-    if first & (first - 1) == 0:
-        path.insert(0, first_hash)
-    # 3./4. fn = first - 1, sn = second - 1; shift both while LSB(fn) is set.
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    # 5. fr and sr start as the first value of the path.
-    fr = sr = path[0]
-    # 6. Fold in the rest.
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while not (fn & 1 or fn == 0):
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    # 7. Both roots must come out, and the path must be used up exactly.
-    return fr == first_hash and sr == second_hash and sn == 0
-
-
 # --- keys, vkeys and signed notes (c2sp.org/signed-note) ---------------------
-
-
-def key_id(name, type_byte, pub):
-    return hashlib.sha256(name.encode() + b"\n" + bytes([type_byte]) + pub).digest()[:4]
 
 
 def check_key_name(name):
