@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes the fuzzers' seed corpora (fuzz/corpus/TARGET/) from the schema
 examples: signed DSSE envelopes, event payloads valid and invalid, OPA
-decision-log chunks, gzip bodies, and C2SP checkpoints signed with the fuzz
-harness's seeds (fuzz/src/lib.rs). Deterministic; run it again after the
+decision-log chunks, gzip bodies, C2SP checkpoints signed with the fuzz
+harness's seeds (fuzz/src/lib.rs), the queries of tests/slt, and an export
+manifest with its signed statement in the three shapes of the manifest
+target. Deterministic; run it again after the
 examples change:  python3 tools/fuzz_seeds.py
 """
 import base64, glob, gzip, hashlib, json, os
@@ -78,6 +80,79 @@ def main():
     pub = LEDGER.public_key().public_bytes_raw()
     key_id = hashlib.sha256(b"fuzz.example/log\n\x01" + pub).digest()[:4]
     write("note", "verifier-key.txt", "fuzz.example/log+" + key_id.hex() + "+" + base64.b64encode(b"\x01" + pub).decode())
+
+    sql_seeds()
+    manifest_seeds(signed_note(f"fuzz.example/log\n42\n{root}\n"), root)
+
+
+def sql_seeds():
+    """Every statement of the sqllogictest files, and a few the sandbox refuses."""
+    n = 0
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests/slt/*.slt"))):
+        lines = open(path).read().split("\n")
+        i = 0
+        while i < len(lines):
+            if lines[i].startswith(("query", "statement")):
+                j = i + 1
+                while j < len(lines) and lines[j].strip() and lines[j] != "----":
+                    j += 1
+                write("sql", f"slt-{n:03d}.sql", "\n".join(lines[i + 1:j]))
+                n += 1
+                i = j
+            i += 1
+    chain = " OR ".join(f"seq = {i}" for i in range(200))
+    for name, q in [
+        ("or-chain", f"SELECT seq FROM events WHERE {chain}"),
+        ("nested", "SELECT " + "(" * 60 + "1" + ")" * 60),
+        ("file", "SELECT * FROM '/etc/passwd'"),
+        ("url", "SELECT * FROM 'https://example.com/x.parquet'"),
+        ("read-fn", "SELECT * FROM read_parquet('x')"),
+        ("copy", "COPY (SELECT 1) TO '/tmp/x'"),
+        ("ddl", "CREATE TABLE t AS SELECT * FROM events"),
+        ("dml", "DELETE FROM events WHERE seq = 1"),
+        ("set", "SET datafusion.execution.batch_size = 1"),
+        ("range", "SELECT count(*) FROM range(3000000000)"),
+        ("two", "SELECT 1; SELECT 2"),
+    ]:
+        write("sql", name + ".sql", q)
+
+
+def manifest_seeds(checkpoint, root):
+    """A manifest as `actlog export` writes it, its in-toto statement, and
+    the envelope signed with the ledger seed: one seed per shape."""
+    pub = LEDGER.public_key().public_bytes_raw()
+    key_id = hashlib.sha256(b"fuzz.example/log\n\x01" + pub).digest()[:4]
+    vkey = "fuzz.example/log+" + key_id.hex() + "+" + base64.b64encode(b"\x01" + pub).decode()
+
+    def entry(path, table, body, rows, first, last):
+        return {"path": path, "table": table, "sha256": hashlib.sha256(body).hexdigest(),
+                "bytes": len(body), "rows": rows, "first_seq": first, "last_seq": last}
+
+    files = [entry("events/date=2026-08-21/part-00000.parquet", "events", b"e", 2, 3, 4),
+             entry("delegation_hops/date=2026-08-21/part-00000.parquet", "delegation_hops", b"h", 3, 3, 4),
+             entry("leaves.parquet", "leaves", b"l", 5, 0, 4)]
+    proof = {"seq": 3, "leaf_hash": root, "hashes": [root, root]}
+    manifest = {"format": "actlog.export.v1", "data_format": "parquet", "origin": "fuzz.example/log",
+                "verifier_key": vkey, "created_at": "2026-08-22T00:00:00Z", "from": "2026-08-21T00:00:00Z",
+                "to": None, "tree_size": 42, "root_hash": root, "checkpoint": checkpoint, "events": 2,
+                "first_seq": 3, "last_seq": 4, "files": files, "proofs": [proof]}
+    evidence = dict(manifest, framework="nist-csf-2.0", files=files + [
+        entry(n, "evidence", n.encode(), 0, 0, 0) for n in ["findings.json", "findings.ocsf.jsonl", "report.html"]])
+    t = "application/vnd.in-toto+json"
+    for name, m in [("export", manifest), ("evidence", evidence)]:
+        body = json.dumps(m, indent=2).encode()
+        subjects = [{"name": "manifest.json", "digest": {"sha256": hashlib.sha256(body).hexdigest()}},
+                    {"name": "checkpoint.txt", "digest": {"sha256": hashlib.sha256(checkpoint.encode()).hexdigest()}}]
+        subjects += [{"name": f["path"], "digest": {"sha256": f["sha256"]}} for f in m["files"]]
+        statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": subjects,
+                                "predicateType": "https://actlog.dev/export/v1",
+                                "predicate": {"origin": m["origin"], "tree_size": 42, "root_hash": root}}).encode()
+        sig = LEDGER.sign(pae(t, statement))
+        env = json.dumps({"payloadType": t, "payload": base64.b64encode(statement).decode(),
+                          "signatures": [{"sig": base64.b64encode(sig).decode()}]}).encode()
+        write("manifest", f"{name}-envelope", b"\x00" + env + b"\x00" + body)
+        write("manifest", f"{name}-statement", b"\x01" + statement + b"\x00" + body)
+        write("manifest", f"{name}-derived", b"\x02" + body)
 
 
 if __name__ == "__main__":

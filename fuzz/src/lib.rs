@@ -158,3 +158,105 @@ fn fuzz_policy() -> actlog_core::witness::Policy {
     let vk = VerifierKey::new("fuzz.example/log", key).expect("valid name");
     actlog_core::witness::Policy::parse(&format!("log {}\nquorum none\n", vk.to_text())).expect("valid policy")
 }
+
+/// Stack of the thread the SQL harness checks on: the SQL runtime's
+/// (`actlog_query::budget::SQL_STACK_BYTES`), so a depth the server survives
+/// is one the harness survives.
+const SQL_STACK_BYTES: usize = 256 << 20;
+/// The server's default `sql_depth_max`.
+const SQL_DEPTH_MAX: usize = 1024;
+
+/// The SQL front end: the text parsed as DataFusion's `DFParser` parses
+/// every statement but its own four (sqlparser's generic dialect, recursion
+/// limit 50), then the depth limit and the sandbox of every SQL surface.
+/// Parsing, checking, printing and dropping happen on a thread with the SQL
+/// runtime's stack.
+pub fn sql(data: &[u8]) {
+    use actlog_core::sql::sqlparser::ast::Statement;
+    use actlog_core::sql::sqlparser::dialect::GenericDialect;
+    use actlog_core::sql::sqlparser::parser::Parser;
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let text = text.to_string();
+    let checked = std::thread::Builder::new()
+        .stack_size(SQL_STACK_BYTES)
+        .spawn(move || {
+            let dialect = GenericDialect {};
+            let Ok(statements) = Parser::new(&dialect)
+                .with_recursion_limit(50)
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_statements())
+            else {
+                return;
+            };
+            for st in &statements {
+                match actlog_core::sql::check_statement(st, SQL_DEPTH_MAX) {
+                    Ok(()) => assert!(matches!(st, Statement::Query(_)), "only a query passes: {st}"),
+                    Err(e) => {
+                        assert!(["sql_refused", "sql_too_deep"].contains(&e.code), "{e}");
+                        assert!(!e.message.is_empty());
+                    }
+                }
+            }
+        })
+        .expect("the SQL thread starts");
+    if let Err(p) = checked.join() {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// An export bundle's signed manifest, in three shapes chosen by the first
+/// byte: `envelope NUL manifest` as found in a bundle; `statement NUL
+/// manifest` with the statement signed here by the fuzz ledger key (so the
+/// fuzzer gets past the signature); and `manifest` alone with a statement
+/// derived from it and signed (so it gets past the digests too).
+pub fn manifest(data: &[u8]) {
+    use actlog_core::bundle::{self, MANIFEST_FILE, STATEMENT_PAYLOAD_TYPE};
+    use actlog_core::dsse::Envelope;
+    use sha2::Digest;
+    let Some((&which, rest)) = data.split_first() else { return };
+    let split = |r: &[u8]| {
+        let at = r.iter().position(|b| *b == 0).unwrap_or(r.len());
+        (r[..at].to_vec(), r.get(at + 1..).unwrap_or_default().to_vec())
+    };
+    let sign = |payload: Vec<u8>| {
+        Envelope::sign_as(STATEMENT_PAYLOAD_TYPE, payload, None, &LEDGER_SEED).to_json().into_bytes()
+    };
+    let (signed, manifest) = match which % 3 {
+        0 => split(rest),
+        1 => {
+            let (statement, manifest) = split(rest);
+            (sign(statement), manifest)
+        }
+        _ => {
+            let m: serde_json::Value = serde_json::from_slice(rest).unwrap_or_default();
+            let mut subject = vec![serde_json::json!({"name": MANIFEST_FILE,
+                "digest": {"sha256": hex::encode(sha2::Sha256::digest(rest))}})];
+            for f in m["files"].as_array().into_iter().flatten() {
+                subject.push(serde_json::json!({"name": f["path"], "digest": {"sha256": f["sha256"]}}));
+            }
+            let statement = serde_json::json!({"_type": bundle::STATEMENT_TYPE, "subject": subject,
+                "predicateType": bundle::PREDICATE_TYPE,
+                "predicate": {"origin": m["origin"], "tree_size": m["tree_size"], "root_hash": m["root_hash"]}});
+            (sign(statement.to_string().into_bytes()), rest.to_vec())
+        }
+    };
+    let key = fuzz_policy_key();
+    for expected in [None, Some(&key)] {
+        let Ok(s) = bundle::open_manifest(&signed, &manifest, expected) else { continue };
+        assert_eq!(s.manifest.origin, s.key.name);
+        let listed = s.listed();
+        assert!(s.subjects.keys().all(|k| listed.contains_key(k.as_str())), "every signed file is listed");
+        for f in &s.manifest.files {
+            assert_eq!(s.subjects.get(&f.path), Some(&f.sha256), "every listed file is signed");
+            assert!(bundle::safe_path(&f.path));
+        }
+        if let Ok(cp) = s.checkpoint() {
+            assert_eq!(cp.tree_size, s.manifest.tree_size);
+        }
+    }
+}
+
+fn fuzz_policy_key() -> VerifierKey {
+    VerifierKey::new("fuzz.example/log", PublicKey::from_bytes(&public_key_of(&LEDGER_SEED)).expect("valid key"))
+        .expect("valid name")
+}

@@ -5,7 +5,9 @@
 //! acceptance rule ([`sig`]), event validation and normalization ([`event`]),
 //! the leaf encoding and blake3 chain ([`leaf`]), the RFC 6962 Merkle tree and
 //! its proofs ([`merkle`]), C2SP signed-note checkpoints ([`note`]), and
-//! request bodies as they arrive: bounded gunzip and batch splitting ([`body`]).
+//! request bodies as they arrive: bounded gunzip and batch splitting ([`body`]),
+//! an export bundle's signed manifest ([`bundle`]),
+//! and, with the `sql` feature, what a SQL query may be ([`sql`]).
 //!
 //! Architecture invariant: this crate does no IO, spawns nothing, and never
 //! reads the clock, the environment or a random source. Time, keys and seeds
@@ -16,6 +18,7 @@
 
 pub mod b64;
 pub mod body;
+pub mod bundle;
 pub mod dsse;
 pub mod event;
 pub mod ingest;
@@ -24,6 +27,8 @@ pub mod merkle;
 pub mod note;
 pub mod opa;
 pub mod sig;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod tiles;
 pub mod time;
 pub mod tlog_proof;

@@ -10,7 +10,7 @@
 //!   apart from the HTTP workers. A panic inside DataFusion becomes an
 //!   `internal` error for that query alone, and a dropped caller (a client
 //!   that went away) aborts the query.
-//! - [`check_depth`] refuses expressions nested deeper than `sql_depth_max`
+//! - `actlog_core::sql::check_depth` refuses expressions nested deeper than `sql_depth_max`
 //!   before the planner sees them. DataFusion and sqlparser are also built
 //!   with `recursive_protection`, which moves deep recursion onto heap stacks.
 //! - [`guard_functions`] wraps `repeat`, `lpad`, `rpad`, `replace`,
@@ -19,7 +19,6 @@
 //!   allocates. The memory pool does not see these allocations.
 
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
@@ -31,7 +30,6 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
-use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
 
 use crate::engine::QueryError;
 
@@ -107,57 +105,6 @@ where
         }
         Err(_) => Err(QueryError { code: "internal", message: "the query was cancelled".into() }),
     }
-}
-
-struct Depth {
-    now: usize,
-    max: usize,
-}
-
-impl Depth {
-    fn enter(&mut self) -> ControlFlow<()> {
-        self.now += 1;
-        if self.now > self.max { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    }
-    fn leave(&mut self) -> ControlFlow<()> {
-        self.now -= 1;
-        ControlFlow::Continue(())
-    }
-}
-
-/// Counts expressions and (sub)queries alike: each is a level the planner
-/// recurses through.
-impl Visitor for Depth {
-    type Break = ();
-    fn pre_visit_expr(&mut self, _e: &Expr) -> ControlFlow<()> {
-        self.enter()
-    }
-    fn post_visit_expr(&mut self, _e: &Expr) -> ControlFlow<()> {
-        self.leave()
-    }
-    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-        self.enter()
-    }
-    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-        self.leave()
-    }
-}
-
-/// Refuses a statement whose expressions (and subqueries) nest deeper than
-/// `max`. The walk stops at the first level past it, so it never recurses
-/// more than `max` levels itself.
-pub fn check_depth(s: &Statement, max: usize) -> Result<(), QueryError> {
-    let mut d = Depth { now: 0, max };
-    if s.visit(&mut d).is_break() {
-        return Err(QueryError {
-            code: "sql_too_deep",
-            message: format!(
-                "the query nests expressions deeper than the limit sql_depth_max = {max}; \
-                 write long OR chains as `col IN (...)` and split deep expressions"
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// A named limit hit inside execution, carried through DataFusion's error

@@ -23,7 +23,6 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{Statement, TableFactor, Visit, Visitor};
 use futures::StreamExt;
 
 use crate::provider::{Kind, LedgerTable, Snapshot};
@@ -144,26 +143,7 @@ pub struct QueryOutput {
     pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
-/// A refused or failed query, with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct QueryError {
-    /// `sql_refused`, `sql_invalid`, `sql_time_limit`, `sql_memory_limit`,
-    /// `sql_too_deep`, `sql_too_large`, `sql_result_too_large`, `sql_busy`,
-    /// `storage_corruption` or `internal`.
-    pub code: &'static str,
-    /// What happened and what to do.
-    pub message: String,
-}
-
-impl QueryError {
-    fn refused(m: impl Into<String>) -> QueryError {
-        QueryError { code: "sql_refused", message: m.into() }
-    }
-    fn invalid(m: impl Into<String>) -> QueryError {
-        QueryError { code: "sql_invalid", message: m.into() }
-    }
-}
+pub use actlog_core::sql::{QueryError, TABLES};
 
 fn from_df(e: DataFusionError, limits: &QueryLimits) -> QueryError {
     let root = e.find_root();
@@ -222,11 +202,6 @@ fn strip_df(m: &str) -> String {
     m.to_string()
 }
 
-/// Tables a query may name (besides its own CTEs and `information_schema`).
-pub const TABLES: &[&str] = &["events", "delegation_hops", "checkpoints", "producer_keys", "decision_chains"];
-/// Table functions a query may call: none reads a file or a URL.
-const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "unnest"];
-
 /// `SET actlog.use_index = true|false`: the one session setting clients may
 /// change (the SQL front ends keep it per session). Returns the new value.
 pub fn parse_use_index(sql: &str) -> Option<bool> {
@@ -239,70 +214,6 @@ pub fn parse_use_index(sql: &str) -> Option<bool> {
         "false" | "off" => Some(false),
         _ => None,
     }
-}
-
-struct Sandbox {
-    refused: Option<QueryError>,
-}
-
-impl Visitor for Sandbox {
-    type Break = ();
-    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> std::ops::ControlFlow<()> {
-        if let TableFactor::Table { name, args, .. } = t {
-            let text = name.to_string();
-            let last = name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default();
-            if text.contains(['/', ':', '\\', '\'']) || (text.contains('.') && text.contains('"')) {
-                self.refused = Some(QueryError::refused(format!(
-                    "file and URL tables are refused (`{text}`): queries read only the ledger's tables: {}",
-                    TABLES.join(", ")
-                )));
-                return std::ops::ControlFlow::Break(());
-            }
-            if args.is_some() && !TABLE_FUNCTIONS.contains(&last.as_str()) {
-                self.refused = Some(QueryError::refused(format!(
-                    "table function `{text}` is refused: only {} may be called",
-                    TABLE_FUNCTIONS.join(", ")
-                )));
-                return std::ops::ControlFlow::Break(());
-            }
-        }
-        if let TableFactor::Function { name, .. } = t {
-            self.refused = Some(QueryError::refused(format!("table function `{name}` is refused")));
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    }
-}
-
-fn check_sql_statement(s: &Statement) -> Result<(), QueryError> {
-    let class = match s {
-        Statement::Query(_) => {
-            let mut v = Sandbox { refused: None };
-            let _ = s.visit(&mut v);
-            return v.refused.map_or(Ok(()), Err);
-        }
-        Statement::Insert(_)
-        | Statement::Update(_)
-        | Statement::Delete(_)
-        | Statement::Merge(_)
-        | Statement::Truncate(_) => "DML is refused: the ledger is append-only and changes only through signed ingest",
-        Statement::Copy { .. } => "COPY is refused: queries neither read nor write files",
-        Statement::Set(_) => {
-            "SET is refused here; the only session setting is `SET actlog.use_index = true|false` in `actlog sql` and psql"
-        }
-        _ if is_ddl(s) => "DDL is refused: the ledger's tables and view are fixed; use WITH for a named subquery",
-        _ => "only SELECT (and EXPLAIN SELECT) statements are allowed: the SQL endpoint is read-only",
-    };
-    Err(QueryError::refused(format!("{class} (statement: `{}`)", first_words(&s.to_string()))))
-}
-
-fn is_ddl(s: &Statement) -> bool {
-    let t = s.to_string().to_ascii_uppercase();
-    ["CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "COMMENT"].iter().any(|k| t.starts_with(k))
-}
-
-fn first_words(s: &str) -> String {
-    s.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
 }
 
 /// Parses one statement and applies the sandbox, under the default limits.
@@ -339,11 +250,7 @@ pub fn check_with(sql: &str, limits: &QueryLimits) -> Result<DfStatement, QueryE
 
 fn check_statement(st: &DfStatement, depth_max: usize) -> Result<(), QueryError> {
     match st {
-        DfStatement::Statement(s) => {
-            // Depth first: the sandbox's own walk is then bounded too.
-            budget::check_depth(s, depth_max)?;
-            check_sql_statement(s)
-        }
+        DfStatement::Statement(s) => actlog_core::sql::check_statement(s, depth_max),
         DfStatement::CreateExternalTable(_) => {
             Err(QueryError::refused("CREATE EXTERNAL TABLE is refused: queries read only the ledger's tables"))
         }

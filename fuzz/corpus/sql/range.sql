@@ -1,0 +1,1 @@
+SELECT count(*) FROM range(3000000000)

@@ -1,0 +1,1 @@
+SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY event_type

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events e LEFT JOIN producer_keys k ON k.name = e.producer_key WHERE e.seq >= 3 AND (k.name IS NULL OR k.pdp_id <> e.pdp_id OR k.key_id <> e.producer_key_id)

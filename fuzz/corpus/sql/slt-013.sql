@@ -1,0 +1,1 @@
+SELECT pdp_id, count(*) FROM events WHERE seq >= 3 GROUP BY pdp_id ORDER BY pdp_id

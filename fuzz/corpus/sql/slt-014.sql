@@ -1,0 +1,1 @@
+SELECT min(event_time), max(event_time) FROM events WHERE seq >= 3

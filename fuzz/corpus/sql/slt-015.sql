@@ -1,0 +1,1 @@
+SELECT count(*) FROM events WHERE received_at < event_time

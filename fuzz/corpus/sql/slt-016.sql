@@ -1,0 +1,1 @@
+SELECT principal_type, count(*) FROM events GROUP BY principal_type ORDER BY principal_type NULLS FIRST

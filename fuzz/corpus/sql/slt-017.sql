@@ -1,0 +1,1 @@
+SELECT count(DISTINCT principal_id), count(DISTINCT principal_iss) FROM events

@@ -1,0 +1,1 @@
+SELECT count(DISTINCT actor_id), count(DISTINCT actor_iss) FROM events

@@ -1,0 +1,1 @@
+SELECT actor_profile, count(*) FROM events GROUP BY actor_profile ORDER BY actor_profile NULLS FIRST

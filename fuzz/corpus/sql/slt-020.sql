@@ -1,0 +1,1 @@
+SELECT count(DISTINCT actor_workload_id), count(DISTINCT actor_model) FROM events

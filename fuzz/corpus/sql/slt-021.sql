@@ -1,0 +1,1 @@
+SELECT chain_depth, count(*) FROM events GROUP BY chain_depth ORDER BY chain_depth

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events c LEFT JOIN events p ON p.event_id = c.parent_event_id WHERE c.parent_event_id IS NOT NULL AND (p.seq IS NULL OR p.seq >= c.seq)

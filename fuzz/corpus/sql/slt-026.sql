@@ -1,0 +1,1 @@
+SELECT count(*) FROM events WHERE purpose_description IS NOT NULL

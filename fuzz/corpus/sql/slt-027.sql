@@ -1,0 +1,1 @@
+SELECT trust_level, count(*) FROM events GROUP BY trust_level ORDER BY trust_level NULLS FIRST

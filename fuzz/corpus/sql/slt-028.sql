@@ -1,0 +1,1 @@
+SELECT min(risk_score), max(risk_score), count(risk_score) FROM events

@@ -1,0 +1,1 @@
+SELECT policy_version, count(*) FROM events WHERE event_type IN ('authz.decision', 'policy.activated') GROUP BY 1 ORDER BY 1 NULLS FIRST

@@ -1,0 +1,1 @@
+SELECT effect, count(*) FROM events WHERE event_type = 'authz.decision' GROUP BY effect ORDER BY effect

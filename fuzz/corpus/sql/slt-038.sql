@@ -1,0 +1,1 @@
+SELECT min(length(leaf_hash)), max(length(chain_hash)), count(DISTINCT leaf_hash) FROM events

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events WHERE strpos(payload, '"event_id":"' || event_id || '"') = 0 OR NOT starts_with(payload, '{')

@@ -1,0 +1,1 @@
+SELECT (SELECT sum(chain_depth) FROM events) - (SELECT count(*) FROM delegation_hops)

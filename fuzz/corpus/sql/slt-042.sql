@@ -1,0 +1,1 @@
+SELECT depth, count(*) FROM delegation_hops GROUP BY depth ORDER BY depth

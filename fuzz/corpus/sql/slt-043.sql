@@ -1,0 +1,1 @@
+SELECT count(*) FROM events e JOIN delegation_hops h ON h.seq = e.seq AND h.depth = 1 WHERE h.sub <> e.actor_id

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events e JOIN delegation_hops h ON h.seq = e.seq WHERE h.event_id <> e.event_id

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events e JOIN delegation_hops h ON h.seq = e.seq WHERE e.actor_chain[h.depth] <> h.sub

@@ -1,0 +1,1 @@
+SELECT e.chain_depth, e.effect, count(*) FROM events e WHERE e.event_type = 'authz.decision' GROUP BY 1, 2 ORDER BY 1, 2

@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE seq < 2000), count(*) FILTER (WHERE seq >= 2000) FROM delegation_hops

@@ -1,0 +1,1 @@
+SELECT (SELECT count(*) FROM events WHERE event_type = 'authz.decision') - (SELECT count(*) FROM decision_chains)

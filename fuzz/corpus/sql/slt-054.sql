@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE outcome_seq <= seq), count(*) FILTER (WHERE (outcome_seq IS NULL) <> (outcome_status IS NULL)) FROM decision_chains

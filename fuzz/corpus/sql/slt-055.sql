@@ -1,0 +1,1 @@
+SELECT count(*) FROM decision_chains c JOIN events e ON e.seq = c.seq WHERE c.actor_chain <> e.actor_chain

@@ -1,0 +1,1 @@
+SELECT count(*) FROM decision_chains WHERE effect = 'deny' AND outcome_status = 'executed'

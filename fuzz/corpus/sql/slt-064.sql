@@ -1,0 +1,1 @@
+SELECT actor_id, effect, count(*) FROM events WHERE event_time >= TIMESTAMP '2026-01-10T00:00:00Z' AND event_time < TIMESTAMP '2026-01-11T00:00:00Z' AND effect IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 5

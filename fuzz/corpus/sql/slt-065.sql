@@ -1,0 +1,1 @@
+SELECT count(*) FILTER (WHERE extract(hour FROM event_time) BETWEEN 8 AND 17), count(*) FILTER (WHERE extract(hour FROM event_time) NOT BETWEEN 8 AND 17) FROM events WHERE seq >= 3

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events WHERE event_time < TIMESTAMP '2025-01-01T00:00:00Z'

@@ -1,0 +1,1 @@
+SELECT count(*), min(seq), max(seq) FROM events WHERE actor_id = 'https://agents.example/planner-3'

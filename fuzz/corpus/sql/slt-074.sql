@@ -1,0 +1,1 @@
+SELECT seq, event_type FROM events WHERE session_id = 'sess-ac47f261530a' ORDER BY seq

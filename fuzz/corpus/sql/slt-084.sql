@@ -1,0 +1,1 @@
+SET actlog.use_index = false

@@ -1,0 +1,1 @@
+SELECT count(*) FROM events WHERE seq > 995 AND seq <= 2004

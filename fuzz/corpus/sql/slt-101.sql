@@ -1,0 +1,1 @@
+SELECT count(*) FROM producer_keys WHERE length(public_key) <> 44

@@ -1,0 +1,1 @@
+SELECT max(tree_size) FROM checkpoints

@@ -1,0 +1,1 @@
+SELECT count(*) FROM checkpoints WHERE strpos(note, 'fixture.actlog.test' || chr(10) || tree_size || chr(10)) <> 1

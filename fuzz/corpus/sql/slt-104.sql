@@ -1,0 +1,1 @@
+SELECT count(*) FROM checkpoints WHERE created_at IS NULL OR length(root_hash) <> 64 OR root_hash <> lower(root_hash)

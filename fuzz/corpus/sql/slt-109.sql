@@ -1,0 +1,1 @@
+INSERT INTO events (seq) VALUES (1)

@@ -1,0 +1,1 @@
+UPDATE events SET effect = 'allow' WHERE effect = 'deny'

@@ -1,0 +1,1 @@
+COPY events TO '/tmp/events.csv'
