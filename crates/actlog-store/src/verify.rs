@@ -904,25 +904,32 @@ fn stored_index_digest(store: &Store) -> Result<Hash, VerifyFailure> {
 }
 
 fn check_registry(store: &Store, rebuilt: &Rebuilt) -> Result<(), VerifyFailure> {
-    // Every stored record under its own name, and nothing else: the
-    // registry loads records by the name inside them, so an entry moved to
-    // another key or copied under a new one would otherwise go unseen.
+    // The column family holds exactly the ledger's records, each under its
+    // own name and byte for byte as the writer serializes it. Comparing
+    // parsed records alone would miss a change that keeps their meaning (an
+    // unknown field, an optional one renamed away), and an entry moved to
+    // another key or copied under a new one.
+    let mut want: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
+    for r in rebuilt.keys.values() {
+        want.insert([REG_KEY_PREFIX, r.name.as_bytes()].concat(), serde_json::to_vec(r).expect("serializable"));
+    }
+    for r in rebuilt.tokens.values() {
+        want.insert([REG_TOKEN_PREFIX, r.name.as_bytes()].concat(), serde_json::to_vec(r).expect("serializable"));
+    }
     let cf = store.cf(CF_REGISTRY);
     for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
         let (k, v) = item.map_err(io)?;
-        let name = if let Some(name) = k.strip_prefix(REG_KEY_PREFIX) {
-            serde_json::from_slice::<KeyRecord>(&v).ok().map(|r| r.name).filter(|n| n.as_bytes() == name)
-        } else if let Some(name) = k.strip_prefix(REG_TOKEN_PREFIX) {
-            serde_json::from_slice::<TokenRecord>(&v).ok().map(|r| r.name).filter(|n| n.as_bytes() == name)
-        } else {
-            None
-        };
-        if name.is_none() {
-            return fail(
-                None,
-                format!("registry entry `{}` is not a record stored under its own name", String::from_utf8_lossy(&k)),
-            );
+        let entry = String::from_utf8_lossy(&k);
+        match want.remove(&*k) {
+            Some(w) if *w == *v => {}
+            Some(_) => return fail(None, format!("registry entry `{entry}` differs from the ledger's record")),
+            None => {
+                return fail(None, format!("registry entry `{entry}` is not a record of the ledger under its own name"));
+            }
         }
+    }
+    if let Some(k) = want.keys().next() {
+        return fail(None, format!("the ledger's record `{}` is missing from the registry", String::from_utf8_lossy(k)));
     }
     let reg = store.registry();
     let mut stored_keys: Vec<_> = reg.keys.values().cloned().collect();
