@@ -113,6 +113,12 @@ def sql_seeds():
         ("set", "SET datafusion.execution.batch_size = 1"),
         ("range", "SELECT count(*) FROM range(3000000000)"),
         ("two", "SELECT 1; SELECT 2"),
+        # Valid and nested: what a parse budget must leave alone.
+        ("nested-subscripts", "SELECT " + "h.a.b.c.d.e.f.s[e(x, " * 8 + "1" + ")]" * 8),
+        ("nested-calls", "SELECT " + "coalesce(nullif(" * 12 + "x" + ", ''), '-')" * 12 + " FROM events"),
+        ("nested-case", "SELECT " + "CASE WHEN seq > 1 THEN " * 20 + "1" + " ELSE 0 END" * 20 + " FROM events"),
+        ("nested-subqueries", "SELECT * FROM " + "(SELECT * FROM " * 15 + "events" + ") t" * 15),
+        ("lambda-like", "SELECT array_transform(make_array(1, 2), x -> x + 1), " + "f(a, " * 10 + "b" + ")" * 10),
     ]:
         write("sql", name + ".sql", q)
 

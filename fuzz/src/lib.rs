@@ -167,27 +167,20 @@ const SQL_STACK_BYTES: usize = 256 << 20;
 const SQL_DEPTH_MAX: usize = 1024;
 
 /// The SQL front end: the text parsed as DataFusion's `DFParser` parses
-/// every statement but its own four (sqlparser's generic dialect, recursion
-/// limit 50), then the depth limit and the sandbox of every SQL surface.
+/// every statement but its own four (sqlparser's generic dialect under
+/// actlog's parse budget, recursion limit 50), then the depth limit and the
+/// sandbox of every SQL surface.
 /// Parsing, checking, printing and dropping happen on a thread with the SQL
 /// runtime's stack.
 pub fn sql(data: &[u8]) {
     use actlog_core::sql::sqlparser::ast::Statement;
-    use actlog_core::sql::sqlparser::dialect::GenericDialect;
-    use actlog_core::sql::sqlparser::parser::Parser;
     let Ok(text) = std::str::from_utf8(data) else { return };
     let text = text.to_string();
     let checked = std::thread::Builder::new()
         .stack_size(SQL_STACK_BYTES)
         .spawn(move || {
-            let dialect = GenericDialect {};
-            let Ok(statements) = Parser::new(&dialect)
-                .with_recursion_limit(50)
-                .try_with_sql(&text)
-                .and_then(|mut p| p.parse_statements())
-            else {
-                return;
-            };
+            // The server's parse: the generic dialect under the parse budget.
+            let Ok(statements) = actlog_core::sql::ParseBudget::for_text(&text).parse(&text) else { return };
             for st in &statements {
                 match actlog_core::sql::check_statement(st, SQL_DEPTH_MAX) {
                     Ok(()) => assert!(matches!(st, Statement::Query(_)), "only a query passes: {st}"),

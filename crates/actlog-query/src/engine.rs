@@ -22,7 +22,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use futures::StreamExt;
 
 use crate::provider::{Kind, LedgerTable, Snapshot};
@@ -239,7 +239,13 @@ pub fn check_with(sql: &str, limits: &QueryLimits) -> Result<DfStatement, QueryE
     }
     // The parser alone: building a session state here (every function
     // registered) cost as much again as the query's own context.
-    let mut statements = DFParser::parse_sql(sql).map_err(|e| QueryError::invalid(strip_df(&e.to_string())))?;
+    let budget = actlog_core::sql::ParseBudget::for_text(sql);
+    let mut statements =
+        DFParserBuilder::new(sql).with_dialect(&budget).build().and_then(|mut p| p.parse_statements()).map_err(
+            |e| {
+                if budget.exhausted() { budget.error(sql.len()) } else { QueryError::invalid(strip_df(&e.to_string())) }
+            },
+        )?;
     if statements.len() != 1 {
         return Err(QueryError::invalid(format!("send one statement per query ({} were sent)", statements.len())));
     }

@@ -932,7 +932,7 @@ fn query_error(error: &QueryError) -> PgWireError {
         "sql_time_limit" => "57014",
         "sql_memory_limit" | "sql_result_too_large" => "53200",
         "sql_busy" => "53000",
-        "sql_too_deep" | "sql_too_large" => "54001",
+        "sql_too_deep" | "sql_too_complex" | "sql_too_large" => "54001",
         _ => {
             // Internal details (storage messages, paths) stay in the server log.
             eprintln!("actlog-server: pg query failed: {}: {}", error.code, error.message);

@@ -29,7 +29,7 @@ struct SqlRequest {
 
 pub(crate) fn query_error(e: actlog_query::QueryError) -> ApiError {
     let status = match e.code {
-        "sql_time_limit" | "sql_memory_limit" | "sql_too_deep" | "sql_result_too_large" => {
+        "sql_time_limit" | "sql_memory_limit" | "sql_too_deep" | "sql_too_complex" | "sql_result_too_large" => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         "sql_too_large" => StatusCode::PAYLOAD_TOO_LARGE,

@@ -924,12 +924,18 @@ fn check_registry(store: &Store, rebuilt: &Rebuilt) -> Result<(), VerifyFailure>
             Some(w) if *w == *v => {}
             Some(_) => return fail(None, format!("registry entry `{entry}` differs from the ledger's record")),
             None => {
-                return fail(None, format!("registry entry `{entry}` is not a record of the ledger under its own name"));
+                return fail(
+                    None,
+                    format!("registry entry `{entry}` is not a record of the ledger under its own name"),
+                );
             }
         }
     }
     if let Some(k) = want.keys().next() {
-        return fail(None, format!("the ledger's record `{}` is missing from the registry", String::from_utf8_lossy(k)));
+        return fail(
+            None,
+            format!("the ledger's record `{}` is missing from the registry", String::from_utf8_lossy(k)),
+        );
     }
     let reg = store.registry();
     let mut stored_keys: Vec<_> = reg.keys.values().cloned().collect();

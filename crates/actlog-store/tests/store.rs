@@ -821,7 +821,9 @@ fn a_registry_record_changed_but_meaning_the_same_is_found() {
     let record = |prefix: &[u8]| {
         entries
             .iter()
-            .find(|(cf, k, v)| *cf == CF_REGISTRY && k.starts_with(prefix) && v.windows(18).any(|w| w == b"\"revoked_seq\":null"))
+            .find(|(cf, k, v)| {
+                *cf == CF_REGISTRY && k.starts_with(prefix) && v.windows(18).any(|w| w == b"\"revoked_seq\":null")
+            })
             .map(|(_, k, v)| (k.clone(), v.clone()))
             .expect("an unrevoked record in the fixture")
     };

@@ -1,0 +1,1 @@
+SELECT array_transform(make_array(1, 2), x -> x + 1), f(a, f(a, f(a, f(a, f(a, f(a, f(a, f(a, f(a, f(a, b))))))))))

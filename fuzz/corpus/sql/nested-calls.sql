@@ -1,0 +1,1 @@
+SELECT coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(coalesce(nullif(x, ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-'), ''), '-') FROM events

@@ -1,0 +1,1 @@
+SELECT h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, h.a.b.c.d.e.f.s[e(x, 1)])])])])])])])]
