@@ -180,7 +180,12 @@ pub fn sql(data: &[u8]) {
         .stack_size(SQL_STACK_BYTES)
         .spawn(move || {
             // The server's parse: the generic dialect under the parse budget.
-            let Ok(statements) = actlog_core::sql::ParseBudget::for_text(&text).parse(&text) else { return };
+            let Ok(statements) =
+                actlog_core::sql::ParseBudget::for_text(&text, actlog_core::sql::SQL_PARSE_STEPS_PER_BYTE_DEFAULT)
+                    .parse(&text)
+            else {
+                return;
+            };
             for st in &statements {
                 match actlog_core::sql::check_statement(st, SQL_DEPTH_MAX) {
                     Ok(()) => assert!(matches!(st, Statement::Query(_)), "only a query passes: {st}"),

@@ -42,6 +42,10 @@ pub struct QueryArgs {
     /// Deepest nesting of expressions and subqueries (`sql_depth_max`).
     #[arg(long, env = "ACTLOG_SQL_DEPTH_MAX", default_value_t = actlog_query::budget::SQL_DEPTH_MAX_DEFAULT)]
     pub sql_depth_max: usize,
+    /// Work the SQL parser may do per byte of text, retries included
+    /// (`sql_parse_steps_per_byte`); past it a query is refused as too complex.
+    #[arg(long, env = "ACTLOG_SQL_PARSE_STEPS_PER_BYTE", default_value_t = actlog_core::sql::SQL_PARSE_STEPS_PER_BYTE_DEFAULT)]
+    pub sql_parse_steps_per_byte: u64,
     /// Bytes one call of repeat, lpad, rpad, replace, array_repeat, range or
     /// generate_series may produce for one batch (`sql_function_bytes_max`).
     #[arg(long, env = "ACTLOG_SQL_FUNCTION_BYTES_MAX", default_value_t = actlog_query::budget::SQL_FUNCTION_BYTES_MAX_DEFAULT)]
@@ -63,6 +67,7 @@ impl QueryArgs {
                 result_bytes_max: self.sql_result_bytes_max,
                 text_bytes_max: self.sql_text_bytes_max,
                 depth_max: self.sql_depth_max,
+                parse_steps_per_byte: self.sql_parse_steps_per_byte,
                 function_bytes_max: self.sql_function_bytes_max,
             },
             ..EngineOptions::default()

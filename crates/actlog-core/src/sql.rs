@@ -62,13 +62,13 @@ pub const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "unnest"];
 /// fuzz corpus, 0.5 for a list of one-digit items. A step costs about
 /// 0.65 µs in a release build, so the most a 1 MiB text may cost is about
 /// 5.5 s of one SQL thread (docs/benchmarks.md).
-pub const SQL_PARSE_STEPS_PER_BYTE: u64 = 8;
+pub const SQL_PARSE_STEPS_PER_BYTE_DEFAULT: u64 = 8;
 /// The budget of a short text: at least this many steps (about 65 ms).
 pub const SQL_PARSE_STEPS_MIN: u64 = 100_000;
 
-/// The parse budget of a text of `bytes` bytes.
-pub fn parse_steps_max(bytes: usize) -> u64 {
-    (bytes as u64).saturating_mul(SQL_PARSE_STEPS_PER_BYTE).max(SQL_PARSE_STEPS_MIN)
+/// The parse budget of a text of `bytes` bytes, at `per_byte` steps a byte.
+pub fn parse_steps_max(bytes: usize, per_byte: u64) -> u64 {
+    (bytes as u64).saturating_mul(per_byte).max(SQL_PARSE_STEPS_MIN)
 }
 
 /// sqlparser's [`GenericDialect`] with a budget on the parser's work: the
@@ -82,17 +82,19 @@ pub fn parse_steps_max(bytes: usize) -> u64 {
 pub struct ParseBudget {
     steps: Cell<u64>,
     max: u64,
+    per_byte: u64,
 }
 
 impl ParseBudget {
     /// A budget of `max` expression starts.
     pub fn new(max: u64) -> ParseBudget {
-        ParseBudget { steps: Cell::new(0), max }
+        ParseBudget { steps: Cell::new(0), max, per_byte: SQL_PARSE_STEPS_PER_BYTE_DEFAULT }
     }
 
-    /// The budget for parsing `sql`.
-    pub fn for_text(sql: &str) -> ParseBudget {
-        ParseBudget::new(parse_steps_max(sql.len()))
+    /// The budget for parsing `sql` at `per_byte` steps a byte
+    /// (`sql_parse_steps_per_byte`).
+    pub fn for_text(sql: &str, per_byte: u64) -> ParseBudget {
+        ParseBudget { steps: Cell::new(0), max: parse_steps_max(sql.len(), per_byte), per_byte }
     }
 
     /// Expressions begun so far.
@@ -111,8 +113,8 @@ impl ParseBudget {
             code: "sql_too_complex",
             message: format!(
                 "the query is too complex to parse: the parser tried more than {} expressions for its {bytes} bytes \
-                 (sql_parse_steps_per_byte = {SQL_PARSE_STEPS_PER_BYTE}); check its brackets and commas, and simplify it",
-                self.max
+                 (sql_parse_steps_per_byte = {}); check its brackets and commas, and simplify it",
+                self.max, self.per_byte
             ),
         }
     }
@@ -352,7 +354,7 @@ mod tests {
     use super::*;
 
     fn check(sql: &str, depth: usize) -> Result<(), QueryError> {
-        let mut st = ParseBudget::for_text(sql).parse(sql).expect("parses");
+        let mut st = ParseBudget::for_text(sql, SQL_PARSE_STEPS_PER_BYTE_DEFAULT).parse(sql).expect("parses");
         check_statement(&st.pop().expect("one statement"), depth)
     }
 
@@ -395,14 +397,14 @@ mod tests {
 
     #[test]
     fn a_parse_that_backtracks_without_end_is_stopped() {
-        let b = ParseBudget::for_text(BACKTRACKER);
+        let b = ParseBudget::for_text(BACKTRACKER, SQL_PARSE_STEPS_PER_BYTE_DEFAULT);
         let e = b.parse(BACKTRACKER).unwrap_err();
         assert_eq!(e.code, "sql_too_complex", "{e}");
         assert!(e.message.contains("sql_parse_steps_per_byte"), "{e}");
         assert!(b.exhausted());
         // A real recursion limit stays an invalid query.
         let deep = format!("SELECT {}1{}", "(".repeat(60), ")".repeat(60));
-        let e = ParseBudget::for_text(&deep).parse(&deep).unwrap_err();
+        let e = ParseBudget::for_text(&deep, SQL_PARSE_STEPS_PER_BYTE_DEFAULT).parse(&deep).unwrap_err();
         assert_eq!(e.code, "sql_invalid", "{e}");
     }
 
@@ -423,7 +425,7 @@ mod tests {
         for t in &texts {
             // Texts the budget stops (the corpus keeps some) would take the
             // generic dialect as long as they took before the budget.
-            let budget = ParseBudget::for_text(t);
+            let budget = ParseBudget::for_text(t, SQL_PARSE_STEPS_PER_BYTE_DEFAULT);
             let ours =
                 Parser::new(&budget).with_recursion_limit(50).try_with_sql(t).and_then(|mut p| p.parse_statements());
             if budget.exhausted() {

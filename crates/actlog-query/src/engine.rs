@@ -60,6 +60,9 @@ pub struct QueryLimits {
     pub text_bytes_max: usize,
     /// `sql_depth_max`: nesting of expressions and subqueries.
     pub depth_max: usize,
+    /// `sql_parse_steps_per_byte`: the parser's work per byte of text,
+    /// retries after backtracking included.
+    pub parse_steps_per_byte: u64,
     /// `sql_function_bytes_max`: output of one amplifying function call
     /// (`repeat`, `lpad`, `range`, ...) for one batch.
     pub function_bytes_max: usize,
@@ -74,6 +77,7 @@ impl Default for QueryLimits {
             result_bytes_max: SQL_RESULT_BYTES_MAX_DEFAULT,
             text_bytes_max: budget::SQL_TEXT_BYTES_MAX_DEFAULT,
             depth_max: budget::SQL_DEPTH_MAX_DEFAULT,
+            parse_steps_per_byte: actlog_core::sql::SQL_PARSE_STEPS_PER_BYTE_DEFAULT,
             function_bytes_max: budget::SQL_FUNCTION_BYTES_MAX_DEFAULT,
         }
     }
@@ -239,7 +243,7 @@ pub fn check_with(sql: &str, limits: &QueryLimits) -> Result<DfStatement, QueryE
     }
     // The parser alone: building a session state here (every function
     // registered) cost as much again as the query's own context.
-    let budget = actlog_core::sql::ParseBudget::for_text(sql);
+    let budget = actlog_core::sql::ParseBudget::for_text(sql, limits.parse_steps_per_byte);
     let mut statements =
         DFParserBuilder::new(sql).with_dialect(&budget).build().and_then(|mut p| p.parse_statements()).map_err(
             |e| {
