@@ -480,8 +480,8 @@ pub async fn write_export(
         first_seq: 0,
         last_seq: 0,
     };
-    let mut names: Arc<HashMap<String, String>> = Arc::new(HashMap::new());
-    let mut keys_named = 0usize;
+    // Names as of each event's seq (`KeyNames::name_at`), from every key.
+    let names = Arc::new(rows::KeyNames::of(&keys));
     let mut sel = 0usize;
     let mut run_ends: Vec<u64> = Vec::new();
     let mut prev: Option<u64> = None;
@@ -506,7 +506,7 @@ pub async fn write_export(
                 let mut seq_b = UInt64Builder::with_capacity(chunk.len());
                 let mut leaf_b = BinaryBuilder::new();
                 let mut env_b = BinaryBuilder::new();
-                let mut to_decode: Vec<(&StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
+                let mut to_decode: Vec<(&StoredEvent, Arc<rows::KeyNames>)> = Vec::new();
                 for ev in &evs {
                     if let Some(p) = prev
                         && ev.seq != p + 1
@@ -526,13 +526,6 @@ pub async fn write_export(
                         env_b.append_null();
                     }
                     if exported {
-                        // Names as of this seq: keys registered before it.
-                        if keys[keys_named..].iter().any(|k| k.added_seq < ev.seq) {
-                            while keys_named < keys.len() && keys[keys_named].added_seq < ev.seq {
-                                keys_named += 1;
-                            }
-                            names = Arc::new(rows::key_names_of(&keys[..keys_named]));
-                        }
                         to_decode.push((ev, Arc::clone(&names)));
                     }
                 }
@@ -1048,7 +1041,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
         rebuilt: Rebuilt::default(),
         format,
         origin: manifest.origin.clone(),
-        names: Arc::new(HashMap::new()),
+        names: Arc::new(rows::KeyNames::default()),
         expected: Expected::new(),
         events: 0,
         leaves: 0,
@@ -1065,7 +1058,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
     while let Some(batch) = guarded(LEAVES_FILE, || reader.next().transpose().map_err(|e| e.to_string()))? {
         let leaves = LeavesBatch::of(&batch)?;
         let mut jobs = Vec::new();
-        let mut rows_in: Vec<(StoredEvent, Arc<HashMap<String, String>>)> = Vec::new();
+        let mut rows_in: Vec<(StoredEvent, Arc<rows::KeyNames>)> = Vec::new();
         for i in 0..batch.num_rows() {
             let (seq, leaf_bytes, envelope) = (leaves.seq.value(i), leaves.leaf.value(i), leaves.envelope(i));
             let (leaf, leaf_hash, chain) = check.leaf(seq, leaf_bytes)?;
@@ -1089,7 +1082,7 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
                 signatures.fetch_add(1, Ordering::Relaxed);
                 // Only a new key changes the names (revocations and tokens do not).
                 if check.rebuilt.keys().count() != keys_before {
-                    check.names = Arc::new(rows::key_names_of(check.rebuilt.keys()));
+                    check.names = Arc::new(rows::KeyNames::of(check.rebuilt.keys()));
                 }
             } else {
                 jobs.push(Job::new(leaf.clone(), envelope.to_vec()));
@@ -1282,8 +1275,8 @@ struct LeafCheck<'a> {
     /// What the data files hold, and the origin OCSF records name.
     format: Format,
     origin: String,
-    /// Key names by fingerprint, of the keys applied so far.
-    names: Arc<HashMap<String, String>>,
+    /// Key names, of the keys applied so far.
+    names: Arc<rows::KeyNames>,
     expected: Expected,
     events: u64,
     leaves: u64,
@@ -1386,7 +1379,7 @@ impl LeafCheck<'_> {
     fn rows(
         &mut self,
         pool: &rayon::ThreadPool,
-        evs: Vec<(StoredEvent, Arc<HashMap<String, String>>)>,
+        evs: Vec<(StoredEvent, Arc<rows::KeyNames>)>,
         verified: Vec<Verified>,
         ev_conv: &RowConverter,
         hop_conv: &RowConverter,

@@ -166,28 +166,53 @@ pub struct Row {
     pub chain_hash: actlog_core::Hash,
 }
 
-/// Key names by fingerprint (hex), from the registry.
-pub fn key_names(registry: &Registry) -> HashMap<String, String> {
-    key_names_of(registry.keys.values())
+/// The names of producer keys, as of each event. One public key may be
+/// registered more than once (under another name, or after a revocation),
+/// so an event is named by the registration that was active for its PDP at
+/// its seq: the one whose signature the ledger accepted, the latest added
+/// if several were. Sealing, the live tail, index hits, `verify`, exports
+/// and bundle checks all name rows this way, so a later registration never
+/// renames earlier events.
+#[derive(Debug, Clone, Default)]
+pub struct KeyNames {
+    /// By fingerprint (hex): registrations in the order they were added.
+    by_fingerprint: HashMap<String, Vec<KeyRecord>>,
 }
 
-/// Key names by fingerprint (hex) from key records; when one public key was
-/// registered under several names, the latest registration names it, so
-/// the answer does not depend on map order.
-pub fn key_names_of<'a>(keys: impl IntoIterator<Item = &'a KeyRecord>) -> HashMap<String, String> {
-    let mut latest: HashMap<&str, &KeyRecord> = HashMap::new();
-    for k in keys {
-        let e = latest.entry(&k.fingerprint_hex).or_insert(k);
-        if k.added_seq > e.added_seq {
-            *e = k;
+impl KeyNames {
+    /// The names of these key records.
+    pub fn of<'a>(keys: impl IntoIterator<Item = &'a KeyRecord>) -> KeyNames {
+        let mut by_fingerprint: HashMap<String, Vec<KeyRecord>> = HashMap::new();
+        for k in keys {
+            by_fingerprint.entry(k.fingerprint_hex.clone()).or_default().push(k.clone());
         }
+        for regs in by_fingerprint.values_mut() {
+            regs.sort_by_key(|k| k.added_seq);
+        }
+        KeyNames { by_fingerprint }
     }
-    latest.into_iter().map(|(fp, k)| (fp.to_string(), k.name.clone())).collect()
+
+    /// The names of the keys in a registry.
+    pub fn from_registry(registry: &Registry) -> KeyNames {
+        KeyNames::of(registry.keys.values())
+    }
+
+    /// The name of the key with this fingerprint that signed an event of
+    /// `pdp_id` at `seq`: the registration active then, or failing that
+    /// (a ledger `verify` would refuse) the latest added before it.
+    pub fn name_at(&self, fingerprint_hex: &str, pdp_id: &str, seq: u64) -> Option<&str> {
+        let regs = self.by_fingerprint.get(fingerprint_hex)?;
+        regs.iter()
+            .rev()
+            .find(|k| k.pdp_id == pdp_id && k.active_at(seq))
+            .or_else(|| regs.iter().rev().find(|k| k.added_seq < seq))
+            .map(|k| k.name.as_str())
+    }
 }
 
 /// Decodes one stored event. A stored event that does not decode is
 /// corruption: the ledger only ever stores events that passed these checks.
-pub fn decode(ev: &StoredEvent, names: &HashMap<String, String>) -> Result<Row, Error> {
+pub fn decode(ev: &StoredEvent, names: &KeyNames) -> Result<Row, Error> {
     let corrupt = |what: String| Error::Corruption(format!("event at seq {}: {what}", ev.seq));
     let payload = match ev.leaf.kind {
         LeafKind::ProducerSigned | LeafKind::LedgerSigned => {
@@ -211,15 +236,10 @@ pub fn decode(ev: &StoredEvent, names: &HashMap<String, String>) -> Result<Row, 
 /// The row of a stored event whose payload was already extracted and
 /// validated (bundle verification has them from the signature checks);
 /// `ev.envelope` is not read.
-pub fn from_validated(
-    ev: &StoredEvent,
-    payload: Vec<u8>,
-    fields: Fields,
-    names: &HashMap<String, String>,
-) -> Result<Row, Error> {
+pub fn from_validated(ev: &StoredEvent, payload: Vec<u8>, fields: Fields, names: &KeyNames) -> Result<Row, Error> {
     let key_id = hex::encode(ev.leaf.producer_key_id);
     let (producer_key, producer_signature) = match ev.leaf.kind {
-        LeafKind::ProducerSigned => (names.get(&key_id).cloned(), "ed25519"),
+        LeafKind::ProducerSigned => (names.name_at(&key_id, &fields.pdp_id, ev.seq).map(str::to_string), "ed25519"),
         LeafKind::LedgerSigned => (Some("ledger".to_string()), "ed25519"),
         LeafKind::TokenAuthenticated => (None, "none"),
     };

@@ -143,7 +143,7 @@ fn write_durably(d: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
 
 /// Reads `[first, end)` from the ledger as `events` and `hops` batches.
 pub fn build(store: &Store, first: u64, end: u64) -> Result<(RecordBatch, RecordBatch), Error> {
-    let names = store.with_registry(rows::key_names);
+    let names = store.with_registry(rows::KeyNames::from_registry);
     let mut b = Builder::default();
     let mut err = None;
     store.scan(first, end, |ev| {

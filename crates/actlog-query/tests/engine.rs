@@ -570,3 +570,64 @@ fn tamper_campaign_segment_files() {
     );
     assert!(missed.is_empty(), "{} of {cases} not detected:\n{}", missed.len(), missed.join("\n"));
 }
+
+/// An `authz.decision` of `pdp-1`, signed with `seed`.
+fn signed_decision(id: &str, seed: &[u8; 32]) -> Vec<u8> {
+    let event = serde_json::json!({
+        "spec_version": "1", "event_type": "authz.decision", "event_id": id,
+        "event_time": "2026-08-21T10:15:30Z", "pdp": {"id": "pdp-1"},
+        "delegation": {"principal": {"type": "user", "id": "alice"}, "actor": {"id": "agent-7", "sub_profile": "ai_agent"},
+                       "chain": [{"depth": 1, "sub": "agent-7", "sub_profile": "ai_agent"}], "verification": {"status": "verified"}},
+        "correlation": {"session_id": "s1", "task_id": "t1"}, "policy": {"version": "v1"},
+        "request": {"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
+                    "resource": {"type": "document", "id": "doc-1"}},
+        "decision": {"effect": "allow"}
+    });
+    actlog_core::dsse::Envelope::sign(event.to_string().into_bytes(), None, seed).to_json().into_bytes()
+}
+
+fn append_decisions(store: &Store, prefix: &str, n: usize, seed: &[u8; 32]) {
+    use actlog_core::ingest::{EnvelopeLimits, Submitter, check_envelopes};
+    let envs = (0..n).map(|i| signed_decision(&format!("{prefix}-{i}"), seed)).collect();
+    let checked = check_envelopes(envs, &store.registry(), &Submitter::default(), &EnvelopeLimits::default())
+        .into_iter()
+        .map(|r| r.expect("valid envelope"))
+        .collect();
+    store.append(checked).unwrap();
+}
+
+/// One public key registered under a second name after the first was
+/// revoked: each event is named by the registration that signed it (the
+/// one active at its seq), in the live tail and in sealed segments alike,
+/// and segments sealed before the second registration still check against
+/// the ledger. Before names were taken as of each event's seq, every row
+/// decoded after the second registration said `second`, so segments sealed
+/// before it no longer matched their rebuilt rows and `verify` failed.
+#[test]
+fn a_key_registered_again_names_each_event_by_its_registration() {
+    use actlog_store::AdminOp;
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = [0x33u8; 32];
+    let public_key = actlog_core::sig::public_key_of(&seed);
+    let store =
+        Arc::new(Store::init(tmp.path(), [7u8; 32], Some("names.actlog.test".into()), Options::default()).unwrap());
+    store.admin(AdminOp::AddKey { name: "first".into(), pdp_id: "pdp-1".into(), public_key }).unwrap();
+    append_decisions(&store, "a", 16, &seed);
+    let engine = Engine::open(store.clone(), EngineOptions { segment_events: 8, ..EngineOptions::default() }).unwrap();
+    assert_eq!(engine.seal().unwrap(), 2);
+    store.admin(AdminOp::RevokeKey { name: "first".into() }).unwrap();
+    store.admin(AdminOp::AddKey { name: "second".into(), pdp_id: "pdp-1".into(), public_key }).unwrap();
+    append_decisions(&store, "b", 16, &seed);
+    store.checkpoint_now().unwrap();
+    let rt = rt();
+    let q = "SELECT substr(event_id, 1, 1) AS batch, producer_key, count(*) AS n FROM events \
+             WHERE event_type = 'authz.decision' GROUP BY 1, 2 ORDER BY 1, 2";
+    let want = vec![vec!["a".to_string(), "first".into(), "16".into()], vec!["b".into(), "second".into(), "16".into()]];
+    assert_eq!(rt.block_on(common::rows(&engine, q)), want, "sealed segments and the live tail");
+    let by_index = "SELECT producer_key FROM events WHERE event_id = 'a-3'";
+    assert_eq!(rt.block_on(common::rows(&engine, by_index)), vec![vec!["first".to_string()]], "an index hit");
+    assert!(engine.seal().unwrap() >= 2);
+    assert_eq!(rt.block_on(common::rows(&engine, q)), want, "all sealed");
+    let sealed = engine.segments().len();
+    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(sealed));
+}
