@@ -375,7 +375,7 @@ fn remote_key(k: &serde_json::Value) -> Option<actlog_store::KeyRecord> {
 fn remote_token(t: &serde_json::Value) -> Option<actlog_store::TokenRecord> {
     Some(actlog_store::TokenRecord {
         name: t["name"].as_str()?.to_string(),
-        role: t["role"].as_str()?.to_string(),
+        role: actlog_store::Role::parse(t["role"].as_str()?)?,
         pdp_id: t["pdp_id"].as_str().map(str::to_string),
         token_sha256_hex: String::new(),
         created_seq: t["created_seq"].as_u64()?,
@@ -395,7 +395,7 @@ fn create_ledger(data: &Path, origin: Option<String>, opts: Options) -> CliResul
     let token = new_token();
     store.admin(AdminOp::CreateToken {
         name: "admin".into(),
-        role: "admin".into(),
+        role: actlog_store::Role::Admin.as_str().into(),
         pdp_id: None,
         token_sha256: sha256(token.as_bytes()),
         expires_at_ns: None,

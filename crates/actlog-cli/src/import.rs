@@ -86,7 +86,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 .tokens
                 .get(name)
                 .cloned()
-                .filter(|t| t.active_at(actlog_store::now_ns()) && (t.role == "ingest" || t.role == "admin"))
+                .filter(|t| t.active_at(actlog_store::now_ns()) && matches!(t.role, actlog_store::Role::Ingest | actlog_store::Role::Admin))
                 .ok_or_else(|| {
                     usage(format!(
                         "no active ingest token named `{name}` (revoked and expired tokens are not); see `actlog tokens list`"

@@ -136,7 +136,7 @@ pub fn run(args: LoadgenArgs) -> CliResult {
         &http,
         &format!("{base}/v1/tokens"),
         &args.admin_token,
-        &json!({"role": "ingest", "name": format!("lg-{run_id}-ingest")}),
+        &json!({"role": actlog_store::Role::Ingest, "name": format!("lg-{run_id}-ingest")}),
     )?;
     if status != 201 {
         return Err(refused(format!("creating an ingest token failed ({status}): {body}")));

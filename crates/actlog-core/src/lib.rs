@@ -26,6 +26,7 @@ pub mod leaf;
 pub mod merkle;
 pub mod note;
 pub mod opa;
+pub mod role;
 pub mod sig;
 #[cfg(feature = "sql")]
 pub mod sql;

@@ -179,25 +179,7 @@ impl AppState {
     }
 }
 
-/// API roles, weakest first. `admin` may do everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Ingest,
-    Query,
-    Auditor,
-    Admin,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Ingest => "ingest",
-            Role::Query => "query",
-            Role::Auditor => "auditor",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use actlog_core::role::Role;
 
 /// Authenticates the bearer token and checks that its role is one of `allowed` (or admin).
 pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Result<TokenRecord, ApiError> {
@@ -215,10 +197,10 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Res
         .store
         .with_registry(|r| r.authenticate(token.trim()).cloned())
         .ok_or_else(|| unauthenticated("the token is unknown, revoked or expired"))?;
-    if record.role == "admin" || allowed.iter().any(|r| r.name() == record.role) {
+    if record.role == Role::Admin || allowed.contains(&record.role) {
         Ok(record)
     } else {
-        let names: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
+        let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -521,13 +503,13 @@ fn pg_authenticate(store: &Arc<Store>, user: &str, password: &str) -> Result<pg:
             "the password must be a valid actlog API token, not revoked or expired".to_string(),
         )
     })?;
-    if record.role != "query" && record.role != "admin" {
+    if record.role != Role::Query && record.role != Role::Admin {
         return Err(pg::AuthFailure::WrongRole(format!(
             "SQL needs a token with the query (or admin) role; this token has `{}`",
             record.role
         )));
     }
-    if record.role != user {
+    if record.role.as_str() != user {
         return Err(pg::AuthFailure::WrongRole(format!(
             "connect with user={} (the token's role), not `{user}`",
             record.role

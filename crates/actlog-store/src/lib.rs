@@ -38,7 +38,7 @@ use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
 pub use keys::{INDEX_VALUE_BYTES_MAX, IndexField};
-pub use registry::{KeyRecord, ROLES, Registry, TokenRecord, now_ns};
+pub use registry::{KeyRecord, Registry, Role, TokenRecord, now_ns};
 
 use crate::keys::*;
 

@@ -13,8 +13,7 @@ use actlog_core::leaf::sha256;
 use actlog_core::sig::PublicKey;
 use serde::{Deserialize, Serialize};
 
-/// API roles.
-pub const ROLES: &[&str] = &["ingest", "query", "auditor", "admin"];
+pub use actlog_core::role::Role;
 
 /// A registered producer key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +50,8 @@ impl KeyRecord {
 pub struct TokenRecord {
     /// Unique name.
     pub name: String,
-    /// `ingest`, `query`, `auditor` or `admin`.
-    pub role: String,
+    /// What it may do.
+    pub role: Role,
     /// Bound PDP, if any.
     pub pdp_id: Option<String>,
     /// SHA-256 of the token, hex.

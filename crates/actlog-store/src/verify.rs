@@ -22,7 +22,7 @@ use actlog_core::{Hash, b64};
 use rayon::prelude::*;
 
 use crate::keys::*;
-use crate::registry::{KeyRecord, TokenRecord};
+use crate::registry::{KeyRecord, Role, TokenRecord};
 use crate::{Error, Store, decode_event_id_value};
 
 /// What to check.
@@ -236,7 +236,11 @@ impl Rebuilt {
                     name.clone(),
                     TokenRecord {
                         name,
-                        role: s("role")?,
+                        role: {
+                            let r = s("role")?;
+                            Role::parse(&r)
+                                .ok_or_else(|| format!("token record role `{r}` is not one of {}", Role::names()))?
+                        },
                         pdp_id: l["pdp_id"].as_str().map(str::to_string),
                         token_sha256_hex: s("token_sha256")?,
                         created_seq: seq,

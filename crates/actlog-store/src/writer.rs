@@ -23,7 +23,7 @@ use actlog_core::tiles::TileEdges;
 use rocksdb::WriteBatch;
 
 use crate::keys::*;
-use crate::registry::{KeyRecord, ROLES, Registry, TokenRecord};
+use crate::registry::{KeyRecord, Registry, Role, TokenRecord};
 use crate::{AdminOp, AppendError, Appended, Error, Head, Options, Receipt, Result, Shared};
 
 type AppendReply = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
@@ -564,15 +564,15 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
             if pdp_id.as_ref().is_some_and(|p| p.is_empty() || p.len() > 256) {
                 return Err(refused("invalid_pdp_id", "pdp_id must be 1 to 256 bytes".into()));
             }
-            if !ROLES.contains(&role.as_str()) {
-                return Err(refused("invalid_role", format!("role must be one of {}", ROLES.join(", "))));
-            }
+            let Some(role) = Role::parse(role) else {
+                return Err(refused("invalid_role", format!("role must be one of {}", Role::names())));
+            };
             if st.registry.tokens.contains_key(name) {
                 return Err(refused("token_exists", format!("a token named `{name}` already exists")));
             }
             let rec = TokenRecord {
                 name: name.clone(),
-                role: role.clone(),
+                role,
                 pdp_id: pdp_id.clone(),
                 token_sha256_hex: hex::encode(token_sha256),
                 created_seq: seq,
