@@ -9,6 +9,7 @@ bash tools/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/actlog-target}"
 python3 tests/schema_check.py
 python3 tests/vectors_check.py
+python3 tests/doc_paths_check.py
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

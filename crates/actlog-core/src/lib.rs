@@ -12,7 +12,7 @@
 //! Architecture invariant: this crate does no IO, spawns nothing, and never
 //! reads the clock, the environment or a random source. Time, keys and seeds
 //! are arguments. It must not depend on rocksdb, datafusion, axum or clap
-//! (`tests/quarantine.rs` enforces it).
+//! (`crates/actlog-cli/tests/quarantine.rs` enforces it).
 
 #![deny(missing_docs)]
 

@@ -1,6 +1,7 @@
 //! actlog-server: the HTTP API (contract section 4) on axum.
 //!
-//! This is the only crate that depends on axum and tokio. Key items:
+//! This is the only crate that depends on axum (the query engine and the CLI
+//! use tokio too). Key items:
 //! [`router`] builds the routes over an [`AppState`]; [`run`] serves until
 //! SIGTERM or ctrl-c, then stops accepting, drains in-flight requests, signs
 //! a final checkpoint and closes the store.

@@ -2,9 +2,10 @@
 //! query the ledger through the same read-only `actlog_query::Engine` as the
 //! HTTP API.
 //!
-//! It is built on pgwire 0.42 without TLS. The endpoint is meant for loopback
-//! or a trusted network, so clients connect with `sslmode=disable`, and an
-//! SSLRequest is answered "no".
+//! It is built on pgwire 0.42. With `--tls-cert`/`--tls-key` it answers an
+//! SSLRequest with TLS (rustls), and may require client certificates;
+//! without them, an SSLRequest is answered "no" and clients connect with
+//! `sslmode=disable` (loopback or a trusted network).
 //!
 //! Authentication is a cleartext password. The user name is a role (`query`
 //! or `admin`) and the password is an API token. The caller's
