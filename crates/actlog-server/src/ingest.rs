@@ -13,12 +13,11 @@ use actlog_core::body::{self, Shape};
 use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
 use actlog_store::AppendError;
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use rayon::prelude::*;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Item;
 use crate::{ApiError, AppState, Limits, Role, authorize};
@@ -30,8 +29,9 @@ pub struct IngestParams {
 
 /// Reads the body under `body_bytes_max` within `http_body_timeout_ms`,
 /// then undoes `Content-Encoding: gzip` under `decompressed_bytes_max` on the
-/// blocking pool, so inflating never holds an async worker.
-pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+/// blocking pool, so inflating never holds an async worker. A plain body is
+/// handed on as collected, without another copy.
+pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, ApiError> {
     let timeout = Duration::from_millis(limits.body_timeout_ms);
     let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limits.body_bytes_max)).await {
         Err(_) => {
@@ -50,11 +50,11 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Resu
         Ok(Ok(b)) => b,
     };
     match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
-        None => Ok(bytes.to_vec()),
-        Some(e) if e == "identity" => Ok(bytes.to_vec()),
+        None => Ok(bytes),
+        Some(e) if e == "identity" => Ok(bytes),
         Some(e) if e == "gzip" => {
             let max = limits.decompressed_bytes_max;
-            tokio::task::spawn_blocking(move || body::gunzip(&bytes, max).map_err(ApiError::from))
+            tokio::task::spawn_blocking(move || body::gunzip(&bytes, max).map(Bytes::from).map_err(ApiError::from))
                 .await
                 .map_err(|e| ApiError::internal(format!("gunzip task failed: {e}")))?
         }
@@ -274,20 +274,70 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
     }
 }
 
+/// The 200 body of an append (contract section 4). Serialized straight
+/// from these types, with no JSON tree built per receipt; the fields are in
+/// the order JSON objects print in (by name), so the bytes are what they
+/// were when the body was built as a `serde_json::Value`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReceiptsBody {
+    /// With `?wait=`: the checkpoint (signed note) the proofs are against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// One per event, in submission order.
+    pub receipts: Vec<ReceiptOut>,
+    /// The tree size after the commit.
+    pub tree_size: u64,
+}
+
+/// One event's receipt.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReceiptOut {
+    /// Whether the event was already in the ledger (then `seq` is its original seq).
+    pub duplicate: bool,
+    /// The event id.
+    pub event_id: String,
+    /// With `?wait=`: its inclusion proof against `checkpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<Inclusion>,
+    /// Its Merkle leaf hash, base64.
+    pub leaf_hash: String,
+    /// Its seq.
+    pub seq: u64,
+}
+
+/// An inclusion proof in a receipt.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Inclusion {
+    /// The audit path, base64, from the leaf upward.
+    pub hashes: Vec<String>,
+    /// The tree size it proves against.
+    pub tree_size: u64,
+}
+
 /// Builds the 200 body, with a checkpoint and proofs for `?wait=checkpoint`.
 pub async fn receipts_body(
     state: &AppState,
     appended: actlog_store::Appended,
     wait: Option<Wait>,
-) -> Result<serde_json::Value, ApiError> {
-    let mut receipts: Vec<serde_json::Value> = appended
-        .receipts
-        .iter()
-        .map(|r| json!({"event_id": r.event_id, "seq": r.seq, "leaf_hash": b64::encode(r.leaf_hash), "duplicate": r.duplicate}))
-        .collect();
-    let mut body = json!({"tree_size": appended.tree_size});
+) -> Result<ReceiptsBody, ApiError> {
+    let need = appended.receipts.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+    let seqs: Vec<u64> = appended.receipts.iter().map(|r| r.seq).collect();
+    let mut body = ReceiptsBody {
+        checkpoint: None,
+        receipts: appended
+            .receipts
+            .into_iter()
+            .map(|r| ReceiptOut {
+                duplicate: r.duplicate,
+                event_id: r.event_id,
+                inclusion: None,
+                leaf_hash: b64::encode(r.leaf_hash),
+                seq: r.seq,
+            })
+            .collect(),
+        tree_size: appended.tree_size,
+    };
     if let Some(wait) = wait {
-        let need = appended.receipts.iter().map(|r| r.seq + 1).max().unwrap_or(0);
         let found = match (wait, &state.witnessing) {
             (Wait::Witnessed, Some(w)) => w.wait_published(need, state.witness_wait).await,
             _ => {
@@ -312,18 +362,16 @@ pub async fn receipts_body(
             });
         };
         let store = std::sync::Arc::clone(&state.store);
-        let seqs: Vec<u64> = appended.receipts.iter().map(|r| r.seq).collect();
         let proofs = tokio::task::spawn_blocking(move || {
             seqs.iter().map(|s| store.inclusion_proof(*s, size)).collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| ApiError::internal(format!("proof task failed: {e}")))??;
-        for (r, (_, hashes)) in receipts.iter_mut().zip(proofs) {
-            r["inclusion"] = json!({"tree_size": size, "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>()});
+        for (r, (_, hashes)) in body.receipts.iter_mut().zip(proofs) {
+            r.inclusion = Some(Inclusion { hashes: hashes.iter().map(b64::encode).collect(), tree_size: size });
         }
-        body["checkpoint"] = json!(note);
+        body.checkpoint = Some(note);
     }
-    body["receipts"] = serde_json::Value::Array(receipts);
     Ok(body)
 }
 
@@ -360,7 +408,7 @@ pub async fn post_events(
     params: Result<Query<IngestParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ReceiptsBody>, ApiError> {
     let token = authorize(&state, &headers, &[Role::Ingest])?;
     let Query(params) =
         params.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
@@ -407,7 +455,7 @@ pub async fn post_opa(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ReceiptsBody>, ApiError> {
     let token = authorize(&state, &headers, &[Role::Ingest])?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable("shutting_down", "the server is shutting down; OPA will retry"));
@@ -420,7 +468,11 @@ pub async fn post_opa(
     let limits = std::sync::Arc::clone(&state.limits);
     let raws = scan(bytes.len(), move || split_opa(&bytes, &limits)).await?;
     if raws.is_empty() {
-        return Ok(Json(json!({"receipts": [], "tree_size": state.store.head().tree_size})));
+        return Ok(Json(ReceiptsBody {
+            checkpoint: None,
+            receipts: Vec::new(),
+            tree_size: state.store.head().tree_size,
+        }));
     }
     state.metrics.batch(raws.len());
     let mapping = std::sync::Arc::clone(&state.opa_mapping);
@@ -471,4 +523,46 @@ fn map_opa(
 ) -> Result<Checked, actlog_core::ingest::ItemError> {
     let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
     actlog_core::opa::check(raw, mapping, &t, limits.envelope_bytes_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed body prints the bytes the `serde_json::Value` body printed.
+    #[test]
+    fn receipts_print_as_the_json_tree_did() {
+        let body = ReceiptsBody {
+            checkpoint: Some("log\n2\nroot\n".into()),
+            receipts: vec![
+                ReceiptOut {
+                    duplicate: false,
+                    event_id: "e-1".into(),
+                    inclusion: Some(Inclusion { hashes: vec!["aGFzaA==".into()], tree_size: 2 }),
+                    leaf_hash: "bGVhZg==".into(),
+                    seq: 0,
+                },
+                ReceiptOut {
+                    duplicate: true,
+                    event_id: "e\"2".into(),
+                    inclusion: None,
+                    leaf_hash: "eA==".into(),
+                    seq: 1,
+                },
+            ],
+            tree_size: 2,
+        };
+        let tree = serde_json::json!({
+            "tree_size": 2,
+            "checkpoint": "log\n2\nroot\n",
+            "receipts": [
+                {"event_id": "e-1", "seq": 0, "leaf_hash": "bGVhZg==", "duplicate": false,
+                 "inclusion": {"tree_size": 2, "hashes": ["aGFzaA=="]}},
+                {"event_id": "e\"2", "seq": 1, "leaf_hash": "eA==", "duplicate": true},
+            ],
+        });
+        assert_eq!(serde_json::to_string(&body).unwrap(), tree.to_string());
+        let back: ReceiptsBody = serde_json::from_str(&tree.to_string()).unwrap();
+        assert_eq!(back.receipts[1].event_id, "e\"2");
+    }
 }
