@@ -1,1 +1,0 @@
-SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY event_type

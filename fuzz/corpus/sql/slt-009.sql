@@ -1,1 +1,0 @@
-SELECT count(*) - count(DISTINCT event_id) FROM events

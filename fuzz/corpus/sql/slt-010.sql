@@ -1,1 +1,0 @@
-SELECT seq, event_type, pdp_id, producer_key, producer_signature FROM events WHERE seq < 3 ORDER BY seq

@@ -1,1 +1,0 @@
-SELECT producer_signature, source_format, count(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2

@@ -1,1 +1,0 @@
-SELECT pdp_id, count(*) FROM events WHERE seq >= 3 GROUP BY pdp_id ORDER BY pdp_id

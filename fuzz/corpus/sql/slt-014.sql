@@ -1,1 +1,0 @@
-SELECT min(event_time), max(event_time) FROM events WHERE seq >= 3

@@ -1,1 +1,0 @@
-SELECT principal_type, count(*) FROM events GROUP BY principal_type ORDER BY principal_type NULLS FIRST

@@ -1,1 +1,0 @@
-SELECT count(DISTINCT principal_id), count(DISTINCT principal_iss) FROM events

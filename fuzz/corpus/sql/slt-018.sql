@@ -1,1 +1,0 @@
-SELECT count(DISTINCT actor_id), count(DISTINCT actor_iss) FROM events

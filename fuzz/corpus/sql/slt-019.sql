@@ -1,1 +1,0 @@
-SELECT actor_profile, count(*) FROM events GROUP BY actor_profile ORDER BY actor_profile NULLS FIRST

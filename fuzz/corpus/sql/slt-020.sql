@@ -1,1 +1,0 @@
-SELECT count(DISTINCT actor_workload_id), count(DISTINCT actor_model) FROM events

@@ -1,1 +1,0 @@
-SELECT chain_depth, count(*) FROM events GROUP BY chain_depth ORDER BY chain_depth

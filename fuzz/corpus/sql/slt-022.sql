@@ -1,1 +1,0 @@
-SELECT verification_status, count(*) FROM events GROUP BY verification_status ORDER BY verification_status NULLS FIRST

@@ -1,1 +1,0 @@
-SELECT count(DISTINCT session_id), count(DISTINCT task_id), count(txn_id), count(trace_id) FROM events

@@ -1,1 +1,0 @@
-SELECT purpose_scope, count(*) FROM events WHERE purpose_scope IS NOT NULL GROUP BY purpose_scope ORDER BY purpose_scope

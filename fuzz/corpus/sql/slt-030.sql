@@ -1,1 +1,0 @@
-SELECT decision_path, count(*) FROM events WHERE decision_path IS NOT NULL GROUP BY decision_path ORDER BY decision_path

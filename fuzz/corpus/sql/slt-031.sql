@@ -1,1 +1,0 @@
-SELECT action, count(*) FROM events WHERE event_type = 'authz.decision' GROUP BY action ORDER BY action

@@ -1,1 +1,0 @@
-SELECT resource_type, count(*) FROM events WHERE event_type = 'authz.decision' GROUP BY resource_type ORDER BY resource_type

@@ -1,1 +1,0 @@
-SELECT tool_name, count(*) FROM events WHERE resource_type = 'tool' GROUP BY tool_name ORDER BY 2 DESC, 1 LIMIT 5

@@ -1,1 +1,0 @@
-SELECT count(*) FROM events WHERE resource_type = 'tool' AND (tool_name IS NULL OR tool_server IS NULL OR resource_id IS NULL)

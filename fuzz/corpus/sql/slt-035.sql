@@ -1,1 +1,0 @@
-SELECT effect, count(*) FROM events WHERE event_type = 'authz.decision' GROUP BY effect ORDER BY effect

@@ -1,1 +1,0 @@
-SELECT count(*) FROM events o LEFT JOIN events d ON d.event_id = o.decision_event_id WHERE o.event_type = 'authz.outcome' AND (d.seq IS NULL OR d.seq >= o.seq OR d.event_type <> 'authz.decision')

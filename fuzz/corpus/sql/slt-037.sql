@@ -1,1 +1,0 @@
-SELECT outcome_status, count(*) FROM events WHERE event_type = 'authz.outcome' GROUP BY outcome_status ORDER BY outcome_status

@@ -1,1 +1,0 @@
-SELECT count(*) FROM delegation_hops

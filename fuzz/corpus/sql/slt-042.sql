@@ -1,1 +1,0 @@
-SELECT depth, count(*) FROM delegation_hops GROUP BY depth ORDER BY depth

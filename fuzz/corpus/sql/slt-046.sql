@@ -1,1 +1,0 @@
-SELECT sub_profile, count(*) FROM delegation_hops GROUP BY sub_profile ORDER BY sub_profile NULLS FIRST

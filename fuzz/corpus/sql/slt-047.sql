@@ -1,1 +1,0 @@
-SELECT sub, count(*) FROM delegation_hops WHERE depth = 4 GROUP BY sub ORDER BY 2 DESC, 1 LIMIT 3

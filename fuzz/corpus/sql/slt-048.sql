@@ -1,1 +1,0 @@
-SELECT count(DISTINCT e.seq) FROM events e JOIN delegation_hops h ON h.seq = e.seq WHERE h.iss <> e.actor_iss AND e.event_type = 'authz.decision'

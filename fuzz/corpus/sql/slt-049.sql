@@ -1,1 +1,0 @@
-SELECT e.chain_depth, e.effect, count(*) FROM events e WHERE e.event_type = 'authz.decision' GROUP BY 1, 2 ORDER BY 1, 2

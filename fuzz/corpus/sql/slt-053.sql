@@ -1,1 +1,0 @@
-SELECT effect, outcome_status, count(*) FROM decision_chains GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST

@@ -1,1 +1,0 @@
-SELECT count(*) FROM decision_chains c JOIN events e ON e.seq = c.seq WHERE c.actor_chain <> e.actor_chain

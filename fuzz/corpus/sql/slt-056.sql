@@ -1,1 +1,0 @@
-SELECT count(*) FROM decision_chains WHERE effect = 'deny' AND outcome_status = 'executed'

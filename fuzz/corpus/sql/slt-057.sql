@@ -1,1 +1,0 @@
-SELECT count(*) FROM decision_chains WHERE cardinality(actor_chain) = 4 AND effect = 'allow'

@@ -1,1 +1,0 @@
-SELECT seq, principal_id, array_to_string(actor_chain, '>'), effect, outcome_status FROM decision_chains WHERE task_id = (SELECT task_id FROM events WHERE event_type = 'authz.decision' AND chain_depth = 3 ORDER BY seq LIMIT 1) ORDER BY seq

@@ -1,1 +1,0 @@
-SELECT purpose_scope, count(*) FROM decision_chains WHERE effect = 'deny' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3

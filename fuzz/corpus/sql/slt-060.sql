@@ -1,1 +1,0 @@
-SELECT policy_version, count(*) FROM decision_chains GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3

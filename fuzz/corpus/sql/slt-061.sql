@@ -1,1 +1,0 @@
-SELECT count(*) FROM events WHERE event_time >= TIMESTAMP '2026-01-05T00:00:00Z' AND event_time < TIMESTAMP '2026-01-06T00:00:00Z'

@@ -1,1 +1,0 @@
-SELECT date_trunc('day', event_time) AS day, count(*) FROM events WHERE seq >= 3 GROUP BY 1 ORDER BY 1 LIMIT 5

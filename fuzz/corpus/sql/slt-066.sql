@@ -1,1 +1,0 @@
-SELECT count(*) FILTER (WHERE extract(hour FROM event_time) = 3), count(*) FILTER (WHERE extract(hour FROM event_time) BETWEEN 8 AND 17) FROM events WHERE principal_id = 'https://idp.example/users/dana'

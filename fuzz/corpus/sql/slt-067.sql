@@ -1,1 +1,0 @@
-SELECT regexp_match(payload, '"anomaly":"([a-z_]+)"')[1] AS anomaly, count(*) FROM events WHERE payload LIKE '%"anomaly"%' GROUP BY 1 ORDER BY 1

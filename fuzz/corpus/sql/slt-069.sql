@@ -1,1 +1,0 @@
-SELECT count(*) FROM events WHERE seq >= 1990 AND seq < 2010 AND event_time >= TIMESTAMP '2026-01-01T00:00:00Z'

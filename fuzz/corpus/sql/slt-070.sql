@@ -1,1 +1,0 @@
-SELECT seq, event_type, effect FROM events WHERE task_id = 'task-edb51475639e25f6' ORDER BY seq

@@ -1,1 +1,0 @@
-SELECT count(*), min(seq), max(seq) FROM events WHERE actor_id = 'https://agents.example/planner-3'

@@ -1,1 +1,0 @@
-SELECT effect, count(*) FROM events WHERE principal_id = 'https://idp.example/users/priya5' GROUP BY effect ORDER BY effect NULLS FIRST

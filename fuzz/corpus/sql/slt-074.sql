@@ -1,1 +1,0 @@
-SELECT seq, event_type FROM events WHERE session_id = 'sess-ac47f261530a' ORDER BY seq

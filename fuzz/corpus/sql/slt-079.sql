@@ -1,1 +1,0 @@
-SELECT seq, outcome_status FROM events WHERE decision_event_id = '019bf95b-179e-781c-a677-cb88c28422b8' ORDER BY seq

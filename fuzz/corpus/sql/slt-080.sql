@@ -1,1 +1,0 @@
-SELECT depth, sub, iss FROM delegation_hops WHERE event_id = '019bf454-995b-7b8d-9b0f-ccbaf91ff0b0' ORDER BY depth

@@ -1,1 +1,0 @@
-SELECT seq, event_type FROM events WHERE task_id = 'task-f4f0784f434596bd' AND actor_id = 'https://agents.example/planner-3' ORDER BY seq

@@ -1,1 +1,0 @@
-SELECT seq, array_to_string(actor_chain, '>'), effect, outcome_status FROM decision_chains WHERE task_id = 'task-60d0376d5f5e2c8f' ORDER BY seq

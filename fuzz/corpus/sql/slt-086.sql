@@ -1,1 +1,0 @@
-SELECT seq, event_type, outcome_status FROM events WHERE task_id = 'task-f4f0784f434596bd' ORDER BY seq

@@ -1,1 +1,0 @@
-SELECT seq, actor_id FROM events WHERE event_id = '019bf1ef-e297-7357-a4f0-04a849face66'

@@ -1,1 +1,0 @@
-SELECT seq, event_type FROM events WHERE event_id IN ('019ba26e-512e-769e-80b5-51ccf5b42a8d', '019c04dc-e376-77ff-8e1c-279c8d7eb7f3', 'no-such-event') ORDER BY seq

@@ -1,1 +1,0 @@
-SELECT count(*) FROM events WHERE seq > 995 AND seq <= 2004

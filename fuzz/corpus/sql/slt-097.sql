@@ -1,1 +1,0 @@
-SELECT e.seq, h.depth, h.sub FROM events e JOIN delegation_hops h ON h.seq = e.seq WHERE e.task_id = 'task-60d0376d5f5e2c8f' ORDER BY 1, 2

@@ -1,1 +1,0 @@
-SET actlog.use_index = true

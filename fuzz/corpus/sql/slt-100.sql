@@ -1,1 +1,0 @@
-SELECT name, pdp_id, key_id = encode(sha256(decode(public_key, 'base64')), 'hex'), added_seq, revoked_seq FROM producer_keys ORDER BY added_seq

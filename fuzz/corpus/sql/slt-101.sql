@@ -1,1 +1,0 @@
-SELECT count(*) FROM producer_keys WHERE length(public_key) <> 44

@@ -1,1 +1,0 @@
-SELECT max(tree_size) FROM checkpoints

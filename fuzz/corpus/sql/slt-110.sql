@@ -1,1 +1,0 @@
-UPDATE events SET effect = 'allow' WHERE effect = 'deny'

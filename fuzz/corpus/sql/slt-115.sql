@@ -1,1 +1,0 @@
-SET datafusion.execution.target_partitions = 1
