@@ -86,7 +86,10 @@ pub fn load_into_env() -> CliResult {
         let var = format!("ACTLOG_{}", key.to_ascii_uppercase().replace('-', "_"));
         if std::env::var_os(&var).is_none() {
             // SAFETY: called at the start of main, before any thread exists.
-            unsafe { std::env::set_var(&var, value) };
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(&var, value)
+            };
         }
     }
     Ok(())

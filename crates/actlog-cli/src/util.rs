@@ -35,9 +35,7 @@ impl From<actlog_store::Error> for CliError {
 
 /// 32 bytes from the operating system's random source.
 pub fn random_32() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the operating system random source works");
-    b
+    actlog_store::random::bytes_32()
 }
 
 /// A fresh API token: `actlog_` and 43 URL-safe base64 characters (256 bits).

@@ -1,6 +1,9 @@
 //! The `actlog` binary as a user runs it: exit codes, what goes to stdout,
 //! file modes, and refusal of bad input with nothing written.
 
+// Signals to the servers these tests start (`libc::kill`) are the only unsafe code.
+#![allow(unsafe_code)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,6 +2,9 @@
 //! remote admin mode, and kill -9 mid-load without losing an acknowledged
 //! event.
 
+// Signals to the servers these tests start (`libc::kill`) are the only unsafe code.
+#![allow(unsafe_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

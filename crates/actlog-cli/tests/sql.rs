@@ -4,6 +4,9 @@
 //! chains (CLI local, CLI remote, HTTP), role checks on both protocols, and
 //! `actlog verify` covering the segments the server sealed.
 
+// Signals to the servers these tests start (`libc::kill`) are the only unsafe code.
+#![allow(unsafe_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

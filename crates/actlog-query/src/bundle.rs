@@ -581,8 +581,7 @@ pub async fn write_export(
         proofs.push(Proof { seq, leaf_hash: b64::encode(leaf_hash), hashes: path.iter().map(b64::encode).collect() });
     }
 
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let now = actlog_store::clock::now_ns();
     let manifest = Manifest {
         format: BUNDLE_FORMAT.into(),
         data_format: opts.format.as_str().into(),

@@ -982,8 +982,7 @@ async fn finish_evidence(
     let integrity = integrity_finding(ledger, &checked);
     let found = findings(engine, manifest.tree_size, opts.from, opts.to, integrity).await?;
 
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let now = actlog_store::clock::now_ns();
     let doc = json!({
         "framework": FRAMEWORK,
         "origin": manifest.origin,

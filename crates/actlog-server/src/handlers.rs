@@ -316,7 +316,7 @@ async fn revoke(
 /// A fresh API token: `actlog_` and 43 URL-safe base64 characters (256 bits).
 pub fn new_token() -> Result<String, ApiError> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("random source: {e}")))?;
+    actlog_store::random::fill(&mut b).map_err(|e| ApiError::internal(format!("random source: {e}")))?;
     Ok(actlog_core::api_token(&b))
 }
 

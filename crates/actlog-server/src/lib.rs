@@ -246,7 +246,7 @@ static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn request_id() -> String {
     let mut r = [0u8; 4];
-    let _ = getrandom::fill(&mut r);
+    let _ = actlog_store::random::fill(&mut r);
     format!("{}-{}", hex::encode(r), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 

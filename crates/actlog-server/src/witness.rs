@@ -204,7 +204,7 @@ pub async fn add_checkpoint(State(state): State<AppState>, body: Body) -> Respon
             return text(StatusCode::REQUEST_TIMEOUT, "text/plain; charset=utf-8", "the body did not arrive\n".into());
         }
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = actlog_store::clock::now_secs();
     let w2 = Arc::clone(&w);
     let answer = match tokio::task::spawn_blocking(move || w2.add_checkpoint(&bytes, now)).await {
         Ok(a) => a,

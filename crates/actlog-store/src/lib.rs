@@ -16,7 +16,9 @@
 //! - `open` checks the format version and the head against the last leaf and
 //!   the stored Merkle nodes, and reports any mismatch as corruption.
 
+pub mod clock;
 pub mod keys;
+pub mod random;
 pub mod registry;
 pub mod verify;
 mod writer;
@@ -37,8 +39,9 @@ use actlog_core::witness::SigLine;
 use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
+pub use clock::now_ns;
 pub use keys::{INDEX_VALUE_BYTES_MAX, IndexField};
-pub use registry::{KeyRecord, Registry, Role, TokenRecord, now_ns};
+pub use registry::{KeyRecord, Registry, Role, TokenRecord};
 
 use crate::keys::*;
 

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use actlog_core::Hash;
 use actlog_core::ingest::{KeyLookup, ProducerKey};
 use actlog_core::leaf::sha256;
+
+use crate::clock::now_ns;
 use actlog_core::sig::PublicKey;
 use serde::{Deserialize, Serialize};
 
@@ -70,14 +72,6 @@ impl TokenRecord {
     pub fn active_at(&self, now_ns: i64) -> bool {
         self.revoked_seq.is_none() && self.expires_at_ns.is_none_or(|e| now_ns < e)
     }
-}
-
-/// The wall clock as unix nanoseconds.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The in-memory registry.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actlog_core::Hash;
 use actlog_core::dsse::Envelope;
@@ -189,7 +189,7 @@ fn fail_all(rx: Receiver<Request>) {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    crate::clock::now_ns().max(0) as u64
 }
 
 fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) -> Result<(), ()> {

@@ -199,7 +199,8 @@ fn open_or_init(data: &Path) -> Result<Store, String> {
             .map_err(|e| format!("cannot open the ledger in {}: {e}", data.display()));
     }
     let mut ledger_seed = [0u8; 32];
-    getrandom::fill(&mut ledger_seed).map_err(|e| format!("the operating system random source failed: {e}"))?;
+    actlog_store::random::fill(&mut ledger_seed)
+        .map_err(|e| format!("the operating system random source failed: {e}"))?;
     let store = Store::init(data, ledger_seed, None, Options::default())
         .map_err(|e| format!("cannot create a ledger in {}: {e}", data.display()))?;
     eprintln!(
