@@ -245,8 +245,8 @@ fn proofs(c: &mut Criterion) {
     g.finish();
 }
 
-/// A tree of token-authenticated leaves built from one validated template
-/// (the proof path does not look at payloads).
+/// A tree of token-authenticated leaves: small OPA decisions, so the
+/// fixture builds fast (the proof path does not look at payloads).
 fn proof_ledger(dir: &std::path::Path) -> Store {
     let n: u64 = std::env::var("ACTLOG_BENCH_PROOF_LEAVES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let store = setup(dir);
@@ -260,23 +260,19 @@ fn proof_ledger(dir: &std::path::Path) -> Store {
             expires_at_ns: None,
         })
         .unwrap();
-    let template = actlog_core::event::validate(&actlog_benches::event(0, 2)).unwrap();
+    // Real token-authenticated items (OPA decisions through `opa::check`):
+    // a `Checked` only comes from core's checks.
+    let mapping = actlog_core::opa::OpaMapping::default();
+    let opa_token = actlog_core::opa::OpaToken { name: "t", sha256: token, pdp_id: None };
     let mut i = 0u64;
     while store.head().tree_size < n {
         let items: Vec<Checked> = (0..16_384)
             .map(|_| {
                 i += 1;
-                let mut fields = template.fields.clone();
-                fields.event_id = format!("p-{i}");
-                Checked {
-                    envelope: i.to_be_bytes().to_vec(),
-                    envelope_sha256: actlog_core::leaf::sha256(&i.to_be_bytes()),
-                    fields,
-                    payload_sha256: actlog_core::leaf::sha256(&i.to_be_bytes()),
-                    kind: actlog_core::leaf::LeafKind::TokenAuthenticated,
-                    producer_key_id: token,
-                    producer_key_name: None,
-                }
+                let raw = format!(
+                    r#"{{"decision_id":"p-{i}","labels":{{"id":"opa-1"}},"path":"authz/allow","timestamp":"2026-08-21T10:15:30Z","input":{{"user":"u"}},"result":true}}"#
+                );
+                actlog_core::opa::check(raw.as_bytes(), &mapping, &opa_token, 1 << 16).expect("a valid OPA decision")
             })
             .collect();
         store.append(items).unwrap();

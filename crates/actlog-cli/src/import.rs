@@ -180,16 +180,16 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         // in the file with another payload, or already stored with another.
         let mut seen: std::collections::HashMap<&str, ([u8; 32], usize)> = std::collections::HashMap::new();
         for (line, c) in &numbered {
-            let id = c.fields.event_id.as_str();
+            let id = c.fields().event_id.as_str();
             let conflict = match seen.get(id) {
                 // OPA events are identified by (labels.id, decision_id) alone.
-                _ if c.kind == actlog_core::leaf::LeafKind::TokenAuthenticated => None,
-                Some((h, first)) if *h != c.payload_sha256 => {
+                _ if c.kind() == actlog_core::leaf::LeafKind::TokenAuthenticated => None,
+                Some((h, first)) if *h != *c.payload_sha256() => {
                     Some(format!("repeats {what} {first} with a different payload"))
                 }
                 Some(_) => None,
                 None => match store.seq_of(id)? {
-                    Some((seq, h)) if h != c.payload_sha256 => {
+                    Some((seq, h)) if h != *c.payload_sha256() => {
                         Some(format!("is stored at seq {seq} with a different payload"))
                     }
                     _ => None,
@@ -201,7 +201,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                     path.display()
                 )));
             }
-            seen.entry(id).or_insert((c.payload_sha256, *line));
+            seen.entry(id).or_insert((*c.payload_sha256(), *line));
         }
         drop(seen);
         let items: Vec<Checked> = numbered.into_iter().map(|(_, c)| c).collect();

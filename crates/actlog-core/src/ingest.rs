@@ -8,7 +8,7 @@
 //! [`sig::verify_batch`]); the result per item never depends on the batch.
 
 use crate::dsse::{DsseError, Envelope};
-use crate::event::{self, Event, Fields};
+use crate::event::{self, Event, Fields, SchemaError};
 use crate::leaf::{Hash, LeafKind, key_fingerprint, sha256};
 use crate::sig::{self, PublicKey};
 
@@ -86,25 +86,81 @@ impl From<DsseError> for ItemError {
 }
 
 /// An envelope that passed every check and is ready to append.
+///
+/// Only this crate's checks make one ([`check_envelopes`], `opa::check`,
+/// [`Checked::ledger_record`]): its fields are private, so the store cannot
+/// be handed a record that skipped them.
 #[derive(Debug, Clone)]
 pub struct Checked {
     /// The envelope bytes exactly as received.
-    pub envelope: Vec<u8>,
+    pub(crate) envelope: Vec<u8>,
     /// SHA-256 of `envelope`, computed on the checking threads so the
     /// single writer does not hash every envelope again.
-    pub envelope_sha256: Hash,
-    /// The validated event.
+    pub(crate) envelope_sha256: Hash,
     /// The validated event's normalized fields. (The parsed JSON is dropped
     /// here, on the checking threads, not later on the single writer.)
-    pub fields: Fields,
+    pub(crate) fields: Fields,
     /// SHA-256 of the payload bytes.
-    pub payload_sha256: Hash,
+    pub(crate) payload_sha256: Hash,
     /// How it was authenticated.
-    pub kind: LeafKind,
+    pub(crate) kind: LeafKind,
     /// The key (or token) fingerprint that authenticated it.
-    pub producer_key_id: Hash,
+    pub(crate) producer_key_id: Hash,
     /// The registered key's name, when signed.
-    pub producer_key_name: Option<String>,
+    pub(crate) producer_key_name: Option<String>,
+}
+
+impl Checked {
+    /// One of the ledger's own records (`ledger.*` events: keys, tokens),
+    /// signed here with the ledger's seed and named by its `origin`. The
+    /// payload must be a valid ledger event.
+    pub fn ledger_record(payload: Vec<u8>, origin: &str, seed: &[u8; 32]) -> Result<Checked, SchemaError> {
+        let event = event::validate(&payload)?;
+        debug_assert!(
+            event::LEDGER_EVENT_TYPES.contains(&event.fields.event_type.as_str()),
+            "a ledger record is a ledger event"
+        );
+        let envelope = Envelope::sign(payload, Some(origin.to_string()), seed);
+        let envelope_bytes = envelope.to_json().into_bytes();
+        Ok(Checked {
+            payload_sha256: sha256(&envelope.payload),
+            envelope_sha256: sha256(&envelope_bytes),
+            envelope: envelope_bytes,
+            fields: event.fields,
+            kind: LeafKind::LedgerSigned,
+            producer_key_id: key_fingerprint(&sig::public_key_of(seed)),
+            producer_key_name: None,
+        })
+    }
+
+    /// The envelope bytes exactly as received (for OPA events, the stored record).
+    pub fn envelope(&self) -> &[u8] {
+        &self.envelope
+    }
+    /// SHA-256 of [`envelope`](Checked::envelope).
+    pub fn envelope_sha256(&self) -> &Hash {
+        &self.envelope_sha256
+    }
+    /// The validated event's normalized fields.
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+    /// SHA-256 of the payload bytes.
+    pub fn payload_sha256(&self) -> &Hash {
+        &self.payload_sha256
+    }
+    /// How it was authenticated.
+    pub fn kind(&self) -> LeafKind {
+        self.kind
+    }
+    /// The key (or token) fingerprint that authenticated it.
+    pub fn producer_key_id(&self) -> &Hash {
+        &self.producer_key_id
+    }
+    /// The registered key's name, when signed by a producer key.
+    pub fn producer_key_name(&self) -> Option<&str> {
+        self.producer_key_name.as_deref()
+    }
 }
 
 /// Who is submitting: the token's PDP binding, if any.

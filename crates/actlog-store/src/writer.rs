@@ -13,8 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use actlog_core::Hash;
-use actlog_core::dsse::Envelope;
-use actlog_core::event::{self, Fields};
+use actlog_core::event::Fields;
 use actlog_core::ingest::Checked;
 use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
 use actlog_core::merkle::{self, Frontier};
@@ -375,7 +374,7 @@ fn same_opa_event(st: &WriterState, seq: u64, item: &Checked) -> Result<bool> {
         raw: &'a serde_json::value::RawValue,
     }
     let raw = |bytes: &[u8]| serde_json::from_slice::<Record<'_>>(bytes).ok().map(|r| r.raw.get().to_owned());
-    Ok(matches!((raw(&stored.envelope), raw(&item.envelope)), (Some(a), Some(b)) if a == b && a != "null"))
+    Ok(matches!((raw(&stored.envelope), raw(item.envelope())), (Some(a), Some(b)) if a == b && a != "null"))
 }
 
 fn apply_append(
@@ -389,9 +388,9 @@ fn apply_append(
     let mut plans = Vec::with_capacity(items.len());
     let mut local: HashMap<&str, (usize, Hash)> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
-        let id = item.fields.event_id.as_str();
+        let id = item.fields().event_id.as_str();
         if let Some(&(first, payload)) = local.get(id) {
-            if payload != item.payload_sha256 {
+            if payload != *item.payload_sha256() {
                 let _ = first;
                 return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: None });
             }
@@ -407,23 +406,24 @@ fn apply_append(
                 // one is token-authenticated too and holds the same raw OPA
                 // event. Anything else under the id is a conflict: never
                 // acknowledged as a duplicate and dropped.
-                if payload != item.payload_sha256
-                    && !(item.kind == LeafKind::TokenAuthenticated && same_opa_event(st, seq, item)?)
+                if payload != *item.payload_sha256()
+                    && !(item.kind() == LeafKind::TokenAuthenticated && same_opa_event(st, seq, item)?)
                 {
                     return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: Some(seq) });
                 }
                 plans.push(Plan::Stored(seq, leaf_hash));
             }
             None => {
-                if item.kind == LeafKind::ProducerSigned
-                    && !st.registry.active_key_by_fingerprint(&item.producer_key_id, &item.fields.pdp_id)
+                if item.kind() == LeafKind::ProducerSigned
+                    && !st.registry.active_key_by_fingerprint(item.producer_key_id(), &item.fields().pdp_id)
                 {
                     return Err(AppendError::KeyRevoked { index });
                 }
-                if item.kind == LeafKind::TokenAuthenticated && !st.registry.token_hash_active(&item.producer_key_id) {
+                if item.kind() == LeafKind::TokenAuthenticated && !st.registry.token_hash_active(item.producer_key_id())
+                {
                     return Err(AppendError::TokenRevoked { index });
                 }
-                local.insert(id, (index, item.payload_sha256));
+                local.insert(id, (index, *item.payload_sha256()));
                 plans.push(Plan::New);
             }
         }
@@ -433,10 +433,10 @@ fn apply_append(
         match plan {
             Plan::New => {
                 let (seq, leaf_hash) = stage_leaf(st, g, item, received_at);
-                receipts.push(Receipt { event_id: item.fields.event_id.clone(), seq, leaf_hash, duplicate: false });
+                receipts.push(Receipt { event_id: item.fields().event_id.clone(), seq, leaf_hash, duplicate: false });
             }
             Plan::Stored(seq, leaf_hash) => {
-                receipts.push(Receipt { event_id: item.fields.event_id.clone(), seq, leaf_hash, duplicate: true })
+                receipts.push(Receipt { event_id: item.fields().event_id.clone(), seq, leaf_hash, duplicate: true })
             }
             Plan::Repeat(first) => {
                 let r = &receipts[first];
@@ -452,15 +452,15 @@ fn apply_append(
 fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: u64) -> (u64, Hash) {
     let seq = st.head.tree_size;
     assert_eq!(seq, st.frontier.size(), "seq must equal the Merkle leaf index");
-    debug_assert_eq!(item.envelope_sha256, sha256(&item.envelope), "the checked envelope hash is the envelope's");
-    let fields = &item.fields;
+    debug_assert_eq!(*item.envelope_sha256(), sha256(item.envelope()), "the checked envelope hash is the envelope's");
+    let fields = item.fields();
     let leaf = Leaf {
-        kind: item.kind,
+        kind: item.kind(),
         seq,
         received_at_unix_nanos: received_at,
-        envelope_sha256: item.envelope_sha256,
-        payload_sha256: item.payload_sha256,
-        producer_key_id: item.producer_key_id,
+        envelope_sha256: *item.envelope_sha256(),
+        payload_sha256: *item.payload_sha256(),
+        producer_key_id: *item.producer_key_id(),
         prev_chain_hash: st.head.chain_hash,
         event_id: fields.event_id.clone(),
     };
@@ -473,7 +473,7 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: 
     value.extend_from_slice(&chain);
     value.extend_from_slice(&leaf_bytes);
     g.batch.put_cf(&leaves, encode_seq(seq), value);
-    g.batch.put_cf(&envelopes, encode_seq(seq), &item.envelope);
+    g.batch.put_cf(&envelopes, encode_seq(seq), item.envelope());
     for (field, value) in index_values(fields) {
         if value.len() <= INDEX_VALUE_BYTES_MAX {
             g.index_sorted.push(encode_index(field, value, seq));
@@ -487,7 +487,7 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: 
     });
     // The root is folded once per group (commit_group), not once per leaf.
     st.head = Head { tree_size: seq + 1, chain_hash: chain, root: st.head.root };
-    g.ids.insert(fields.event_id.clone(), (seq, item.payload_sha256, leaf_hash));
+    g.ids.insert(fields.event_id.clone(), (seq, *item.payload_sha256(), leaf_hash));
     (seq, leaf_hash)
 }
 
@@ -617,18 +617,8 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     })
     .to_string()
     .into_bytes();
-    let event = event::validate(&payload).expect("the ledger writes valid ledger events");
-    let envelope = Envelope::sign(payload, Some(st.origin.clone()), &st.seed);
-    let envelope_bytes = envelope.to_json().into_bytes();
-    let checked = Checked {
-        payload_sha256: sha256(&envelope.payload),
-        envelope_sha256: sha256(&envelope_bytes),
-        envelope: envelope_bytes,
-        fields: event.fields,
-        kind: LeafKind::LedgerSigned,
-        producer_key_id: st.ledger_fingerprint,
-        producer_key_name: None,
-    };
+    let checked = Checked::ledger_record(payload, &st.origin, &st.seed).expect("the ledger writes valid ledger events");
+    debug_assert_eq!(*checked.producer_key_id(), st.ledger_fingerprint);
     let (got, _) = stage_leaf(st, g, &checked, received_at);
     assert_eq!(got, seq, "the admin leaf takes the seq its record names");
     Ok(seq)
