@@ -261,6 +261,49 @@ fn import_refuses_a_file_with_one_bad_line_and_writes_nothing() {
     env.ok(&["verify"]);
 }
 
+/// `import` finds every conflict before it writes anything, even across
+/// its batches: an id repeated in the file with another payload, and an id
+/// already stored with another payload. A repeat with the same payload is a
+/// duplicate, not a conflict.
+#[test]
+fn import_refuses_conflicts_before_writing_anything() {
+    let env = Env::new();
+    let key = env.with_producer("pdp-a");
+    env.ok(&["import", &env.write("first.ndjson", &env.sign(&key, &events("c", 3, "pdp-a")))]);
+    let mut changed = event("c-1", "pdp-a");
+    changed["decision"]["effect"] = serde_json::json!("deny");
+    let mut changed_new = event("d-0", "pdp-a");
+    changed_new["decision"]["effect"] = serde_json::json!("deny");
+    let before = env.tree_size();
+    for (name, lines, why) in [
+        (
+            "stored with another payload",
+            vec![event("d-0", "pdp-a").to_string(), event("d-1", "pdp-a").to_string(), changed.to_string()],
+            "line 3: conflict: event_id `c-1` is stored at seq",
+        ),
+        (
+            "repeated in the file with another payload",
+            vec![event("d-0", "pdp-a").to_string(), event("d-1", "pdp-a").to_string(), changed_new.to_string()],
+            "line 3: conflict: event_id `d-0` repeats line 1 with a different payload",
+        ),
+    ] {
+        // One event per batch: a check made batch by batch would have
+        // written the first lines before finding the conflict.
+        let file = env.write("conflict.ndjson", &env.sign(&key, &lines));
+        let out = env.run(&["import", "--batch", "1", &file], None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert!(stderr.contains("nothing from this file was written"), "{name}: {stderr}");
+        assert_eq!(env.tree_size(), before, "{name}: something was written");
+    }
+    // The same payload again is a duplicate: stored once, not refused.
+    let again = vec![event("c-1", "pdp-a").to_string(), event("d-0", "pdp-a").to_string()];
+    env.ok(&["import", "--batch", "1", &env.write("again.ndjson", &env.sign(&key, &again))]);
+    assert_eq!(env.tree_size(), before + 1);
+    env.ok(&["verify"]);
+}
+
 #[test]
 fn tokens_are_printed_once_and_listed_without_secrets() {
     let env = Env::new();
