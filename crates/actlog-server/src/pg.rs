@@ -1737,7 +1737,7 @@ fn write_float<F: fmt::Display + fmt::LowerExp>(out: &mut String, value: F, as_f
 /// `2026-01-02 03:04:05.123456` plus `zone`, with trailing zeros of the
 /// fraction dropped as PostgreSQL does, and ` BC` for years before 1.
 fn write_timestamp(out: &mut String, seconds: i64, micros: i64, zone: &str) -> fmt::Result {
-    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
+    let (year, month, day) = actlog_core::time::civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
     let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
     write_ymd(out, year, month, day)?;
     write!(out, " {:02}:{:02}:{:02}", second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60)?;
@@ -1759,7 +1759,7 @@ fn write_timestamp(out: &mut String, seconds: i64, micros: i64, zone: &str) -> f
 
 /// `days` since the Unix epoch, as `2026-01-02`.
 fn write_date(out: &mut String, days: i64) -> fmt::Result {
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = actlog_core::time::civil_from_days(days);
     write_ymd(out, year, month, day)?;
     if year <= 0 {
         out.push_str(" BC");
@@ -1771,21 +1771,6 @@ fn write_date(out: &mut String, days: i64) -> fmt::Result {
 fn write_ymd(out: &mut String, year: i64, month: i64, day: i64) -> fmt::Result {
     let shown_year = if year <= 0 { 1 - year } else { year };
     write!(out, "{shown_year:04}-{month:02}-{day:02}")
-}
-
-/// `(year, month, day)` of `days` since 1970-01-01 in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
