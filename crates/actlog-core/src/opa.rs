@@ -407,6 +407,17 @@ pub fn stored_record(raw: &[u8], payload: &[u8], token_name: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// The mapped payloads (and the ledger's own records, built the same
+    /// way) are written with serde_json's default map, which keeps keys
+    /// sorted. Its `preserve_order` feature, if any crate in the build turned
+    /// it on, would keep insertion order instead and change those bytes: the
+    /// same OPA event would map to another payload. This fails first.
+    #[test]
+    fn json_objects_print_with_sorted_keys() {
+        let v = json!({"b": 1, "a": {"d": 2, "c": 3}});
+        assert_eq!(v.to_string(), r#"{"a":{"c":3,"d":2},"b":1}"#, "serde_json's preserve_order is on somewhere");
+    }
+
     fn opa(decision_id: &str, input: Value, result: Value) -> Vec<u8> {
         json!({
             "decision_id": decision_id,
