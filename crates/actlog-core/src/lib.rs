@@ -23,6 +23,7 @@ pub mod dsse;
 pub mod event;
 pub mod ingest;
 pub mod leaf;
+pub mod ledger;
 pub mod merkle;
 pub mod note;
 pub mod opa;

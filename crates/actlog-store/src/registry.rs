@@ -12,67 +12,9 @@ use actlog_core::ingest::{KeyLookup, ProducerKey};
 use actlog_core::leaf::sha256;
 
 use crate::clock::now_ns;
-use actlog_core::sig::PublicKey;
-use serde::{Deserialize, Serialize};
 
+pub use actlog_core::ledger::{KeyRecord, TokenRecord};
 pub use actlog_core::role::Role;
-
-/// A registered producer key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// Unique name.
-    pub name: String,
-    /// The PDP it speaks for.
-    pub pdp_id: String,
-    /// Raw public key, hex.
-    pub public_key_hex: String,
-    /// SHA-256 of the public key, hex: the leaf's producer key id.
-    pub fingerprint_hex: String,
-    /// Seq of the `ledger.key_added` leaf.
-    pub added_seq: u64,
-    /// Seq of the `ledger.key_revoked` leaf.
-    pub revoked_seq: Option<u64>,
-}
-
-impl KeyRecord {
-    /// The validated public key.
-    pub fn public_key(&self) -> Option<PublicKey> {
-        let bytes: [u8; 32] = hex::decode(&self.public_key_hex).ok()?.try_into().ok()?;
-        PublicKey::from_bytes(&bytes).ok()
-    }
-
-    /// Whether the key may authenticate an event at `seq`.
-    pub fn active_at(&self, seq: u64) -> bool {
-        self.added_seq < seq && self.revoked_seq.is_none_or(|r| seq < r)
-    }
-}
-
-/// An API token (only its hash is kept).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// Unique name.
-    pub name: String,
-    /// What it may do.
-    pub role: Role,
-    /// Bound PDP, if any.
-    pub pdp_id: Option<String>,
-    /// SHA-256 of the token, hex.
-    pub token_sha256_hex: String,
-    /// Seq of the `ledger.token_created` leaf.
-    pub created_seq: u64,
-    /// Seq of the `ledger.token_revoked` leaf.
-    pub revoked_seq: Option<u64>,
-    /// When the token stops working (unix nanoseconds), if it has a lifetime.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at_ns: Option<i64>,
-}
-
-impl TokenRecord {
-    /// Whether the token authenticates at `now_ns`: not revoked, not expired.
-    pub fn active_at(&self, now_ns: i64) -> bool {
-        self.revoked_seq.is_none() && self.expires_at_ns.is_none_or(|e| now_ns < e)
-    }
-}
 
 /// The in-memory registry.
 #[derive(Debug, Clone, Default)]

@@ -9,20 +9,17 @@
 //! hash, event schema and producer signature under the one signature rule.
 //! Stops at, and reports, the first failing seq.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actlog_core::dsse::Envelope;
-use actlog_core::event;
-use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
+use actlog_core::Hash;
+use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint};
+pub use actlog_core::ledger::{Job, Rebuilt, Verified, VerifyFailure};
+use actlog_core::ledger::{check_chunk, fail};
 use actlog_core::merkle::{self, Frontier};
 use actlog_core::note::Checkpoint;
-use actlog_core::sig::{self, PublicKey};
-use actlog_core::{Hash, b64};
 use rayon::prelude::*;
 
 use crate::keys::*;
-use crate::registry::{KeyRecord, Role, TokenRecord};
 use crate::{Error, Store, decode_event_id_value};
 
 /// What to check.
@@ -74,19 +71,6 @@ pub struct VerifyReport {
 }
 
 /// The first thing found wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{reason}", seq.map(|s| format!("seq {s}: ")).unwrap_or_default())]
-pub struct VerifyFailure {
-    /// The first failing seq, when the failure belongs to one.
-    pub seq: Option<u64>,
-    /// What is wrong.
-    pub reason: String,
-}
-
-fn fail<T>(seq: Option<u64>, reason: impl Into<String>) -> Result<T, VerifyFailure> {
-    Err(VerifyFailure { seq, reason: reason.into() })
-}
-
 fn io(e: impl std::fmt::Display) -> VerifyFailure {
     VerifyFailure { seq: None, reason: format!("read error: {e}") }
 }
@@ -94,179 +78,6 @@ fn io(e: impl std::fmt::Display) -> VerifyFailure {
 impl From<Error> for VerifyFailure {
     fn from(e: Error) -> Self {
         io(e)
-    }
-}
-
-/// One event's envelope checks, which can run in parallel: the envelope
-/// and payload hashes against the leaf, the event schema, the key or token
-/// active at its seq, and the producer signature. Also used for the leaves
-/// of export bundles, so a bundle is checked by the same rule as the ledger.
-pub struct Job {
-    seq: u64,
-    kind: LeafKind,
-    envelope: Vec<u8>,
-    envelope_sha256: Hash,
-    payload_sha256: Hash,
-    producer_key_id: Hash,
-    event_id: String,
-}
-
-impl Job {
-    /// The checks of a producer-signed or token-authenticated leaf.
-    /// Ledger records are checked in order instead ([`Rebuilt::apply_record`]).
-    pub fn new(leaf: Leaf, envelope: Vec<u8>) -> Job {
-        Job {
-            seq: leaf.seq,
-            kind: leaf.kind,
-            envelope,
-            envelope_sha256: leaf.envelope_sha256,
-            payload_sha256: leaf.payload_sha256,
-            producer_key_id: leaf.producer_key_id,
-            event_id: leaf.event_id,
-        }
-    }
-}
-
-/// The key and token registry rebuilt from ledger-signed leaves, with
-/// history (which key was active at which seq).
-#[derive(Default, Clone)]
-pub struct Rebuilt {
-    keys: HashMap<String, KeyRecord>,
-    tokens: HashMap<String, TokenRecord>,
-    /// Validated keys and their fingerprints by name: validation costs a
-    /// scalar multiplication, so it happens once per key, not once per event.
-    parsed: HashMap<String, (PublicKey, Hash)>,
-}
-
-impl Rebuilt {
-    fn key_for(&self, fingerprint: &Hash, pdp_id: &str, seq: u64) -> Option<PublicKey> {
-        self.keys
-            .values()
-            .filter(|k| k.pdp_id == pdp_id && k.active_at(seq))
-            .filter_map(|k| self.parsed.get(&k.name))
-            .find(|(_, fp)| fp == fingerprint)
-            .map(|(key, _)| *key)
-    }
-
-    fn token_active(&self, token_sha256: &Hash, seq: u64) -> bool {
-        let h = hex::encode(token_sha256);
-        self.tokens
-            .values()
-            .any(|t| t.token_sha256_hex == h && t.created_seq < seq && t.revoked_seq.is_none_or(|r| seq < r))
-    }
-
-    /// The producer keys applied so far, revoked ones included.
-    pub fn keys(&self) -> impl Iterator<Item = &KeyRecord> {
-        self.keys.values()
-    }
-
-    /// Checks a ledger record (envelope and payload hashes, the ledger's
-    /// signature) and applies it. Ledger records change the registry, so
-    /// they are applied in seq order.
-    pub fn apply_record(
-        &mut self,
-        leaf: &Leaf,
-        envelope: &[u8],
-        ledger_key: &PublicKey,
-        ledger_fp: &Hash,
-    ) -> Result<(), VerifyFailure> {
-        let seq = Some(leaf.seq);
-        if leaf.kind != LeafKind::LedgerSigned {
-            return fail(seq, "not a ledger record");
-        }
-        if leaf.producer_key_id != *ledger_fp {
-            return fail(seq, "ledger record is not attributed to the ledger key");
-        }
-        if sha256(envelope) != leaf.envelope_sha256 {
-            return fail(seq, "envelope does not match the leaf's envelope hash");
-        }
-        let env =
-            Envelope::parse(envelope).map_err(|e| VerifyFailure { seq, reason: format!("ledger envelope: {e}") })?;
-        if sha256(&env.payload) != leaf.payload_sha256 {
-            return fail(seq, "payload does not match the leaf's payload hash");
-        }
-        let pae = env.pae();
-        if !env.signatures.iter().any(|s| sig::verify(ledger_key, &pae, &s.sig).is_ok()) {
-            return fail(seq, "ledger record is not signed by the ledger key");
-        }
-        self.apply(leaf.seq, &env.payload).map_err(|e| VerifyFailure { seq, reason: format!("ledger record: {e}") })
-    }
-
-    fn apply(&mut self, seq: u64, payload: &[u8]) -> Result<(), String> {
-        let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-        let t = v["event_type"].as_str().unwrap_or_default();
-        let l = &v["ledger"];
-        let s = |k: &str| l[k].as_str().map(str::to_string).ok_or(format!("ledger.{k} is missing"));
-        match t {
-            "ledger.key_added" => {
-                let pk = b64::decode(&s("public_key")?).ok_or("ledger.public_key is not base64")?;
-                let pk: [u8; 32] = pk.try_into().map_err(|_| "ledger.public_key is not 32 bytes")?;
-                let name = s("name")?;
-                if self.keys.contains_key(&name) {
-                    return Err(format!("key `{name}` is added twice"));
-                }
-                let key = PublicKey::from_bytes(&pk).map_err(|e| format!("key `{name}`: {e}"))?;
-                self.parsed.insert(name.clone(), (key, key_fingerprint(&pk)));
-                self.keys.insert(
-                    name.clone(),
-                    KeyRecord {
-                        name,
-                        pdp_id: s("pdp_id")?,
-                        public_key_hex: hex::encode(pk),
-                        fingerprint_hex: hex::encode(key_fingerprint(&pk)),
-                        added_seq: seq,
-                        revoked_seq: None,
-                    },
-                );
-            }
-            "ledger.key_revoked" => {
-                let name = s("name")?;
-                let k = self.keys.get_mut(&name).ok_or(format!("revokes unknown key `{name}`"))?;
-                if k.revoked_seq.is_some() {
-                    return Err(format!("key `{name}` is revoked twice"));
-                }
-                k.revoked_seq = Some(seq);
-            }
-            "ledger.token_created" => {
-                let name = s("name")?;
-                if self.tokens.contains_key(&name) {
-                    return Err(format!("token `{name}` is created twice"));
-                }
-                self.tokens.insert(
-                    name.clone(),
-                    TokenRecord {
-                        name,
-                        role: {
-                            let r = s("role")?;
-                            Role::parse(&r)
-                                .ok_or_else(|| format!("token record role `{r}` is not one of {}", Role::names()))?
-                        },
-                        pdp_id: l["pdp_id"].as_str().map(str::to_string),
-                        token_sha256_hex: s("token_sha256")?,
-                        created_seq: seq,
-                        revoked_seq: None,
-                        expires_at_ns: match l.get("expires_at") {
-                            None => None,
-                            Some(e) => Some(
-                                e.as_str()
-                                    .and_then(actlog_core::time::parse_rfc3339_utc)
-                                    .ok_or("ledger.expires_at is not an RFC 3339 UTC time")?,
-                            ),
-                        },
-                    },
-                );
-            }
-            "ledger.token_revoked" => {
-                let name = s("name")?;
-                let t = self.tokens.get_mut(&name).ok_or(format!("revokes unknown token `{name}`"))?;
-                if t.revoked_seq.is_some() {
-                    return Err(format!("token `{name}` is revoked twice"));
-                }
-                t.revoked_seq = Some(seq);
-            }
-            other => return Err(format!("unknown ledger event type `{other}`")),
-        }
-        Ok(())
     }
 }
 
@@ -728,6 +539,20 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
     })
 }
 
+/// XOR of blake3 over the secondary-index keys these events imply: what
+/// the `index` column family must hold for them.
+fn index_digest(events: &[Verified]) -> Hash {
+    let mut digest = [0u8; 32];
+    for ev in events {
+        for (field, value) in crate::writer::index_values(&ev.fields) {
+            if value.len() <= INDEX_VALUE_BYTES_MAX {
+                xor_into(&mut digest, blake3::hash(&encode_index(field, value, ev.seq)).as_bytes());
+            }
+        }
+    }
+    digest
+}
+
 fn xor_into(acc: &mut Hash, h: &Hash) {
     for (a, b) in acc.iter_mut().zip(h) {
         *a ^= b;
@@ -739,17 +564,6 @@ fn xor_into(acc: &mut Hash, h: &Hash) {
 /// lowest failing seq. `signatures` counts the signatures checked.
 pub fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
     check_all(jobs, reg, signatures, false).map(|(digest, _)| digest)
-}
-
-/// An event whose envelope passed every check of [`check_jobs`]: its
-/// payload and the fields its validation produced.
-pub struct Verified {
-    /// Its seq.
-    pub seq: u64,
-    /// The payload bytes (the event JSON).
-    pub payload: Vec<u8>,
-    /// The normalized fields.
-    pub fields: event::Fields,
 }
 
 /// [`check_jobs`], keeping what the checks parsed, in seq order, so a
@@ -765,8 +579,13 @@ fn check_all(
     signatures: &AtomicU64,
     keep: bool,
 ) -> Result<(Hash, Vec<Verified>), VerifyFailure> {
-    let results: Vec<Result<(Hash, Vec<Verified>), VerifyFailure>> =
-        jobs.par_chunks(BATCH_SIGNATURES).map(|chunk| check_chunk(chunk, reg, signatures, keep)).collect();
+    let results: Vec<Result<(Hash, Vec<Verified>), VerifyFailure>> = jobs
+        .par_chunks(BATCH_SIGNATURES)
+        .map(|chunk| {
+            let verified = check_chunk(chunk, reg, signatures)?;
+            Ok((index_digest(&verified), if keep { verified } else { Vec::new() }))
+        })
+        .collect();
     let mut digest = [0u8; 32];
     let mut kept = Vec::with_capacity(if keep { jobs.len() } else { 0 });
     let mut first: Option<VerifyFailure> = None;
@@ -787,94 +606,6 @@ fn check_all(
         Some(f) => Err(f),
         None => Ok((digest, kept)),
     }
-}
-
-fn check_chunk(
-    chunk: &[Job],
-    reg: &Rebuilt,
-    signatures: &AtomicU64,
-    keep: bool,
-) -> Result<(Hash, Vec<Verified>), VerifyFailure> {
-    let mut kept = Vec::new();
-    let mut index_digest = [0u8; 32];
-    struct Ready {
-        seq: u64,
-        key: PublicKey,
-        pae: Vec<u8>,
-        sigs: Vec<Vec<u8>>,
-    }
-    let mut ready: Vec<Ready> = Vec::with_capacity(chunk.len());
-    for job in chunk {
-        let seq = Some(job.seq);
-        if sha256(&job.envelope) != job.envelope_sha256 {
-            return fail(seq, "envelope does not match the leaf's envelope hash");
-        }
-        let (payload, sigs, pae) = match job.kind {
-            LeafKind::ProducerSigned => {
-                let env = Envelope::parse(&job.envelope)
-                    .map_err(|e| VerifyFailure { seq, reason: format!("envelope: {e}") })?;
-                let pae = env.pae();
-                let sigs = env.signatures.into_iter().map(|s| s.sig).collect();
-                (env.payload, sigs, pae)
-            }
-            LeafKind::TokenAuthenticated => {
-                let v: serde_json::Value = serde_json::from_slice(&job.envelope)
-                    .map_err(|e| VerifyFailure { seq, reason: format!("stored record: {e}") })?;
-                // Token-authenticated records store the mapped event as base64
-                // (`payload`) beside the raw source record; see schema/leaf.md.
-                let payload = v["payload"]
-                    .as_str()
-                    .and_then(b64::decode)
-                    .ok_or_else(|| VerifyFailure { seq, reason: "stored record has no base64 `payload`".into() })?;
-                (payload, Vec::new(), Vec::new())
-            }
-            LeafKind::LedgerSigned => unreachable!("ledger records are checked in order"),
-        };
-        if sha256(&payload) != job.payload_sha256 {
-            return fail(seq, "payload does not match the leaf's payload hash");
-        }
-        let ev = event::validate(&payload).map_err(|e| VerifyFailure { seq, reason: format!("event schema: {e}") })?;
-        if ev.fields.event_id != job.event_id {
-            return fail(seq, "the event's event_id differs from the leaf's");
-        }
-        for (field, value) in crate::writer::index_values(&ev.fields) {
-            if value.len() <= INDEX_VALUE_BYTES_MAX {
-                xor_into(&mut index_digest, blake3::hash(&encode_index(field, value, job.seq)).as_bytes());
-            }
-        }
-        match job.kind {
-            LeafKind::ProducerSigned => {
-                let key =
-                    reg.key_for(&job.producer_key_id, &ev.fields.pdp_id, job.seq).ok_or_else(|| VerifyFailure {
-                        seq,
-                        reason: format!(
-                            "no key registered to PDP `{}` with this fingerprint was active at this seq",
-                            ev.fields.pdp_id
-                        ),
-                    })?;
-                ready.push(Ready { seq: job.seq, key, pae, sigs });
-            }
-            _ => {
-                if !reg.token_active(&job.producer_key_id, job.seq) {
-                    return fail(seq, "no token with this hash was active at this seq");
-                }
-            }
-        }
-        if keep {
-            kept.push(Verified { seq: job.seq, payload, fields: ev.fields });
-        }
-    }
-    // The first signature of each envelope, batched; others only on failure.
-    let items: Vec<sig::BatchItem<'_>> =
-        ready.iter().map(|r| (&r.key, &r.pae[..], r.sigs.first().map(|s| &s[..]).unwrap_or(&[]))).collect();
-    let results = sig::verify_batch(&items);
-    for (r, res) in ready.iter().zip(results) {
-        if res.is_err() && !r.sigs.iter().skip(1).any(|s| sig::verify(&r.key, &r.pae, s).is_ok()) {
-            return fail(Some(r.seq), "producer signature does not verify with the registered key");
-        }
-    }
-    signatures.fetch_add(ready.len() as u64, Ordering::Relaxed);
-    Ok((index_digest, kept))
 }
 
 /// XOR of blake3(event id ‖ seq ‖ payload SHA-256) over the stored
@@ -914,10 +645,10 @@ fn check_registry(store: &Store, rebuilt: &Rebuilt) -> Result<(), VerifyFailure>
     // unknown field, an optional one renamed away), and an entry moved to
     // another key or copied under a new one.
     let mut want: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
-    for r in rebuilt.keys.values() {
+    for r in rebuilt.keys() {
         want.insert([REG_KEY_PREFIX, r.name.as_bytes()].concat(), serde_json::to_vec(r).expect("serializable"));
     }
-    for r in rebuilt.tokens.values() {
+    for r in rebuilt.tokens() {
         want.insert([REG_TOKEN_PREFIX, r.name.as_bytes()].concat(), serde_json::to_vec(r).expect("serializable"));
     }
     let cf = store.cf(CF_REGISTRY);
@@ -943,14 +674,14 @@ fn check_registry(store: &Store, rebuilt: &Rebuilt) -> Result<(), VerifyFailure>
     }
     let reg = store.registry();
     let mut stored_keys: Vec<_> = reg.keys.values().cloned().collect();
-    let mut want_keys: Vec<_> = rebuilt.keys.values().cloned().collect();
+    let mut want_keys: Vec<_> = rebuilt.keys().cloned().collect();
     stored_keys.sort_by(|a, b| a.name.cmp(&b.name));
     want_keys.sort_by(|a, b| a.name.cmp(&b.name));
     if stored_keys != want_keys {
         return fail(None, "the stored key registry does not match the ledger's key records");
     }
     let mut stored_tokens: Vec<_> = reg.tokens.values().cloned().collect();
-    let mut want_tokens: Vec<_> = rebuilt.tokens.values().cloned().collect();
+    let mut want_tokens: Vec<_> = rebuilt.tokens().cloned().collect();
     stored_tokens.sort_by(|a, b| a.name.cmp(&b.name));
     want_tokens.sort_by(|a, b| a.name.cmp(&b.name));
     if stored_tokens != want_tokens {
