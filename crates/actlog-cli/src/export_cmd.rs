@@ -1,10 +1,10 @@
-//! `actlog export`: a signed export bundle that verifies offline (contract
-//! section 8), and `actlog verify --bundle`.
+//! `actlog export` and `actlog evidence`: signed bundles that verify
+//! offline (contract section 8; `actlog verify --bundle` is in `verify_cmd`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use actlog_query::bundle::{self, BundleOptions, ExportOptions, Format};
+use actlog_query::bundle::{self, ExportOptions, Format};
 use actlog_query::{Engine, EngineOptions, QueryLimits};
 use clap::{Args, ValueEnum};
 
@@ -71,7 +71,7 @@ pub fn parse_time(flag: &str, text: &str) -> CliResult<i64> {
     })
 }
 
-fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+pub(crate) fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
     stderr_is_tty().then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
@@ -188,102 +188,6 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         eprintln!("check it anywhere with: actlog verify --bundle {} --key '{}'", args.out.display(), m.verifier_key);
     }
     Ok(())
-}
-
-/// `actlog verify --bundle DIR`.
-pub fn verify(dir: &Path, args: &crate::verify_cmd::VerifyArgs) -> CliResult {
-    if args.no_signatures {
-        return Err(usage("--no-signatures applies to a data directory; a bundle is always checked in full"));
-    }
-    let expected_key = match &args.key {
-        Some(k) => Some(
-            actlog_core::note::VerifierKey::parse(k)
-                .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
-        ),
-        None => None,
-    };
-    let trusted_checkpoint = match &args.checkpoint {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
-        None => None,
-    };
-    if !dir.is_dir() {
-        return Err(usage(format!("{} is not a directory", dir.display())));
-    }
-    let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
-    let progress_bar = std::sync::OnceLock::new();
-    let progress = |done: u64, total: u64| {
-        if let Some(b) = progress_bar.get_or_init(|| bar(total, "verify")) {
-            b.set_position(done);
-        }
-    };
-    let started = Instant::now();
-    let result = bundle::verify(
-        dir,
-        &BundleOptions {
-            expected_key,
-            trusted_checkpoint,
-            jobs: args.jobs,
-            progress: Some(&progress),
-            policy: policy.as_ref(),
-        },
-    );
-    if let Some(Some(b)) = progress_bar.get() {
-        b.finish_and_clear();
-    }
-    let secs = started.elapsed().as_secs_f64();
-    match result {
-        Ok(r) => {
-            let m = &r.manifest;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "ok": true, "bundle": true, "events": m.events, "rows": r.rows, "leaves": r.leaves,
-                        "signatures": r.signatures, "files": m.files.len(), "tree_size": m.tree_size,
-                        "root_hash": m.root_hash, "verifier_key": m.verifier_key, "key_pinned": r.key_pinned,
-                        "trusted_checkpoint": r.trusted, "witnesses": r.witnesses, "seconds": secs,
-                    })
-                );
-            } else {
-                println!(
-                    "ok: bundle of {} events ({} rows in {} files, {} leaves, {} signatures) verified in {secs:.2}s \
-                     against the checkpoint at tree size {}, root {}",
-                    m.events,
-                    r.rows,
-                    m.files.len(),
-                    r.leaves,
-                    r.signatures,
-                    m.tree_size,
-                    m.root_hash
-                );
-                if !r.key_pinned {
-                    eprintln!(
-                        "note: the ledger key was taken from the bundle ({}); pass --key with the key you trust to pin it",
-                        m.verifier_key
-                    );
-                }
-                if let Some(t) = &r.trusted {
-                    eprintln!("note: {t}");
-                }
-                if let Some(w) = &r.witnesses {
-                    println!(
-                        "ok: the checkpoint meets the witness policy, cosigned by {}",
-                        if w.is_empty() { "no witness (the policy needs none)".to_string() } else { w.join(", ") }
-                    );
-                }
-            }
-            Ok(())
-        }
-        Err(f) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "bundle": true, "file": f.file, "seq": f.seq, "reason": f.reason})
-                );
-            }
-            Err(refused(format!("verification FAILED: {f}")))
-        }
-    }
 }
 
 #[derive(Args, Debug)]

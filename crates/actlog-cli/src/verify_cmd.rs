@@ -1,4 +1,6 @@
-//! `actlog verify`: full offline verification with progress.
+//! `actlog verify`: full offline verification of a data directory, an
+//! export or evidence bundle (`--bundle`), or a tlog-proof receipt
+//! (`--receipt`), with progress.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -95,7 +97,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
         return receipt(r, &args);
     }
     if let Some(dir) = &args.bundle {
-        return crate::export_cmd::verify(dir, &args);
+        return bundle(dir, &args);
     }
     let trusted = match &args.checkpoint {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
@@ -225,6 +227,102 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
         Err(f) => {
             if args.json {
                 println!("{}", serde_json::json!({"ok": false, "seq": f.seq, "reason": f.reason}));
+            }
+            Err(refused(format!("verification FAILED: {f}")))
+        }
+    }
+}
+
+/// `actlog verify --bundle DIR`.
+fn bundle(dir: &Path, args: &VerifyArgs) -> CliResult {
+    if args.no_signatures {
+        return Err(usage("--no-signatures applies to a data directory; a bundle is always checked in full"));
+    }
+    let expected_key = match &args.key {
+        Some(k) => Some(
+            actlog_core::note::VerifierKey::parse(k)
+                .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
+        ),
+        None => None,
+    };
+    let trusted_checkpoint = match &args.checkpoint {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
+        None => None,
+    };
+    if !dir.is_dir() {
+        return Err(usage(format!("{} is not a directory", dir.display())));
+    }
+    let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
+    let progress_bar = std::sync::OnceLock::new();
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = progress_bar.get_or_init(|| crate::export_cmd::bar(total, "verify")) {
+            b.set_position(done);
+        }
+    };
+    let started = Instant::now();
+    let result = actlog_query::bundle::verify(
+        dir,
+        &actlog_query::bundle::BundleOptions {
+            expected_key,
+            trusted_checkpoint,
+            jobs: args.jobs,
+            progress: Some(&progress),
+            policy: policy.as_ref(),
+        },
+    );
+    if let Some(Some(b)) = progress_bar.get() {
+        b.finish_and_clear();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(r) => {
+            let m = &r.manifest;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true, "bundle": true, "events": m.events, "rows": r.rows, "leaves": r.leaves,
+                        "signatures": r.signatures, "files": m.files.len(), "tree_size": m.tree_size,
+                        "root_hash": m.root_hash, "verifier_key": m.verifier_key, "key_pinned": r.key_pinned,
+                        "trusted_checkpoint": r.trusted, "witnesses": r.witnesses, "seconds": secs,
+                    })
+                );
+            } else {
+                println!(
+                    "ok: bundle of {} events ({} rows in {} files, {} leaves, {} signatures) verified in {secs:.2}s \
+                     against the checkpoint at tree size {}, root {}",
+                    m.events,
+                    r.rows,
+                    m.files.len(),
+                    r.leaves,
+                    r.signatures,
+                    m.tree_size,
+                    m.root_hash
+                );
+                if !r.key_pinned {
+                    eprintln!(
+                        "note: the ledger key was taken from the bundle ({}); pass --key with the key you trust to pin it",
+                        m.verifier_key
+                    );
+                }
+                if let Some(t) = &r.trusted {
+                    eprintln!("note: {t}");
+                }
+                if let Some(w) = &r.witnesses {
+                    println!(
+                        "ok: the checkpoint meets the witness policy, cosigned by {}",
+                        if w.is_empty() { "no witness (the policy needs none)".to_string() } else { w.join(", ") }
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "bundle": true, "file": f.file, "seq": f.seq, "reason": f.reason})
+                );
             }
             Err(refused(format!("verification FAILED: {f}")))
         }
