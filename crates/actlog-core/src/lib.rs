@@ -19,6 +19,7 @@
 pub mod b64;
 pub mod body;
 pub mod bundle;
+pub mod canonical;
 pub mod dsse;
 pub mod event;
 pub mod ingest;

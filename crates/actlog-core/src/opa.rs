@@ -12,8 +12,8 @@
 //!   [`OpaMapping`]'s JSON Pointers into the OPA event.
 //! - The delegation chain comes from the RFC 8693 `act` claim at
 //!   `input.subject.properties.act` (nested `act` = deeper hops).
-//! - The mapped payload is serialized with sorted keys, so it is a pure
-//!   function of the OPA event; the raw OPA event is kept beside it.
+//! - The mapped payload is serialized canonically (RFC 8785, [`crate::canonical`]),
+//!   so it is a pure function of the OPA event; the raw OPA event is kept beside it.
 //!
 //! These events are authenticated by the ingest token, not signed by the
 //! producer (`producer_signature: none`).
@@ -341,7 +341,8 @@ pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -
     if !ext.is_empty() {
         event["ext"] = json!({"opa": ext});
     }
-    let bytes = serde_json::to_vec(&event).expect("serializable");
+    // RFC 8785 canonical bytes: a pure function of the OPA event.
+    let bytes = crate::canonical::to_vec(&event);
     crate::event::validate(&bytes)
         .map_err(|e| item("unmappable_opa_event", format!("the mapped event breaks the schema: {e}"), &e.path))?;
     Ok(bytes)

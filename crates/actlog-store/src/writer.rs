@@ -604,7 +604,8 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
         }
     };
     st.admin_counter += 1;
-    let payload = serde_json::json!({
+    // RFC 8785 canonical bytes: a pure function of the record.
+    let payload = actlog_core::canonical::to_vec(&serde_json::json!({
         "spec_version": "1",
         "event_type": event_type,
         // Unique by construction: the seq this record takes. Producers may
@@ -614,9 +615,7 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
         "pdp": {"id": "actlog"},
         "source": {"format": "actlog.ledger.v1"},
         "ledger": body,
-    })
-    .to_string()
-    .into_bytes();
+    }));
     let checked = Checked::ledger_record(payload, &st.origin, &st.seed).expect("the ledger writes valid ledger events");
     debug_assert_eq!(*checked.producer_key_id(), st.ledger_fingerprint);
     let (got, _) = stage_leaf(st, g, &checked, received_at);
