@@ -263,6 +263,44 @@ def main(path_arg):
             c = chain_hash(c, bytes(bad) if k == j else leaf)
         check("negative.chain_differs", c != h(v["entries"][-1]["chain_hash_hex"]), "flipped leaf kept the chain")
 
+    # 8. payloads the ledger writes itself: RFC 8785 canonical JSON
+    p = v.get("payloads")
+    check("payloads.present", p is not None, "no `payloads` section")
+    if p:
+        rec = p["ledger_record"]
+        payload = rec["payload"].encode()
+        eq("ledger_record.canonical", jcs(json.loads(payload)).encode(), payload)
+        eq("ledger_record.payload_sha256", sha256(payload).hex(), rec["payload_sha256_hex"])
+        envelope = rec["envelope"].encode()
+        eq("ledger_record.envelope_sha256", sha256(envelope).hex(), rec["envelope_sha256_hex"])
+        env = json.loads(envelope)
+        eq("ledger_record.envelope_payload", b64d(env["payload"]), payload)
+        check("ledger_record.signature",
+              any(ed25519_ok(led_pk, b64d(s["sig"]), pae(env["payloadType"], payload)) for s in env["signatures"]),
+              "no signature verifies with the ledger key")
+        eq("ledger_record.key_id", rec["producer_key_id_hex"], sha256(led_pk).hex())
+        opa = p["opa_mapped"]
+        mapped, raw, record = opa["payload"].encode(), opa["raw"].encode(), opa["record"].encode()
+        eq("opa_mapped.canonical", jcs(json.loads(mapped)).encode(), mapped)
+        eq("opa_mapped.payload_sha256", sha256(mapped).hex(), opa["payload_sha256_hex"])
+        eq("opa_mapped.record_sha256", sha256(record).hex(), opa["record_sha256_hex"])
+        check("opa_mapped.raw_embedded", b'"raw":' + raw in record, "the stored record does not embed the raw event byte for byte")
+        eq("opa_mapped.record_payload", b64d(json.loads(record)["payload"]), mapped)
+        eq("opa_mapped.raw_sha256", json.loads(mapped)["source"]["raw_sha256"], sha256(raw).hex())
+
+
+def jcs(value):
+    """RFC 8785 for the values in these payloads (no floats): members sorted
+    by UTF-16 code units, strings escaped as JSON requires and no more."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + jcs(x) for k, x in items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(jcs(x) for x in value) + "]"
+    if isinstance(value, float):
+        raise ValueError("floats are not expected in these payloads")
+    return json.dumps(value, ensure_ascii=False)
+
 
 if __name__ == "__main__":
     try:

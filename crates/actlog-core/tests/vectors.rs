@@ -4,7 +4,8 @@
 //! The vectors are built here from fixed inputs and compared with
 //! `schema/vectors/v1.json`, which `tests/vectors_check.py` recomputes
 //! independently in Python. Regenerate with `ACTLOG_BLESS=1 cargo test -p actlog-core --test vectors`
-//! only when a format changes on purpose (and bump its version).
+//! only when a format changes on purpose (and bump its version). The `payloads`
+//! section (the ledger's own records and mapped OPA events) sits outside the tree.
 
 use actlog_core::dsse::{Envelope, pae};
 use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
@@ -124,6 +125,58 @@ fn build() -> serde_json::Value {
         "entries": entries,
         "merkle": {"roots": roots, "inclusion": inclusion, "consistency": consistency},
         "checkpoint": {"tree_size": size, "root_hex": hex::encode(root), "body": cp.body(), "note": note},
+        "payloads": payloads(&ledger_seed, origin),
+    })
+}
+
+/// The payloads the ledger writes itself, outside the tree above: a
+/// `ledger.key_added` record as the writer builds it (RFC 8785 canonical,
+/// signed by the ledger key), and an OPA decision mapped to an event (its
+/// canonical payload and the stored record that embeds the raw decision).
+fn payloads(ledger_seed: &[u8; 32], origin: &str) -> serde_json::Value {
+    let producer_pk = sig::public_key_of(&[0x22u8; 32]);
+    let record = actlog_core::canonical::to_vec(&json!({
+        "spec_version": "1",
+        "event_type": "ledger.key_added",
+        "event_id": "actlog:ledger.key_added:0",
+        "event_time": "2026-08-21T10:15:30Z",
+        "pdp": {"id": "actlog"},
+        "source": {"format": "actlog.ledger.v1"},
+        "ledger": {
+            "name": "pdp-vectors-key", "pdp_id": "pdp-vectors",
+            "public_key": b64::encode(producer_pk),
+            "key_fingerprint": hex::encode(key_fingerprint(&producer_pk)),
+        },
+    }));
+    let ledger = actlog_core::ingest::Checked::ledger_record(record.clone(), origin, ledger_seed).unwrap();
+    let raw = concat!(
+        r#"{"decision_id":"4ca636c1-55e4-417a-b1d8-4aceb67960d1","labels":{"id":"opa-1","version":"1.13.1"},"#,
+        r#""bundles":{"authz":{"revision":"v42"}},"path":"authz/allow","timestamp":"2026-08-21T12:15:30.5+02:00","#,
+        r#""input":{"subject":{"type":"agent","id":"agent-7"},"action":{"name":"invoke"},"#,
+        r#""resource":{"type":"tool","id":"search"},"context":{"act":{"sub":"agent-7","act":{"sub":"planner"}}}},"#,
+        r#""result":{"allow":true,"score":1.0},"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","req_id":7}"#
+    );
+    let token = actlog_core::opa::OpaToken { name: "opa-fleet", sha256: sha256(b"vectors-token"), pdp_id: None };
+    let opa =
+        actlog_core::opa::check(raw.as_bytes(), &actlog_core::opa::OpaMapping::default(), &token, 1 << 16).unwrap();
+    let mapped =
+        actlog_core::opa::map_decision(raw.as_bytes(), &actlog_core::opa::OpaMapping::default(), None).unwrap();
+    json!({
+        "ledger_record": {
+            "payload": String::from_utf8(record).unwrap(),
+            "payload_sha256_hex": hex::encode(ledger.payload_sha256()),
+            "envelope": String::from_utf8(ledger.envelope().to_vec()).unwrap(),
+            "envelope_sha256_hex": hex::encode(ledger.envelope_sha256()),
+            "producer_key_id_hex": hex::encode(ledger.producer_key_id()),
+        },
+        "opa_mapped": {
+            "raw": raw,
+            "token_sha256_hex": hex::encode(sha256(b"vectors-token")),
+            "payload": String::from_utf8(mapped).unwrap(),
+            "payload_sha256_hex": hex::encode(opa.payload_sha256()),
+            "record": String::from_utf8(opa.envelope().to_vec()).unwrap(),
+            "record_sha256_hex": hex::encode(opa.envelope_sha256()),
+        },
     })
 }
 
