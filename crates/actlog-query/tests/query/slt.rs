@@ -9,7 +9,7 @@
 //! `ACTLOG_SLT_COMPLETE=1` rewrites the expected results from the engine;
 //! review the diff before committing it.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

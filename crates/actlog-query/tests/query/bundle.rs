@@ -2,7 +2,7 @@
 //! `verify` finds every kind of change, including changes re-signed with
 //! the ledger key (a bundle must match the ledger, not only its signature).
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! ingest sees a consistent prefix, pushdown never changes an answer, and
 //! segments are checked against the ledger.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
