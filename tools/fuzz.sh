@@ -34,7 +34,10 @@ trap 'rm -rf "$scratch"' EXIT
 for t in "${targets[@]}"; do
   corpus="$scratch/$t"
   mkdir -p "$corpus" && cp -r "fuzz/corpus/$t/." "$corpus/"
-  args=(-runs="$runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+  # libFuzzer counts the corpus replay in -runs; RUNS counts new inputs.
+  total=$runs
+  [ "$runs" -ge 0 ] && total=$(( runs + $(ls "$corpus" | wc -l) ))
+  args=(-runs="$total" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$scratch/crash-$t-")
   [ -n "${FUZZ_SECONDS:-}" ] && args+=(-max_total_time="$FUZZ_SECONDS")
   echo "fuzz: $t (${runs} runs${FUZZ_SECONDS:+, at most $FUZZ_SECONDS s})" >&2
