@@ -147,9 +147,8 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     let segments = match &result {
         Ok(_) => {
             // A manifest that does not load is reported by `verify` itself.
-            let rows: u64 = actlog_query::segments::load(data, store.head().tree_size)
-                .map(|segs| segs.iter().map(|s| s.rows).sum())
-                .unwrap_or(0);
+            let rows: u64 =
+                actlog_query::segments::load(&store, data).map(|segs| segs.iter().map(|s| s.rows).sum()).unwrap_or(0);
             let bar = (stderr_is_tty() && rows > 0).then(|| {
                 let b = indicatif::ProgressBar::new(rows);
                 b.set_style(

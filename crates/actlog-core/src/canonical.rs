@@ -9,6 +9,13 @@
 //! does; strings escape only `"`, `\` and control characters (as
 //! `\b \t \n \f \r` or `\u00xx`); nothing else is escaped and there is no
 //! whitespace.
+//!
+//! One deliberate exception: an integer that serde_json holds exactly
+//! (`i64`/`u64`) prints with all its digits. RFC 8785 reads every number as
+//! a double, so it would round one beyond 2^53 (18446744073709551615 would
+//! print as 18446744073709552000). An audit record keeps the value it was
+//! given; for integers within ±2^53, the only ones a double holds exactly,
+//! the two agree.
 
 use std::fmt::Write;
 
@@ -166,6 +173,7 @@ mod tests {
             assert_eq!(num(x), want, "{x:e}");
         }
         assert_eq!(to_string(&json!(-7)), "-7");
+        // The documented exception: exact integers keep every digit.
         assert_eq!(to_string(&json!(u64::MAX)), "18446744073709551615");
     }
 

@@ -408,11 +408,12 @@ pub fn stored_record(raw: &[u8], payload: &[u8], token_name: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// The mapped payloads (and the ledger's own records, built the same
-    /// way) are written with serde_json's default map, which keeps keys
-    /// sorted. Its `preserve_order` feature, if any crate in the build turned
-    /// it on, would keep insertion order instead and change those bytes: the
-    /// same OPA event would map to another payload. This fails first.
+    /// Stored payloads are canonical (`crate::canonical`) and do not depend
+    /// on serde_json's map order, but the JSON the server answers with and
+    /// the evidence documents it signs do: they print keys sorted because
+    /// serde_json's default map keeps them sorted. Its `preserve_order`
+    /// feature, if any crate in the build turned it on, would change those
+    /// bytes from one build to the next. This fails first.
     #[test]
     fn json_objects_print_with_sorted_keys() {
         let v = json!({"b": 1, "a": {"d": 2, "c": 3}});

@@ -82,19 +82,20 @@ pub fn parse_steps_max(bytes: usize, per_byte: u64) -> u64 {
 pub struct ParseBudget {
     steps: Cell<u64>,
     max: u64,
-    per_byte: u64,
+    /// `sql_parse_steps_per_byte`, when the budget came from it.
+    per_byte: Option<u64>,
 }
 
 impl ParseBudget {
     /// A budget of `max` expression starts.
     pub fn new(max: u64) -> ParseBudget {
-        ParseBudget { steps: Cell::new(0), max, per_byte: SQL_PARSE_STEPS_PER_BYTE_DEFAULT }
+        ParseBudget { steps: Cell::new(0), max, per_byte: None }
     }
 
     /// The budget for parsing `sql` at `per_byte` steps a byte
     /// (`sql_parse_steps_per_byte`).
     pub fn for_text(sql: &str, per_byte: u64) -> ParseBudget {
-        ParseBudget { steps: Cell::new(0), max: parse_steps_max(sql.len(), per_byte), per_byte }
+        ParseBudget { steps: Cell::new(0), max: parse_steps_max(sql.len(), per_byte), per_byte: Some(per_byte) }
     }
 
     /// Expressions begun so far.
@@ -109,12 +110,16 @@ impl ParseBudget {
 
     /// The error for a parse the budget stopped.
     pub fn error(&self, bytes: usize) -> QueryError {
+        let limit = match self.per_byte {
+            Some(n) => format!("sql_parse_steps_per_byte = {n}"),
+            None => format!("a budget of {} steps", self.max),
+        };
         QueryError {
             code: "sql_too_complex",
             message: format!(
                 "the query is too complex to parse: the parser tried more than {} expressions for its {bytes} bytes \
-                 (sql_parse_steps_per_byte = {}); check its brackets and commas, and simplify it",
-                self.max, self.per_byte
+                 ({limit}); check its brackets and commas, and simplify it",
+                self.max
             ),
         }
     }
@@ -420,7 +425,7 @@ mod tests {
             }
         }
         assert!(texts.len() > 100, "{} texts", texts.len());
-        let (mut same, mut ok) = (0, 0);
+        let (mut same, mut ok, mut stopped) = (0, 0, 0);
         let mut worst = (0.0, String::new());
         for t in &texts {
             // Texts the budget stops (the corpus keeps some) would take the
@@ -429,6 +434,13 @@ mod tests {
             let ours =
                 Parser::new(&budget).with_recursion_limit(50).try_with_sql(t).and_then(|mut p| p.parse_statements());
             if budget.exhausted() {
+                // Stopped by the budget: not a query that three times the
+                // budget would parse (a valid query refused as too complex
+                // would show here).
+                let more = ParseBudget::new(3 * parse_steps_max(t.len(), SQL_PARSE_STEPS_PER_BYTE_DEFAULT));
+                let again = more.parse(t);
+                assert!(again.is_err(), "a text the budget stopped parses with three times it: {t}");
+                stopped += 1;
                 continue;
             }
             let generic = Parser::new(&GenericDialect {})
@@ -446,6 +458,7 @@ mod tests {
             }
         }
         assert!(ok > 50, "{ok} of {same} parsed");
+        assert!(stopped * 10 < texts.len(), "{stopped} of {} texts stopped by the budget", texts.len());
         // Valid queries stay far inside the budget.
         assert!(worst.0 < 1.0, "{:.2} parse steps per byte: {}", worst.0, worst.1);
     }

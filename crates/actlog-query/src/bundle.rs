@@ -1072,17 +1072,15 @@ pub fn verify(dir: &Path, opts: &BundleOptions<'_>) -> Result<BundleReport, Bund
                 continue;
             };
             if leaf.kind == LeafKind::LedgerSigned {
-                let keys_before = check.rebuilt.keys().count();
                 check.rebuilt.apply_record(&leaf, envelope, &key.key, &ledger_fp).map_err(|f| BundleFailure {
                     file: Some(LEAVES_FILE.into()),
                     seq: f.seq,
                     reason: f.reason,
                 })?;
                 signatures.fetch_add(1, Ordering::Relaxed);
-                // Only a new key changes the names (revocations and tokens do not).
-                if check.rebuilt.keys().count() != keys_before {
-                    check.names = Arc::new(rows::KeyNames::of(check.rebuilt.keys()));
-                }
+                // A key added or revoked changes the names (`KeyNames::name_at`
+                // looks at revocations too); ledger records are few.
+                check.names = Arc::new(rows::KeyNames::of(check.rebuilt.keys()));
             } else {
                 jobs.push(Job::new(leaf.clone(), envelope.to_vec()));
             }

@@ -343,7 +343,7 @@ impl Engine {
     /// Opens the engine over an open store: reads the segment manifest.
     pub fn open(store: Arc<Store>, opts: EngineOptions) -> Result<Engine, Error> {
         let data_dir = store.data_dir().to_path_buf();
-        let segs = segments::load(&data_dir, store.head().tree_size)?;
+        let segs = segments::load(&store, &data_dir)?;
         let end = segs.last().map_or(0, |s| s.end_seq);
         Ok(Engine {
             inner: Arc::new(Inner {

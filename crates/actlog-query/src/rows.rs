@@ -197,6 +197,14 @@ impl KeyNames {
         KeyNames::of(registry.keys.values())
     }
 
+    /// Whether some public key is registered under more than one name, the
+    /// only case where naming by seq differs from naming by the newest
+    /// registration.
+    pub fn any_key_registered_twice(registry: &Registry) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        registry.keys.values().any(|k| !seen.insert(&k.fingerprint_hex))
+    }
+
     /// The name of the key with this fingerprint that signed an event of
     /// `pdp_id` at `seq`: the registration active then, or failing that
     /// (a ledger `verify` would refuse) the latest added before it.

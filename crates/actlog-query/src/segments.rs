@@ -90,9 +90,19 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join(SEGMENTS_DIR)
 }
 
+/// The manifest's format. Version 2 names `producer_key` by the key
+/// registration active at each event's seq (`rows::KeyNames`); version 1
+/// named every event after the newest registration of its key.
+const MANIFEST_VERSION: u32 = 2;
+
 /// Reads the manifest (empty when there is none yet) and checks that it
-/// describes contiguous ranges from seq 0 that the ledger has committed.
-pub fn load(data_dir: &Path, tree_size: u64) -> Result<Vec<Segment>, Error> {
+/// describes contiguous ranges from seq 0 that `store` has committed.
+///
+/// A version-1 manifest is still read where both naming rules agree: when
+/// no public key was registered twice. Otherwise its segments are dropped
+/// (segments are derived data) and sealing writes them again.
+pub fn load(store: &Store, data_dir: &Path) -> Result<Vec<Segment>, Error> {
+    let tree_size = store.head().tree_size;
     let path = dir(data_dir).join(MANIFEST_FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -101,7 +111,14 @@ pub fn load(data_dir: &Path, tree_size: u64) -> Result<Vec<Segment>, Error> {
     };
     let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Corruption(format!("segment manifest {} is malformed: {e}", path.display())))?;
-    if m.version != 1 {
+    if m.version == 1 && store.with_registry(rows::KeyNames::any_key_registered_twice) {
+        eprintln!(
+            "actlog: the segments were sealed by a build that named producer keys differently; \
+             they are sealed again from the ledger"
+        );
+        return Ok(Vec::new());
+    }
+    if m.version != 1 && m.version != MANIFEST_VERSION {
         return Err(Error::Corruption(format!("segment manifest version {} is not supported", m.version)));
     }
     let mut next = 0;
@@ -123,7 +140,7 @@ pub fn load(data_dir: &Path, tree_size: u64) -> Result<Vec<Segment>, Error> {
 
 fn write_manifest(data_dir: &Path, segments: &[Segment]) -> Result<(), Error> {
     let d = dir(data_dir);
-    let m = Manifest { version: 1, segments: segments.to_vec() };
+    let m = Manifest { version: MANIFEST_VERSION, segments: segments.to_vec() };
     let bytes = serde_json::to_vec_pretty(&m).map_err(|e| Error::Io(e.to_string()))?;
     write_durably(&d, MANIFEST_FILE, &bytes)
 }
@@ -422,7 +439,7 @@ pub fn check(
     opts: &SegmentCheck,
     progress: impl FnMut(u64) + Send,
 ) -> Result<Result<usize, SegmentFailure>, Error> {
-    let segments = match load(data_dir, store.head().tree_size) {
+    let segments = match load(store, data_dir) {
         Ok(s) => s,
         Err(Error::Corruption(reason)) => return Ok(Err(SegmentFailure { first_seq: 0, reason })),
         Err(e) => return Err(e),

@@ -3,9 +3,10 @@
 //! HTTP API.
 //!
 //! It is built on pgwire 0.42. With `--tls-cert`/`--tls-key` it answers an
-//! SSLRequest with TLS (rustls), and may require client certificates;
-//! without them, an SSLRequest is answered "no" and clients connect with
-//! `sslmode=disable` (loopback or a trusted network).
+//! SSLRequest with TLS (rustls), refuses connections that do not ask for
+//! it, and may require client certificates; without them, an SSLRequest is
+//! answered "no" and clients connect with `sslmode=disable` (loopback or a
+//! trusted network).
 //!
 //! Authentication is a cleartext password. The user name is a role (`query`
 //! or `admin`) and the password is an API token. The caller's

@@ -572,7 +572,7 @@ fn tamper_campaign_segment_files() {
 }
 
 /// An `authz.decision` of `pdp-1`, signed with `seed`.
-fn signed_decision(id: &str, seed: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn signed_decision(id: &str, seed: &[u8; 32]) -> Vec<u8> {
     let event = serde_json::json!({
         "spec_version": "1", "event_type": "authz.decision", "event_id": id,
         "event_time": "2026-08-21T10:15:30Z", "pdp": {"id": "pdp-1"},
@@ -586,7 +586,7 @@ fn signed_decision(id: &str, seed: &[u8; 32]) -> Vec<u8> {
     actlog_core::dsse::Envelope::sign(event.to_string().into_bytes(), None, seed).to_json().into_bytes()
 }
 
-fn append_decisions(store: &Store, prefix: &str, n: usize, seed: &[u8; 32]) {
+pub(crate) fn append_decisions(store: &Store, prefix: &str, n: usize, seed: &[u8; 32]) {
     use actlog_core::ingest::{EnvelopeLimits, Submitter, check_envelopes};
     let envs = (0..n).map(|i| signed_decision(&format!("{prefix}-{i}"), seed)).collect();
     let checked = check_envelopes(envs, &store.registry(), &Submitter::default(), &EnvelopeLimits::default())
@@ -630,4 +630,40 @@ fn a_key_registered_again_names_each_event_by_its_registration() {
     assert_eq!(rt.block_on(common::rows(&engine, q)), want, "all sealed");
     let sealed = engine.segments().len();
     assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(sealed));
+
+    // Segments sealed by a build that named by the newest registration
+    // (manifest version 1) are sealed again here, where the rules differ.
+    drop(engine);
+    set_manifest_version(tmp.path(), 1);
+    let engine = Engine::open(store.clone(), EngineOptions { segment_events: 8, ..EngineOptions::default() }).unwrap();
+    assert!(engine.segments().is_empty(), "version-1 segments are dropped when a key was registered twice");
+    assert_eq!(rt.block_on(common::rows(&engine, q)), want, "from the ledger");
+    assert_eq!(engine.seal().unwrap(), sealed);
+    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(sealed));
+}
+
+/// Rewrites the `version` of a data dir's segment manifest.
+fn set_manifest_version(data: &std::path::Path, version: u32) {
+    let path = actlog_query::segments::dir(data).join(actlog_query::segments::MANIFEST_FILE);
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["version"] = version.into();
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+/// Where no key was registered twice, both naming rules agree, so a
+/// version-1 manifest is still read as it is.
+#[test]
+fn version_one_segments_are_kept_where_the_naming_rules_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let store = engine.store().clone();
+    drop(engine);
+    set_manifest_version(tmp.path(), 1);
+    let engine = Engine::open(
+        store.clone(),
+        EngineOptions { segment_events: common::FIXTURE_SEGMENT_EVENTS, ..EngineOptions::default() },
+    )
+    .unwrap();
+    assert_eq!(engine.segments().len(), 2);
+    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
 }
