@@ -91,8 +91,7 @@ pub fn gzip_body(data: &[u8]) {
 pub fn note(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = VerifierKey::parse(text);
-    let key = VerifierKey::new("fuzz.example/log", PublicKey::from_bytes(&public_key_of(&LEDGER_SEED)).unwrap())
-        .expect("valid name");
+    let key = fuzz_policy_key();
     if let Ok(body) = note::open_note(text, &key) {
         assert!(text.starts_with(body), "the body is a prefix of the note");
     }
@@ -154,8 +153,7 @@ pub fn tlog(data: &[u8]) {
 
 /// The policy the tlog target checks against: the fuzz ledger's key, no quorum.
 fn fuzz_policy() -> actlog_core::witness::Policy {
-    let key = PublicKey::from_bytes(&public_key_of(&LEDGER_SEED)).expect("valid key");
-    let vk = VerifierKey::new("fuzz.example/log", key).expect("valid name");
+    let vk = fuzz_policy_key();
     actlog_core::witness::Policy::parse(&format!("log {}\nquorum none\n", vk.to_text())).expect("valid policy")
 }
 
@@ -254,6 +252,7 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
+/// The fuzz ledger's verifier key (the corpus's checkpoints are signed with it).
 fn fuzz_policy_key() -> VerifierKey {
     VerifierKey::new("fuzz.example/log", PublicKey::from_bytes(&public_key_of(&LEDGER_SEED)).expect("valid key"))
         .expect("valid name")

@@ -45,6 +45,27 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
+impl VerifyArgs {
+    /// `--key`, parsed.
+    fn expected_key(&self) -> CliResult<Option<actlog_core::note::VerifierKey>> {
+        self.key
+            .as_deref()
+            .map(|k| {
+                actlog_core::note::VerifierKey::parse(k)
+                    .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The note `--checkpoint` names.
+    fn trusted_checkpoint(&self) -> CliResult<Option<String>> {
+        self.checkpoint
+            .as_deref()
+            .map(|p| std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display()))))
+            .transpose()
+    }
+}
+
 /// `verify --receipt FILE --policy FILE [--envelope FILE]`: no data
 /// directory; the log signature, the quorum, the audit path, and the envelope.
 fn receipt(path: &Path, args: &VerifyArgs) -> CliResult {
@@ -99,17 +120,8 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     if let Some(dir) = &args.bundle {
         return bundle(dir, &args);
     }
-    let trusted = match &args.checkpoint {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
-        None => None,
-    };
-    let expected_key = match &args.key {
-        Some(k) => Some(
-            actlog_core::note::VerifierKey::parse(k)
-                .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
-        ),
-        None => None,
-    };
+    let trusted = args.trusted_checkpoint()?;
+    let expected_key = args.expected_key()?;
     let policy = match &args.policy {
         Some(p) => Some(read_policy("--policy", p)?),
         None => None,
@@ -237,17 +249,8 @@ fn bundle(dir: &Path, args: &VerifyArgs) -> CliResult {
     if args.no_signatures {
         return Err(usage("--no-signatures applies to a data directory; a bundle is always checked in full"));
     }
-    let expected_key = match &args.key {
-        Some(k) => Some(
-            actlog_core::note::VerifierKey::parse(k)
-                .map_err(|e| usage(format!("--key is not a C2SP verifier key: {e}")))?,
-        ),
-        None => None,
-    };
-    let trusted_checkpoint = match &args.checkpoint {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
-        None => None,
-    };
+    let expected_key = args.expected_key()?;
+    let trusted_checkpoint = args.trusted_checkpoint()?;
     if !dir.is_dir() {
         return Err(usage(format!("{} is not a directory", dir.display())));
     }

@@ -1814,7 +1814,7 @@ impl Json {
 
     fn key(&mut self, key: &str) {
         self.sep();
-        push_json_string(&mut self.out, key);
+        actlog_core::canonical::write_string(&mut self.out, key);
         self.out.push(':');
         self.first = true;
     }
@@ -1863,30 +1863,12 @@ impl Json {
 
     fn item_str(&mut self, value: &str) {
         self.sep();
-        push_json_string(&mut self.out, value);
+        actlog_core::canonical::write_string(&mut self.out, value);
     }
 
     fn finish(self) -> Vec<u8> {
         self.out.into_bytes()
     }
-}
-
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
