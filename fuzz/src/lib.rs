@@ -236,9 +236,14 @@ pub fn manifest(data: &[u8]) {
             (sign(statement.to_string().into_bytes()), rest.to_vec())
         }
     };
+    // The evidence report files, as actlog-export registers them.
+    const REPORTS: &[bundle::Reports] = &[bundle::Reports {
+        framework: "nist-csf-2.0",
+        files: &["findings.json", "findings.ocsf.jsonl", "report.html"],
+    }];
     let key = fuzz_policy_key();
     for expected in [None, Some(&key)] {
-        let Ok(s) = bundle::open_manifest(&signed, &manifest, expected) else { continue };
+        let Ok(s) = bundle::open_manifest(&signed, &manifest, expected, REPORTS) else { continue };
         assert_eq!(s.manifest.origin, s.key.name);
         let listed = s.listed();
         assert!(s.subjects.keys().all(|k| listed.contains_key(k.as_str())), "every signed file is listed");

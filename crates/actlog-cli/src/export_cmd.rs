@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use actlog_query::bundle::{self, ExportOptions, Format};
+use actlog_export::{self as bundle, ExportOptions, Format};
 use actlog_query::{Engine, EngineOptions, QueryLimits};
 use clap::{Args, ValueEnum};
 
@@ -163,7 +163,7 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         b.finish_and_clear();
     }
     opened.close()?;
-    let report = result.map_err(refused)?;
+    let report = result.map_err(|e| refused(e.to_string()))?;
     let m = &report.manifest;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
@@ -225,11 +225,11 @@ pub const EVIDENCE_SQL_MEMORY_BYTES: usize = 2 << 30;
 /// `actlog evidence`: an export bundle plus findings, OCSF Compliance
 /// Findings and a self-contained HTML report, signed together.
 pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
-    if args.framework != actlog_query::evidence::FRAMEWORK {
+    if args.framework != actlog_export::evidence::FRAMEWORK {
         return Err(usage(format!(
             "--framework `{}` is not known; the one framework built is {}",
             args.framework,
-            actlog_query::evidence::FRAMEWORK
+            actlog_export::evidence::FRAMEWORK
         )));
     }
     let (from, to) = args.window.nanos()?;
@@ -252,19 +252,24 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
     };
     let started = Instant::now();
     let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
-    let opts = actlog_query::evidence::EvidenceOptions {
+    let opts = actlog_export::evidence::EvidenceOptions {
         from,
         to,
         ledger_signatures: args.ledger_signatures,
         policy: policy.as_ref(),
     };
-    let result =
-        opened.rt.block_on(actlog_query::evidence::evidence(&opened.engine, &opened.seed, &args.out, &opts, &progress));
+    let result = opened.rt.block_on(actlog_export::evidence::evidence(
+        &opened.engine,
+        &opened.seed,
+        &args.out,
+        &opts,
+        &progress,
+    ));
     if let Some((_, b)) = current.lock().expect("progress lock").take() {
         b.finish_and_clear();
     }
     opened.close()?;
-    let report = result.map_err(refused)?;
+    let report = result.map_err(|e| refused(e.to_string()))?;
     let m = &report.manifest;
     let secs = started.elapsed().as_secs_f64();
     let statuses: serde_json::Map<String, serde_json::Value> =
@@ -273,7 +278,7 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
         println!(
             "{}",
             serde_json::json!({
-                "out": args.out, "framework": actlog_query::evidence::FRAMEWORK, "events": m.events,
+                "out": args.out, "framework": actlog_export::evidence::FRAMEWORK, "events": m.events,
                 "files": m.files.len(), "tree_size": m.tree_size, "root_hash": m.root_hash,
                 "findings": statuses, "seconds": secs,
             })
@@ -284,7 +289,7 @@ pub fn evidence(data: &Path, args: EvidenceArgs) -> CliResult {
             m.events,
             m.first_seq,
             m.last_seq,
-            actlog_query::evidence::tally(&report.findings),
+            actlog_export::evidence::tally(&report.findings),
             args.out.display()
         );
         eprintln!("check it anywhere with: actlog verify --bundle {} --key '{}'", args.out.display(), m.verifier_key);

@@ -262,9 +262,9 @@ fn bundle(dir: &Path, args: &VerifyArgs) -> CliResult {
         }
     };
     let started = Instant::now();
-    let result = actlog_query::bundle::verify(
+    let result = actlog_export::verify(
         dir,
-        &actlog_query::bundle::BundleOptions {
+        &actlog_export::BundleOptions {
             expected_key,
             trusted_checkpoint,
             jobs: args.jobs,

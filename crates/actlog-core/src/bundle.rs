@@ -7,7 +7,7 @@
 //! manifest's digest check out, then parses and checks the rest: the format,
 //! the statement's subjects against the manifest's files, and the evidence
 //! report files. Reading, hashing and parsing the bundle's other files is
-//! the caller's (`actlog_query::bundle::verify`).
+//! the caller's (`actlog_export::verify`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,6 +41,17 @@ pub const MANIFEST_BYTES_MAX: u64 = 256 << 20;
 /// The `table` of an evidence bundle's report files (findings, OCSF
 /// findings, the HTML report): signed and hashed, but not rows of the ledger.
 pub const EVIDENCE_TABLE: &str = "evidence";
+
+/// The report files one kind of report bundle adds (table
+/// [`EVIDENCE_TABLE`]), registered by the module that writes them: a bundle
+/// of `framework` lists exactly these, and a bundle without a framework none.
+#[derive(Debug, Clone, Copy)]
+pub struct Reports {
+    /// The manifest's `framework`.
+    pub framework: &'static str,
+    /// The report files' paths.
+    pub files: &'static [&'static str],
+}
 
 /// One file of a bundle, as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,11 +208,13 @@ impl SignedManifest {
 
 /// Checks `manifest.dsse.json` (`signed`) and `manifest.json`
 /// (`manifest_bytes`) against the ledger key: `expected` if given (the
-/// manifest must name it), else the key the manifest names.
+/// manifest must name it), else the key the manifest names. `reports` are
+/// the known kinds of report and their files.
 pub fn open_manifest(
     signed: &[u8],
     manifest_bytes: &[u8],
     expected: Option<&VerifierKey>,
+    reports: &[Reports],
 ) -> Result<SignedManifest, BundleFailure> {
     // Only the key is read from the manifest before the signature and the
     // manifest's digest check out; the rest is parsed after.
@@ -268,14 +281,17 @@ pub fn open_manifest(
             "the statement's origin, tree size or root differ from the manifest",
         );
     }
-    // Report files only in evidence bundles, only the three, and all three.
+    // Report files only in report bundles, only those of its framework, and all of them.
     let evidence: Vec<&str> =
         manifest.files.iter().filter(|f| f.table == EVIDENCE_TABLE).map(|f| f.path.as_str()).collect();
-    let want_evidence: &[&str] = match manifest.framework.as_deref() {
-        None => &[],
-        Some("nist-csf-2.0") => &["findings.json", "findings.ocsf.jsonl", "report.html"],
-        Some(other) => return bad(Some(MANIFEST_FILE), None, format!("framework `{other}` is not known")),
+    let mut want_evidence: Vec<&str> = match manifest.framework.as_deref() {
+        None => Vec::new(),
+        Some(name) => match reports.iter().find(|r| r.framework == name) {
+            Some(r) => r.files.to_vec(),
+            None => return bad(Some(MANIFEST_FILE), None, format!("framework `{name}` is not known")),
+        },
     };
+    want_evidence.sort_unstable();
     let mut sorted = evidence.clone();
     sorted.sort_unstable();
     if sorted != want_evidence {

@@ -358,3 +358,95 @@ pub fn check_chunk(chunk: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Resu
     signatures.fetch_add(ready.len() as u64, Ordering::Relaxed);
     Ok(kept)
 }
+
+/// A stored event: its leaf, hashes and envelope as the ledger keeps them.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its seq.
+    pub seq: u64,
+    /// Decoded leaf.
+    pub leaf: Leaf,
+    /// Leaf bytes.
+    pub leaf_bytes: Vec<u8>,
+    /// Merkle leaf hash.
+    pub leaf_hash: Hash,
+    /// Chain hash after this leaf.
+    pub chain_hash: Hash,
+    /// The envelope as received.
+    pub envelope: Vec<u8>,
+}
+
+/// The names of producer keys, as of each event. One public key may be
+/// registered more than once (under another name, or after a revocation),
+/// so an event is named by the registration that was active for its PDP at
+/// its seq: the one whose signature the ledger accepted, the latest added
+/// if several were. Sealing, the live tail, index hits, `verify`, exports
+/// and bundle checks all name rows this way, so a later registration never
+/// renames earlier events.
+#[derive(Debug, Clone, Default)]
+pub struct KeyNames {
+    /// By fingerprint (hex): registrations in the order they were added.
+    by_fingerprint: HashMap<String, Vec<KeyRecord>>,
+}
+
+impl KeyNames {
+    /// The names of these key records.
+    pub fn of<'a>(keys: impl IntoIterator<Item = &'a KeyRecord>) -> KeyNames {
+        let mut by_fingerprint: HashMap<String, Vec<KeyRecord>> = HashMap::new();
+        for k in keys {
+            by_fingerprint.entry(k.fingerprint_hex.clone()).or_default().push(k.clone());
+        }
+        for regs in by_fingerprint.values_mut() {
+            regs.sort_by_key(|k| k.added_seq);
+        }
+        KeyNames { by_fingerprint }
+    }
+
+    /// The name of the key with this fingerprint that signed an event of
+    /// `pdp_id` at `seq`: the registration active then, or failing that
+    /// (a ledger `verify` would refuse) the latest added before it.
+    pub fn name_at(&self, fingerprint_hex: &str, pdp_id: &str, seq: u64) -> Option<&str> {
+        let regs = self.by_fingerprint.get(fingerprint_hex)?;
+        regs.iter()
+            .rev()
+            .find(|k| k.pdp_id == pdp_id && k.active_at(seq))
+            .or_else(|| regs.iter().rev().find(|k| k.added_seq < seq))
+            .map(|k| k.name.as_str())
+    }
+}
+
+/// Signatures checked in one batch (one `verify_batch` call) by
+/// [`check_parallel`].
+pub const BATCH_SIGNATURES: usize = 256;
+
+/// Checks jobs in chunks of [`BATCH_SIGNATURES`] on the current rayon pool,
+/// handing each chunk's verified events to `per_chunk`. Returns its results
+/// in seq order, or the failure with the lowest seq. `signatures` counts the
+/// signatures checked. `verify` and bundle verification both check this way.
+#[cfg(feature = "parallel")]
+pub fn check_parallel<T: Send>(
+    jobs: &[Job],
+    reg: &Rebuilt,
+    signatures: &AtomicU64,
+    per_chunk: impl Fn(Vec<Verified>) -> T + Sync,
+) -> Result<Vec<T>, VerifyFailure> {
+    use rayon::prelude::*;
+    let results: Vec<Result<T, VerifyFailure>> =
+        jobs.par_chunks(BATCH_SIGNATURES).map(|chunk| check_chunk(chunk, reg, signatures).map(&per_chunk)).collect();
+    let mut out = Vec::with_capacity(results.len());
+    let mut first: Option<VerifyFailure> = None;
+    for r in results {
+        match r {
+            Ok(t) => out.push(t),
+            Err(f) => {
+                if first.as_ref().is_none_or(|g| f.seq < g.seq) {
+                    first = Some(f);
+                }
+            }
+        }
+    }
+    match first {
+        Some(f) => Err(f),
+        None => Ok(out),
+    }
+}

@@ -7,9 +7,11 @@
 //! its proofs ([`merkle`]), C2SP signed-note checkpoints ([`note`]), and
 //! request bodies as they arrive: bounded gunzip and batch splitting ([`body`]),
 //! an export bundle's signed manifest ([`bundle`]),
-//! and, with the `sql` feature, what a SQL query may be ([`sql`]).
+//! with the `sql` feature, what a SQL query may be ([`sql`]), and with the
+//! `arrow` feature, the Arrow rows of the SQL tables ([`rows`]).
 //!
-//! Architecture invariant: this crate does no IO, spawns nothing, and never
+//! Architecture invariant: this crate does no IO, spawns nothing (the
+//! `parallel` feature's checks run on the caller's rayon pool), and never
 //! reads the clock, the environment or a random source. Time, keys and seeds
 //! are arguments. It must not depend on rocksdb, datafusion, axum or clap
 //! (`crates/actlog-cli/tests/quarantine.rs` enforces it).
@@ -29,6 +31,8 @@ pub mod merkle;
 pub mod note;
 pub mod opa;
 pub mod role;
+#[cfg(feature = "arrow")]
+pub mod rows;
 pub mod sig;
 #[cfg(feature = "sql")]
 pub mod sql;

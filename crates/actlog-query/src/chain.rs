@@ -46,11 +46,11 @@ fn event_summary(r: &Row) -> Value {
 /// committed.
 pub fn reconstruct(store: &Store, event_id: &str) -> Result<Option<Value>, Error> {
     let tree_size = store.head().tree_size;
-    let names = store.with_registry(rows::KeyNames::from_registry);
+    let names = store.with_registry(|r| r.key_names());
     let Some((start_seq, _)) = store.seq_of(event_id)? else { return Ok(None) };
     let read = |seqs: &BTreeSet<u64>| -> Result<Vec<Row>, Error> {
         let seqs: Vec<u64> = seqs.iter().copied().filter(|s| *s < tree_size).collect();
-        store.events_at(&seqs)?.iter().map(|e| rows::decode(e, &names)).collect()
+        store.events_at(&seqs)?.iter().map(|e| rows::decode(e, &names).map_err(Error::from)).collect()
     };
     let start =
         read(&BTreeSet::from([start_seq]))?.pop().ok_or_else(|| Error::Corruption("start event vanished".into()))?;

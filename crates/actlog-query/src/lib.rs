@@ -5,8 +5,8 @@
 //! not-yet-sealed tail decoded live, so a query sees every acknowledged
 //! event. It holds the only `datafusion` dependency.
 //!
-//! - `rows`: the `events` and `delegation_hops` schemas and the decoding of
-//!   stored events into rows.
+//! - `rows` (core's, re-exported): the `events` and `delegation_hops`
+//!   schemas and the decoding of stored events into rows.
 //! - `segments`: sealing, the manifest, and verification against the ledger.
 //! - `string_groups`, `string_eq`: faster `GROUP BY` on string columns and
 //!   short-string equality filters (same answers as DataFusion's own).
@@ -16,28 +16,20 @@
 //! - `tables`: `checkpoints`, `producer_keys`, the `decision_chains` view.
 //! - `chain`: chain reconstruction through the store's indexes.
 //! - `output`: JSON, CSV, Arrow IPC and text table results.
-//! - `bundle`: export bundles (Parquet, NDJSON, OCSF) and their offline
-//!   verification; `ocsf`: the OCSF API Activity mapping.
-//! - `evidence`, `evidence_html`: NIST CSF 2.0 evidence bundles (findings,
-//!   OCSF Compliance Findings, the self-contained HTML report).
 //! - `local_files`: segment reads on the calling thread (no blocking-pool hop).
 
 pub mod budget;
-pub mod bundle;
 pub mod chain;
 pub mod engine;
-pub mod evidence;
-pub mod evidence_html;
 pub mod local_files;
-pub mod ocsf;
 pub mod output;
 pub mod provider;
-pub mod rows;
 pub mod segments;
 pub mod string_eq;
 pub mod string_groups;
 pub mod tables;
 
+pub use actlog_core::rows;
 pub use datafusion;
 pub use engine::{Engine, EngineOptions, QueryError, QueryLimits, QueryOptions, QueryOutput};
 
@@ -53,6 +45,12 @@ pub enum Error {
     /// A segment file could not be read or written.
     #[error("segment I/O: {0}")]
     Io(String),
+}
+
+impl From<rows::Corrupt> for Error {
+    fn from(e: rows::Corrupt) -> Error {
+        Error::Corruption(e.0)
+    }
 }
 
 impl From<actlog_store::Error> for Error {

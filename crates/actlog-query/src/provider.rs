@@ -297,7 +297,7 @@ impl LedgerTable {
     fn fetch(&self, seqs: &BTreeSet<u64>) -> Result<RecordBatch, crate::Error> {
         let seqs: Vec<u64> = seqs.iter().copied().collect();
         let events = self.store.events_at(&seqs)?;
-        let names = self.store.with_registry(rows::KeyNames::from_registry);
+        let names = self.store.with_registry(|r| r.key_names());
         let mut b = Builder::default();
         for ev in &events {
             b.push(&rows::decode(ev, &names)?);

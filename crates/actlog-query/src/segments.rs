@@ -35,7 +35,7 @@ use crate::rows::{self, Builder, EVENTS_SCHEMA, HOPS_SCHEMA};
 /// The segments directory inside a data dir.
 pub const SEGMENTS_DIR: &str = "segments";
 /// The manifest file name.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SEGMENTS_MANIFEST_FILE: &str = "manifest.json";
 /// Where queries address segment files: an object store rooted at the
 /// segments directory, so plans and `EXPLAIN` name `actlog://segments/FILE`
 /// and never the data directory's path.
@@ -103,7 +103,7 @@ const MANIFEST_VERSION: u32 = 2;
 /// (segments are derived data) and sealing writes them again.
 pub fn load(store: &Store, data_dir: &Path) -> Result<Vec<Segment>, Error> {
     let tree_size = store.head().tree_size;
-    let path = dir(data_dir).join(MANIFEST_FILE);
+    let path = dir(data_dir).join(SEGMENTS_MANIFEST_FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -111,7 +111,7 @@ pub fn load(store: &Store, data_dir: &Path) -> Result<Vec<Segment>, Error> {
     };
     let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Corruption(format!("segment manifest {} is malformed: {e}", path.display())))?;
-    if m.version == 1 && store.with_registry(rows::KeyNames::any_key_registered_twice) {
+    if m.version == 1 && store.with_registry(|r| r.any_key_registered_twice()) {
         eprintln!(
             "actlog: the segments were sealed by a build that named producer keys differently; \
              they are sealed again from the ledger"
@@ -142,7 +142,7 @@ fn write_manifest(data_dir: &Path, segments: &[Segment]) -> Result<(), Error> {
     let d = dir(data_dir);
     let m = Manifest { version: MANIFEST_VERSION, segments: segments.to_vec() };
     let bytes = serde_json::to_vec_pretty(&m).map_err(|e| Error::Io(e.to_string()))?;
-    write_durably(&d, MANIFEST_FILE, &bytes)
+    write_durably(&d, SEGMENTS_MANIFEST_FILE, &bytes)
 }
 
 /// Writes `name` in `d` through a temporary file, fsyncs it, renames it into
@@ -160,7 +160,7 @@ fn write_durably(d: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
 
 /// Reads `[first, end)` from the ledger as `events` and `hops` batches.
 pub fn build(store: &Store, first: u64, end: u64) -> Result<(RecordBatch, RecordBatch), Error> {
-    let names = store.with_registry(rows::KeyNames::from_registry);
+    let names = store.with_registry(|r| r.key_names());
     let mut b = Builder::default();
     let mut err = None;
     store.scan(first, end, |ev| {
@@ -173,7 +173,7 @@ pub fn build(store: &Store, first: u64, end: u64) -> Result<(RecordBatch, Record
         Ok(())
     })?;
     if let Some(e) = err {
-        return Err(e);
+        return Err(e.into());
     }
     if b.len() as u64 != end - first {
         return Err(Error::Corruption(format!("the ledger returned {} events for [{first}, {end})", b.len())));

@@ -39,6 +39,7 @@ use actlog_core::witness::SigLine;
 use actlog_core::{Hash, b64};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
+pub use actlog_core::ledger::StoredEvent;
 pub use clock::now_ns;
 pub use keys::{INDEX_VALUE_BYTES_MAX, IndexField};
 pub use registry::{KeyRecord, Registry, Role, TokenRecord};
@@ -229,23 +230,6 @@ impl Head {
             root: b[40..72].try_into().ok()?,
         })
     }
-}
-
-/// A stored event.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    /// Its seq.
-    pub seq: u64,
-    /// Decoded leaf.
-    pub leaf: Leaf,
-    /// Leaf bytes.
-    pub leaf_bytes: Vec<u8>,
-    /// Merkle leaf hash.
-    pub leaf_hash: Hash,
-    /// Chain hash after this leaf.
-    pub chain_hash: Hash,
-    /// The envelope as received.
-    pub envelope: Vec<u8>,
 }
 
 /// An administrative change, written as a ledger-signed leaf.

@@ -13,7 +13,7 @@ use actlog_core::leaf::sha256;
 
 use crate::clock::now_ns;
 
-pub use actlog_core::ledger::{KeyRecord, TokenRecord};
+pub use actlog_core::ledger::{KeyNames, KeyRecord, TokenRecord};
 pub use actlog_core::role::Role;
 
 /// The in-memory registry.
@@ -30,6 +30,19 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The names of its keys, as of each event's seq.
+    pub fn key_names(&self) -> KeyNames {
+        KeyNames::of(self.keys.values())
+    }
+
+    /// Whether some public key is registered under more than one name, the
+    /// only case where naming by seq differs from naming by the newest
+    /// registration.
+    pub fn any_key_registered_twice(&self) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        self.keys.values().any(|k| !seen.insert(&k.fingerprint_hex))
+    }
+
     /// Adds or replaces a key record.
     pub fn put_key(&mut self, rec: KeyRecord) {
         let list = self.active_by_pdp.entry(rec.pdp_id.clone()).or_default();

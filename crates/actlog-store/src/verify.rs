@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actlog_core::Hash;
 use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint};
 pub use actlog_core::ledger::{Job, Rebuilt, Verified, VerifyFailure};
-use actlog_core::ledger::{check_chunk, fail};
+use actlog_core::ledger::{check_parallel, fail};
 use actlog_core::merkle::{self, Frontier};
 use actlog_core::note::Checkpoint;
-use rayon::prelude::*;
 
 use crate::keys::*;
 use crate::{Error, Store, decode_event_id_value};
@@ -246,7 +245,6 @@ impl<'a> TileCursor<'a> {
 }
 
 const CHUNK_LEAVES: usize = 8192;
-const BATCH_SIGNATURES: usize = 256;
 
 /// Verifies the whole store. See the module docs for what is checked.
 pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, VerifyFailure> {
@@ -559,53 +557,16 @@ fn xor_into(acc: &mut Hash, h: &Hash) {
     }
 }
 
-/// Checks a chunk of jobs in parallel (on the current rayon pool); returns
-/// the XOR digest of the secondary-index keys the events imply, or the
-/// lowest failing seq. `signatures` counts the signatures checked.
+/// Checks jobs in parallel (on the current rayon pool); returns the XOR
+/// digest of the secondary-index keys the events imply, or the lowest
+/// failing seq. `signatures` counts the signatures checked.
 pub fn check_jobs(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Hash, VerifyFailure> {
-    check_all(jobs, reg, signatures, false).map(|(digest, _)| digest)
-}
-
-/// [`check_jobs`], keeping what the checks parsed, in seq order, so a
-/// caller that needs the events (bundle verification rebuilds rows) does
-/// not parse and validate every envelope a second time.
-pub fn check_jobs_keeping(jobs: &[Job], reg: &Rebuilt, signatures: &AtomicU64) -> Result<Vec<Verified>, VerifyFailure> {
-    check_all(jobs, reg, signatures, true).map(|(_, kept)| kept)
-}
-
-fn check_all(
-    jobs: &[Job],
-    reg: &Rebuilt,
-    signatures: &AtomicU64,
-    keep: bool,
-) -> Result<(Hash, Vec<Verified>), VerifyFailure> {
-    let results: Vec<Result<(Hash, Vec<Verified>), VerifyFailure>> = jobs
-        .par_chunks(BATCH_SIGNATURES)
-        .map(|chunk| {
-            let verified = check_chunk(chunk, reg, signatures)?;
-            Ok((index_digest(&verified), if keep { verified } else { Vec::new() }))
-        })
-        .collect();
+    let digests = check_parallel(jobs, reg, signatures, |verified| index_digest(&verified))?;
     let mut digest = [0u8; 32];
-    let mut kept = Vec::with_capacity(if keep { jobs.len() } else { 0 });
-    let mut first: Option<VerifyFailure> = None;
-    for r in results {
-        match r {
-            Ok((d, k)) => {
-                xor_into(&mut digest, &d);
-                kept.extend(k);
-            }
-            Err(f) => {
-                if first.as_ref().is_none_or(|g| f.seq < g.seq) {
-                    first = Some(f);
-                }
-            }
-        }
+    for d in digests {
+        xor_into(&mut digest, &d);
     }
-    match first {
-        Some(f) => Err(f),
-        None => Ok((digest, kept)),
-    }
+    Ok(digest)
 }
 
 /// XOR of blake3(event id ‖ seq ‖ payload SHA-256) over the stored

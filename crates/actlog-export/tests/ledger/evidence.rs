@@ -7,8 +7,8 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use actlog_query::bundle::{self, BundleOptions};
-use actlog_query::evidence::{self, EvidenceOptions, Finding, Status};
+use actlog_export::evidence::{self, EvidenceOptions, Finding, Status};
+use actlog_export::{self as bundle, BundleOptions};
 use actlog_query::{Engine, EngineOptions, QueryLimits};
 use actlog_store::{Options, Store};
 

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::bundle::Manifest;
-use crate::evidence::{Details, Finding, Status};
+use super::controls::{DETAIL_ROWS_MAX, Details, Finding, Status};
+use crate::Manifest;
 
 /// Escapes text for HTML element content and quoted attribute values.
 /// Invisible and bidirectional formatting characters are shown as
@@ -61,7 +61,7 @@ fn table(o: &mut String, d: &Details) {
         o.push_str("</tr>");
     }
     o.push_str("</table></div>");
-    if d.rows.len() >= crate::evidence::DETAIL_ROWS_MAX {
+    if d.rows.len() >= DETAIL_ROWS_MAX {
         let _ = write!(o, "<p>First {} rows; the query gives all of them.</p>", d.rows.len());
     }
     let _ = write!(o, "<details><summary>SQL</summary><pre>{}</pre></details>", esc(&d.sql));

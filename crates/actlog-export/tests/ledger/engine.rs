@@ -282,7 +282,7 @@ fn segments_are_checked_against_the_ledger() {
     w.write(&events).unwrap();
     w.close().unwrap();
     std::fs::write(dir.join(&segs[0].events_file), &buf).unwrap();
-    let manifest = dir.join(actlog_query::segments::MANIFEST_FILE);
+    let manifest = dir.join(actlog_query::segments::SEGMENTS_MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, text.replace(&segs[0].events_blake3, blake3::hash(&buf).to_hex().as_str())).unwrap();
     let fail = actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap().unwrap_err();
@@ -547,7 +547,7 @@ fn tamper_campaign_segment_files() {
                 std::fs::write(f, &originals[j]).unwrap();
                 format!("replaced by {}", files[j].file_name().unwrap().to_string_lossy())
             }
-            _ if f.ends_with(actlog_query::segments::MANIFEST_FILE) => {
+            _ if f.ends_with(actlog_query::segments::SEGMENTS_MANIFEST_FILE) => {
                 cache_deleted += 1;
                 continue;
             }
@@ -644,7 +644,7 @@ fn a_key_registered_again_names_each_event_by_its_registration() {
 
 /// Rewrites the `version` of a data dir's segment manifest.
 fn set_manifest_version(data: &std::path::Path, version: u32) {
-    let path = actlog_query::segments::dir(data).join(actlog_query::segments::MANIFEST_FILE);
+    let path = actlog_query::segments::dir(data).join(actlog_query::segments::SEGMENTS_MANIFEST_FILE);
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     m["version"] = version.into();
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();

@@ -3,21 +3,26 @@
 //! rows. Segments, the live tail and index lookups all build their batches
 //! here, so a row is the same whichever path produced it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use actlog_core::b64;
-use actlog_core::dsse::Envelope;
-use actlog_core::event::{self, Fields};
-use actlog_core::leaf::LeafKind;
-use actlog_store::{KeyRecord, Registry, StoredEvent};
-use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, ListBuilder, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
-    UInt64Builder,
+use arrow_array::builder::{
+    Float64Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::Error;
+use crate::b64;
+use crate::dsse::Envelope;
+use crate::event::{self, Fields};
+use crate::leaf::LeafKind;
+pub use crate::ledger::KeyNames;
+use crate::ledger::StoredEvent;
+
+/// A stored event that does not decode: the ledger only ever stores events
+/// that passed the checks these rows repeat, so this is corruption.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corruption: {0}")]
+pub struct Corrupt(pub String);
 
 /// The time type of every timestamp column: nanoseconds, UTC.
 pub fn timestamp_type() -> DataType {
@@ -136,7 +141,7 @@ pub fn for_query(batch: &RecordBatch, target: &SchemaRef) -> RecordBatch {
             if c.data_type() == f.data_type() {
                 c.clone()
             } else {
-                datafusion::arrow::compute::cast(c, f.data_type()).expect("Utf8 casts to Utf8View")
+                arrow_cast::cast(c, f.data_type()).expect("Utf8 casts to Utf8View")
             }
         })
         .collect();
@@ -161,67 +166,15 @@ pub struct Row {
     /// The payload (event JSON) as text.
     pub payload: String,
     /// Merkle leaf hash.
-    pub leaf_hash: actlog_core::Hash,
+    pub leaf_hash: crate::Hash,
     /// Chain hash after this leaf.
-    pub chain_hash: actlog_core::Hash,
-}
-
-/// The names of producer keys, as of each event. One public key may be
-/// registered more than once (under another name, or after a revocation),
-/// so an event is named by the registration that was active for its PDP at
-/// its seq: the one whose signature the ledger accepted, the latest added
-/// if several were. Sealing, the live tail, index hits, `verify`, exports
-/// and bundle checks all name rows this way, so a later registration never
-/// renames earlier events.
-#[derive(Debug, Clone, Default)]
-pub struct KeyNames {
-    /// By fingerprint (hex): registrations in the order they were added.
-    by_fingerprint: HashMap<String, Vec<KeyRecord>>,
-}
-
-impl KeyNames {
-    /// The names of these key records.
-    pub fn of<'a>(keys: impl IntoIterator<Item = &'a KeyRecord>) -> KeyNames {
-        let mut by_fingerprint: HashMap<String, Vec<KeyRecord>> = HashMap::new();
-        for k in keys {
-            by_fingerprint.entry(k.fingerprint_hex.clone()).or_default().push(k.clone());
-        }
-        for regs in by_fingerprint.values_mut() {
-            regs.sort_by_key(|k| k.added_seq);
-        }
-        KeyNames { by_fingerprint }
-    }
-
-    /// The names of the keys in a registry.
-    pub fn from_registry(registry: &Registry) -> KeyNames {
-        KeyNames::of(registry.keys.values())
-    }
-
-    /// Whether some public key is registered under more than one name, the
-    /// only case where naming by seq differs from naming by the newest
-    /// registration.
-    pub fn any_key_registered_twice(registry: &Registry) -> bool {
-        let mut seen = std::collections::HashSet::new();
-        registry.keys.values().any(|k| !seen.insert(&k.fingerprint_hex))
-    }
-
-    /// The name of the key with this fingerprint that signed an event of
-    /// `pdp_id` at `seq`: the registration active then, or failing that
-    /// (a ledger `verify` would refuse) the latest added before it.
-    pub fn name_at(&self, fingerprint_hex: &str, pdp_id: &str, seq: u64) -> Option<&str> {
-        let regs = self.by_fingerprint.get(fingerprint_hex)?;
-        regs.iter()
-            .rev()
-            .find(|k| k.pdp_id == pdp_id && k.active_at(seq))
-            .or_else(|| regs.iter().rev().find(|k| k.added_seq < seq))
-            .map(|k| k.name.as_str())
-    }
+    pub chain_hash: crate::Hash,
 }
 
 /// Decodes one stored event. A stored event that does not decode is
 /// corruption: the ledger only ever stores events that passed these checks.
-pub fn decode(ev: &StoredEvent, names: &KeyNames) -> Result<Row, Error> {
-    let corrupt = |what: String| Error::Corruption(format!("event at seq {}: {what}", ev.seq));
+pub fn decode(ev: &StoredEvent, names: &KeyNames) -> Result<Row, Corrupt> {
+    let corrupt = |what: String| Corrupt(format!("event at seq {}: {what}", ev.seq));
     let payload = match ev.leaf.kind {
         LeafKind::ProducerSigned | LeafKind::LedgerSigned => {
             Envelope::parse(&ev.envelope).map_err(|e| corrupt(format!("envelope: {e}")))?.payload
@@ -244,14 +197,14 @@ pub fn decode(ev: &StoredEvent, names: &KeyNames) -> Result<Row, Error> {
 /// The row of a stored event whose payload was already extracted and
 /// validated (bundle verification has them from the signature checks);
 /// `ev.envelope` is not read.
-pub fn from_validated(ev: &StoredEvent, payload: Vec<u8>, fields: Fields, names: &KeyNames) -> Result<Row, Error> {
+pub fn from_validated(ev: &StoredEvent, payload: Vec<u8>, fields: Fields, names: &KeyNames) -> Result<Row, Corrupt> {
     let key_id = hex::encode(ev.leaf.producer_key_id);
     let (producer_key, producer_signature) = match ev.leaf.kind {
         LeafKind::ProducerSigned => (names.name_at(&key_id, &fields.pdp_id, ev.seq).map(str::to_string), "ed25519"),
         LeafKind::LedgerSigned => (Some("ledger".to_string()), "ed25519"),
         LeafKind::TokenAuthenticated => (None, "none"),
     };
-    let corrupt = |what: &str| Error::Corruption(format!("event at seq {}: {what}", ev.seq));
+    let corrupt = |what: &str| Corrupt(format!("event at seq {}: {what}", ev.seq));
     if fields.event_id != ev.leaf.event_id {
         return Err(corrupt("the payload's event_id differs from the leaf's"));
     }

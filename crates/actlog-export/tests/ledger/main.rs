@@ -1,6 +1,6 @@
-//! actlog-query's integration tests, in one binary: each test binary links
-//! DataFusion and RocksDB, so one link instead of five saves minutes of a
-//! cold CI run on two cores.
+//! The query and export layers' integration tests, in one binary (here, in
+//! the crate above both): each test binary links DataFusion and RocksDB, so
+//! one link instead of five saves minutes of a cold CI run on two cores.
 //!
 //! - `engine`: the sandbox, each limit by name, pushdown, snapshots during
 //!   ingest, segment checks, rebuilds and their tamper campaign.

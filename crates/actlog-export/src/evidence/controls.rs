@@ -1,22 +1,5 @@
-//! Compliance evidence bundles (contract section 9): NIST CSF 2.0 findings
-//! over an export bundle.
-//!
-//! An evidence bundle is an export bundle (Parquet, `bundle.rs`) of the
-//! window plus three report files, signed together:
-//! - `findings.json`: per control, its status (`pass`, `fail`,
-//!   `not_applicable`), metrics, the SQL that produced them, and detail rows;
-//! - `findings.ocsf.jsonl`: one OCSF 1.8.0 Compliance Finding (class 2003)
-//!   per control;
-//! - `report.html`: the same, for people; self-contained (no scripts, no
-//!   external styles, fonts or images; charts are inline SVG).
-//!
-//! Every metric is one SQL query over the ledger's tables, limited to the
-//! exported window and to the covering checkpoint's tree size, so the
-//! findings describe exactly the rows in the bundle. The queries use only
-//! `events` and `delegation_hops` columns, which the bundle's Parquet files
-//! have too, so an auditor can rerun them (DuckDB, DataFusion) on the bundle.
-//! The integrity finding (AU-9, AU-10) reports `actlog verify` of the ledger
-//! and of the bundle's own data.
+//! The controls: each one SQL query (or a few) over the exported window,
+//! and the findings, OCSF records and signed bundle they make.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,17 +9,11 @@ use actlog_core::time;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bundle::{self, BundleOptions, EVIDENCE_TABLE, ExportOptions, FileEntry, Format, Manifest};
-use crate::engine::{Engine, QueryOptions};
+use actlog_query::{Engine, QueryOptions};
 
-/// The one framework built so far.
-pub const FRAMEWORK: &str = "nist-csf-2.0";
-/// Report files.
-pub const FINDINGS_FILE: &str = "findings.json";
-/// OCSF Compliance Findings, one JSON line per control.
-pub const OCSF_FINDINGS_FILE: &str = "findings.ocsf.jsonl";
-/// The HTML report.
-pub const REPORT_FILE: &str = "report.html";
+use super::{FINDINGS_FILE, FRAMEWORK, OCSF_FINDINGS_FILE, REPORT_FILE};
+use crate::{self as bundle, BundleOptions, EVIDENCE_TABLE, ExportError, ExportOptions, FileEntry, Format, Manifest};
+
 /// Detail rows kept per table of a finding.
 pub const DETAIL_ROWS_MAX: usize = 100;
 /// A pair (purpose scope, tool) is off-purpose when it makes up less than
@@ -164,20 +141,24 @@ impl Sql<'_> {
         s.replace("{w}", &(self.window)(""))
     }
 
-    async fn rows(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), String> {
-        let out = self.engine.query(sql, &QueryOptions::default()).await.map_err(|e| format!("{e}\nquery: {sql}"))?;
+    async fn rows(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), ExportError> {
+        let out = self
+            .engine
+            .query(sql, &QueryOptions::default())
+            .await
+            .map_err(|e| ExportError::Ledger(format!("{e}\nquery: {sql}")))?;
         let cols = out.schema.fields().iter().map(|f| f.name().clone()).collect();
-        Ok((cols, crate::output::to_text_rows(&out.batches)))
+        Ok((cols, actlog_query::output::to_text_rows(&out.batches)))
     }
 
     /// A one-number query; NULL (an empty aggregate) is 0.
-    async fn number(&self, f: &mut Finding, name: &str, template: &str) -> Result<f64, String> {
+    async fn number(&self, f: &mut Finding, name: &str, template: &str) -> Result<f64, ExportError> {
         let sql = self.text_of(template);
         let (_, rows) = self.rows(&sql).await?;
         let text = rows.first().and_then(|r| r.first().cloned().flatten());
         let v: f64 = match &text {
             None => 0.0,
-            Some(t) => t.parse().map_err(|_| format!("`{t}` is not a number\nquery: {sql}"))?,
+            Some(t) => t.parse().map_err(|_| ExportError::Ledger(format!("`{t}` is not a number\nquery: {sql}")))?,
         };
         let json = if v.fract() == 0.0 && v.abs() < 9e15 { json!(v as i64) } else { json!(v) };
         f.metrics.insert(name.to_string(), json);
@@ -186,7 +167,7 @@ impl Sql<'_> {
     }
 
     /// A one-value query kept as text (NULL as null).
-    async fn text(&self, f: &mut Finding, name: &str, template: &str) -> Result<Option<String>, String> {
+    async fn text(&self, f: &mut Finding, name: &str, template: &str) -> Result<Option<String>, ExportError> {
         let sql = self.text_of(template);
         let (_, rows) = self.rows(&sql).await?;
         let v = rows.first().and_then(|r| r.first().cloned().flatten());
@@ -195,7 +176,7 @@ impl Sql<'_> {
         Ok(v)
     }
 
-    async fn details(&self, f: &mut Finding, name: &str, template: &str) -> Result<usize, String> {
+    async fn details(&self, f: &mut Finding, name: &str, template: &str) -> Result<usize, ExportError> {
         let sql = self.text_of(template);
         let (columns, mut rows) = self.rows(&sql).await?;
         let n = rows.len();
@@ -230,7 +211,7 @@ pub async fn findings(
     from: Option<i64>,
     to: Option<i64>,
     integrity: Finding,
-) -> Result<Vec<Finding>, String> {
+) -> Result<Vec<Finding>, ExportError> {
     let window = move |a: &str| {
         let mut w = format!("{a}seq < {tree_size}");
         if let Some(f) = from {
@@ -928,7 +909,7 @@ pub async fn evidence(
     out: &Path,
     opts: &EvidenceOptions<'_>,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
-) -> Result<EvidenceReport, String> {
+) -> Result<EvidenceReport, ExportError> {
     let export_opts = ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet, policy: opts.policy };
     bundle::begin(engine, seed, out, &export_opts)?;
     let written = bundle::write_export(engine, out, &export_opts, &|d, t| progress("export", d, t))
@@ -957,7 +938,7 @@ async fn finish_evidence(
     opts: &EvidenceOptions<'_>,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
     manifest: &mut Manifest,
-) -> Result<Vec<Finding>, String> {
+) -> Result<Vec<Finding>, ExportError> {
     let key = engine.store().verifier_key().clone();
     let checked = bundle::verify(
         out,
@@ -967,7 +948,9 @@ async fn finish_evidence(
             ..Default::default()
         },
     )
-    .map_err(|f| format!("the bundle just written does not verify (a bug; please report it): {f}"))?;
+    .map_err(|f| {
+        ExportError::Corruption(format!("the bundle just written does not verify (a bug; please report it): {f}"))
+    })?;
     let store = engine.store().clone();
     let ledger = actlog_store::verify::verify(
         &store,
@@ -1001,17 +984,18 @@ async fn finish_evidence(
         ocsf_lines.push_str(&ocsf_compliance_finding(f, manifest, now.div_euclid(1_000_000)).to_string());
         ocsf_lines.push('\n');
     }
-    let html = crate::evidence_html::report(manifest, &found, &time::format_rfc3339_utc(now));
+    let html = super::html::report(manifest, &found, &time::format_rfc3339_utc(now));
     for (name, bytes, rows) in [
         (FINDINGS_FILE, findings_bytes, found.len()),
         (OCSF_FINDINGS_FILE, ocsf_lines.into_bytes(), found.len()),
         (REPORT_FILE, html.into_bytes(), 1),
     ] {
         let path = out.join(name);
-        let mut f = std::fs::File::create(&path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let mut f =
+            std::fs::File::create(&path).map_err(|e| ExportError::Io(format!("writing {}: {e}", path.display())))?;
         std::io::Write::write_all(&mut f, &bytes)
             .and_then(|_| f.sync_all())
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            .map_err(|e| ExportError::Io(format!("writing {}: {e}", path.display())))?;
         use sha2::Digest;
         manifest.files.push(FileEntry {
             path: name.into(),

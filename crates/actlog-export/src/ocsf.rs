@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use crate::rows::Row;
+use actlog_core::rows::Row;
 
 /// The OCSF schema version the records follow.
 pub const OCSF_VERSION: &str = "1.8.0";
