@@ -7,6 +7,7 @@
 //! query sees part of a batch, and `seq` has no gaps below the size.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -290,6 +291,43 @@ impl Live {
         self.segments.last().map_or(0, |s| s.end_seq)
     }
 
+    /// The tail's rows of `[first, end)` in the segment schema, if the tail
+    /// holds all of them.
+    fn rows(&self, first: u64, end: u64) -> Option<(RecordBatch, RecordBatch)> {
+        let (mut events, mut hops) = (Vec::new(), Vec::new());
+        let mut at = first;
+        for c in &self.tail {
+            let c_end = c.first + c.events.num_rows() as u64;
+            if c_end <= at {
+                continue;
+            }
+            if at >= end || c.first > at {
+                break;
+            }
+            let (lo, hi) = ((at - c.first) as usize, (end.min(c_end) - c.first) as usize);
+            events.push(c.events.slice(lo, hi - lo));
+            let seqs = c.hops.column(0).as_any().downcast_ref::<UInt64Array>().expect("hops seq is UInt64");
+            let (hlo, hhi) = (
+                seqs.values().partition_point(|s| *s < at),
+                seqs.values().partition_point(|s| *s < c.first + hi as u64),
+            );
+            hops.push(c.hops.slice(hlo, hhi - hlo));
+            at = c.first + hi as u64;
+        }
+        if at != end {
+            return None;
+        }
+        let concat = |query: &SchemaRef, batches: &[RecordBatch], target: &SchemaRef| {
+            let batch =
+                datafusion::arrow::compute::concat_batches(query, batches).expect("tail batches share a schema");
+            rows::for_query(&batch, target)
+        };
+        Some((
+            concat(&rows::EVENTS_QUERY_SCHEMA, &events, &rows::EVENTS_SCHEMA),
+            concat(&rows::HOPS_QUERY_SCHEMA, &hops, &rows::HOPS_SCHEMA),
+        ))
+    }
+
     /// Drops tail rows that sealed segments now cover.
     fn trim(&mut self) {
         let end = self.sealed_end();
@@ -320,6 +358,9 @@ struct Inner {
     caches: CacheManagerConfig,
     /// One permit per running query (`sql_requests_max`).
     slots: Arc<tokio::sync::Semaphore>,
+    /// Tail rows built from the store's feed, and read back from the ledger.
+    rows_fed: AtomicU64,
+    rows_read: AtomicU64,
 }
 
 /// Bytes of Parquet footers kept across queries.
@@ -353,6 +394,8 @@ impl Engine {
                 live: Mutex::new(Live { segments: Arc::new(segs), tail: Vec::new(), tail_end: end }),
                 slots: Arc::new(tokio::sync::Semaphore::new(opts.queries_max.max(1))),
                 seal_lock: Mutex::new(()),
+                rows_fed: AtomicU64::new(0),
+                rows_read: AtomicU64::new(0),
                 caches: CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::new(
                         DefaultCache::new(SEGMENT_FOOTER_CACHE_BYTES).with_name("segment footers"),
@@ -392,39 +435,110 @@ impl Engine {
         self.inner.live.lock().expect("live lock").segments.to_vec()
     }
 
+    /// Tail rows built so far from the store's feed (no parse), and read
+    /// back and decoded from the ledger.
+    pub fn tail_rows_built(&self) -> (u64, u64) {
+        (self.inner.rows_fed.load(Ordering::Relaxed), self.inner.rows_read.load(Ordering::Relaxed))
+    }
+
+    /// Keeps the tail up to date from the store's feed of committed events:
+    /// their rows are built from the fields the ingest checks validated,
+    /// with no read or parse. The server turns it on; one-shot commands
+    /// (`sql`, `export`, `import`) read the ledger instead.
+    pub fn follow_commits(&self) {
+        self.inner.store.feed_committed();
+    }
+
     /// Seals every full segment past the sealed end (blocking). Returns how
-    /// many were sealed.
+    /// many were sealed. Rows the tail holds are written from the tail;
+    /// only rows it lacks (after a restart) are read back from the ledger.
     pub fn seal(&self) -> Result<usize, Error> {
         let _g = self.inner.seal_lock.lock().expect("seal lock");
-        let before = self.inner.live.lock().expect("live lock").segments.to_vec();
+        let before = {
+            let mut live = self.inner.live.lock().expect("live lock");
+            self.absorb(&mut live)?;
+            live.segments.to_vec()
+        };
         let n = before.len();
-        let after =
-            segments::seal(&self.inner.store, &self.inner.data_dir, before, self.inner.opts.segment_events, |s| {
+        let from_tail = |first: u64, end: u64| self.inner.live.lock().expect("live lock").rows(first, end);
+        let after = segments::seal(
+            &self.inner.store,
+            &self.inner.data_dir,
+            before,
+            self.inner.opts.segment_events,
+            &from_tail,
+            |s| {
                 let mut live = self.inner.live.lock().expect("live lock");
                 live.segments = Arc::new(s.to_vec());
                 live.trim();
-            })?;
+            },
+        )?;
         Ok(after.len() - n)
     }
 
+    /// Moves the committed events the store fed into the tail. Events the
+    /// feed lacks below them (it started over, or was turned on late) are
+    /// read from the ledger first, so the tail stays contiguous.
+    fn absorb(&self, live: &mut Live) -> Result<(), Error> {
+        let fed = self.inner.store.take_committed();
+        let (Some(first), Some(last)) = (fed.first(), fed.last()) else { return Ok(()) };
+        let (first, end) = (first.event.seq, last.event.seq + 1);
+        if end <= live.tail_end {
+            return Ok(());
+        }
+        if first > live.tail_end {
+            self.extend_from_store(live, first)?;
+        }
+        let names = self.inner.store.with_registry(|r| r.key_names());
+        let skip = (live.tail_end - first) as usize;
+        let mut fed = fed.into_iter().skip(skip).peekable();
+        while fed.peek().is_some() {
+            let mut b = rows::Builder::default();
+            let chunk_first = live.tail_end;
+            for c in fed.by_ref().take(TAIL_BATCH_ROWS as usize) {
+                assert_eq!(c.event.seq, chunk_first + b.len() as u64, "the feed is contiguous");
+                b.push(&rows::from_validated(&c.event, c.payload, c.fields, &names)?);
+            }
+            let (events, hops) = b.finish();
+            self.inner.rows_fed.fetch_add(events.num_rows() as u64, Ordering::Relaxed);
+            live.tail_end = chunk_first + events.num_rows() as u64;
+            live.tail.push(Chunk {
+                first: chunk_first,
+                events: rows::for_query(&events, &rows::EVENTS_QUERY_SCHEMA),
+                hops: rows::for_query(&hops, &rows::HOPS_QUERY_SCHEMA),
+            });
+        }
+        Ok(())
+    }
+
+    /// Extends the tail to `to` with rows read and decoded from the ledger.
+    fn extend_from_store(&self, live: &mut Live, to: u64) -> Result<(), Error> {
+        let mut from = live.tail_end;
+        while from < to {
+            let end = (from + TAIL_BATCH_ROWS).min(to);
+            let (events, hops) = segments::build(&self.inner.store, from, end)?;
+            self.inner.rows_read.fetch_add(events.num_rows() as u64, Ordering::Relaxed);
+            live.tail.push(Chunk {
+                first: from,
+                events: rows::for_query(&events, &rows::EVENTS_QUERY_SCHEMA),
+                hops: rows::for_query(&hops, &rows::HOPS_QUERY_SCHEMA),
+            });
+            from = end;
+        }
+        live.tail_end = live.tail_end.max(to);
+        Ok(())
+    }
+
     /// A consistent snapshot at the current tree size (blocking): the tail
-    /// is brought up to that size first.
+    /// is brought up to that size first, from the feed, else the ledger.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let mut live = self.inner.live.lock().expect("live lock");
         let size = self.inner.store.head().tree_size;
         if live.tail_end < size {
-            let mut from = live.tail_end;
-            while from < size {
-                let to = (from + TAIL_BATCH_ROWS).min(size);
-                let (events, hops) = segments::build(&self.inner.store, from, to)?;
-                live.tail.push(Chunk {
-                    first: from,
-                    events: rows::for_query(&events, &rows::EVENTS_QUERY_SCHEMA),
-                    hops: rows::for_query(&hops, &rows::HOPS_QUERY_SCHEMA),
-                });
-                from = to;
+            self.absorb(&mut live)?;
+            if live.tail_end < size {
+                self.extend_from_store(&mut live, size)?;
             }
-            live.tail_end = size;
         }
         assert!(live.tail_end >= size, "the tail never runs behind a snapshot");
         // The tail may run ahead of `size` only if another snapshot read a

@@ -231,17 +231,23 @@ fn file_name(kind: &str, first: u64, end: u64) -> String {
     format!("{kind}-{first:020}-{end:020}.parquet")
 }
 
+/// The rows of `[first, end)` in the segment schema, when something already
+/// holds them decoded (the engine's tail); `None` reads them from the ledger.
+pub type Decoded<'a> = &'a dyn Fn(u64, u64) -> Option<(RecordBatch, RecordBatch)>;
+
 /// Seals every full segment the ledger has past `sealed`, calling
-/// `publish` after each one is durable (files and manifest). Returns the
-/// segments list after sealing.
+/// `publish` after each one is durable (files and manifest). Rows come from
+/// `decoded` where it has them, else from the ledger. Returns the segments
+/// list after sealing.
 pub fn seal(
     store: &Store,
     data_dir: &Path,
     sealed: Vec<Segment>,
     segment_events: u64,
+    decoded: Decoded<'_>,
     publish: impl FnMut(&[Segment]),
 ) -> Result<Vec<Segment>, Error> {
-    seal_in_chunks(store, data_dir, sealed, segment_events, SEAL_CHUNK_EVENTS, publish)
+    seal_in_chunks(store, data_dir, sealed, segment_events, SEAL_CHUNK_EVENTS, decoded, publish)
 }
 
 /// [`seal`], decoding `chunk_events` events at a time (tests use small chunks).
@@ -252,6 +258,7 @@ pub fn seal_in_chunks(
     mut sealed: Vec<Segment>,
     segment_events: u64,
     chunk_events: u64,
+    decoded: Decoded<'_>,
     mut publish: impl FnMut(&[Segment]),
 ) -> Result<Vec<Segment>, Error> {
     assert!(segment_events > 0 && chunk_events > 0, "segment and chunk sizes are positive");
@@ -263,14 +270,21 @@ pub fn seal_in_chunks(
         if store.head().tree_size < end {
             return Ok(sealed);
         }
-        let seg = write_segment(&d, first, end, chunk_events, store)?;
+        let seg = write_segment(&d, first, end, chunk_events, store, decoded)?;
         sealed.push(seg);
         write_manifest(data_dir, &sealed)?;
         publish(&sealed);
     }
 }
 
-fn write_segment(d: &Path, first: u64, end: u64, chunk_events: u64, store: &Store) -> Result<Segment, Error> {
+fn write_segment(
+    d: &Path,
+    first: u64,
+    end: u64,
+    chunk_events: u64,
+    store: &Store,
+    decoded: Decoded<'_>,
+) -> Result<Segment, Error> {
     let pq = |e: datafusion::parquet::errors::ParquetError| Error::Io(e.to_string());
     let (mut ev_bytes, mut hop_bytes) = (Vec::new(), Vec::new());
     let mut ev_w = ArrowWriter::try_new(&mut ev_bytes, EVENTS_SCHEMA.clone(), Some(writer_properties())).map_err(pq)?;
@@ -279,7 +293,10 @@ fn write_segment(d: &Path, first: u64, end: u64, chunk_events: u64, store: &Stor
     let mut from = first;
     while from < end {
         let to = (from + chunk_events).min(end);
-        let (events, hops) = build(store, from, to)?;
+        let (events, hops) = match decoded(from, to) {
+            Some(rows) => rows,
+            None => build(store, from, to)?,
+        };
         let times = events
             .column_by_name("event_time")
             .and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::TimestampNanosecondArray>())

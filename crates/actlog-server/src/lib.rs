@@ -378,6 +378,7 @@ pub fn run(
         let signals = Signals::install()?;
         let engine = actlog_query::Engine::open(Arc::clone(&store), config.query)
             .map_err(|e| std::io::Error::other(format!("opening the query engine: {e}")))?;
+        engine.follow_commits();
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let pg_listener = match config.pg_listen {
             Some(a) => Some(tokio::net::TcpListener::bind(a).await?),

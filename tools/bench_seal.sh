@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Server CPU per ingested event, two builds side by side in one run: each
+# `actlog serve` takes the same N events from `actlog loadgen` (batches of
+# 256), seals them into segments, and is stopped; its CPU time (user + sys,
+# from /proc) is divided by N. The builds differ only in how the tail and
+# the segments get their rows, so the difference is that cost per event.
+#   bash tools/bench_seal.sh BEFORE_BIN AFTER_BIN [EVENTS] [ROUNDS]
+set -euo pipefail
+before=$1; after=$2; n=${3:-262144}; rounds=${4:-2}
+work=$(mktemp -d)
+trap 'kill $srv 2>/dev/null; rm -rf "$work"' EXIT
+srv=""
+tick=$(getconf CLK_TCK)
+run() {
+  local bin=$1 label=$2
+  rm -rf "$work/data"
+  local port=$((20000 + RANDOM % 20000))
+  ACTLOG_DATA="$work/data" "$bin" serve --listen "127.0.0.1:$port" >"$work/admin.token" 2>"$work/serve.log" &
+  srv=$!
+  for _ in $(seq 100); do grep -q "serving" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+  local admin; admin=$(cat "$work/admin.token")
+  local t0; t0=$(date +%s.%N)
+  "$bin" loadgen --url "http://127.0.0.1:$port" --admin-token "$admin" --batch 256 --concurrency 8 --pdps 8 \
+    --events "$n" --duration 600 --json > "$work/load.json"
+  local t1; t1=$(date +%s.%N)
+  # Wait until every full segment is sealed (the seal loop runs every second).
+  local want=$(( n / 65536 ))
+  for _ in $(seq 300); do
+    [ "$(ls "$work/data/segments" 2>/dev/null | grep -c '^events-')" -ge "$want" ] && break
+    sleep 0.2
+  done
+  sleep 1.5
+  local cpu; cpu=$(awk -v t="$tick" '{print ($14 + $15) / t}' "/proc/$srv/stat")
+  kill "$srv"; wait "$srv" 2>/dev/null || true; srv=""
+  python3 -c "
+import json
+l = json.load(open('$work/load.json'))
+print('| $label | %d | %.0f | %.2f | %.1f |' % ($n, l.get('events_per_s', 0), $cpu, $cpu * 1e6 / $n))"
+}
+echo "| build | events | ingest events/s | server CPU s | server CPU µs/event |"
+echo "|---|---|---|---|---|"
+for _ in $(seq "$rounds"); do
+  run "$before" before
+  run "$after" after
+done
