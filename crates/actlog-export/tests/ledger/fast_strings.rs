@@ -146,8 +146,11 @@ proptest! {
             // (no Partial phase), which the rule leaves to DataFusion by
             // design; every other plan must show the fast path.
             let single_phase = plan.contains("mode=SinglePartitioned") && !plan.contains("mode=Partial");
+            // With no rows at all, exact statistics answer some queries
+            // without a scan (a constant projection): no operator to show.
+            let no_scan = !plan.contains("DataSourceExec");
             for s in *shows {
-                if *s == "StringGroupsExec" && single_phase {
+                if (*s == "StringGroupsExec" && single_phase) || no_scan {
                     continue;
                 }
                 prop_assert!(plan.contains(s), "{} must show {}:\n{}", q, s, plan);
