@@ -102,9 +102,6 @@ pub struct Checked {
     pub(crate) fields: Fields,
     /// SHA-256 of the payload bytes.
     pub(crate) payload_sha256: Hash,
-    /// The payload bytes (the event JSON), kept from the check so the
-    /// query engine can build the event's row without parsing it again.
-    pub(crate) payload: Vec<u8>,
     /// How it was authenticated.
     pub(crate) kind: LeafKind,
     /// The key (or token) fingerprint that authenticated it.
@@ -129,7 +126,6 @@ impl Checked {
             payload_sha256: sha256(&envelope.payload),
             envelope_sha256: sha256(&envelope_bytes),
             envelope: envelope_bytes,
-            payload: envelope.payload,
             fields: event.fields,
             kind: LeafKind::LedgerSigned,
             producer_key_id: key_fingerprint(&sig::public_key_of(seed)),
@@ -164,15 +160,6 @@ impl Checked {
     /// The registered key's name, when signed by a producer key.
     pub fn producer_key_name(&self) -> Option<&str> {
         self.producer_key_name.as_deref()
-    }
-    /// The payload bytes (the event JSON).
-    pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-    /// The validated fields and the payload, for the row of the event once
-    /// it is committed.
-    pub fn into_fields_and_payload(self) -> (Fields, Vec<u8>) {
-        (self.fields, self.payload)
     }
 }
 
@@ -228,7 +215,6 @@ pub fn check_envelopes(
                     envelope_sha256: sha256(&p.envelope),
                     payload_sha256: sha256(&p.parsed.payload),
                     envelope: p.envelope,
-                    payload: p.parsed.payload,
                     fields: p.event.fields,
                     kind: LeafKind::ProducerSigned,
                     producer_key_id: key.fingerprint(),

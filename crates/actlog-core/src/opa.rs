@@ -381,7 +381,6 @@ pub fn check(
         envelope_sha256: sha256(&envelope),
         envelope,
         payload_sha256: sha256(&payload),
-        payload,
         fields: event.fields,
         kind: crate::leaf::LeafKind::TokenAuthenticated,
         producer_key_id: token.sha256,

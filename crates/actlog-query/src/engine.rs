@@ -271,12 +271,30 @@ fn check_statement(st: &DfStatement, depth_max: usize) -> Result<(), QueryError>
     }
 }
 
-/// Tail chunk: `events` and `hops` rows of `[first, first + events.num_rows())`.
-#[derive(Debug, Clone)]
+/// Tail chunk: `events` and `hops` rows of `[first, first + events.num_rows())`,
+/// in the segment schema (what sealing writes), and in the query schema
+/// (`Utf8View` strings), made when a query first reads the chunk.
+#[derive(Debug)]
 struct Chunk {
     first: u64,
     events: RecordBatch,
     hops: RecordBatch,
+    query: std::sync::OnceLock<(RecordBatch, RecordBatch)>,
+}
+
+impl Chunk {
+    fn new(first: u64, events: RecordBatch, hops: RecordBatch) -> Chunk {
+        Chunk { first, events, hops, query: std::sync::OnceLock::new() }
+    }
+
+    fn query(&self) -> &(RecordBatch, RecordBatch) {
+        self.query.get_or_init(|| {
+            (
+                rows::for_query(&self.events, &rows::EVENTS_QUERY_SCHEMA),
+                rows::for_query(&self.hops, &rows::HOPS_QUERY_SCHEMA),
+            )
+        })
+    }
 }
 
 struct Live {
@@ -292,7 +310,8 @@ impl Live {
     }
 
     /// The tail's rows of `[first, end)` in the segment schema, if the tail
-    /// holds all of them.
+    /// holds all of them: one batch each, as sealing from the ledger writes
+    /// them, so the Parquet pages and the file bytes are the same.
     fn rows(&self, first: u64, end: u64) -> Option<(RecordBatch, RecordBatch)> {
         let (mut events, mut hops) = (Vec::new(), Vec::new());
         let mut at = first;
@@ -317,15 +336,11 @@ impl Live {
         if at != end {
             return None;
         }
-        let concat = |query: &SchemaRef, batches: &[RecordBatch], target: &SchemaRef| {
-            let batch =
-                datafusion::arrow::compute::concat_batches(query, batches).expect("tail batches share a schema");
-            rows::for_query(&batch, target)
+        let one = |schema: &SchemaRef, parts: Vec<RecordBatch>| match &parts[..] {
+            [b] => b.clone(),
+            _ => datafusion::arrow::compute::concat_batches(schema, &parts).expect("tail batches share a schema"),
         };
-        Some((
-            concat(&rows::EVENTS_QUERY_SCHEMA, &events, &rows::EVENTS_SCHEMA),
-            concat(&rows::HOPS_QUERY_SCHEMA, &hops, &rows::HOPS_SCHEMA),
-        ))
+        Some((one(&rows::EVENTS_SCHEMA, events), one(&rows::HOPS_SCHEMA, hops)))
     }
 
     /// Drops tail rows that sealed segments now cover.
@@ -340,6 +355,7 @@ impl Live {
                 let hop_skip = seqs.values().partition_point(|s| *s < end);
                 c.hops = c.hops.slice(hop_skip, c.hops.num_rows() - hop_skip);
                 c.first = end;
+                c.query = std::sync::OnceLock::new();
             }
         }
         self.tail_end = self.tail_end.max(end);
@@ -358,8 +374,7 @@ struct Inner {
     caches: CacheManagerConfig,
     /// One permit per running query (`sql_requests_max`).
     slots: Arc<tokio::sync::Semaphore>,
-    /// Tail rows built from the store's feed, and read back from the ledger.
-    rows_fed: AtomicU64,
+    /// Tail rows read from the ledger and decoded.
     rows_read: AtomicU64,
 }
 
@@ -394,7 +409,6 @@ impl Engine {
                 live: Mutex::new(Live { segments: Arc::new(segs), tail: Vec::new(), tail_end: end }),
                 slots: Arc::new(tokio::sync::Semaphore::new(opts.queries_max.max(1))),
                 seal_lock: Mutex::new(()),
-                rows_fed: AtomicU64::new(0),
                 rows_read: AtomicU64::new(0),
                 caches: CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::new(
@@ -435,30 +449,17 @@ impl Engine {
         self.inner.live.lock().expect("live lock").segments.to_vec()
     }
 
-    /// Tail rows built so far from the store's feed (no parse), and read
-    /// back and decoded from the ledger.
-    pub fn tail_rows_built(&self) -> (u64, u64) {
-        (self.inner.rows_fed.load(Ordering::Relaxed), self.inner.rows_read.load(Ordering::Relaxed))
-    }
-
-    /// Keeps the tail up to date from the store's feed of committed events:
-    /// their rows are built from the fields the ingest checks validated,
-    /// with no read or parse. The server turns it on; one-shot commands
-    /// (`sql`, `export`, `import`) read the ledger instead.
-    pub fn follow_commits(&self) {
-        self.inner.store.feed_committed();
+    /// Tail rows read from the ledger and decoded so far.
+    pub fn tail_rows_read(&self) -> u64 {
+        self.inner.rows_read.load(Ordering::Relaxed)
     }
 
     /// Seals every full segment past the sealed end (blocking). Returns how
-    /// many were sealed. Rows the tail holds are written from the tail;
-    /// only rows it lacks (after a restart) are read back from the ledger.
+    /// many were sealed. Rows the tail already holds (a query decoded
+    /// them) are written from it; only the others are read from the ledger.
     pub fn seal(&self) -> Result<usize, Error> {
         let _g = self.inner.seal_lock.lock().expect("seal lock");
-        let before = {
-            let mut live = self.inner.live.lock().expect("live lock");
-            self.absorb(&mut live)?;
-            live.segments.to_vec()
-        };
+        let before = self.inner.live.lock().expect("live lock").segments.to_vec();
         let n = before.len();
         let from_tail = |first: u64, end: u64| self.inner.live.lock().expect("live lock").rows(first, end);
         let after = segments::seal(
@@ -476,41 +477,6 @@ impl Engine {
         Ok(after.len() - n)
     }
 
-    /// Moves the committed events the store fed into the tail. Events the
-    /// feed lacks below them (it started over, or was turned on late) are
-    /// read from the ledger first, so the tail stays contiguous.
-    fn absorb(&self, live: &mut Live) -> Result<(), Error> {
-        let fed = self.inner.store.take_committed();
-        let (Some(first), Some(last)) = (fed.first(), fed.last()) else { return Ok(()) };
-        let (first, end) = (first.event.seq, last.event.seq + 1);
-        if end <= live.tail_end {
-            return Ok(());
-        }
-        if first > live.tail_end {
-            self.extend_from_store(live, first)?;
-        }
-        let names = self.inner.store.with_registry(|r| r.key_names());
-        let skip = (live.tail_end - first) as usize;
-        let mut fed = fed.into_iter().skip(skip).peekable();
-        while fed.peek().is_some() {
-            let mut b = rows::Builder::default();
-            let chunk_first = live.tail_end;
-            for c in fed.by_ref().take(TAIL_BATCH_ROWS as usize) {
-                assert_eq!(c.event.seq, chunk_first + b.len() as u64, "the feed is contiguous");
-                b.push(&rows::from_validated(&c.event, c.payload, c.fields, &names)?);
-            }
-            let (events, hops) = b.finish();
-            self.inner.rows_fed.fetch_add(events.num_rows() as u64, Ordering::Relaxed);
-            live.tail_end = chunk_first + events.num_rows() as u64;
-            live.tail.push(Chunk {
-                first: chunk_first,
-                events: rows::for_query(&events, &rows::EVENTS_QUERY_SCHEMA),
-                hops: rows::for_query(&hops, &rows::HOPS_QUERY_SCHEMA),
-            });
-        }
-        Ok(())
-    }
-
     /// Extends the tail to `to` with rows read and decoded from the ledger.
     fn extend_from_store(&self, live: &mut Live, to: u64) -> Result<(), Error> {
         let mut from = live.tail_end;
@@ -518,11 +484,7 @@ impl Engine {
             let end = (from + TAIL_BATCH_ROWS).min(to);
             let (events, hops) = segments::build(&self.inner.store, from, end)?;
             self.inner.rows_read.fetch_add(events.num_rows() as u64, Ordering::Relaxed);
-            live.tail.push(Chunk {
-                first: from,
-                events: rows::for_query(&events, &rows::EVENTS_QUERY_SCHEMA),
-                hops: rows::for_query(&hops, &rows::HOPS_QUERY_SCHEMA),
-            });
+            live.tail.push(Chunk::new(from, events, hops));
             from = end;
         }
         live.tail_end = live.tail_end.max(to);
@@ -530,15 +492,12 @@ impl Engine {
     }
 
     /// A consistent snapshot at the current tree size (blocking): the tail
-    /// is brought up to that size first, from the feed, else the ledger.
+    /// is brought up to that size first.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let mut live = self.inner.live.lock().expect("live lock");
         let size = self.inner.store.head().tree_size;
         if live.tail_end < size {
-            self.absorb(&mut live)?;
-            if live.tail_end < size {
-                self.extend_from_store(&mut live, size)?;
-            }
+            self.extend_from_store(&mut live, size)?;
         }
         assert!(live.tail_end >= size, "the tail never runs behind a snapshot");
         // The tail may run ahead of `size` only if another snapshot read a
@@ -549,11 +508,12 @@ impl Engine {
             if c.first >= size {
                 break;
             }
-            let n = ((size - c.first) as usize).min(c.events.num_rows());
-            tail_events.push(c.events.slice(0, n));
-            let seqs = c.hops.column(0).as_any().downcast_ref::<UInt64Array>().expect("hops seq is UInt64");
+            let (events, hops) = c.query();
+            let n = ((size - c.first) as usize).min(events.num_rows());
+            tail_events.push(events.slice(0, n));
+            let seqs = hops.column(0).as_any().downcast_ref::<UInt64Array>().expect("hops seq is UInt64");
             let h = seqs.values().partition_point(|s| *s < size);
-            tail_hops.push(c.hops.slice(0, h));
+            tail_hops.push(hops.slice(0, h));
         }
         Ok(Snapshot {
             tree_size: size,

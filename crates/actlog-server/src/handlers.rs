@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use actlog_core::body::json_depth;
 
 use crate::ingest::read_body;
-use crate::{ApiError, AppState, Role, authorize};
+use crate::{ApiError, AppState, ErrorCode, Role, authorize};
 
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -66,9 +66,9 @@ pub async fn event_by_seq(
     seq: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
-    let Path(seq) = seq.map_err(|_| ApiError::bad_request("invalid_parameter", "the path is not valid"))?;
+    let Path(seq) = seq.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
     let seq: u64 =
-        seq.parse().map_err(|_| ApiError::bad_request("invalid_parameter", "seq must be a non-negative integer"))?;
+        seq.parse().map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "seq must be a non-negative integer"))?;
     let ev = blocking(&state, move |s| s.event(seq)).await?;
     ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event at seq {seq}")))
 }
@@ -79,7 +79,7 @@ pub async fn event_by_id(
     event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
-    let Path(event_id) = event_id.map_err(|_| ApiError::bad_request("invalid_parameter", "the path is not valid"))?;
+    let Path(event_id) = event_id.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
     let id = event_id.clone();
     let ev = blocking(&state, move |s| s.event_by_id(&id)).await?;
     ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event with event_id `{event_id}`")))
@@ -122,7 +122,7 @@ pub struct InclusionParams {
 fn parse_u64(name: &str, v: Option<&String>) -> Result<Option<u64>, ApiError> {
     v.map(|s| {
         s.parse::<u64>()
-            .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} must be a non-negative integer")))
+            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, format!("{name} must be a non-negative integer")))
     })
     .transpose()
 }
@@ -133,15 +133,15 @@ pub async fn inclusion(
     p: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
-    let Query(p) = p.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
+    let Query(p) = p.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
     let seq = parse_u64("seq", p.seq.as_ref())?
-        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "seq is required"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "seq is required"))?;
     match p.format.as_deref() {
         None | Some("json") => {}
         Some("tlog-proof") => return proof_file(&state, seq, parse_u64("tree_size", p.tree_size.as_ref())?).await,
         Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
                 format!("format=`{other}` is not supported; use json or tlog-proof"),
             ));
         }
@@ -206,11 +206,11 @@ pub async fn consistency(
     p: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
-    let Query(p) = p.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
+    let Query(p) = p.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
     let old = parse_u64("old", p.old.as_ref())?
-        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "old is required"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "old is required"))?;
     let new = parse_u64("new", p.new.as_ref())?
-        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "new is required"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "new is required"))?;
     let hashes = blocking(&state, move |s| s.consistency_proof(old, new)).await?;
     Ok(Json(json!({"old": old, "new": new, "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>()})))
 }
@@ -219,12 +219,12 @@ pub async fn consistency(
 async fn admin_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
     let bytes = read_body(body, headers, &state.limits).await?;
     if json_depth(&bytes) > state.limits.json_depth_max {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "json_too_deep", "the body nests too deep"));
+        return Err(ApiError::new(ErrorCode::JsonTooDeep, "the body nests too deep"));
     }
     let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("malformed_json", "the body must be a JSON object"));
+        return Err(ApiError::new(ErrorCode::MalformedJson, "the body must be a JSON object"));
     }
     Ok(v)
 }
@@ -239,7 +239,7 @@ fn field<'a>(v: &'a serde_json::Value, name: &str, required: bool) -> Result<Opt
                 message: format!("`{name}` is required"),
                 path: format!("/{name}"),
             }],
-            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("`{name}` is required"))
+            ..ApiError::new(ErrorCode::InvalidRequest, format!("`{name}` is required"))
         }),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError {
@@ -249,7 +249,7 @@ fn field<'a>(v: &'a serde_json::Value, name: &str, required: bool) -> Result<Opt
                 message: format!("`{name}` must be a string"),
                 path: format!("/{name}"),
             }],
-            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("`{name}` must be a string"))
+            ..ApiError::new(ErrorCode::InvalidRequest, format!("`{name}` must be a string"))
         }),
     }
 }
@@ -269,11 +269,7 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let pk_text = field(&v, "public_key", true)?.unwrap_or_default();
     let pdp_id = field(&v, "pdp_id", false)?.map(str::to_string).unwrap_or_else(|| name.clone());
     let public_key = parse_public_key(pk_text).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_public_key",
-            "public_key must be base64 of 32 raw bytes or a C2SP verifier key",
-        )
+        ApiError::new(ErrorCode::InvalidPublicKey, "public_key must be base64 of 32 raw bytes or a C2SP verifier key")
     })?;
     let (n, p) = (name.clone(), pdp_id.clone());
     let seq = blocking(&state, move |s| s.admin(AdminOp::AddKey { name: n, pdp_id: p, public_key })).await?;
@@ -334,7 +330,7 @@ pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, bod
                 message: m.clone(),
                 path: "/expires_in".into(),
             }],
-            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m)
+            ..ApiError::new(ErrorCode::InvalidRequest, m)
         })?),
     };
     let token = new_token()?;
@@ -421,7 +417,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
 }
 
 pub async fn not_found() -> ApiError {

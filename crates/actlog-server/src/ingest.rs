@@ -15,12 +15,12 @@ use actlog_store::AppendError;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Item;
-use crate::{ApiError, AppState, Limits, Role, authorize};
+use crate::{ApiError, AppState, ErrorCode, Limits, Role, authorize};
 
 #[derive(Deserialize)]
 pub struct IngestParams {
@@ -36,14 +36,13 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Resu
     let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limits.body_bytes_max)).await {
         Err(_) => {
             return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                ErrorCode::BodyTimeout,
                 format!("the body did not arrive within http_body_timeout_ms ({} ms)", limits.body_timeout_ms),
             ));
         }
         Ok(Err(_)) => {
-            return Err(ApiError::too_large(
-                "body_too_large",
+            return Err(ApiError::new(
+                ErrorCode::BodyTooLarge,
                 format!("the body exceeds body_bytes_max ({} bytes)", limits.body_bytes_max),
             ));
         }
@@ -59,8 +58,7 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Resu
                 .map_err(|e| ApiError::internal(format!("gunzip task failed: {e}")))?
         }
         Some(other) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
+            ErrorCode::UnsupportedEncoding,
             format!("Content-Encoding `{other}` is not supported; send gzip or nothing"),
         )),
     }
@@ -112,13 +110,11 @@ fn media_shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
         "application/json" => Ok(Shape::Array),
         "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Ok(Shape::Ndjson),
         "" => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send Content-Type application/json (a JSON array of envelopes) or application/x-ndjson",
         )),
         other => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("Content-Type `{other}` is not accepted; send application/json or application/x-ndjson"),
         )),
     }
@@ -188,7 +184,7 @@ fn all_or_nothing(
     for i in &items {
         state.metrics.refused(i.code);
     }
-    Err(ApiError { items, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch", message) })
+    Err(ApiError { items, ..ApiError::new(ErrorCode::InvalidBatch, message) })
 }
 
 /// Appends through the store's group commit and waits for the synced write.
@@ -220,8 +216,7 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
                     path: "/event_id".into(),
                 }],
                 ..ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
+                    ErrorCode::Conflict,
                     "an event_id is already stored with a different payload; nothing from this batch was stored",
                 )
             })
@@ -235,11 +230,7 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
                     message: "the ingest token was revoked".into(),
                     path: String::new(),
                 }],
-                ..ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "the token was revoked; nothing from this batch was stored",
-                )
+                ..ApiError::new(ErrorCode::Unauthenticated, "the token was revoked; nothing from this batch was stored")
             })
         }
         Err(AppendError::KeyRevoked { index }) => {
@@ -252,8 +243,7 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
                     path: "/signatures".into(),
                 }],
                 ..ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_batch",
+                    ErrorCode::InvalidBatch,
                     "a signing key was revoked; nothing from this batch was stored",
                 )
             })
@@ -263,8 +253,7 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
             Err(ApiError {
                 retry_after_s: Some(5),
                 ..ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "storage_full",
+                    ErrorCode::StorageFull,
                     "the ledger's disk is full: nothing from this batch was stored; actlog exits so that its \
                      supervisor restarts it once space is freed; retry then (appends are idempotent)",
                 )
@@ -351,11 +340,11 @@ pub async fn receipts_body(
         let Some((size, note)) = found else {
             return Err(match wait {
                 Wait::Checkpoint => ApiError::unavailable(
-                    "checkpoint_timeout",
+                    ErrorCode::CheckpointTimeout,
                     "the events are stored, but no checkpoint covered them within wait_checkpoint_ms; retry (appends are idempotent)",
                 ),
                 Wait::Witnessed => ApiError::unavailable(
-                    "witness_quorum_timeout",
+                    ErrorCode::WitnessQuorumTimeout,
                     "the events are stored, but no checkpoint covering them met the witness quorum within witness_wait_ms; \
                      retry (appends are idempotent), and see /v1/log for each witness",
                 ),
@@ -411,10 +400,10 @@ pub async fn post_events(
 ) -> Result<Json<ReceiptsBody>, ApiError> {
     let token = authorize(&state, &headers, &[Role::Ingest])?;
     let Query(params) =
-        params.map_err(|_| ApiError::bad_request("invalid_parameter", "the query string is not valid"))?;
+        params.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable(
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the server is shutting down; retry against the next instance",
         ));
     }
@@ -423,14 +412,14 @@ pub async fn post_events(
         Some("checkpoint") => Some(Wait::Checkpoint),
         Some("witnessed") if state.witnessing.is_some() => Some(Wait::Witnessed),
         Some("witnessed") => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
                 "wait=witnessed needs a server started with --witness-policy",
             ));
         }
         Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
                 format!("wait=`{other}` is not supported; use wait=checkpoint or wait=witnessed"),
             ));
         }
@@ -458,7 +447,7 @@ pub async fn post_opa(
 ) -> Result<Json<ReceiptsBody>, ApiError> {
     let token = authorize(&state, &headers, &[Role::Ingest])?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::unavailable("shutting_down", "the server is shutting down; OPA will retry"));
+        return Err(ApiError::unavailable(ErrorCode::ShuttingDown, "the server is shutting down; OPA will retry"));
     }
     let _slot = match ingest_slot(&state, &token.name) {
         Ok(slot) => slot,

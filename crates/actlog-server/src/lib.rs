@@ -41,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use handlers::{expires_at, token_json};
 pub use metrics::Metrics;
 
@@ -184,7 +184,7 @@ pub use actlog_core::role::Role;
 
 /// Authenticates the bearer token and checks that its role is one of `allowed` (or admin).
 pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Result<TokenRecord, ApiError> {
-    let unauthenticated = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
+    let unauthenticated = |m: &str| ApiError::new(ErrorCode::Unauthenticated, m);
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthenticated("send `Authorization: Bearer <token>`"))?
@@ -203,8 +203,7 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Res
     } else {
         let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("this endpoint needs the {} role; the token has `{}`", names.join(" or "), record.role),
         ))
     }
@@ -267,9 +266,7 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
         state.metrics.connection_refused("auth_failures_per_minute_max");
         let mut resp = ApiError {
             retry_after_s: Some(left.as_secs().max(1) as u32),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_auth_failures",
+            ..ApiError::new(ErrorCode::TooManyAuthFailures,
                 format!(
                     "auth_failures_per_minute_max ({}) failed authentications came from this address within a minute; retry later",
                     state.auth_limiter.max()
@@ -292,7 +289,7 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::unavailable(
-            "timeout",
+            ErrorCode::Timeout,
             format!(
                 "the request took longer than request_timeout_ms ({} ms); retry (appends are idempotent)",
                 timeout.as_millis()
@@ -378,7 +375,6 @@ pub fn run(
         let signals = Signals::install()?;
         let engine = actlog_query::Engine::open(Arc::clone(&store), config.query)
             .map_err(|e| std::io::Error::other(format!("opening the query engine: {e}")))?;
-        engine.follow_commits();
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let pg_listener = match config.pg_listen {
             Some(a) => Some(tokio::net::TcpListener::bind(a).await?),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use actlog_core::body::json_depth;
 
 use crate::ingest::read_body;
-use crate::{ApiError, AppState, Role, authorize};
+use crate::{ApiError, AppState, ErrorCode, Role, authorize};
 
 /// Largest `POST /v1/sql` body, as sent and after gzip: the SQL text limit
 /// plus room for JSON escapes. Read no further than this.
@@ -28,17 +28,12 @@ struct SqlRequest {
 }
 
 pub(crate) fn query_error(e: actlog_query::QueryError) -> ApiError {
-    let status = match e.code {
-        "sql_time_limit" | "sql_memory_limit" | "sql_too_deep" | "sql_too_complex" | "sql_result_too_large" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        "sql_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "sql_refused" | "sql_invalid" => StatusCode::BAD_REQUEST,
-        "sql_busy" => return ApiError::overloaded(e.message),
-        "storage_corruption" => return ApiError::internal(format!("storage corruption: {}", e.message)),
-        _ => return ApiError::internal(e.message),
-    };
-    ApiError::new(status, e.code, e.message)
+    match e.code {
+        "sql_busy" => ApiError::overloaded(e.message),
+        "storage_corruption" => ApiError::internal(format!("storage corruption: {}", e.message)),
+        "internal" => ApiError::internal(e.message),
+        code => ApiError::named(code, e.message),
+    }
 }
 
 pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -46,9 +41,9 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     let max = sql_body_bytes_max(&state);
     let limits = crate::Limits { body_bytes_max: max, decompressed_bytes_max: max, ..(*state.limits).clone() };
     let bytes = read_body(body, &headers, &limits).await.map_err(|e| {
-        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(
-                "sql_too_large",
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::SqlTooLarge,
                 format!(
                     "the body exceeds {max} bytes: the query text may be at most sql_text_bytes_max = {} bytes",
                     state.engine.limits().text_bytes_max
@@ -60,14 +55,13 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     })?;
     if json_depth(&bytes) > state.limits.json_depth_max {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "json_too_deep",
+            ErrorCode::JsonTooDeep,
             format!("the body nests deeper than json_depth_max ({})", state.limits.json_depth_max),
         ));
     }
     let req: SqlRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            "malformed_json",
+        ApiError::new(
+            ErrorCode::MalformedJson,
             format!("the body must be {{\"sql\": \"...\"}} (optionally \"use_index\"): {e}"),
         )
     })?;
@@ -119,7 +113,7 @@ pub async fn chain(
     event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Query])?;
-    let Path(event_id) = event_id.map_err(|_| ApiError::bad_request("invalid_parameter", "the path is not valid"))?;
+    let Path(event_id) = event_id.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
     let store = state.store.clone();
     let id = event_id.clone();
     let c = tokio::task::spawn_blocking(move || actlog_query::chain::reconstruct(&store, &id))

@@ -281,55 +281,6 @@ pub(crate) struct Shared {
     pub(crate) disk_full: std::sync::atomic::AtomicBool,
     /// Synced writes since open (one per group commit).
     pub(crate) synced_writes: std::sync::atomic::AtomicU64,
-    /// Committed events with their validated fields, for the query engine.
-    pub(crate) feed: std::sync::Mutex<Feed>,
-}
-
-/// `feed_events_max`: committed events the feed holds for the query
-/// engine. Past it the feed starts over, and the engine reads the gap back
-/// from RocksDB (correct, only slower): a reader that stops draining never
-/// holds the writer's memory.
-pub const FEED_EVENTS_MAX: usize = 65_536;
-
-/// One committed event as the writer had it: its leaf and hashes, and the
-/// payload and fields the ingest checks validated, so the query engine
-/// builds its row without reading or parsing it again. (`event.envelope`
-/// is empty: rows do not need it.)
-#[derive(Debug, Clone)]
-pub struct Committed {
-    /// The stored event, without its envelope.
-    pub event: StoredEvent,
-    /// The validated fields.
-    pub fields: actlog_core::event::Fields,
-    /// The payload bytes.
-    pub payload: Vec<u8>,
-}
-
-/// Committed events not yet taken by the query engine, in seq order and
-/// without gaps. Off until [`Store::feed_committed`] turns it on.
-#[derive(Debug, Default)]
-pub(crate) struct Feed {
-    pub(crate) on: bool,
-    events: Vec<Committed>,
-}
-
-impl Feed {
-    /// Adds a committed group. Called by the writer after the group is
-    /// durable and before the head that covers it is published, so a
-    /// reader that sees a head finds every event below it here (unless the
-    /// feed started over).
-    pub(crate) fn push(&mut self, group: Vec<Committed>) {
-        if !self.on || group.is_empty() {
-            return;
-        }
-        if let Some(last) = self.events.last() {
-            assert_eq!(last.event.seq + 1, group[0].event.seq, "the feed has no gaps");
-        }
-        if self.events.len() + group.len() > FEED_EVENTS_MAX {
-            self.events.clear();
-        }
-        self.events.extend(group);
-    }
 }
 
 /// An open ledger.
@@ -552,7 +503,6 @@ impl Store {
             poisoned: std::sync::atomic::AtomicBool::new(false),
             disk_full: std::sync::atomic::AtomicBool::new(false),
             synced_writes: std::sync::atomic::AtomicU64::new(0),
-            feed: std::sync::Mutex::new(Feed::default()),
         });
         let (frontier, edges) = check_head(&shared.db, &head)?;
         if let Some((size, note)) = &latest {
@@ -616,19 +566,6 @@ impl Store {
     /// The committed head.
     pub fn head(&self) -> Head {
         self.shared.head.read().expect("head lock").clone()
-    }
-
-    /// Turns on the feed of committed events (see [`Committed`]): from now
-    /// on the writer keeps each committed event's validated fields, up to
-    /// [`FEED_EVENTS_MAX`], until [`Store::take_committed`] takes them.
-    pub fn feed_committed(&self) {
-        self.shared.feed.lock().expect("feed lock").on = true;
-    }
-
-    /// The committed events the feed holds, in seq order without gaps,
-    /// oldest first; the feed is emptied.
-    pub fn take_committed(&self) -> Vec<Committed> {
-        std::mem::take(&mut self.shared.feed.lock().expect("feed lock").events)
     }
 
     /// A snapshot of the registry.

@@ -23,7 +23,7 @@ use rocksdb::WriteBatch;
 
 use crate::keys::*;
 use crate::registry::{KeyRecord, Registry, Role, TokenRecord};
-use crate::{AdminOp, AppendError, Appended, Error, Head, Options, Receipt, Result, Shared, StoredEvent};
+use crate::{AdminOp, AppendError, Appended, Error, Head, Options, Receipt, Result, Shared};
 
 type AppendReply = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
@@ -101,9 +101,6 @@ struct Group {
     ids: HashMap<String, (u64, Hash, Hash)>,
     registry_changed: bool,
     checkpoint: Option<(u64, String)>,
-    /// Whether the feed is on (`Shared::feed`), and the group's new events for it.
-    feed_on: bool,
-    committed: Vec<crate::Committed>,
 }
 
 enum Reply {
@@ -202,8 +199,6 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
         ids: HashMap::new(),
         registry_changed: false,
         checkpoint: None,
-        feed_on: st.shared.feed.lock().expect("feed lock").on,
-        committed: Vec::new(),
     };
     let received_at = now_nanos();
     let mut replies = Vec::with_capacity(requests.len());
@@ -268,14 +263,11 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
         return Err(());
     }
     st.shared.synced_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Publish only what is on disk: the registry and the feed first, then
-    // the head that covers them, so a reader that sees the head finds the
-    // keys that name its events and the events themselves.
+    // Publish only what is on disk.
+    *st.shared.head.write().expect("head lock") = st.head.clone();
     if g.registry_changed {
         *st.shared.registry.write().expect("registry lock") = st.registry.clone();
     }
-    st.shared.feed.lock().expect("feed lock").push(std::mem::take(&mut g.committed));
-    *st.shared.head.write().expect("head lock") = st.head.clone();
     if let Some((size, note)) = g.checkpoint {
         st.last_checkpoint_size = Some(size);
         st.last_checkpoint_at = Instant::now();
@@ -437,12 +429,11 @@ fn apply_append(
         }
     }
     let mut receipts: Vec<Receipt> = Vec::with_capacity(items.len());
-    for (item, plan) in items.into_iter().zip(plans) {
+    for (item, plan) in items.iter().zip(plans) {
         match plan {
             Plan::New => {
-                let event_id = item.fields().event_id.clone();
                 let (seq, leaf_hash) = stage_leaf(st, g, item, received_at);
-                receipts.push(Receipt { event_id, seq, leaf_hash, duplicate: false });
+                receipts.push(Receipt { event_id: item.fields().event_id.clone(), seq, leaf_hash, duplicate: false });
             }
             Plan::Stored(seq, leaf_hash) => {
                 receipts.push(Receipt { event_id: item.fields().event_id.clone(), seq, leaf_hash, duplicate: true })
@@ -457,9 +448,8 @@ fn apply_append(
     Ok(Appended { receipts, tree_size: st.head.tree_size })
 }
 
-/// Stages one new leaf and everything derived from it, and keeps the event
-/// for the feed when it is on. Returns (seq, leaf hash).
-fn stage_leaf(st: &mut WriterState, g: &mut Group, item: Checked, received_at: u64) -> (u64, Hash) {
+/// Stages one new leaf and everything derived from it. Returns (seq, leaf hash).
+fn stage_leaf(st: &mut WriterState, g: &mut Group, item: &Checked, received_at: u64) -> (u64, Hash) {
     let seq = st.head.tree_size;
     assert_eq!(seq, st.frontier.size(), "seq must equal the Merkle leaf index");
     debug_assert_eq!(*item.envelope_sha256(), sha256(item.envelope()), "the checked envelope hash is the envelope's");
@@ -498,12 +488,6 @@ fn stage_leaf(st: &mut WriterState, g: &mut Group, item: Checked, received_at: u
     // The root is folded once per group (commit_group), not once per leaf.
     st.head = Head { tree_size: seq + 1, chain_hash: chain, root: st.head.root };
     g.ids.insert(fields.event_id.clone(), (seq, *item.payload_sha256(), leaf_hash));
-    if g.feed_on {
-        let (fields, payload) = item.into_fields_and_payload();
-        let event =
-            StoredEvent { seq, leaf, leaf_bytes: Vec::new(), leaf_hash, chain_hash: chain, envelope: Vec::new() };
-        g.committed.push(crate::Committed { event, fields, payload });
-    }
     (seq, leaf_hash)
 }
 
@@ -634,7 +618,7 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     }));
     let checked = Checked::ledger_record(payload, &st.origin, &st.seed).expect("the ledger writes valid ledger events");
     debug_assert_eq!(*checked.producer_key_id(), st.ledger_fingerprint);
-    let (got, _) = stage_leaf(st, g, checked, received_at);
+    let (got, _) = stage_leaf(st, g, &checked, received_at);
     assert_eq!(got, seq, "the admin leaf takes the seq its record names");
     Ok(seq)
 }

@@ -331,35 +331,25 @@ fn segments_rebuild_from_the_ledger() {
     assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
 }
 
-/// With the feed on (as `actlog serve` runs), the tail is built from the
-/// fields the ingest checks validated, and sealing writes it: byte for byte
-/// the files that reading the ledger back writes, with no event read or
-/// parsed again. Queries during the ingest see the same answers either way.
+/// Once a query has decoded the tail, sealing writes those rows instead of
+/// reading and parsing the events again, and index hits in the tail are
+/// taken from its batches. The files are byte for byte the ones sealing
+/// from the ledger writes, and the answers are the same.
 #[test]
-fn the_tail_follows_commits_and_seals_the_files_the_ledger_gives() {
+fn a_segment_sealed_from_the_tail_is_the_one_the_ledger_gives() {
     let tmp = tempfile::tempdir().unwrap();
     let store =
         Arc::new(Store::init(tmp.path(), [7u8; 32], Some("fixture.actlog.test".into()), Options::default()).unwrap());
+    let cfg = actlog_gen::GenConfig { seed: 42, events: 2_500, pdps: 3, ..actlog_gen::GenConfig::default() };
+    actlog_gen::build_ledger(&store, &cfg, 256, |_| {}).unwrap();
+    store.checkpoint_now().unwrap();
+    let size = store.head().tree_size;
     let opts = EngineOptions { segment_events: 1_000, ..EngineOptions::default() };
     let engine = Engine::open(store.clone(), opts).unwrap();
-    engine.follow_commits();
-    let before = store.head().tree_size;
     let rt = rt();
     let q = "SELECT event_type, producer_key, effect, count(*), sum(chain_depth) FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
-    let cfg = actlog_gen::GenConfig { seed: 42, events: 2_500, pdps: 3, ..actlog_gen::GenConfig::default() };
-    let mut seen = 0;
-    actlog_gen::build_ledger(&store, &cfg, 256, |_| {
-        // A query now and then during the ingest: each reads the feed.
-        seen += 1;
-        if seen % 3 == 0 {
-            let size = store.head().tree_size;
-            let n = rt.block_on(common::rows(&engine, &format!("SELECT count(*) FROM events WHERE seq < {size}")));
-            assert_eq!(n, vec![vec![size.to_string()]]);
-        }
-    })
-    .unwrap();
-    store.checkpoint_now().unwrap();
-    let fed_answer = rt.block_on(common::rows(&engine, q));
+    let answer = rt.block_on(common::rows(&engine, q));
+    assert_eq!(engine.tail_rows_read(), size, "the query decoded the whole ledger into the tail");
     // Index hits: from the tail's batches (all of them, before the seal),
     // then from segments and the tail.
     let tasks = rt.block_on(common::rows(
@@ -378,31 +368,28 @@ fn the_tail_follows_commits_and_seals_the_files_the_ledger_gives() {
     let answers = |engine: &Engine| -> Vec<Vec<Vec<String>>> {
         hits.iter().map(|h| rt.block_on(common::rows(engine, h))).collect()
     };
-    let fed_hits = answers(&engine);
-    assert!(fed_hits[0].len() >= 4 && fed_hits[1].len() >= 4 && fed_hits[2].len() == 4, "{:?}", fed_hits.iter().map(Vec::len).collect::<Vec<_>>());
+    let tail_hits = answers(&engine);
+    let lens: Vec<usize> = tail_hits.iter().map(Vec::len).collect();
+    assert!(lens[0] >= 4 && lens[1] >= 4 && lens[2] == 4, "{lens:?}");
     assert_eq!(engine.seal().unwrap(), 2);
-    assert_eq!(answers(&engine), fed_hits, "index hits in segments and the tail");
-    let (fed, read) = engine.tail_rows_built();
-    let size = store.head().tree_size;
-    assert_eq!((fed, read), (size - before, before), "every row appended since came from the feed");
-    assert!(fed > 2_500);
-    assert_eq!(rt.block_on(common::rows(&engine, q)), fed_answer);
+    assert_eq!(engine.tail_rows_read(), size, "sealing read nothing more");
+    assert_eq!(rt.block_on(common::rows(&engine, q)), answer);
+    assert_eq!(answers(&engine), tail_hits, "index hits in segments and the tail");
     assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
-    let from_feed: Vec<_> =
+    let from_tail: Vec<_> =
         engine.segments().iter().map(|s| (s.events_blake3.clone(), s.hops_blake3.clone())).collect();
 
-    // The same segments sealed again from the ledger alone.
+    // The same segments sealed again with no tail: read from the ledger.
     drop(engine);
     std::fs::remove_dir_all(actlog_query::segments::dir(tmp.path())).unwrap();
     let engine = Engine::open(store.clone(), opts).unwrap();
-    assert_eq!(rt.block_on(common::rows(&engine, q)), fed_answer, "the ledger's rows");
-    assert_eq!(answers(&engine), fed_hits, "index hits decoded from the ledger");
     assert_eq!(engine.seal().unwrap(), 2);
-    let (fed, read) = engine.tail_rows_built();
-    assert_eq!((fed, read), (0, size));
+    assert_eq!(engine.tail_rows_read(), 0, "sealing decodes in chunks of its own, not into the tail");
     let from_ledger: Vec<_> =
         engine.segments().iter().map(|s| (s.events_blake3.clone(), s.hops_blake3.clone())).collect();
-    assert_eq!(from_feed, from_ledger, "the same bytes");
+    assert_eq!(from_tail, from_ledger, "the same bytes");
+    assert_eq!(rt.block_on(common::rows(&engine, q)), answer, "the ledger's rows");
+    assert_eq!(answers(&engine), tail_hits, "index hits decoded from the ledger");
 }
 
 #[test]
