@@ -10,6 +10,11 @@
 //! - `report.html`: the same, for people; self-contained (no scripts, no
 //!   external styles, fonts or images; charts are inline SVG).
 //!
+//! Each control is data: its queries, with its id, standard and title, are
+//! one file in `sql/` (the format is in `spec.rs`), pinned on the fixture
+//! ledger by `tests/slt/09_evidence_controls.slt`. Its status and summary
+//! are judged in `judge.rs`.
+//!
 //! Every metric is one SQL query over the ledger's tables, limited to the
 //! exported window and to the covering checkpoint's tree size, so the
 //! findings describe exactly the rows in the bundle. The queries use only
@@ -22,6 +27,10 @@
 pub mod controls;
 #[cfg(feature = "write")]
 pub mod html;
+#[cfg(feature = "write")]
+mod judge;
+#[cfg(feature = "write")]
+pub mod spec;
 
 #[cfg(feature = "write")]
 pub use controls::*;
