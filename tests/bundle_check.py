@@ -8,6 +8,8 @@ the Rust `actlog verify --bundle`, so a bug the Rust side repeats in both its
 writer and its verifier shows up here.
 
 What it checks, in order:
+  0. manifest.json (and an evidence bundle's findings.json) match their JSON
+     Schemas in schema/export/.
   1. manifest.json's verifier_key is a well-formed C2SP ed25519 key whose key id
      matches; with --key it must equal the given key.
   2. manifest.dsse.json is signed by that key (DSSE PAE); its in-toto Statement
@@ -44,11 +46,14 @@ try:
     import duckdb
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from jsonschema import Draft202012Validator
 except ImportError as e:
-    print(f"missing package: {e.name}: run  pip install blake3 cryptography duckdb", file=sys.stderr)
+    print(f"missing package: {e.name}: run  pip install blake3 cryptography duckdb jsonschema", file=sys.stderr)
     sys.exit(2)
 
 DSSE_FILE, MANIFEST, CHECKPOINT, LEAVES = "manifest.dsse.json", "manifest.json", "checkpoint.txt", "leaves.parquet"
+FINDINGS = "findings.json"
+SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema", "export")
 EVENT_TABLES = ("events", "ocsf")
 
 
@@ -304,9 +309,23 @@ def check_data(bundle, m, leaves):
     return events
 
 
+def check_schema(name, schema_file, doc):
+    """The document against its JSON Schema in schema/export/."""
+    schema = json.load(open(os.path.join(SCHEMAS, schema_file)))
+    Draft202012Validator.check_schema(schema)
+    errors = sorted(Draft202012Validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        raise Bad(f"{name}: does not match schema/export/{schema_file} at {where}: {e.message[:200]}")
+
+
 def verify(bundle, key):
     manifest_bytes = open(os.path.join(bundle, MANIFEST), "rb").read()
     m = json.loads(manifest_bytes)
+    check_schema(MANIFEST, "manifest.v1.schema.json", m)
+    if m.get("framework") is not None:
+        check_schema(FINDINGS, "findings.v1.schema.json", json.load(open(os.path.join(bundle, FINDINGS))))
     need(m.get("format") == "actlog.export.v1", f"{MANIFEST}: format {m.get('format')!r}")
     need(m.get("data_format") in ("parquet", "ndjson", "ocsf"), f"{MANIFEST}: data_format {m.get('data_format')!r}")
     if key is not None:

@@ -423,8 +423,15 @@ fn export_writes_a_bundle_that_verifies_offline() {
         (v["ok"].as_bool(), v["events"].as_u64(), v["key_pinned"].as_bool()),
         (Some(true), Some(20), Some(true))
     );
-    // The independent Python check (no shared code) agrees.
+    // The independent Python check (no shared code) agrees, and the
+    // manifest of each data format matches schema/export/.
     independent_check(&out, &vk);
+    for format in ["ndjson", "ocsf"] {
+        let other = env.root.join(format!("bundle-{format}"));
+        let dir = other.to_str().unwrap();
+        env.ok(&["export", "--format", format, "--out", dir, "--from", "2026-08-21", "--to", "2026-08-23"]);
+        independent_check(&other, &vk);
+    }
 
     // The bundle needs nothing but itself: it verifies with the data dir gone.
     let moved = env.root.join("elsewhere");
