@@ -1032,6 +1032,25 @@ def log_case(m, srv):
             m.t.note(f"the SHA-256 of the {label} is in the {srv.name} server log (allowed: it is in the ledger)")
 
 
+def request_id_case(m):
+    """A client's x-request-id is replaced by the server's, and the log line
+    of the failure carries the id the response gave."""
+    theirs = "client-chosen-id-7f3a"
+    r = m.call("GET", "/v1/log", auth=bearer("actlog_" + "x" * 43), headers={"x-request-id": theirs})
+    check(r.status == 401, f"expected 401: {r.short()}")
+    rid = r.headers.get("x-request-id", "")
+    check(re.fullmatch(r"[0-9a-f]{8}-[0-9]+", rid), f"x-request-id {rid!r} is not the server's own form")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [ln for ln in m.s.log().splitlines() if f"id={rid} " in ln]
+        if lines:
+            break
+        time.sleep(0.05)
+    check(any("authentication failed from 127.0.0.1" in ln and "path=/v1/log" in ln for ln in lines),
+          f"no log line with id={rid} names the failure: {lines}")
+    check(theirs not in m.s.log(), "the client's own request id reached the log")
+
+
 # ---------------------------------------------------------------- main
 
 def start_servers(binary, work):
@@ -1061,6 +1080,7 @@ def scenario(binary, work, t, servers):
     http_matrix(m)
     pg_matrix(m)
     pg_sessions(m, expiring)
+    t.case("a 401's x-request-id is the server's own and names its log line", request_id_case, m)
     t.case('/metrics counts HTTP auth failures (listener="http")', metrics_case, m, "http", m.http_401)
     t.case('/metrics counts pg auth failures (listener="pg")', metrics_case, m, "pg", m.pg_failures)
     limit_http_cases(t, limited[0])

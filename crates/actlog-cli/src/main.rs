@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         eprintln!("actlog: {}", e.message);
         return ExitCode::from(e.code);
     }
+    init_logging();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,4 +38,19 @@ fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// Log lines of the server and the libraries (not the CLI's own messages)
+/// go to stderr. `ACTLOG_LOG` is the filter: `info` by default, `debug`
+/// adds a line when each request starts and ends, and per-crate forms such
+/// as `warn,actlog_server=debug` work too.
+fn init_logging() {
+    let filter = match std::env::var("ACTLOG_LOG") {
+        Err(_) => tracing_subscriber::EnvFilter::new("info"),
+        Ok(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("actlog: ACTLOG_LOG={v:?} is not a log filter ({e}); logging at info");
+            tracing_subscriber::EnvFilter::new("info")
+        }),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -97,7 +97,7 @@ where
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".into());
-            eprintln!("actlog-query: a query panicked inside the engine (the server goes on): {what}");
+            tracing::error!("a query panicked inside the engine (the server goes on): {what}");
             Err(QueryError {
                 code: "internal",
                 message: "the query failed inside the engine; the server is unaffected. Please report the query".into(),

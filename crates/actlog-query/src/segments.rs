@@ -112,8 +112,8 @@ pub fn load(store: &Store, data_dir: &Path) -> Result<Vec<Segment>, Error> {
     let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Corruption(format!("segment manifest {} is malformed: {e}", path.display())))?;
     if m.version == 1 && store.with_registry(|r| r.any_key_registered_twice()) {
-        eprintln!(
-            "actlog: the segments were sealed by a build that named producer keys differently; \
+        tracing::warn!(
+            "the segments were sealed by a build that named producer keys differently; \
              they are sealed again from the ledger"
         );
         return Ok(Vec::new());

@@ -40,6 +40,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Semaphore;
+use tower::util::MapRequestLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ErrorCode};
 pub use handlers::{expires_at, token_json};
@@ -238,25 +241,51 @@ pub fn router(state: AppState) -> Router {
         // Bodies are read with our own limit so refusals follow the error contract.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // Each request's log lines carry its span: id, method, path. With
+        // `ACTLOG_LOG=debug`, one line when it starts and one when it ends.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(()))
+        .layer(SetRequestIdLayer::x_request_id(MakeId))
+        // The id in the log is always the server's own: a client's is dropped.
+        .layer(MapRequestLayer::new(|mut req: Request| {
+            req.headers_mut().remove(X_REQUEST_ID);
+            req
+        }))
         .with_state(state)
 }
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn request_id() -> String {
-    let mut r = [0u8; 4];
-    let _ = actlog_store::random::fill(&mut r);
-    format!("{}-{}", hex::encode(r), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed))
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Request ids: 8 random hex digits, `-`, a counter. Errors carry the id in
+/// `x-request-id`, and the server log shows it with the internal detail.
+#[derive(Debug, Clone, Copy)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut r = [0u8; 4];
+        let _ = actlog_store::random::fill(&mut r);
+        let id = format!("{}-{}", hex::encode(r), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// The span of one request: its id, method and path (never its query
+/// string or headers, which may hold a credential).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
+    tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
 }
 
 /// Failed authentications from one address in a minute before it is refused
 /// (`auth_failures_per_minute_max`).
 pub const AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT: u32 = 100;
 
-/// Request id, timeout, the failed-authentication limit, and logging of
-/// internal errors.
+/// Timeout, the failed-authentication limit, and logging of internal
+/// errors (inside the request's span, so with its id).
 async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let id = request_id();
     let peer = req.extensions().get::<listen::Peer>().map(|p| p.0.ip());
     // Health checks need no token, so a blocked address (a proxy that many
     // clients share, say) still gets them: a flood of bad tokens must not
@@ -264,7 +293,7 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     let health = matches!(req.uri().path(), "/healthz" | "/readyz");
     if let Some(left) = peer.filter(|_| !health).and_then(|ip| state.auth_limiter.blocked(ip)) {
         state.metrics.connection_refused("auth_failures_per_minute_max");
-        let mut resp = ApiError {
+        return ApiError {
             retry_after_s: Some(left.as_secs().max(1) as u32),
             ..ApiError::new(ErrorCode::TooManyAuthFailures,
                 format!(
@@ -274,19 +303,14 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
             )
         }
         .into_response();
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("x-request-id", v);
-        }
-        return resp;
     }
-    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut timeout = Duration::from_millis(state.limits.request_timeout_ms);
     if path == "/v1/sql" {
         // SQL has its own named limit (sql_time_ms); let it answer first.
         timeout = timeout.max(state.engine.limits().time + Duration::from_secs(5));
     }
-    let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
+    let resp = match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::unavailable(
             ErrorCode::Timeout,
@@ -304,13 +328,10 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
         }
         // Never the credential: only where it came from and what it asked for.
         let from = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
-        eprintln!("actlog-server: request {id} {method} {path}: authentication failed from {from}");
+        tracing::warn!("authentication failed from {from}");
     }
     if let Some(detail) = resp.extensions().get::<error::InternalDetail>() {
-        eprintln!("actlog-server: request {id} {method} {path}: {}", detail.0);
-    }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+        tracing::error!("{}", detail.0);
     }
     resp
 }
@@ -419,11 +440,11 @@ pub fn run(
                 _ = shutdown => {}
                 _ = signals.wait() => {}
                 _ = storage_failed(&watched) => {
-                    eprintln!("actlog-server: the store stopped after a failed write; exiting so that a supervisor restarts actlog");
+                    tracing::error!("the store stopped after a failed write; exiting so that a supervisor restarts actlog");
                 }
             }
             flag.store(true, Ordering::SeqCst);
-            eprintln!("actlog-server: shutting down: no new connections; draining in-flight requests");
+            tracing::info!("shutting down: no new connections; draining in-flight requests");
         })
         .await;
         let _ = stop_tx.send(true);
@@ -450,7 +471,7 @@ pub fn run(
         )));
     }
     store.close().map_err(|e| std::io::Error::other(e.to_string()))?;
-    eprintln!("actlog-server: final checkpoint signed; store closed");
+    tracing::info!("final checkpoint signed; store closed");
     result
 }
 
@@ -477,10 +498,10 @@ async fn seal_loop(engine: actlog_query::Engine, mut stop: tokio::sync::watch::R
     loop {
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.seal()).await {
-            Ok(Ok(n)) if n > 0 => eprintln!("actlog-server: sealed {n} segment(s)"),
+            Ok(Ok(n)) if n > 0 => tracing::info!("sealed {n} segment(s)"),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => eprintln!("actlog-server: sealing a segment failed (queries read the ledger meanwhile): {e}"),
-            Err(e) => eprintln!("actlog-server: the sealer task failed: {e}"),
+            Ok(Err(e)) => tracing::error!("sealing a segment failed (queries read the ledger meanwhile): {e}"),
+            Err(e) => tracing::error!("the sealer task failed: {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(SEAL_INTERVAL) => {}

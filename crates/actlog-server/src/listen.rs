@@ -270,7 +270,7 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Usually a shortage of file descriptors: do not spin on it.
-                    eprintln!("actlog-server: accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -280,8 +280,8 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        eprintln!(
-            "actlog-server: {} connection(s) still open after {} s of draining; closing them",
+        tracing::warn!(
+            "{} connection(s) still open after {} s of draining; closing them",
             tasks.len(),
             DRAIN_TIMEOUT.as_secs()
         );

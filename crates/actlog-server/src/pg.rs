@@ -235,7 +235,7 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Usually a transient shortage (EMFILE); do not spin on it.
-                    eprintln!("actlog-server: postgres endpoint: accept failed: {e}");
+                    tracing::warn!("postgres endpoint: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -644,10 +644,7 @@ impl AuthSource for TokenAuth {
         let Ok(password) = std::str::from_utf8(presented_password) else {
             self.guards.metrics.auth_failed("pg");
             self.guards.auth_limiter.failed(self.session.peer);
-            eprintln!(
-                "actlog-server: PostgreSQL login as {user:?} from {} failed: the password is not UTF-8",
-                self.session.peer
-            );
+            tracing::warn!("PostgreSQL login as {user:?} from {} failed: the password is not UTF-8", self.session.peer);
             return Err(fatal("28P01", "the password is not valid UTF-8"));
         };
         let result = (self.auth)(user, password);
@@ -655,7 +652,7 @@ impl AuthSource for TokenAuth {
             self.guards.metrics.auth_failed("pg");
             self.guards.auth_limiter.failed(self.session.peer);
             // Never the password: only the role asked for and the address.
-            eprintln!("actlog-server: PostgreSQL login as {user:?} from {} failed", self.session.peer);
+            tracing::warn!("PostgreSQL login as {user:?} from {} failed", self.session.peer);
         }
         match result {
             Ok(still_valid) => {
@@ -937,7 +934,7 @@ fn query_error(error: &QueryError) -> PgWireError {
         "sql_too_deep" | "sql_too_complex" | "sql_too_large" => "54001",
         _ => {
             // Internal details (storage messages, paths) stay in the server log.
-            eprintln!("actlog-server: pg query failed: {}: {}", error.code, error.message);
+            tracing::error!("pg query failed: {}: {}", error.code, error.message);
             return sql_error("XX000", "internal error; the server log has the details");
         }
     };

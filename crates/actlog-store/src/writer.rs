@@ -116,7 +116,7 @@ struct PoisonOnPanic(Arc<Shared>);
 impl Drop for PoisonOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("actlog-store: the writer stopped on a failed check; restart to recover");
+            tracing::error!("the writer stopped on a failed check; restart to recover");
             self.0.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
@@ -244,7 +244,7 @@ fn commit_group(st: &mut WriterState, requests: Vec<Request>, checkpoint: bool) 
     wo.set_sync(true);
     let batch = std::mem::take(&mut g.batch);
     if let Err(e) = st.shared.db.write_opt(batch, &wo) {
-        eprintln!("actlog-store: commit failed, stopping the writer: {e}");
+        tracing::error!("commit failed, stopping the writer: {e}");
         if e.to_string().contains("No space left") {
             st.shared.disk_full.store(true, std::sync::atomic::Ordering::SeqCst);
         }
