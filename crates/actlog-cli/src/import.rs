@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
+use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter};
 use actlog_store::{AppendError, Options, Store};
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
@@ -135,76 +135,53 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         let what = if opa_array.is_some() { "event" } else { "line" };
         let registry = store.registry();
         let submitter = Submitter::default();
-        // Check the whole file first, in parallel chunks; keep only what the
-        // append needs (the parsed JSON is dropped to bound memory).
-        let checked: Vec<Result<Vec<(usize, Checked)>, String>> = lines
-            .par_chunks(512)
-            .map(|chunk| {
-                let results: Vec<Result<Checked, actlog_core::ingest::ItemError>> = match &opa {
-                    None => {
-                        let envs: Vec<Vec<u8>> = chunk.iter().map(|(_, l)| l.to_vec()).collect();
-                        check_envelopes(envs, &registry, &submitter, &limits)
-                    }
-                    Some((rec, hash, mapping)) => {
-                        let token = actlog_core::opa::OpaToken {
-                            name: &rec.name,
-                            sha256: *hash,
-                            pdp_id: rec.pdp_id.as_deref(),
-                        };
-                        chunk
-                            .iter()
-                            .map(|(_, l)| actlog_core::opa::check(l, mapping, &token, limits.envelope_bytes_max))
-                            .collect()
-                    }
-                };
-                let mut ok = Vec::with_capacity(results.len());
-                for ((line, _), r) in chunk.iter().zip(results) {
-                    match r {
-                        Ok(c) => {
-                            ok.push((*line, c));
-                        }
-                        Err(e) => {
-                            let at = if e.path.is_empty() { String::new() } else { format!(" at {}", e.path) };
-                            return Err(format!("{}: {what} {line}: {}{at}: {}", path.display(), e.code, e.message));
-                        }
-                    }
-                }
-                Ok(ok)
-            })
-            .collect();
-        let mut numbered = Vec::with_capacity(lines.len());
-        for r in checked {
-            numbered.extend(r.map_err(|e| refused(format!("{e}; nothing from this file was written")))?);
-        }
-        // Conflicts are found before anything is written, too: an id repeated
-        // in the file with another payload, or already stored with another.
-        let mut seen: std::collections::HashMap<&str, ([u8; 32], usize)> = std::collections::HashMap::new();
-        for (line, c) in &numbered {
-            let id = c.fields().event_id.as_str();
-            let conflict = match seen.get(id) {
-                // OPA events are identified by (labels.id, decision_id) alone.
-                _ if c.kind() == actlog_core::leaf::LeafKind::TokenAuthenticated => None,
-                Some((h, first)) if *h != *c.payload_sha256() => {
-                    Some(format!("repeats {what} {first} with a different payload"))
-                }
-                Some(_) => None,
-                None => match store.seq_of(id)? {
-                    Some((seq, h)) if h != *c.payload_sha256() => {
-                        Some(format!("is stored at seq {seq} with a different payload"))
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(why) = conflict {
-                return Err(refused(format!(
-                    "{}: {what} {line}: conflict: event_id `{id}` {why}; nothing from this file was written",
-                    path.display()
-                )));
+        // Check the whole file first, with the server's batch functions: the
+        // per-item checks on the rayon pool, all or nothing, then the event
+        // ids repeated in the file or already stored with another payload.
+        // The parsed JSON is dropped as each item is checked.
+        let results = match &opa {
+            None => {
+                let envelopes: Vec<Vec<u8>> = lines.iter().map(|(_, l)| l.to_vec()).collect();
+                actlog_core::ingest::check_envelopes_parallel(envelopes, &registry, &submitter, &limits)
             }
-            seen.entry(id).or_insert((*c.payload_sha256(), *line));
+            Some((rec, hash, mapping)) => {
+                let token =
+                    actlog_core::opa::OpaToken { name: &rec.name, sha256: *hash, pdp_id: rec.pdp_id.as_deref() };
+                lines
+                    .par_iter()
+                    .map(|(_, l)| actlog_core::opa::check(l, mapping, &token, limits.envelope_bytes_max))
+                    .collect()
+            }
+        };
+        let items = actlog_core::ingest::all_or_nothing(results).map_err(|bad| {
+            let (index, e) = &bad[0];
+            let at = if e.path.is_empty() { String::new() } else { format!(" at {}", e.path) };
+            refused(format!(
+                "{}: {what} {}: {}{at}: {}; nothing from this file was written",
+                path.display(),
+                lines[*index].0,
+                e.code,
+                e.message
+            ))
+        })?;
+        let conflict = |index: usize, why: String| {
+            refused(format!(
+                "{}: {what} {}: conflict: event_id `{}` {why}; nothing from this file was written",
+                path.display(),
+                lines[index].0,
+                items[index].fields().event_id
+            ))
+        };
+        let repeats = actlog_core::ingest::repeats(&items)
+            .map_err(|c| conflict(c.index, format!("repeats {what} {} with a different payload", lines[c.first].0)))?;
+        for (index, item) in items.iter().enumerate() {
+            if repeats[index].is_none()
+                && let Some(seq) = store.stored_conflict(item)?
+            {
+                return Err(conflict(index, format!("is stored at seq {seq} with a different payload")));
+            }
         }
-        drop(seen);
-        let items: Vec<Checked> = numbered.into_iter().map(|(_, c)| c).collect();
+        drop(repeats);
         let total = items.len();
         let progress = stderr_is_tty().then(|| indicatif::ProgressBar::new(total as u64));
         let mut iter = items.into_iter().peekable();

@@ -373,6 +373,31 @@ fn opa_decision_logs_import_and_verify() {
     assert_eq!(env.tree_size(), before + 30);
     env.ok(&["import", "--format", "opa", "--token-name", "opa-fleet", file]);
     assert_eq!(env.tree_size(), before + 30, "a re-imported chunk stores nothing twice");
+    // Another decision under a stored decision id, or two under one id in
+    // the file, are conflicts found before anything of the file is written
+    // (with one event per batch, a check made batch by batch would have
+    // written the first line).
+    let other = |id: &str, result: bool| {
+        let mut e = events[1].clone();
+        e["decision_id"] = id.into();
+        e["result"] = result.into();
+        e.to_string()
+    };
+    for (name, lines, why) in [
+        ("stored under the id", [other("d-new", true), other("d-1", false)], "line 2: conflict: event_id"),
+        (
+            "twice in the file",
+            [other("d-twice", true), other("d-twice", false)],
+            "repeats line 1 with a different payload",
+        ),
+    ] {
+        let f = env.write("opa-conflict.ndjson", &lines.join("\n"));
+        let out = env.run(&["import", "--format", "opa", "--token-name", "opa-fleet", "--batch", "1", &f], None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains("nothing from this file was written"), "{name}: {stderr}");
+        assert_eq!(env.tree_size(), before + 30, "{name}: something was written");
+    }
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["verify", "--json"])).unwrap();
     assert_eq!(v["ok"], true);
     // Revoking the token does not invalidate what it already authenticated.

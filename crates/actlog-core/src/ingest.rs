@@ -163,6 +163,73 @@ impl Checked {
     }
 }
 
+/// The checked items of a batch, or every refused item with its index: a
+/// batch is stored whole or not at all. The server answers the refusals as
+/// one 422; `import` names the first.
+pub fn all_or_nothing(results: Vec<Result<Checked, ItemError>>) -> Result<Vec<Checked>, Vec<(usize, ItemError)>> {
+    let mut refused = Vec::new();
+    let mut checked = Vec::with_capacity(results.len());
+    for (index, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(c) => checked.push(c),
+            Err(e) => refused.push((index, e)),
+        }
+    }
+    if refused.is_empty() { Ok(checked) } else { Err(refused) }
+}
+
+/// An event id repeated in one batch with another payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatConflict {
+    /// The repeating item.
+    pub index: usize,
+    /// The earlier item with the same event id.
+    pub first: usize,
+    /// The event id.
+    pub event_id: String,
+}
+
+/// For each item of a batch, the index of the earlier item with its event
+/// id (`None` for the first), or the first repeat with another payload. A
+/// batch may repeat an event only as itself: the writer stores it once and
+/// acknowledges both. The writer and `import` (over a whole file) use it.
+pub fn repeats(items: &[Checked]) -> Result<Vec<Option<usize>>, RepeatConflict> {
+    let mut first: std::collections::HashMap<&str, (usize, &Hash)> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let id = item.fields.event_id.as_str();
+        match first.get(id) {
+            Some(&(f, payload)) if payload != &item.payload_sha256 => {
+                return Err(RepeatConflict { index, first: f, event_id: id.to_string() });
+            }
+            Some(&(f, _)) => out.push(Some(f)),
+            None => {
+                first.insert(id, (index, &item.payload_sha256));
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`check_envelopes`] on the rayon pool, in chunks of at least 64, results
+/// in order. A batch of one chunk is checked on the calling thread.
+#[cfg(feature = "parallel")]
+pub fn check_envelopes_parallel(
+    envelopes: Vec<Vec<u8>>,
+    keys: &(dyn KeyLookup + Sync),
+    submitter: &Submitter,
+    limits: &EnvelopeLimits,
+) -> Vec<Result<Checked, ItemError>> {
+    use rayon::prelude::*;
+    let chunk = envelopes.len().div_ceil(rayon::current_num_threads()).max(64);
+    if envelopes.len() <= chunk {
+        return check_envelopes(envelopes, keys, submitter, limits);
+    }
+    // Owned chunks, so no envelope is copied on its way to the check.
+    envelopes.into_par_iter().chunks(chunk).flat_map_iter(|c| check_envelopes(c, keys, submitter, limits)).collect()
+}
+
 /// Who is submitting: the token's PDP binding, if any.
 #[derive(Debug, Clone, Default)]
 pub struct Submitter {
@@ -318,4 +385,39 @@ fn find_verifying_key(env: &Envelope, pae: &[u8], candidates: &[ProducerKey]) ->
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, payload: u8) -> Checked {
+        Checked {
+            envelope: vec![payload],
+            envelope_sha256: [payload; 32],
+            fields: Fields { event_id: id.into(), ..Fields::default() },
+            payload_sha256: [payload; 32],
+            kind: LeafKind::ProducerSigned,
+            producer_key_id: [0; 32],
+            producer_key_name: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_repeats_an_event_only_as_itself() {
+        let items = [item("a", 1), item("b", 2), item("a", 1), item("b", 2), item("c", 3)];
+        assert_eq!(repeats(&items).unwrap(), [None, None, Some(0), Some(1), None]);
+        let items = [item("a", 1), item("b", 2), item("b", 2), item("a", 9)];
+        assert_eq!(repeats(&items).unwrap_err(), RepeatConflict { index: 3, first: 0, event_id: "a".into() });
+        assert!(repeats(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_checked_whole_or_refused_with_every_bad_item() {
+        let bad = |code| Err(ItemError::new(code, "no", "/x"));
+        let ok = all_or_nothing(vec![Ok(item("a", 1)), Ok(item("b", 2))]).unwrap();
+        assert_eq!(ok.iter().map(|c| c.fields.event_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let refused = all_or_nothing(vec![bad("x"), Ok(item("a", 1)), bad("y")]).unwrap_err();
+        assert_eq!(refused.iter().map(|(i, e)| (*i, e.code)).collect::<Vec<_>>(), [(0, "x"), (2, "y")]);
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use actlog_core::b64;
 use actlog_core::body::{self, Shape};
-use actlog_core::ingest::{Checked, EnvelopeLimits, Submitter, check_envelopes};
+use actlog_core::ingest::{self, Checked, EnvelopeLimits, Submitter, check_envelopes_parallel};
 use actlog_store::AppendError;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -145,46 +145,30 @@ pub async fn check_batch(
         envelope_bytes_max: state.limits.envelope_bytes_max,
         payload_bytes_max: state.limits.payload_bytes_max,
     };
-    let results = tokio::task::spawn_blocking(move || {
-        // Owned chunks, so no envelope is copied on its way to the check.
-        let chunk = envelopes.len().div_ceil(rayon::current_num_threads()).max(64);
-        if envelopes.len() <= chunk {
-            // One chunk: checked here, without a hop to the rayon pool.
-            return check_envelopes(envelopes, &registry, &submitter, &limits);
-        }
-        envelopes
-            .into_par_iter()
-            .chunks(chunk)
-            .flat_map_iter(|c| check_envelopes(c, &registry, &submitter, &limits))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("check task failed: {e}")))?;
+    let results =
+        tokio::task::spawn_blocking(move || check_envelopes_parallel(envelopes, &registry, &submitter, &limits))
+            .await
+            .map_err(|e| ApiError::internal(format!("check task failed: {e}")))?;
     all_or_nothing(state, results, "one or more envelopes were refused; nothing from this batch was stored")
 }
 
 /// The checked items of a batch, or one 422 listing every refused item:
-/// a batch is stored whole or not at all.
+/// a batch is stored whole or not at all (`actlog_core::ingest::all_or_nothing`).
 fn all_or_nothing(
     state: &AppState,
     results: Vec<Result<Checked, actlog_core::ingest::ItemError>>,
     message: &str,
 ) -> Result<Vec<Checked>, ApiError> {
-    let mut items = Vec::new();
-    let mut checked = Vec::with_capacity(results.len());
-    for (index, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(c) => checked.push(c),
-            Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
+    ingest::all_or_nothing(results).map_err(|refused| {
+        let items: Vec<Item> = refused
+            .into_iter()
+            .map(|(index, e)| Item { index, code: e.code, message: e.message, path: e.path })
+            .collect();
+        for i in &items {
+            state.metrics.refused(i.code);
         }
-    }
-    if items.is_empty() {
-        return Ok(checked);
-    }
-    for i in &items {
-        state.metrics.refused(i.code);
-    }
-    Err(ApiError { items, ..ApiError::new(ErrorCode::InvalidBatch, message) })
+        ApiError { items, ..ApiError::new(ErrorCode::InvalidBatch, message) }
+    })
 }
 
 /// Appends through the store's group commit and waits for the synced write.

@@ -809,6 +809,20 @@ impl Store {
         Ok((seq < self.head().tree_size).then_some((seq, hash)))
     }
 
+    /// The seq of the committed event that `item` would conflict with: one
+    /// stored under its event id with another payload (and not a record of
+    /// the same raw OPA event). The writer refuses such an item; `import`
+    /// asks first, so that a file is refused before anything of it is
+    /// written. The writer's own decision stays the final one.
+    pub fn stored_conflict(&self, item: &Checked) -> Result<Option<u64>> {
+        match self.seq_of(&item.fields().event_id)? {
+            Some((seq, payload)) if writer::conflicts_with_stored(&self.shared.db, seq, &payload, item)? => {
+                Ok(Some(seq))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Seqs of committed events whose indexed field equals `value`,
     /// ascending: at most `max + 1` of them, so a caller learns that there
     /// are more than `max` without the store collecting every match.

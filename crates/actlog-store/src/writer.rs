@@ -353,11 +353,25 @@ fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash,
     }
 }
 
+/// Whether `item` conflicts with the event stored at `seq` under its event
+/// id, whose payload hash is `payload`: another payload, unless both are
+/// records of the same raw OPA event. OPA re-sends whole chunks, and its
+/// events are identified by (labels.id, decision_id) (contract section 5);
+/// a re-send may map to another payload (the mapping changed), so a
+/// token-authenticated event is a duplicate when the stored one is
+/// token-authenticated too and holds the same raw OPA event. Anything else
+/// under the id is a conflict: never acknowledged as a duplicate and
+/// dropped. The writer decides by it; `Store::stored_conflict` asks it
+/// before a write.
+pub(crate) fn conflicts_with_stored(db: &rocksdb::DB, seq: u64, payload: &Hash, item: &Checked) -> Result<bool> {
+    Ok(payload != item.payload_sha256()
+        && !(item.kind() == LeafKind::TokenAuthenticated && same_opa_event(db, seq, item)?))
+}
+
 /// Whether the committed event at `seq` is a token-authenticated record of
 /// the same raw OPA event as `item`. An event of the current group (not yet
 /// committed) is not compared: it counts as different.
-fn same_opa_event(st: &WriterState, seq: u64, item: &Checked) -> Result<bool> {
-    let db = &st.shared.db;
+fn same_opa_event(db: &rocksdb::DB, seq: u64, item: &Checked) -> Result<bool> {
     let leaves = db.cf_handle(crate::keys::CF_LEAVES).expect("leaves cf");
     let envelopes = db.cf_handle(crate::keys::CF_ENVELOPES).expect("envelopes cf");
     let key = crate::keys::encode_seq(seq);
@@ -386,29 +400,20 @@ fn apply_append(
     // First pass decides everything; nothing is staged unless the whole
     // request is accepted.
     let mut plans = Vec::with_capacity(items.len());
-    let mut local: HashMap<&str, (usize, Hash)> = HashMap::new();
+    let repeats = actlog_core::ingest::repeats(&items).map_err(|c| AppendError::Conflict {
+        index: c.index,
+        event_id: c.event_id,
+        seq: None,
+    })?;
     for (index, item) in items.iter().enumerate() {
         let id = item.fields().event_id.as_str();
-        if let Some(&(first, payload)) = local.get(id) {
-            if payload != *item.payload_sha256() {
-                let _ = first;
-                return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: None });
-            }
+        if let Some(first) = repeats[index] {
             plans.push(Plan::Repeat(first));
             continue;
         }
         match lookup_id(st, g, id)? {
             Some((seq, payload, leaf_hash)) => {
-                // OPA re-sends whole chunks, and its events are identified by
-                // (labels.id, decision_id) (contract section 5). A re-send
-                // may map to another payload (the mapping changed), so a
-                // token-authenticated event is a duplicate when the stored
-                // one is token-authenticated too and holds the same raw OPA
-                // event. Anything else under the id is a conflict: never
-                // acknowledged as a duplicate and dropped.
-                if payload != *item.payload_sha256()
-                    && !(item.kind() == LeafKind::TokenAuthenticated && same_opa_event(st, seq, item)?)
-                {
+                if conflicts_with_stored(&st.shared.db, seq, &payload, item)? {
                     return Err(AppendError::Conflict { index, event_id: id.to_string(), seq: Some(seq) });
                 }
                 plans.push(Plan::Stored(seq, leaf_hash));
@@ -423,7 +428,6 @@ fn apply_append(
                 {
                     return Err(AppendError::TokenRevoked { index });
                 }
-                local.insert(id, (index, *item.payload_sha256()));
                 plans.push(Plan::New);
             }
         }
