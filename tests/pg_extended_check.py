@@ -1,7 +1,7 @@
 """Drives actlog's PostgreSQL endpoint through the extended query protocol
 (Parse/Bind/Describe/Execute), the way Grafana, DBeaver and JDBC do, using
 psycopg 3 with server-side parameter binding. Run by
-crates/actlog-cli/tests/sql.rs with the connection string as argv[1]; prints
+crates/actlog-cli/tests/cli/sql.rs with the connection string as argv[1]; prints
 one JSON line of what it saw, which the Rust test checks.
 """
 import json

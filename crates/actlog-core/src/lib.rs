@@ -14,7 +14,7 @@
 //! `parallel` feature's checks run on the caller's rayon pool), and never
 //! reads the clock, the environment or a random source. Time, keys and seeds
 //! are arguments. It must not depend on rocksdb, datafusion, axum or clap
-//! (`crates/actlog-cli/tests/quarantine.rs` enforces it).
+//! (`crates/actlog-cli/tests/cli/quarantine.rs` enforces it).
 
 #![deny(missing_docs)]
 

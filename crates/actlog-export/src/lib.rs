@@ -16,7 +16,7 @@
 //!
 //! Architecture invariant: without the default `write` feature, this crate
 //! reaches no RocksDB, DataFusion or async runtime, so an offline verifier
-//! links only core, Arrow and Parquet (`crates/actlog-cli/tests/quarantine.rs`
+//! links only core, Arrow and Parquet (`crates/actlog-cli/tests/cli/quarantine.rs`
 //! checks it).
 //!
 //! A bundle is a directory:
