@@ -1,10 +1,12 @@
 //! `actlog loadgen`: a simulated fleet of signing PDPs.
 //!
 //! It registers one key per PDP and an ingest token through the admin
-//! endpoints, pre-signs every event before the timed phase (so signing does
-//! not compete with the server for CPU), then sends batches from
-//! `--concurrency` threads at `--rate` events/s (or as fast as acknowledged)
-//! and reports events/s and acknowledgement latency.
+//! endpoints, generates the events with actlog-gen (the generator behind the
+//! fixtures and benchmarks, with a fresh seed per run), pre-signs every
+//! event before the timed phase (so signing does not compete with the
+//! server for CPU), then sends batches from `--concurrency` threads at
+//! `--rate` events/s (or as fast as acknowledged) and reports events/s and
+//! acknowledgement latency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -52,49 +54,6 @@ pub struct LoadgenArgs {
     pub json: bool,
 }
 
-/// One realistic event of a simulated fleet: decisions with delegation chains
-/// of depth 1 to 4, about 8% denies, and outcomes linked to earlier allows.
-pub fn fleet_event(run: &str, pdp: &str, i: u64) -> serde_json::Value {
-    let depth = 1 + (i % 4) as u32;
-    let agent = format!("agent-{}", i % 97);
-    let chain: Vec<_> = (1..=depth)
-        .map(|d| {
-            let sub = if d == 1 { agent.clone() } else { format!("orchestrator-{}-{d}", i % 13) };
-            json!({"depth": d, "sub": sub, "iss": "https://as.example", "sub_profile": "ai_agent"})
-        })
-        .collect();
-    let mut e = json!({
-        "spec_version": "1",
-        "event_id": format!("lg-{run}-{pdp}-{i}"),
-        "event_time": actlog_core::time::format_rfc3339_utc(1_788_000_000_000_000_000 + i as i64 * 1_000_000),
-        "pdp": {"id": pdp},
-        "delegation": {
-            "principal": {"type": "user", "id": format!("https://idp.example/users/u{}", i % 1000), "iss": "https://idp.example"},
-            "actor": {"id": agent, "iss": "https://as.example", "sub_profile": "ai_agent", "model": {"name": "model-x"}},
-            "chain": chain,
-            "verification": {"status": "verified", "method": "token_exchange"}
-        },
-        "correlation": {"session_id": format!("sess-{}", i % 5000), "task_id": format!("task-{}", i / 4)},
-        "purpose": {"scope": "travel.book"},
-        "trust": {"level": "T2", "risk_score": (i % 100) as f64},
-    });
-    if i % 4 == 3 {
-        e["event_type"] = json!("authz.outcome");
-        e["outcome"] = json!({"decision_event_id": format!("lg-{run}-{pdp}-{}", i - 1), "status": "executed"});
-    } else {
-        e["event_type"] = json!("authz.decision");
-        e["policy"] = json!({"bundles": {"authz": {"revision": "rev-1"}}, "decision_path": "mcp/authz/allow"});
-        e["request"] = json!({
-            "subject": {"type": "user", "id": format!("https://idp.example/users/u{}", i % 1000)},
-            "action": {"name": "tools/call"},
-            "resource": {"type": "tool", "id": format!("tool-{}", i % 31)},
-            "tool": {"protocol": "mcp", "server": "https://mcp.example", "name": format!("tool-{}", i % 31)}
-        });
-        e["decision"] = json!({"effect": if i.is_multiple_of(12) { "deny" } else { "allow" }});
-    }
-    e
-}
-
 /// POSTs JSON with a bearer token; returns (status, body).
 pub fn post_json(agent: &ureq::Agent, url: &str, token: &str, body: &serde_json::Value) -> CliResult<(u16, String)> {
     let mut resp = agent
@@ -114,23 +73,31 @@ pub fn run(args: LoadgenArgs) -> CliResult {
     let base = args.url.trim_end_matches('/').to_string();
     let http = http_agent(&args.tls)?;
     let run_id = hex::encode(&random_32()[..4]);
-    // Onboard the fleet through the admin endpoints.
-    let mut seeds = Vec::new();
+    // The events are actlog-gen's (the generator behind the test fixtures
+    // and the benchmarks): realistic delegation chains, decisions and
+    // outcomes, with planted anomalies. A fresh seed per run gives fresh
+    // event ids, so runs against one server never collide.
+    let total = if args.rate > 0 { args.rate * args.duration } else { args.events };
+    // Whole batches only, so every request carries `--batch` events.
+    let total = total.div_ceil(args.batch as u64) * args.batch as u64;
+    let seed = u64::from_le_bytes(random_32()[..8].try_into().expect("8 bytes"));
+    let cfg = actlog_gen::GenConfig { seed, events: total, pdps: args.pdps, ..actlog_gen::GenConfig::default() };
+    // Onboard the fleet through the admin endpoints: each PDP's key, under
+    // a name of this run (a PDP may hold several keys).
+    let mut keys = Vec::new();
     for p in 0..args.pdps {
-        let seed = random_32();
-        let pdp = format!("lg-{run_id}-pdp{p}");
+        let signing = actlog_gen::pdp_seed(seed, p);
+        let (pdp, name) = (actlog_gen::pdp_id(p), format!("lg-{run_id}-pdp{p}-key"));
         let (status, body) = post_json(
             &http,
             &format!("{base}/v1/keys"),
             &args.admin_token,
-            &json!({
-                "name": format!("{pdp}-key"), "public_key": b64::encode(public_key_of(&seed)), "pdp_id": pdp,
-            }),
+            &json!({"name": name, "public_key": b64::encode(public_key_of(&signing)), "pdp_id": pdp}),
         )?;
         if status != 201 {
             return Err(refused(format!("registering a PDP key failed ({status}): {body}")));
         }
-        seeds.push((pdp, seed));
+        keys.push((name, signing));
     }
     let (status, body) = post_json(
         &http,
@@ -146,24 +113,24 @@ pub fn run(args: LoadgenArgs) -> CliResult {
         .and_then(|v| v["token"].as_str().map(str::to_string))
         .ok_or_else(|| refused("the token response has no token"))?;
 
-    // Pre-sign every batch before the clock starts.
-    let total = if args.rate > 0 { args.rate * args.duration } else { args.events };
-    let n_batches = total.div_ceil(args.batch as u64) as usize;
+    // Generate and pre-sign every batch before the clock starts.
     let started_sign = Instant::now();
-    let batches: Vec<String> = (0..n_batches)
-        .into_par_iter()
-        .map(|b| {
-            let envs: Vec<String> = (0..args.batch as u64)
-                .map(|j| {
-                    let i = b as u64 * args.batch as u64 + j;
-                    let (pdp, seed) = &seeds[(i as usize) % seeds.len()];
-                    let ev = fleet_event(&run_id, pdp, i / seeds.len() as u64);
-                    Envelope::sign(ev.to_string().into_bytes(), Some(format!("{pdp}-key")), seed).to_json()
+    let events: Vec<actlog_gen::Generated> = actlog_gen::Generator::new(cfg).collect();
+    let batches: Vec<String> = events
+        .par_chunks(args.batch)
+        .map(|chunk| {
+            let envs: Vec<String> = chunk
+                .iter()
+                .map(|g| {
+                    let (name, signing) = &keys[g.pdp];
+                    Envelope::sign(g.payload.clone(), Some(name.clone()), signing).to_json()
                 })
                 .collect();
             format!("[{}]", envs.join(","))
         })
         .collect();
+    let n_batches = batches.len();
+    drop(events);
     if !args.json {
         eprintln!(
             "loadgen: pre-signed {} events in {:.1}s; sending",
