@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Server CPU per ingested event, two builds side by side in one run: each
-# `actlog serve` takes the same N events from `actlog loadgen` (batches of
-# 256), seals them into segments, and is stopped; its CPU time (user + sys,
+# `actlog serve` takes N events from the same `actlog loadgen` (AFTER's,
+# batches of 256), seals them into segments, and is stopped; its CPU time (user + sys,
 # from /proc) is divided by N. The builds differ only in how the tail and
 # the segments get their rows, so the difference is that cost per event.
 #   bash tools/bench_seal.sh BEFORE_BIN AFTER_BIN [EVENTS] [ROUNDS]
@@ -32,7 +32,7 @@ run() {
       done ) &
     q=$!
   fi
-  "$bin" loadgen --url "http://127.0.0.1:$port" --admin-token "$admin" --batch 256 --concurrency 8 --pdps 8 \
+  "$after" loadgen --url "http://127.0.0.1:$port" --admin-token "$admin" --batch 256 --concurrency 8 --pdps 8 \
     --events "$n" --duration 600 --json > "$work/load.json"
   [ -n "$q" ] && kill "$q"
   # Wait until every full segment is sealed (the seal loop runs every second).
