@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use actlog_core::dsse::Envelope;
 use actlog_core::leaf::sha256;
+use actlog_core::wire;
 use actlog_store::{AdminOp, Options, Store};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -327,13 +328,14 @@ fn open_write(data: &Path) -> CliResult<Store> {
     Ok(Store::open(data, Options::default())?)
 }
 
-/// Calls an admin endpoint of a running server; returns the JSON body of a 2xx.
-fn remote_call(
+/// Calls an admin endpoint of a running server; returns the body of a 2xx
+/// as its type in `actlog_core::wire`, the one the server writes.
+fn remote_call<T: serde::de::DeserializeOwned>(
     remote: &Remote,
     method: &str,
     path: &str,
     body: Option<serde_json::Value>,
-) -> CliResult<serde_json::Value> {
+) -> CliResult<T> {
     let url = remote.url.as_deref().expect("remote mode");
     let token = remote.token.as_deref().ok_or_else(|| usage("--url needs --token ADMIN_TOKEN (or ACTLOG_TOKEN)"))?;
     let agent = crate::util::http_agent(&remote.tls)?;
@@ -357,31 +359,8 @@ fn remote_call(
         let code = value["error"]["code"].as_str().unwrap_or("error");
         return Err(refused(format!("the server refused ({status} {code}): {msg}")));
     }
-    Ok(value)
-}
-
-fn remote_key(k: &serde_json::Value) -> Option<actlog_store::KeyRecord> {
-    let pk = actlog_core::b64::decode(k["public_key"].as_str()?)?;
-    Some(actlog_store::KeyRecord {
-        name: k["name"].as_str()?.to_string(),
-        pdp_id: k["pdp_id"].as_str()?.to_string(),
-        public_key_hex: hex::encode(pk),
-        fingerprint_hex: k["key_id"].as_str()?.to_string(),
-        added_seq: k["added_seq"].as_u64()?,
-        revoked_seq: k["revoked_seq"].as_u64(),
-    })
-}
-
-fn remote_token(t: &serde_json::Value) -> Option<actlog_store::TokenRecord> {
-    Some(actlog_store::TokenRecord {
-        name: t["name"].as_str()?.to_string(),
-        role: actlog_store::Role::parse(t["role"].as_str()?)?,
-        pdp_id: t["pdp_id"].as_str().map(str::to_string),
-        token_sha256_hex: String::new(),
-        created_seq: t["created_seq"].as_u64()?,
-        revoked_seq: t["revoked_seq"].as_u64(),
-        expires_at_ns: t["expires_at"].as_str().and_then(actlog_core::time::parse_rfc3339_utc),
-    })
+    serde_json::from_value(value)
+        .map_err(|e| refused(format!("the server's answer to {method} {path} is not what this actlog expects: {e}")))
 }
 
 /// Creates a new ledger and its first admin token; returns the store and the token.
@@ -737,8 +716,8 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
             if remote.url.is_some() {
                 let pdp_id = pdp.unwrap_or_else(|| name.clone());
                 let body = json!({"name": name, "public_key": actlog_core::b64::encode(pk), "pdp_id": pdp_id});
-                let r = remote_call(&remote, "POST", "/v1/keys", Some(body))?;
-                eprintln!("actlog: key `{name}` registered for PDP `{pdp_id}` at seq {}", r["added_seq"]);
+                let r: wire::KeyAdded = remote_call(&remote, "POST", "/v1/keys", Some(body))?;
+                eprintln!("actlog: key `{name}` registered for PDP `{pdp_id}` at seq {}", r.added_seq);
                 return Ok(());
             }
             let store = open_write(data)?;
@@ -748,25 +727,14 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
             eprintln!("actlog: key `{name}` registered for PDP `{pdp_id}` at seq {seq}");
         }
         KeysCommand::List { json: as_json, remote } => {
-            let mut keys: Vec<actlog_store::KeyRecord> = if remote.url.is_some() {
-                let r = remote_call(&remote, "GET", "/v1/keys", None)?;
-                r["keys"].as_array().map(|a| a.iter().filter_map(remote_key).collect()).unwrap_or_default()
+            let mut keys: Vec<wire::Key> = if remote.url.is_some() {
+                remote_call::<wire::Keys>(&remote, "GET", "/v1/keys", None)?.keys
             } else {
-                open_read(data)?.registry().keys.into_values().collect()
+                open_read(data)?.registry().keys.values().map(wire::Key::from).collect()
             };
             keys.sort_by_key(|k| k.added_seq);
             if as_json {
-                let rows: Vec<_> = keys
-                    .iter()
-                    .map(|k| {
-                        json!({
-                            "name": k.name, "pdp_id": k.pdp_id,
-                            "public_key": actlog_core::b64::encode(hex::decode(&k.public_key_hex).unwrap_or_default()),
-                            "key_id": k.fingerprint_hex, "added_seq": k.added_seq, "revoked_seq": k.revoked_seq,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(rows));
+                println!("{}", serde_json::to_string(&keys).expect("keys serialize"));
             } else {
                 println!("{:<24} {:<24} {:<10} {:<10} KEY ID", "NAME", "PDP", "ADDED", "REVOKED");
                 for k in keys {
@@ -777,15 +745,15 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
                         k.pdp_id,
                         k.added_seq,
                         revoked,
-                        &k.fingerprint_hex[..16]
+                        k.key_id.get(..16).unwrap_or(&k.key_id)
                     );
                 }
             }
         }
         KeysCommand::Revoke { name, remote } => {
             if remote.url.is_some() {
-                let r = remote_call(&remote, "POST", &format!("/v1/keys/{name}/revoke"), None)?;
-                eprintln!("actlog: key `{name}` revoked at seq {}", r["revoked_seq"]);
+                let r: wire::Revoked = remote_call(&remote, "POST", &format!("/v1/keys/{name}/revoke"), None)?;
+                eprintln!("actlog: key `{name}` revoked at seq {}", r.revoked_seq);
                 return Ok(());
             }
             let store = open_write(data)?;
@@ -803,27 +771,25 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             // Checked here too, so a bad duration is a usage error before any request.
             let expires_at_ns = expires_in.as_deref().map(actlog_server::expires_at).transpose().map_err(usage)?;
             if remote.url.is_some() {
-                let r = remote_call(
+                let r: wire::TokenCreated = remote_call(
                     &remote,
                     "POST",
                     "/v1/tokens",
                     Some(json!({"role": role, "name": name, "pdp_id": pdp, "expires_in": expires_in})),
                 )?;
-                if expires_in.is_some() && r["expires_at"].as_str().is_none() {
+                if expires_in.is_some() && r.expires_at.is_none() {
                     // A server without token lifetimes ignores `expires_in`:
                     // never leave a token behind that lives for ever.
-                    let created = r["name"].as_str().unwrap_or_default();
-                    let revoked = remote_call(&remote, "POST", &format!("/v1/tokens/{created}/revoke"), None);
+                    let created = &r.name;
+                    let revoked: CliResult<wire::Revoked> =
+                        remote_call(&remote, "POST", &format!("/v1/tokens/{created}/revoke"), None);
                     return Err(refused(format!(
                         "the server does not support token lifetimes, so --expires-in was not applied; token `{created}` {}",
                         if revoked.is_ok() { "was revoked again" } else { "could not be revoked: revoke it by hand" }
                     )));
                 }
-                eprintln!(
-                    "actlog: token `{}` created; it follows on stdout and is shown only this once",
-                    r["name"].as_str().unwrap_or("")
-                );
-                print_secret(r["token"].as_str().ok_or_else(|| refused("the server's answer has no token"))?);
+                eprintln!("actlog: token `{}` created; it follows on stdout and is shown only this once", r.name);
+                print_secret(&r.token);
                 return Ok(());
             }
             let name = name.unwrap_or_else(|| format!("{role}-{}", &hex::encode(random_32())[..8]));
@@ -841,22 +807,19 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             print_secret(&token);
         }
         TokensCommand::List { json: as_json, remote } => {
-            let mut tokens: Vec<actlog_store::TokenRecord> = if remote.url.is_some() {
-                let r = remote_call(&remote, "GET", "/v1/tokens", None)?;
-                r["tokens"].as_array().map(|a| a.iter().filter_map(remote_token).collect()).unwrap_or_default()
+            let mut tokens: Vec<wire::Token> = if remote.url.is_some() {
+                remote_call::<wire::Tokens>(&remote, "GET", "/v1/tokens", None)?.tokens
             } else {
-                open_read(data)?.registry().tokens.into_values().collect()
+                open_read(data)?.registry().tokens.values().map(wire::Token::from).collect()
             };
             tokens.sort_by_key(|t| t.created_seq);
             if as_json {
-                let rows: Vec<_> = tokens.iter().map(actlog_server::token_json).collect();
-                println!("{}", serde_json::Value::Array(rows));
+                println!("{}", serde_json::to_string(&tokens).expect("tokens serialize"));
             } else {
                 println!("{:<24} {:<8} {:<24} {:<10} {:<10} EXPIRES", "NAME", "ROLE", "PDP", "CREATED", "REVOKED");
                 for t in tokens {
                     let revoked = t.revoked_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-                    let expires =
-                        t.expires_at_ns.map(actlog_core::time::format_rfc3339_utc).unwrap_or_else(|| "-".into());
+                    let expires = t.expires_at.as_deref().unwrap_or("-");
                     println!(
                         "{:<24} {:<8} {:<24} {:<10} {:<10} {}",
                         t.name,
@@ -871,8 +834,8 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
         }
         TokensCommand::Revoke { name, remote } => {
             if remote.url.is_some() {
-                let r = remote_call(&remote, "POST", &format!("/v1/tokens/{name}/revoke"), None)?;
-                eprintln!("actlog: token `{name}` revoked at seq {}", r["revoked_seq"]);
+                let r: wire::Revoked = remote_call(&remote, "POST", &format!("/v1/tokens/{name}/revoke"), None)?;
+                eprintln!("actlog: token `{name}` revoked at seq {}", r.revoked_seq);
                 return Ok(());
             }
             let store = open_write(data)?;

@@ -39,6 +39,7 @@ pub mod sql;
 pub mod tiles;
 pub mod time;
 pub mod tlog_proof;
+pub mod wire;
 pub mod witness;
 
 pub use leaf::Hash;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actlog_core::leaf::{LeafKind, sha256};
-use actlog_core::{b64, time};
+use actlog_core::{b64, time, wire};
 use actlog_store::{AdminOp, StoredEvent};
 use axum::Json;
 use axum::body::Body;
@@ -31,7 +31,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn event_json(ev: &StoredEvent) -> serde_json::Value {
+fn event_json(ev: &StoredEvent) -> wire::Event {
     let raw = |bytes: &[u8]| -> serde_json::Value {
         std::str::from_utf8(bytes)
             .ok()
@@ -48,23 +48,23 @@ fn event_json(ev: &StoredEvent) -> serde_json::Value {
             envelope["payload"].as_str().and_then(b64::decode).map(|p| raw(&p)).unwrap_or(serde_json::Value::Null)
         }
     };
-    json!({
-        "seq": ev.seq,
-        "event_id": ev.leaf.event_id,
-        "received_at": time::format_rfc3339_utc(ev.leaf.received_at_unix_nanos as i64),
-        "payload": payload,
-        "envelope": envelope,
-        "leaf": b64::encode(&ev.leaf_bytes),
-        "leaf_hash": b64::encode(ev.leaf_hash),
-        "chain_hash": b64::encode(ev.chain_hash),
-    })
+    wire::Event {
+        seq: ev.seq,
+        event_id: ev.leaf.event_id.clone(),
+        received_at: time::format_rfc3339_utc(ev.leaf.received_at_unix_nanos as i64),
+        payload,
+        envelope,
+        leaf: b64::encode(&ev.leaf_bytes),
+        leaf_hash: b64::encode(ev.leaf_hash),
+        chain_hash: b64::encode(ev.chain_hash),
+    }
 }
 
 pub async fn event_by_seq(
     State(state): State<AppState>,
     headers: HeaderMap,
     seq: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<wire::Event>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let Path(seq) = seq.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
     let seq: u64 =
@@ -77,7 +77,7 @@ pub async fn event_by_id(
     State(state): State<AppState>,
     headers: HeaderMap,
     event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<wire::Event>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let Path(event_id) = event_id.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
     let id = event_id.clone();
@@ -85,22 +85,24 @@ pub async fn event_by_id(
     ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event with event_id `{event_id}`")))
 }
 
-pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::Log>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
     let s = &state.store;
-    let mut body = json!({
-        "origin": s.origin(),
-        "verifier_key": s.verifier_key().to_text(),
-        "tree_size": s.head().tree_size,
-        "checkpoint": s.latest_checkpoint().map(|(_, n)| n),
-    });
-    if let Some(w) = &state.witnessing {
+    let witnessing = state.witnessing.as_ref().map(|w| {
         let published = w.published();
-        body["witnessed_tree_size"] = json!(published.as_ref().map(|(s, _)| s));
-        body["witnessed_checkpoint"] = json!(published.map(|(_, n)| n));
-        body["witnesses"] = json!(w.status());
-    }
-    Ok(Json(body))
+        wire::Witnessing {
+            witnessed_tree_size: published.as_ref().map(|(s, _)| *s),
+            witnessed_checkpoint: published.map(|(_, n)| n),
+            witnesses: json!(w.status()),
+        }
+    });
+    Ok(Json(wire::Log {
+        origin: s.origin().to_string(),
+        verifier_key: s.verifier_key().to_text(),
+        tree_size: s.head().tree_size,
+        checkpoint: s.latest_checkpoint().map(|(_, n)| n),
+        witnessing,
+    }))
 }
 
 pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -151,10 +153,12 @@ pub async fn inclusion(
         None => state.store.latest_checkpoint().map(|(s, _)| s).unwrap_or(state.store.head().tree_size),
     };
     let (leaf_hash, hashes) = blocking(&state, move |s| s.inclusion_proof(seq, size)).await?;
-    Ok(Json(json!({
-        "seq": seq, "tree_size": size, "leaf_hash": b64::encode(leaf_hash),
-        "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>(),
-    }))
+    Ok(Json(wire::InclusionProof {
+        seq,
+        tree_size: size,
+        leaf_hash: b64::encode(leaf_hash),
+        hashes: hashes.iter().map(b64::encode).collect(),
+    })
     .into_response())
 }
 
@@ -204,7 +208,7 @@ pub async fn consistency(
     State(state): State<AppState>,
     headers: HeaderMap,
     p: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<wire::ConsistencyProof>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
     let Query(p) = p.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
     let old = parse_u64("old", p.old.as_ref())?
@@ -212,7 +216,7 @@ pub async fn consistency(
     let new = parse_u64("new", p.new.as_ref())?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "new is required"))?;
     let hashes = blocking(&state, move |s| s.consistency_proof(old, new)).await?;
-    Ok(Json(json!({"old": old, "new": new, "hashes": hashes.iter().map(b64::encode).collect::<Vec<_>>()})))
+    Ok(Json(wire::ConsistencyProof { old, new, hashes: hashes.iter().map(b64::encode).collect() }))
 }
 
 /// Reads a small admin JSON body under the same limits as ingest.
@@ -274,26 +278,21 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let (n, p) = (name.clone(), pdp_id.clone());
     let seq = blocking(&state, move |s| s.admin(AdminOp::AddKey { name: n, pdp_id: p, public_key })).await?;
     let key_id = hex::encode(sha256(&public_key));
-    Ok((StatusCode::CREATED, Json(json!({"name": name, "pdp_id": pdp_id, "key_id": key_id, "added_seq": seq})))
-        .into_response())
+    Ok((StatusCode::CREATED, Json(wire::KeyAdded { name, pdp_id, key_id, added_seq: seq })).into_response())
 }
 
-pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::Keys>, ApiError> {
     authorize(&state, &headers, &[Role::Admin])?;
     let mut keys: Vec<_> = state.store.registry().keys.into_values().collect();
     keys.sort_by_key(|k| k.added_seq);
-    Ok(Json(json!({"keys": keys.iter().map(|k| json!({
-        "name": k.name, "pdp_id": k.pdp_id,
-        "public_key": b64::encode(hex::decode(&k.public_key_hex).unwrap_or_default()),
-        "key_id": k.fingerprint_hex, "added_seq": k.added_seq, "revoked_seq": k.revoked_seq,
-    })).collect::<Vec<_>>()})))
+    Ok(Json(wire::Keys { keys: keys.iter().map(wire::Key::from).collect() }))
 }
 
 pub async fn revoke_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<wire::Revoked>, ApiError> {
     revoke(&state, &headers, AdminOp::RevokeKey { name: name.clone() }, name).await
 }
 
@@ -303,10 +302,10 @@ async fn revoke(
     headers: &HeaderMap,
     op: AdminOp,
     name: String,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<wire::Revoked>, ApiError> {
     authorize(state, headers, &[Role::Admin])?;
     let seq = blocking(state, move |s| s.admin(op)).await?;
-    Ok(Json(json!({"name": name, "revoked_seq": seq})))
+    Ok(Json(wire::Revoked { name, revoked_seq: seq }))
 }
 
 /// A fresh API token: `actlog_` and 43 URL-safe base64 characters (256 bits).
@@ -341,10 +340,16 @@ pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, bod
     let (n, r, p, h) = (name.clone(), role.clone(), pdp_id.clone(), sha256(token.as_bytes()));
     let op = AdminOp::CreateToken { name: n, role: r, pdp_id: p, token_sha256: h, expires_at_ns };
     let seq = blocking(&state, move |s| s.admin(op)).await?;
-    let mut body = json!({"token": token, "name": name, "role": role, "pdp_id": pdp_id, "created_seq": seq});
-    if let Some(e) = expires_at_ns {
-        body["expires_at"] = actlog_core::time::format_rfc3339_utc(e).into();
-    }
+    // The store refused any other name before the token was recorded.
+    let role = Role::parse(&role).ok_or_else(|| ApiError::internal(format!("the store recorded role `{role}`")))?;
+    let body = wire::TokenCreated {
+        token,
+        name,
+        role,
+        pdp_id,
+        created_seq: seq,
+        expires_at: expires_at_ns.map(actlog_core::time::format_rfc3339_utc),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -355,35 +360,23 @@ pub fn expires_at(duration: &str) -> Result<i64, String> {
     Ok(actlog_store::now_ns().saturating_add(secs as i64 * 1_000_000_000))
 }
 
-/// A token as `GET /v1/tokens` and `tokens list --json` show it: never its
-/// secret or hash.
-pub fn token_json(t: &actlog_store::TokenRecord) -> serde_json::Value {
-    json!({
-        "name": t.name, "role": t.role, "pdp_id": t.pdp_id, "created_seq": t.created_seq, "revoked_seq": t.revoked_seq,
-        "expires_at": t.expires_at_ns.map(actlog_core::time::format_rfc3339_utc),
-    })
-}
-
-pub async fn list_tokens(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_tokens(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::Tokens>, ApiError> {
     authorize(&state, &headers, &[Role::Admin])?;
     let mut tokens: Vec<_> = state.store.registry().tokens.into_values().collect();
     tokens.sort_by_key(|t| t.created_seq);
-    Ok(Json(json!({"tokens": tokens.iter().map(token_json).collect::<Vec<_>>()})))
+    Ok(Json(wire::Tokens { tokens: tokens.iter().map(wire::Token::from).collect() }))
 }
 
 pub async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<wire::Revoked>, ApiError> {
     revoke(&state, &headers, AdminOp::RevokeToken { name: name.clone() }, name).await
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<wire::Health> {
+    Json(wire::Health { status: "ok".into(), tree_size: None })
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -398,9 +391,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         } else {
             "shedding load"
         };
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": why}))).into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(wire::Health { status: why.into(), tree_size: None }))
+            .into_response();
     }
-    Json(json!({"status": "ready", "tree_size": state.store.head().tree_size})).into_response()
+    Json(wire::Health { status: "ready".into(), tree_size: Some(state.store.head().tree_size) }).into_response()
 }
 
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -45,7 +45,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ErrorCode};
-pub use handlers::{expires_at, token_json};
+pub use handlers::expires_at;
 pub use metrics::Metrics;
 
 /// Named limits, each with its unit last. Defaults are in `docs/operating.md`.
