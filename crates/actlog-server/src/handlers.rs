@@ -7,7 +7,7 @@ use actlog_core::{b64, time, wire};
 use actlog_store::{AdminOp, StoredEvent};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use actlog_core::body::json_depth;
 
+use crate::extract::{ApiPath, ApiQuery};
 use crate::ingest::read_body;
 use crate::{ApiError, AppState, ErrorCode, Role, authorize};
 
@@ -63,10 +64,10 @@ fn event_json(ev: &StoredEvent) -> wire::Event {
 pub async fn event_by_seq(
     State(state): State<AppState>,
     headers: HeaderMap,
-    seq: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    seq: Result<ApiPath<String>, ApiError>,
 ) -> Result<Json<wire::Event>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
-    let Path(seq) = seq.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
+    let ApiPath(seq) = seq?;
     let seq: u64 =
         seq.parse().map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "seq must be a non-negative integer"))?;
     let ev = blocking(&state, move |s| s.event(seq)).await?;
@@ -76,10 +77,10 @@ pub async fn event_by_seq(
 pub async fn event_by_id(
     State(state): State<AppState>,
     headers: HeaderMap,
-    event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    event_id: Result<ApiPath<String>, ApiError>,
 ) -> Result<Json<wire::Event>, ApiError> {
     authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
-    let Path(event_id) = event_id.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
+    let ApiPath(event_id) = event_id?;
     let id = event_id.clone();
     let ev = blocking(&state, move |s| s.event_by_id(&id)).await?;
     ev.map(|e| Json(event_json(&e))).ok_or_else(|| ApiError::not_found(format!("no event with event_id `{event_id}`")))
@@ -132,10 +133,10 @@ fn parse_u64(name: &str, v: Option<&String>) -> Result<Option<u64>, ApiError> {
 pub async fn inclusion(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
+    p: Result<ApiQuery<InclusionParams>, ApiError>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
-    let Query(p) = p.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
+    let ApiQuery(p) = p?;
     let seq = parse_u64("seq", p.seq.as_ref())?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "seq is required"))?;
     match p.format.as_deref() {
@@ -207,10 +208,10 @@ pub struct ConsistencyParams {
 pub async fn consistency(
     State(state): State<AppState>,
     headers: HeaderMap,
-    p: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+    p: Result<ApiQuery<ConsistencyParams>, ApiError>,
 ) -> Result<Json<wire::ConsistencyProof>, ApiError> {
     authorize(&state, &headers, &[Role::Auditor])?;
-    let Query(p) = p.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
+    let ApiQuery(p) = p?;
     let old = parse_u64("old", p.old.as_ref())?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "old is required"))?;
     let new = parse_u64("new", p.new.as_ref())?
@@ -291,8 +292,10 @@ pub async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> Res
 pub async fn revoke_key(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<ApiPath<String>, ApiError>,
 ) -> Result<Json<wire::Revoked>, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let ApiPath(name) = name?;
     revoke(&state, &headers, AdminOp::RevokeKey { name: name.clone() }, name).await
 }
 
@@ -370,8 +373,10 @@ pub async fn list_tokens(State(state): State<AppState>, headers: HeaderMap) -> R
 pub async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<ApiPath<String>, ApiError>,
 ) -> Result<Json<wire::Revoked>, ApiError> {
+    authorize(&state, &headers, &[Role::Admin])?;
+    let ApiPath(name) = name?;
     revoke(&state, &headers, AdminOp::RevokeToken { name: name.clone() }, name).await
 }
 

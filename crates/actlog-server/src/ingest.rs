@@ -14,7 +14,7 @@ use actlog_core::ingest::{self, Checked, EnvelopeLimits, Submitter, check_envelo
 use actlog_store::AppendError;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -378,13 +378,12 @@ async fn shed(state: &AppState, body: Body, limit: &'static str) -> ApiError {
 
 pub async fn post_events(
     State(state): State<AppState>,
-    params: Result<Query<IngestParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<crate::extract::ApiQuery<IngestParams>, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ReceiptsBody>, ApiError> {
     let token = authorize(&state, &headers, &[Role::Ingest])?;
-    let Query(params) =
-        params.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the query string is not valid"))?;
+    let crate::extract::ApiQuery(params) = params?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable(
             ErrorCode::ShuttingDown,

@@ -16,6 +16,7 @@
 
 pub mod cosign;
 pub mod error;
+mod extract;
 mod handlers;
 mod ingest;
 pub mod listen;

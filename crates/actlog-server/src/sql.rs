@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -110,10 +110,10 @@ fn chunked(out: actlog_query::QueryOutput, encode: for<'a> fn(&'a actlog_query::
 pub async fn chain(
     State(state): State<AppState>,
     headers: HeaderMap,
-    event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    event_id: Result<crate::extract::ApiPath<String>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers, &[Role::Query])?;
-    let Path(event_id) = event_id.map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path is not valid"))?;
+    let crate::extract::ApiPath(event_id) = event_id?;
     let store = state.store.clone();
     let id = event_id.clone();
     let c = tokio::task::spawn_blocking(move || actlog_query::chain::reconstruct(&store, &id))

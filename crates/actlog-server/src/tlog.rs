@@ -12,7 +12,7 @@ use std::io::Write;
 
 use actlog_core::tiles::{self, TileKind};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -55,9 +55,10 @@ pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Re
 pub async fn tile(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(path): Path<String>,
+    path: Result<crate::extract::ApiPath<String>, ApiError>,
 ) -> Result<Response, ApiError> {
     check_access(&state, &headers)?;
+    let crate::extract::ApiPath(path) = path?;
     let tile = tiles::parse_tile_path(&path).map_err(|e| ApiError::not_found(e.to_string()))?;
     let size = state.store.latest_checkpoint().map(|(s, _)| s).unwrap_or(0);
     let store = std::sync::Arc::clone(&state.store);

@@ -812,6 +812,30 @@ fn bad_request_catalogue() {
         let r = s.get(path, &a);
         assert_eq!((r.status, r.code().as_str()), (status, code), "{path}: {}", r.text);
     }
+    // A path that does not decode (bad UTF-8 in a percent escape) is the
+    // contract's 400 on every route with a path parameter, after the token
+    // check: never axum's plain-text rejection.
+    let admin = s.token("admin").to_string();
+    let query = s.token("query").to_string();
+    for (method, path, token) in [
+        ("GET", "/v1/events/%FF", &a),
+        ("GET", "/v1/events/by-id/%FF", &a),
+        ("GET", "/v1/chains/%FF", &query),
+        ("POST", "/v1/keys/%FF/revoke", &admin),
+        ("POST", "/v1/tokens/%FF/revoke", &admin),
+        ("GET", "/tlog/tile/0/%FF", &a),
+    ] {
+        let r = s.call(method, path, Some(token), &[], None);
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "{method} {path}: {}", r.text);
+        assert!(r.request_id.is_some(), "{path}");
+        let r = s.call(method, path, None, &[], None);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (401, "unauthenticated"),
+            "{method} {path} without a token: {}",
+            r.text
+        );
+    }
     let r = s.call("DELETE", "/v1/events", Some(&ingest), &[], None);
     assert_eq!((r.status, r.code().as_str()), (405, "method_not_allowed"), "{}", r.text);
     assert!(r.request_id.is_some());
