@@ -237,18 +237,27 @@ pub enum KeysCommand {
         remote: Remote,
     },
     /// List producer keys.
-    List {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    List(ListArgs),
     /// Revoke a producer key (recorded as a ledger event).
-    Revoke {
-        name: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Revoke(RevokeArgs),
+}
+
+/// `keys list` and `tokens list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `keys revoke` and `tokens revoke`.
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,18 +280,9 @@ pub enum TokensCommand {
         remote: Remote,
     },
     /// List tokens (never their secrets).
-    List {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    List(ListArgs),
     /// Revoke a token.
-    Revoke {
-        name: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Revoke(RevokeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -726,7 +726,7 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
             store.close()?;
             eprintln!("actlog: key `{name}` registered for PDP `{pdp_id}` at seq {seq}");
         }
-        KeysCommand::List { json: as_json, remote } => {
+        KeysCommand::List(ListArgs { json: as_json, remote }) => {
             let mut keys: Vec<wire::Key> = if remote.url.is_some() {
                 remote_call::<wire::Keys>(&remote, "GET", "/v1/keys", None)?.keys
             } else {
@@ -750,7 +750,7 @@ fn keys(data: &Path, command: KeysCommand) -> CliResult {
                 }
             }
         }
-        KeysCommand::Revoke { name, remote } => {
+        KeysCommand::Revoke(RevokeArgs { name, remote }) => {
             if remote.url.is_some() {
                 let r: wire::Revoked = remote_call(&remote, "POST", &format!("/v1/keys/{name}/revoke"), None)?;
                 eprintln!("actlog: key `{name}` revoked at seq {}", r.revoked_seq);
@@ -806,7 +806,7 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             eprintln!("actlog: token `{name}` created; it follows on stdout and is shown only this once");
             print_secret(&token);
         }
-        TokensCommand::List { json: as_json, remote } => {
+        TokensCommand::List(ListArgs { json: as_json, remote }) => {
             let mut tokens: Vec<wire::Token> = if remote.url.is_some() {
                 remote_call::<wire::Tokens>(&remote, "GET", "/v1/tokens", None)?.tokens
             } else {
@@ -832,7 +832,7 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
                 }
             }
         }
-        TokensCommand::Revoke { name, remote } => {
+        TokensCommand::Revoke(RevokeArgs { name, remote }) => {
             if remote.url.is_some() {
                 let r: wire::Revoked = remote_call(&remote, "POST", &format!("/v1/tokens/{name}/revoke"), None)?;
                 eprintln!("actlog: token `{name}` revoked at seq {}", r.revoked_seq);

@@ -294,19 +294,20 @@ pub async fn revoke_key(
     headers: HeaderMap,
     name: Result<ApiPath<String>, ApiError>,
 ) -> Result<Json<wire::Revoked>, ApiError> {
-    authorize(&state, &headers, &[Role::Admin])?;
-    let ApiPath(name) = name?;
-    revoke(&state, &headers, AdminOp::RevokeKey { name: name.clone() }, name).await
+    revoke(&state, &headers, name, |name| AdminOp::RevokeKey { name }).await
 }
 
-/// Runs a revocation as admin and answers `{"name","revoked_seq"}`.
+/// Runs a revocation of the key or token named in the path, as admin (the
+/// token is checked before the path), and answers `{"name","revoked_seq"}`.
 async fn revoke(
     state: &AppState,
     headers: &HeaderMap,
-    op: AdminOp,
-    name: String,
+    name: Result<ApiPath<String>, ApiError>,
+    op: fn(String) -> AdminOp,
 ) -> Result<Json<wire::Revoked>, ApiError> {
     authorize(state, headers, &[Role::Admin])?;
+    let ApiPath(name) = name?;
+    let op = op(name.clone());
     let seq = blocking(state, move |s| s.admin(op)).await?;
     Ok(Json(wire::Revoked { name, revoked_seq: seq }))
 }
@@ -375,9 +376,7 @@ pub async fn revoke_token(
     headers: HeaderMap,
     name: Result<ApiPath<String>, ApiError>,
 ) -> Result<Json<wire::Revoked>, ApiError> {
-    authorize(&state, &headers, &[Role::Admin])?;
-    let ApiPath(name) = name?;
-    revoke(&state, &headers, AdminOp::RevokeToken { name: name.clone() }, name).await
+    revoke(&state, &headers, name, |name| AdminOp::RevokeToken { name }).await
 }
 
 pub async fn healthz() -> Json<wire::Health> {
