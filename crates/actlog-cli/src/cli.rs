@@ -210,18 +210,6 @@ pub struct ServeArgs {
     pub block_cache_bytes_max: usize,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct Remote {
-    /// Manage a running server through its admin endpoints instead of the data directory.
-    #[arg(long, env = "ACTLOG_URL")]
-    pub url: Option<String>,
-    /// Admin token for --url.
-    #[arg(long, env = "ACTLOG_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    #[command(flatten)]
-    pub tls: crate::util::TlsClient,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Register a producer key (recorded as a ledger event).
@@ -373,7 +361,7 @@ fn create_ledger(data: &Path, origin: Option<String>, opts: Options) -> CliResul
     )?;
     let token = new_token();
     store.admin(AdminOp::CreateToken {
-        name: "admin".into(),
+        name: actlog_core::ledger::FIRST_ADMIN_TOKEN_NAME.into(),
         role: actlog_store::Role::Admin.as_str().into(),
         pdp_id: None,
         token_sha256: sha256(token.as_bytes()),
@@ -771,12 +759,27 @@ fn tokens(data: &Path, command: TokensCommand) -> CliResult {
             // Checked here too, so a bad duration is a usage error before any request.
             let expires_at_ns = expires_in.as_deref().map(actlog_server::expires_at).transpose().map_err(usage)?;
             if remote.url.is_some() {
-                let r: wire::TokenCreated = remote_call(
+                let v: serde_json::Value = remote_call(
                     &remote,
                     "POST",
                     "/v1/tokens",
                     Some(json!({"role": role, "name": name, "pdp_id": pdp, "expires_in": expires_in})),
                 )?;
+                // The token is recorded by now and its secret is in this
+                // answer only: never lose it to an answer of another shape.
+                let r: wire::TokenCreated = match serde_json::from_value(v.clone()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let token = v["token"].as_str().ok_or_else(|| {
+                            refused(format!("the server created a token but its answer holds no secret ({e}): {v}"))
+                        })?;
+                        eprintln!(
+                            "actlog: the server's answer is not what this actlog expects ({e}); the token follows"
+                        );
+                        print_secret(token);
+                        return Ok(());
+                    }
+                };
                 if expires_in.is_some() && r.expires_at.is_none() {
                     // A server without token lifetimes ignores `expires_in`:
                     // never leave a token behind that lives for ever.

@@ -71,19 +71,6 @@ pub fn parse_time(flag: &str, text: &str) -> CliResult<i64> {
     })
 }
 
-pub(crate) fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    stderr_is_tty().then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{what} {{bar:40}} {{pos}}/{{len}} leaves {{per_sec}} eta {{eta}}"
-            ))
-            .expect("valid template"),
-        );
-        b
-    })
-}
-
 /// The data dir opened for a bundle: the store (writable when no server
 /// holds it, so full segments are sealed first), the ledger key that signs,
 /// an engine whose one selection query may return every event, a runtime.
@@ -96,7 +83,7 @@ struct Opened {
 }
 
 fn open_for_bundle(data: &Path, memory_bytes: usize, command: &str) -> CliResult<Opened> {
-    let (store, writable) = crate::sql_cmd::open(data)?;
+    let (store, writable) = open_for_query(data)?;
     let seed = actlog_store::read_ledger_seed(data).map_err(|e| {
         refused(format!(
             "the ledger key signs the bundle, and it cannot be read: {e}; run {command} where the ledger key is"
@@ -115,11 +102,7 @@ fn open_for_bundle(data: &Path, memory_bytes: usize, command: &str) -> CliResult
     if writable {
         engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))?;
+    let rt = query_runtime()?;
     Ok(Opened { store, writable, seed, engine, rt })
 }
 

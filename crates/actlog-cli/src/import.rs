@@ -138,7 +138,8 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         // Check the whole file first, with the server's batch functions: the
         // per-item checks on the rayon pool, all or nothing, then the event
         // ids repeated in the file or already stored with another payload.
-        // The parsed JSON is dropped as each item is checked.
+        // Each task holds at most PARALLEL_CHUNK_ENVELOPES_MAX parsed
+        // envelopes at a time.
         let results = match &opa {
             None => {
                 let envelopes: Vec<Vec<u8>> = lines.iter().map(|(_, l)| l.to_vec()).collect();
@@ -172,10 +173,13 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 items[index].fields().event_id
             ))
         };
-        let repeats = actlog_core::ingest::repeats(&items)
-            .map_err(|c| conflict(c.index, format!("repeats {what} {} with a different payload", lines[c.first].0)))?;
+        // In file order, so the first refused line is the one named.
+        let repeats = actlog_core::ingest::repeats(&items);
         for (index, item) in items.iter().enumerate() {
-            if repeats[index].is_none()
+            if let Some(c) = repeats.conflict.as_ref().filter(|c| c.index == index) {
+                return Err(conflict(index, format!("repeats {what} {} with a different payload", lines[c.first].0)));
+            }
+            if repeats.firsts[index].is_none()
                 && let Some(seq) = store.stored_conflict(item)?
             {
                 return Err(conflict(index, format!("is stored at seq {seq} with a different payload")));

@@ -10,7 +10,6 @@ use actlog_query::{Engine, EngineOptions, QueryOptions, QueryOutput};
 use actlog_store::{Options, Store};
 use clap::{Args, ValueEnum};
 
-use crate::cli::Remote;
 use crate::util::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,26 +99,6 @@ pub struct ChainArgs {
     pub remote: Remote,
 }
 
-fn runtime() -> CliResult<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))
-}
-
-/// Opens the data dir: for writing when no server holds it (so full
-/// segments are sealed first), else read-only beside the running server.
-pub(crate) fn open(data: &Path) -> CliResult<(Arc<Store>, bool)> {
-    match Store::open(data, Options::default()) {
-        Ok(s) => Ok((Arc::new(s), true)),
-        // Held by a server, or not writable here (no ledger key, a read-only
-        // copy): read what is there.
-        Err(e @ actlog_store::Error::NotInitialized(_)) => Err(e.into()),
-        Err(_) => Ok((Arc::new(Store::open(data, Options { read_only: true, ..Options::default() })?), false)),
-    }
-}
-
 fn query_error(e: actlog_query::QueryError) -> CliError {
     let m = format!("{}: {}", e.code, e.message);
     if e.code == "sql_invalid" { usage(m) } else { refused(m) }
@@ -202,7 +181,7 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
         let q = args.query.as_deref().ok_or_else(|| usage("--url needs a QUERY (the REPL works on a data dir)"))?;
         return remote_sql(&args.remote, url, token, q, !args.no_index, args.format);
     }
-    let (store, writable) = open(data)?;
+    let (store, writable) = open_for_query(data)?;
     let mut opts = args.limits.engine_options();
     opts.segment_events = opts.segment_events.max(1);
     let engine = Engine::open(store.clone(), opts).map_err(|e| refused(format!("opening the query engine: {e}")))?;
@@ -212,7 +191,7 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
             eprintln!("actlog: sealed {n} segment(s)");
         }
     }
-    let rt = runtime()?;
+    let rt = query_runtime()?;
     let mut qopts = QueryOptions { use_index: !args.no_index, ..Default::default() };
     let result = match &args.query {
         Some(q) => rt.block_on(engine.query(q, &qopts)).map_err(query_error).and_then(|out| print(&out, args.format)),

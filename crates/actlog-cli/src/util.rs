@@ -1,4 +1,6 @@
-//! Errors with exit codes, randomness and small helpers.
+//! The plumbing the commands share: errors with exit codes, randomness,
+//! opening the data directory, the query runtime, progress bars, and the
+//! HTTP client for a remote server.
 
 use std::io::IsTerminal;
 
@@ -113,4 +115,55 @@ pub fn http_agent(tls: &TlsClient) -> CliResult<ureq::Agent> {
 pub fn read_policy(flag: &str, path: &std::path::Path) -> CliResult<actlog_core::witness::Policy> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
     actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Opens the data dir: for writing when no server holds it (so full
+/// segments are sealed first), else read-only beside the running server.
+pub fn open_for_query(data: &std::path::Path) -> CliResult<(std::sync::Arc<actlog_store::Store>, bool)> {
+    match actlog_store::Store::open(data, actlog_store::Options::default()) {
+        Ok(s) => Ok((std::sync::Arc::new(s), true)),
+        // Held by a server, or not writable here (no ledger key, a read-only
+        // copy): read what is there.
+        Err(e @ actlog_store::Error::NotInitialized(_)) => Err(e.into()),
+        Err(_) => {
+            let opts = actlog_store::Options { read_only: true, ..actlog_store::Options::default() };
+            Ok((std::sync::Arc::new(actlog_store::Store::open(data, opts)?), false))
+        }
+    }
+}
+
+/// The tokio runtime a command runs its queries on (two workers).
+pub fn query_runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| refused(format!("cannot start the query runtime: {e}")))
+}
+
+/// A progress bar on a terminal (none when stderr is not one).
+pub fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    stderr_is_tty().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{what} {{bar:40}} {{pos}}/{{len}} leaves {{per_sec}} eta {{eta}}"
+            ))
+            .expect("valid template"),
+        );
+        b
+    })
+}
+
+/// A running server to work on instead of the data directory.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Remote {
+    /// Manage a running server through its admin endpoints instead of the data directory.
+    #[arg(long, env = "ACTLOG_URL")]
+    pub url: Option<String>,
+    /// Admin token for --url.
+    #[arg(long, env = "ACTLOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsClient,
 }

@@ -257,7 +257,7 @@ fn bundle(dir: &Path, args: &VerifyArgs) -> CliResult {
     let policy = args.policy.as_deref().map(|p| read_policy("--policy", p)).transpose()?;
     let progress_bar = std::sync::OnceLock::new();
     let progress = |done: u64, total: u64| {
-        if let Some(b) = progress_bar.get_or_init(|| crate::export_cmd::bar(total, "verify")) {
+        if let Some(b) = progress_bar.get_or_init(|| bar(total, "verify")) {
             b.set_position(done);
         }
     };

@@ -190,30 +190,50 @@ pub struct RepeatConflict {
 }
 
 /// For each item of a batch, the index of the earlier item with its event
-/// id (`None` for the first), or the first repeat with another payload. A
-/// batch may repeat an event only as itself: the writer stores it once and
-/// acknowledges both. The writer and `import` (over a whole file) use it.
-pub fn repeats(items: &[Checked]) -> Result<Vec<Option<usize>>, RepeatConflict> {
+/// id (`None` for the first), up to the first repeat with another payload,
+/// which is `conflict`. A batch may repeat an event only as itself: the
+/// writer stores it once and acknowledges both. The writer and `import`
+/// (over a whole file) walk the items in order and refuse at `conflict`'s
+/// index, so the first refused item is the one reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeats {
+    /// The earlier item of each item before the conflict (all items when
+    /// there is none).
+    pub firsts: Vec<Option<usize>>,
+    /// The first repeat with another payload.
+    pub conflict: Option<RepeatConflict>,
+}
+
+/// See [`Repeats`].
+pub fn repeats(items: &[Checked]) -> Repeats {
     let mut first: std::collections::HashMap<&str, (usize, &Hash)> = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(items.len());
+    let mut firsts = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let id = item.fields.event_id.as_str();
         match first.get(id) {
             Some(&(f, payload)) if payload != &item.payload_sha256 => {
-                return Err(RepeatConflict { index, first: f, event_id: id.to_string() });
+                let conflict = Some(RepeatConflict { index, first: f, event_id: id.to_string() });
+                return Repeats { firsts, conflict };
             }
-            Some(&(f, _)) => out.push(Some(f)),
+            Some(&(f, _)) => firsts.push(Some(f)),
             None => {
                 first.insert(id, (index, &item.payload_sha256));
-                out.push(None);
+                firsts.push(None);
             }
         }
     }
-    Ok(out)
+    Repeats { firsts, conflict: None }
 }
 
-/// [`check_envelopes`] on the rayon pool, in chunks of at least 64, results
-/// in order. A batch of one chunk is checked on the calling thread.
+/// Envelopes one task of [`check_envelopes_parallel`] checks at most: a
+/// chunk holds each envelope's parsed form until its signatures are checked
+/// in a batch, so the chunk bounds that memory (an 8 GiB `import` file is
+/// checked 4,096 envelopes per task, not half the file).
+pub const PARALLEL_CHUNK_ENVELOPES_MAX: usize = 4096;
+
+/// [`check_envelopes`] on the rayon pool, in chunks of 64 to
+/// [`PARALLEL_CHUNK_ENVELOPES_MAX`], results in order. A batch of one chunk
+/// is checked on the calling thread.
 #[cfg(feature = "parallel")]
 pub fn check_envelopes_parallel(
     envelopes: Vec<Vec<u8>>,
@@ -222,7 +242,7 @@ pub fn check_envelopes_parallel(
     limits: &EnvelopeLimits,
 ) -> Vec<Result<Checked, ItemError>> {
     use rayon::prelude::*;
-    let chunk = envelopes.len().div_ceil(rayon::current_num_threads()).max(64);
+    let chunk = envelopes.len().div_ceil(rayon::current_num_threads()).clamp(64, PARALLEL_CHUNK_ENVELOPES_MAX);
     if envelopes.len() <= chunk {
         return check_envelopes(envelopes, keys, submitter, limits);
     }
@@ -406,10 +426,12 @@ mod tests {
     #[test]
     fn a_batch_repeats_an_event_only_as_itself() {
         let items = [item("a", 1), item("b", 2), item("a", 1), item("b", 2), item("c", 3)];
-        assert_eq!(repeats(&items).unwrap(), [None, None, Some(0), Some(1), None]);
-        let items = [item("a", 1), item("b", 2), item("b", 2), item("a", 9)];
-        assert_eq!(repeats(&items).unwrap_err(), RepeatConflict { index: 3, first: 0, event_id: "a".into() });
-        assert!(repeats(&[]).unwrap().is_empty());
+        assert_eq!(repeats(&items), Repeats { firsts: vec![None, None, Some(0), Some(1), None], conflict: None });
+        let items = [item("a", 1), item("b", 2), item("b", 2), item("a", 9), item("c", 3)];
+        let r = repeats(&items);
+        assert_eq!(r.conflict, Some(RepeatConflict { index: 3, first: 0, event_id: "a".into() }));
+        assert_eq!(r.firsts, [None, None, Some(1)], "the items before the conflict");
+        assert_eq!(repeats(&[]), Repeats { firsts: vec![], conflict: None });
     }
 
     #[test]

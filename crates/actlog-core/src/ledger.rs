@@ -17,6 +17,61 @@ use crate::role::Role;
 use crate::sig::{self, PublicKey};
 use crate::{Hash, b64};
 
+/// The longest name of a key or token, in bytes.
+pub const RECORD_NAME_BYTES_MAX: usize = 128;
+/// The longest `pdp_id` of a key or token, in bytes.
+pub const RECORD_PDP_ID_BYTES_MAX: usize = 256;
+
+/// The name of the first admin token, the one `init` prints.
+pub const FIRST_ADMIN_TOKEN_NAME: &str = "admin";
+
+/// Why a key or token record is refused: a stable code and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRefusal {
+    /// `invalid_name`, `invalid_pdp_id` or `invalid_role`.
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+impl std::fmt::Display for RecordRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A key's or token's name: 1 to [`RECORD_NAME_BYTES_MAX`] characters of
+/// letters, digits and `. _ - @ :`. The writer checks it before it records
+/// a key or token; `verify` checks every recorded one again.
+pub fn check_record_name(name: &str) -> Result<(), RecordRefusal> {
+    if name.is_empty()
+        || name.len() > RECORD_NAME_BYTES_MAX
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:".contains(&b))
+    {
+        return Err(RecordRefusal {
+            code: "invalid_name",
+            message: "names are 1 to 128 characters of letters, digits and . _ - @ :".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A key's or token's `pdp_id`: 1 to [`RECORD_PDP_ID_BYTES_MAX`] bytes.
+pub fn check_record_pdp_id(pdp_id: &str) -> Result<(), RecordRefusal> {
+    if pdp_id.is_empty() || pdp_id.len() > RECORD_PDP_ID_BYTES_MAX {
+        return Err(RecordRefusal { code: "invalid_pdp_id", message: "pdp_id must be 1 to 256 bytes".into() });
+    }
+    Ok(())
+}
+
+/// A token's role, by its name.
+pub fn check_record_role(role: &str) -> Result<Role, RecordRefusal> {
+    Role::parse(role).ok_or_else(|| RecordRefusal {
+        code: "invalid_role",
+        message: format!("role must be one of {}", Role::names()),
+    })
+}
+
 /// A registered producer key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
@@ -199,6 +254,8 @@ impl Rebuilt {
                 let pk = b64::decode(&s("public_key")?).ok_or("ledger.public_key is not base64")?;
                 let pk: [u8; 32] = pk.try_into().map_err(|_| "ledger.public_key is not 32 bytes")?;
                 let name = s("name")?;
+                check_record_name(&name).map_err(|e| format!("key name `{name}`: {e}"))?;
+                check_record_pdp_id(&s("pdp_id")?).map_err(|e| format!("key `{name}`: {e}"))?;
                 if self.keys.contains_key(&name) {
                     return Err(format!("key `{name}` is added twice"));
                 }
@@ -226,18 +283,22 @@ impl Rebuilt {
             }
             "ledger.token_created" => {
                 let name = s("name")?;
+                check_record_name(&name).map_err(|e| format!("token name `{name}`: {e}"))?;
+                if let Some(p) = l["pdp_id"].as_str() {
+                    check_record_pdp_id(p).map_err(|e| format!("token `{name}`: {e}"))?;
+                }
                 if self.tokens.contains_key(&name) {
                     return Err(format!("token `{name}` is created twice"));
                 }
+                let role = {
+                    let r = s("role")?;
+                    check_record_role(&r).map_err(|e| format!("token `{name}`: role `{r}`: {e}"))?
+                };
                 self.tokens.insert(
                     name.clone(),
                     TokenRecord {
                         name,
-                        role: {
-                            let r = s("role")?;
-                            Role::parse(&r)
-                                .ok_or_else(|| format!("token record role `{r}` is not one of {}", Role::names()))?
-                        },
+                        role,
                         pdp_id: l["pdp_id"].as_str().map(str::to_string),
                         token_sha256_hex: s("token_sha256")?,
                         created_seq: seq,
@@ -448,5 +509,50 @@ pub fn check_parallel<T: Send>(
     match first {
         Some(f) => Err(f),
         None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_token_records_follow_one_rule() {
+        for ok in ["admin", "pdp-1.key", "a@b:c_d", &"x".repeat(RECORD_NAME_BYTES_MAX)] {
+            assert!(check_record_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "é", "a/b", &"x".repeat(RECORD_NAME_BYTES_MAX + 1)] {
+            assert_eq!(check_record_name(bad).unwrap_err().code, "invalid_name", "{bad:?}");
+        }
+        assert!(check_record_pdp_id(&"p".repeat(RECORD_PDP_ID_BYTES_MAX)).is_ok());
+        for bad in [String::new(), "p".repeat(RECORD_PDP_ID_BYTES_MAX + 1)] {
+            assert_eq!(check_record_pdp_id(&bad).unwrap_err().code, "invalid_pdp_id");
+        }
+        assert_eq!(check_record_role("auditor").unwrap(), Role::Auditor);
+        let e = check_record_role("root").unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), ("invalid_role", "role must be one of ingest, query, auditor, admin"));
+    }
+
+    /// `verify` holds recorded keys and tokens to the writer's rule: a
+    /// record the writer would have refused fails verification.
+    #[test]
+    fn verify_refuses_records_the_writer_would_refuse() {
+        let key = serde_json::json!({"event_type": "ledger.key_added", "ledger": {
+            "name": "k", "pdp_id": "p", "public_key": b64::encode(crate::sig::public_key_of(&[1; 32]))}});
+        let apply = |v: &serde_json::Value| Rebuilt::default().apply(5, v.to_string().as_bytes());
+        assert_eq!(apply(&key), Ok(()));
+        let mut bad = key.clone();
+        bad["ledger"]["name"] = "a b".into();
+        assert!(apply(&bad).unwrap_err().contains("invalid") || apply(&bad).unwrap_err().contains("names are"));
+        let mut bad = key.clone();
+        bad["ledger"]["pdp_id"] = "".into();
+        assert!(apply(&bad).unwrap_err().contains("pdp_id must be 1 to 256 bytes"));
+        let token = |name: &str, role: &str| {
+            serde_json::json!({"event_type": "ledger.token_created", "ledger": {
+                "name": name, "role": role, "token_sha256": "00"}})
+        };
+        assert_eq!(apply(&token("t", "query")), Ok(()));
+        assert!(apply(&token("t", "root")).unwrap_err().contains("role must be one of"));
+        assert!(apply(&token("", "query")).unwrap_err().contains("names are"));
     }
 }

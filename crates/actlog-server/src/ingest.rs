@@ -149,12 +149,12 @@ pub async fn check_batch(
         tokio::task::spawn_blocking(move || check_envelopes_parallel(envelopes, &registry, &submitter, &limits))
             .await
             .map_err(|e| ApiError::internal(format!("check task failed: {e}")))?;
-    all_or_nothing(state, results, "one or more envelopes were refused; nothing from this batch was stored")
+    batch_or_422(state, results, "one or more envelopes were refused; nothing from this batch was stored")
 }
 
 /// The checked items of a batch, or one 422 listing every refused item:
 /// a batch is stored whole or not at all (`actlog_core::ingest::all_or_nothing`).
-fn all_or_nothing(
+fn batch_or_422(
     state: &AppState,
     results: Vec<Result<Checked, actlog_core::ingest::ItemError>>,
     message: &str,
@@ -459,7 +459,7 @@ pub async fn post_opa(
     .await
     .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
     let checked =
-        all_or_nothing(&state, results, "one or more OPA events were refused; nothing from this chunk was stored")?;
+        batch_or_422(&state, results, "one or more OPA events were refused; nothing from this chunk was stored")?;
     let appended = append(&state, checked).await?;
     Ok(Json(receipts_body(&state, appended, None).await?))
 }

@@ -16,13 +16,14 @@ use actlog_core::Hash;
 use actlog_core::event::Fields;
 use actlog_core::ingest::Checked;
 use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
+use actlog_core::ledger;
 use actlog_core::merkle::{self, Frontier};
 use actlog_core::note::Checkpoint;
 use actlog_core::tiles::TileEdges;
 use rocksdb::WriteBatch;
 
 use crate::keys::*;
-use crate::registry::{KeyRecord, Registry, Role, TokenRecord};
+use crate::registry::{KeyRecord, Registry, TokenRecord};
 use crate::{AdminOp, AppendError, Appended, Error, Head, Options, Receipt, Result, Shared};
 
 type AppendReply = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
@@ -400,14 +401,13 @@ fn apply_append(
     // First pass decides everything; nothing is staged unless the whole
     // request is accepted.
     let mut plans = Vec::with_capacity(items.len());
-    let repeats = actlog_core::ingest::repeats(&items).map_err(|c| AppendError::Conflict {
-        index: c.index,
-        event_id: c.event_id,
-        seq: None,
-    })?;
+    let repeats = actlog_core::ingest::repeats(&items);
     for (index, item) in items.iter().enumerate() {
         let id = item.fields().event_id.as_str();
-        if let Some(first) = repeats[index] {
+        if let Some(c) = repeats.conflict.as_ref().filter(|c| c.index == index) {
+            return Err(AppendError::Conflict { index, event_id: c.event_id.clone(), seq: None });
+        }
+        if let Some(first) = repeats.firsts[index] {
             plans.push(Plan::Repeat(first));
             continue;
         }
@@ -523,13 +523,11 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     let seq = st.head.tree_size;
     let (event_type, body) = match &op {
         AdminOp::AddKey { name, pdp_id, public_key } => {
-            valid_name(name)?;
+            ledger::check_record_name(name).map_err(refusal)?;
             if st.registry.keys.contains_key(name) {
                 return Err(refused("key_exists", format!("a key named `{name}` already exists")));
             }
-            if pdp_id.is_empty() || pdp_id.len() > 256 {
-                return Err(refused("invalid_pdp_id", "pdp_id must be 1 to 256 bytes".into()));
-            }
+            ledger::check_record_pdp_id(pdp_id).map_err(refusal)?;
             actlog_core::sig::PublicKey::from_bytes(public_key)
                 .map_err(|e| refused("invalid_public_key", format!("public key refused: {e}")))?;
             let rec = KeyRecord {
@@ -564,13 +562,11 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
             ("ledger.key_revoked", body)
         }
         AdminOp::CreateToken { name, role, pdp_id, token_sha256, expires_at_ns } => {
-            valid_name(name)?;
-            if pdp_id.as_ref().is_some_and(|p| p.is_empty() || p.len() > 256) {
-                return Err(refused("invalid_pdp_id", "pdp_id must be 1 to 256 bytes".into()));
+            ledger::check_record_name(name).map_err(refusal)?;
+            if let Some(p) = pdp_id {
+                ledger::check_record_pdp_id(p).map_err(refusal)?;
             }
-            let Some(role) = Role::parse(role) else {
-                return Err(refused("invalid_role", format!("role must be one of {}", Role::names())));
-            };
+            let role = ledger::check_record_role(role).map_err(refusal)?;
             if st.registry.tokens.contains_key(name) {
                 return Err(refused("token_exists", format!("a token named `{name}` already exists")));
             }
@@ -627,12 +623,9 @@ fn apply_admin(st: &mut WriterState, g: &mut Group, op: AdminOp, received_at: u6
     Ok(seq)
 }
 
-fn valid_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:".contains(&b))
-    {
-        return Err(refused("invalid_name", "names are 1 to 128 characters of letters, digits and . _ - @ :".into()));
-    }
-    Ok(())
+/// A key or token record refused by core's rule, as the store's error.
+fn refusal(r: ledger::RecordRefusal) -> Error {
+    refused(r.code, r.message)
 }
 
 fn put_key(st: &mut WriterState, g: &mut Group, rec: KeyRecord) {

@@ -177,3 +177,71 @@ fn only_the_core_defines_its_constants() {
     }
     assert!(dupes.is_empty(), "{}", dupes.join("\n"));
 }
+
+/// The rules of what the ledger accepts are core's alone: no crate above it
+/// defines again a function of core's acceptance rules (the checks of
+/// envelopes, batches and key and token records), or names a role by a
+/// string of its own instead of `Role`.
+#[test]
+fn only_the_core_defines_acceptance_rules() {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let core_ingest = std::fs::read_to_string(root.join("crates/actlog-core/src/ingest.rs")).unwrap();
+    let core_ledger = std::fs::read_to_string(root.join("crates/actlog-core/src/ledger.rs")).unwrap();
+    let rules = [
+        "check_envelopes",
+        "check_envelopes_parallel",
+        "all_or_nothing",
+        "repeats",
+        "check_record_name",
+        "check_record_pdp_id",
+        "check_record_role",
+        "check_chunk",
+        "valid_name",
+    ];
+    for r in &rules[..8] {
+        assert!(
+            core_ingest.contains(&format!("pub fn {r}(")) || core_ledger.contains(&format!("pub fn {r}(")),
+            "core defines {r}"
+        );
+    }
+    let roles = ["\"ingest\"", "\"query\"", "\"auditor\"", "\"admin\""];
+    let mut found = Vec::new();
+    for dir in [
+        "crates/actlog-store/src",
+        "crates/actlog-query/src",
+        "crates/actlog-export/src",
+        "crates/actlog-server/src",
+        "crates/actlog-cli/src",
+        "tools/actlog-gen/src",
+    ] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().is_none_or(|x| x != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Only the code, not its unit tests.
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (n, line) in code.lines().enumerate() {
+                    for r in rules {
+                        if line.contains(&format!("fn {r}(")) || line.contains(&format!("fn {r}<")) {
+                            found.push(format!("{}:{}: defines {r}, one of core's rules", p.display(), n + 1));
+                        }
+                    }
+                    for r in roles {
+                        if line.contains(r) {
+                            found.push(format!("{}:{}: names the role {r} as a string; use Role", p.display(), n + 1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
