@@ -7,7 +7,8 @@
 #   read the ledger's tiles in the transparency tests (built offline).
 # - jsonschema, blake3, cryptography (PyPI): the independent format checks in tests/.
 # - psycopg (PyPI): an extended-protocol PostgreSQL client for the --pg-listen test.
-# - duckdb (PyPI): reads bundle Parquet files in tests/bundle_check.py.
+# - duckdb (PyPI): reads bundle Parquet files in tests/bundle_check.py and the archive's hive tables.
+# - moto[server] (PyPI): a real S3-compatible server for the archive tests (boto3 comes with it).
 set -euo pipefail
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is not installed; install Rust (rustup) first" >&2
@@ -33,6 +34,7 @@ python3 -c 'import blake3' 2>/dev/null || need_pip+=(blake3)
 python3 -c 'import cryptography' 2>/dev/null || need_pip+=(cryptography)
 python3 -c 'import psycopg' 2>/dev/null || need_pip+=('psycopg[binary]')
 python3 -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
+{ python3 -c 'import moto.server, boto3, flask' 2>/dev/null && command -v moto_server >/dev/null; } || need_pip+=('moto[server]')
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: pip installing ${need_pip[*]}" >&2
   python3 -m pip install -q "${need_pip[@]}"

@@ -119,6 +119,13 @@ pub struct ServeArgs {
     /// meet its quorum. The file must list this ledger (`log VKEY`).
     #[arg(long, env = "ACTLOG_WITNESS_POLICY")]
     pub witness_policy: Option<PathBuf>,
+    /// Archive sealed ranges to file:///PATH or s3://BUCKET/PREFIX (S3
+    /// credentials and region from the standard AWS_* variables).
+    #[arg(long, env = "ACTLOG_ARCHIVE")]
+    pub archive: Option<String>,
+    /// An S3-compatible server's URL, for --archive s3://...
+    #[arg(long, env = "ACTLOG_ARCHIVE_ENDPOINT", requires = "archive")]
+    pub archive_endpoint: Option<String>,
     /// The longest one call to a witness may take, in milliseconds.
     #[arg(long, env = "ACTLOG_WITNESS_TIMEOUT_MS", default_value_t = 5_000)]
     pub witness_timeout_ms: u64,
@@ -511,6 +518,16 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         }
         None => None,
     };
+    let archive = match &args.archive {
+        Some(url) => Some(actlog_server::ArchiveConfig {
+            archive: actlog_archive::Archive::open(url, args.archive_endpoint.as_deref())
+                .map_err(|e| usage(e.to_string()))?,
+            seed: actlog_store::read_ledger_seed(data)?,
+            range_events: args.query.segment_events,
+            staging: data.join("archive-staging"),
+        }),
+        None => None,
+    };
     let config = actlog_server::ServerConfig {
         listen,
         limits,
@@ -525,6 +542,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
         pg,
         auth_failures_per_minute_max: args.auth_failures_per_minute_max,
         tls,
+        archive,
     };
     let origin = store.origin().to_string();
     actlog_server::run(

@@ -139,7 +139,7 @@ pub fn run(data: &Path, args: ExportArgs) -> CliResult {
         &opened.engine,
         &opened.seed,
         &args.out,
-        &ExportOptions { from, to, format, policy: policy.as_ref() },
+        &ExportOptions { from, to, format, policy: policy.as_ref(), seqs: None },
         &progress,
     ));
     if let Some(Some(b)) = progress_bar.get() {

@@ -41,6 +41,13 @@ pub struct VerifyArgs {
     /// With --receipt: the envelope its producer kept, which must be the proven leaf's.
     #[arg(long, requires = "receipt")]
     pub envelope: Option<PathBuf>,
+    /// Verify an archive (file:///PATH or s3://BUCKET/PREFIX) against --key,
+    /// without a data directory.
+    #[arg(long, requires = "key", conflicts_with_all = ["bundle", "receipt"])]
+    pub archive: Option<String>,
+    /// With --archive: an S3-compatible server's URL.
+    #[arg(long, env = "ACTLOG_ARCHIVE_ENDPOINT", requires = "archive")]
+    pub archive_endpoint: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -113,9 +120,86 @@ fn receipt(path: &Path, args: &VerifyArgs) -> CliResult {
     }
 }
 
+/// `verify --archive URL --key VKEY [--checkpoint FILE]`: every archived
+/// object against its signed range record, every range as a bundle, the
+/// links between ranges and the tiles; no data directory.
+fn archive(url: &str, args: &VerifyArgs) -> CliResult {
+    let key = args.expected_key()?.expect("clap requires --key");
+    let archive =
+        actlog_archive::Archive::open(url, args.archive_endpoint.as_deref()).map_err(|e| usage(e.to_string()))?;
+    let bar = stderr_is_tty().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("verify archive {bar:40} {pos}/{len} ranges eta {eta}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let opts = actlog_archive::VerifyOptions {
+        key,
+        checkpoint: args.trusted_checkpoint()?,
+        jobs: args.jobs,
+        progress: Some(&progress),
+    };
+    let started = Instant::now();
+    let result = query_runtime()?.block_on(actlog_archive::verify_archive(&archive, &opts));
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(r) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true, "ranges": r.ranges, "end_seq": r.end_seq, "tree_size": r.tree_size,
+                        "objects": r.objects, "bytes": r.bytes, "signatures": r.signatures, "rows": r.rows,
+                        "tiles": r.tiles, "unlisted": r.unlisted, "trusted": r.trusted,
+                        "seconds": started.elapsed().as_secs_f64(),
+                    })
+                );
+            } else {
+                println!(
+                    "ok: {} ranges, seqs [0, {}), {} objects ({} bytes), {} signatures, {} rows, {} tiles checked in {:.1}s",
+                    r.ranges,
+                    r.end_seq,
+                    r.objects,
+                    r.bytes,
+                    r.signatures,
+                    r.rows,
+                    r.tiles,
+                    started.elapsed().as_secs_f64()
+                );
+                if r.unlisted > 0 {
+                    println!("note: {} objects no range lists (left by uploads cut short; safe to delete)", r.unlisted);
+                }
+                if let Some(t) = &r.trusted {
+                    println!("checkpoint: {t}");
+                }
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if args.json {
+                println!("{}", serde_json::json!({"ok": false, "object": f.key, "reason": f.reason}));
+            }
+            Err(refused(format!("verification FAILED: {f}")))
+        }
+    }
+}
+
 pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     if let Some(r) = &args.receipt {
         return receipt(r, &args);
+    }
+    if let Some(url) = &args.archive {
+        return archive(url, &args);
     }
     if let Some(dir) = &args.bundle {
         return bundle(dir, &args);

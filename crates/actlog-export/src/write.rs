@@ -49,6 +49,9 @@ pub struct ExportOptions<'a> {
     /// checkpoint whose cosignatures meet its quorum. Without one, against
     /// the latest checkpoint, with whatever cosignatures are stored for it.
     pub policy: Option<&'a actlog_core::witness::Policy>,
+    /// Only the leaves with seq in `[first, end)`, every one of them (the
+    /// archive's ranges). The checkpoint must cover `end`.
+    pub seqs: Option<(u64, u64)>,
 }
 
 /// What an export wrote.
@@ -343,6 +346,14 @@ pub async fn write_export(
     if let Some(t) = opts.to {
         sql += &format!(" AND event_time < to_timestamp_nanos({t})");
     }
+    if let Some((a, b)) = opts.seqs {
+        if a >= b || b > tree_size {
+            return Err(ExportError::Refused(format!(
+                "the seq range [{a}, {b}) is empty or beyond the latest checkpoint's tree size {tree_size}"
+            )));
+        }
+        sql += &format!(" AND seq >= {a} AND seq < {b}");
+    }
     sql += " ORDER BY seq";
     let q = engine
         .query(&sql, &QueryOptions::default())
@@ -358,6 +369,15 @@ pub async fn write_export(
         q.batches.iter().flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect();
     if !selected.windows(2).all(|w| w[0] < w[1]) {
         return Err(ExportError::Ledger("internal: the selection is not in seq order".into()));
+    }
+    if let Some((a, b)) = opts.seqs
+        && selected.len() as u64 != b - a
+    {
+        return Err(ExportError::Corruption(format!(
+            "the events table holds {} of the {} seqs in [{a}, {b})",
+            selected.len(),
+            b - a
+        )));
     }
     let (Some(&first), Some(&last)) = (selected.first(), selected.last()) else {
         return Err(ExportError::Refused(format!(

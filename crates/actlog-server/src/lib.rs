@@ -364,6 +364,84 @@ pub struct ServerConfig {
     pub auth_failures_per_minute_max: u32,
     /// TLS for both listeners, when `--tls-cert` and `--tls-key` are given.
     pub tls: Option<tls::Tls>,
+    /// `--archive`: where sealed ranges go.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `--archive` and what the archiver needs.
+#[derive(Clone)]
+pub struct ArchiveConfig {
+    /// The archive location.
+    pub archive: actlog_archive::Archive,
+    /// The ledger key, which signs each range's bundle and record.
+    pub seed: [u8; 32],
+    /// Seqs per archived range (the segment size).
+    pub range_events: u64,
+    /// A local directory for the range being written.
+    pub staging: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for ArchiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the seed.
+        f.debug_struct("ArchiveConfig")
+            .field("archive", &self.archive)
+            .field("range_events", &self.range_events)
+            .field("staging", &self.staging)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often the archiver looks for a range to archive, and waits after a failure.
+const ARCHIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The archiver: its own thread and runtime, so exporting a range never
+/// holds the server's async threads. Each turn archives what the latest
+/// checkpoint covers; a failed turn is logged, counted and retried.
+fn spawn_archiver(
+    config: ArchiveConfig,
+    engine: actlog_query::Engine,
+    metrics: Arc<metrics::Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("actlog-archiver".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("the archiver cannot start a runtime: {e}");
+                return;
+            }
+        };
+        while !*stop.borrow() {
+            let turn = actlog_archive::archive_ranges(
+                &config.archive,
+                &engine,
+                &config.seed,
+                &config.staging,
+                config.range_events,
+                1,
+            );
+            match rt.block_on(turn) {
+                Ok(p) => {
+                    metrics.archive_end(p.end_seq);
+                    if p.ranges > 0 {
+                        continue; // more may be waiting: no pause between ranges
+                    }
+                }
+                Err(e) => {
+                    metrics.archive_failed();
+                    tracing::error!("archiving to {} failed (retried): {e}", config.archive.url());
+                }
+            }
+            let mut stop = stop.clone();
+            rt.block_on(async {
+                tokio::select! {
+                    _ = tokio::time::sleep(ARCHIVE_INTERVAL) => {}
+                    _ = stop.changed() => {}
+                }
+            });
+        }
+    })
 }
 
 /// `--witness-policy` and its timeouts.
@@ -421,6 +499,10 @@ pub fn run(
         let flag = Arc::clone(&state.shutting_down);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sealer = tokio::spawn(seal_loop(engine.clone(), stop_rx.clone()));
+        let archiver = match config.archive.clone() {
+            Some(a) => Some(spawn_archiver(a, engine.clone(), Arc::clone(&state.metrics), stop_rx.clone())?),
+            None => None,
+        };
         let submitter = witnessing.map(|(w, timeout)| {
             tokio::spawn(cosign::run(w, Arc::clone(&store), Arc::clone(&state.metrics), timeout, stop_rx.clone()))
         });
@@ -450,6 +532,9 @@ pub fn run(
         .await;
         let _ = stop_tx.send(true);
         let _ = sealer.await;
+        if let Some(a) = archiver {
+            let _ = tokio::task::spawn_blocking(move || a.join()).await;
+        }
         if let Some(s) = submitter {
             let _ = s.await;
         }

@@ -53,6 +53,9 @@ pub struct Metrics {
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     witness_requests: Mutex<BTreeMap<&'static str, u64>>,
     witness_submissions: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// One past the last archived seq; 0 before the first range.
+    archive_end_seq: AtomicU64,
+    archive_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -71,6 +74,14 @@ impl Metrics {
     /// A failed authentication, by listener (`http` or `pg`).
     pub fn auth_failed(&self, listener: &'static str) {
         *self.auth_failures.lock().expect("metrics lock").entry(listener).or_default() += 1;
+    }
+    /// Where the archive ends after an archiver turn.
+    pub fn archive_end(&self, end_seq: u64) {
+        self.archive_end_seq.store(end_seq, Ordering::Relaxed);
+    }
+    /// An archiver turn that failed (it is retried).
+    pub fn archive_failed(&self) {
+        self.archive_failures.fetch_add(1, Ordering::Relaxed);
     }
     /// An `add-checkpoint` request to actlog's own witness, by outcome.
     pub fn witness_request(&self, outcome: &'static str) {
@@ -122,6 +133,10 @@ impl Metrics {
                 "actlog_witness_submissions_total{{witness=\"{witness}\",outcome=\"{outcome}\"}} {n}\n"
             ));
         }
+        out.push_str("# HELP actlog_archive_end_seq One past the last seq in the archive (--archive).\n# TYPE actlog_archive_end_seq gauge\n");
+        out.push_str(&format!("actlog_archive_end_seq {}\n", self.archive_end_seq.load(Ordering::Relaxed)));
+        out.push_str("# HELP actlog_archive_failures_total Archiver turns that failed and will be retried.\n# TYPE actlog_archive_failures_total counter\n");
+        out.push_str(&format!("actlog_archive_failures_total {}\n", self.archive_failures.load(Ordering::Relaxed)));
         self.batch_sizes.lock().expect("metrics lock").render(
             "actlog_ingest_batch_envelopes",
             "Envelopes per ingest request.",

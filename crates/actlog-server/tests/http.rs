@@ -126,6 +126,7 @@ impl Server {
             pg: Default::default(),
             auth_failures_per_minute_max: actlog_server::AUTH_FAILURES_PER_MINUTE_MAX_DEFAULT,
             tls: None,
+            archive: None,
         };
         let thread = std::thread::spawn(move || {
             actlog_server::run(store, config, move |b| tx.send(b.http).unwrap(), stopped).unwrap();

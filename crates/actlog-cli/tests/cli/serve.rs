@@ -15,12 +15,20 @@ use actlog_core::dsse::Envelope;
 use actlog_core::sig::public_key_of;
 use serde_json::{Value, json};
 
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    url: String,
-    token: Option<String>,
+    pub(crate) url: String,
+    pub(crate) token: Option<String>,
     /// The PostgreSQL endpoint, when `--pg-listen` was given.
     pg: Option<String>,
+}
+
+impl Proc {
+    /// SIGKILL, and reap it.
+    pub(crate) fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 impl Drop for Proc {
@@ -37,17 +45,23 @@ fn serve(data: &Path) -> Proc {
 }
 
 /// [`serve`] with extra flags.
-fn serve_with(data: &Path, extra: &[&str]) -> Proc {
+pub(crate) fn serve_with(data: &Path, extra: &[&str]) -> Proc {
     serve_on(data, "127.0.0.1:0", extra)
 }
 
 /// [`serve_with`] on a given address.
 fn serve_on(data: &Path, listen: &str, extra: &[&str]) -> Proc {
+    serve_env(data, listen, extra, &[])
+}
+
+/// [`serve_on`] with extra environment variables.
+pub(crate) fn serve_env(data: &Path, listen: &str, extra: &[&str], envs: &[(&str, &str)]) -> Proc {
     // A first start prints the admin token on stdout; wait for it too.
     let fresh = !data.join("db").exists();
     let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
         .args(["serve", "--listen", listen, "--checkpoint-interval-ms", "200"])
         .args(extra)
+        .envs(envs.iter().copied())
         .env("ACTLOG_DATA", data)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,7 +114,7 @@ fn serve_on(data: &Path, listen: &str, extra: &[&str]) -> Proc {
     Proc { child, url: url.unwrap(), token, pg }
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
@@ -123,7 +137,7 @@ fn call(url: &str, token: &str, body: Option<Value>) -> Result<(u16, Value), Str
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
-fn actlog(data: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn actlog(data: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_actlog")).args(args).env("ACTLOG_DATA", data).output().unwrap()
 }
 
@@ -143,7 +157,7 @@ fn event(id: &str, pdp: &str) -> Value {
     })
 }
 
-fn sigterm(p: &mut Proc) -> std::process::ExitStatus {
+pub(crate) fn sigterm(p: &mut Proc) -> std::process::ExitStatus {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -874,7 +888,7 @@ fn tls_serves_https_and_postgres_and_can_require_client_certificates() {
 
 /// Polls `/v1/log` until the latest checkpoint covers the whole ledger;
 /// returns that checkpoint's note.
-fn settled_checkpoint(p: &Proc, admin: &str) -> String {
+pub(crate) fn settled_checkpoint(p: &Proc, admin: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (s, v) = call(&format!("{}/v1/log", p.url), admin, None).unwrap();
@@ -890,7 +904,7 @@ fn settled_checkpoint(p: &Proc, admin: &str) -> String {
     }
 }
 
-fn loadgen(p: &Proc, admin: &str, events: u32) {
+pub(crate) fn loadgen(p: &Proc, admin: &str, events: u32) {
     let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
         .args(["loadgen", "--url", &p.url, "--admin-token", admin, "--batch", "100", "--concurrency", "2"])
         .args(["--pdps", "2", "--duration", "120", "--events", &events.to_string(), "--json"])
@@ -1000,7 +1014,7 @@ fn pylog(args: &[&str]) -> std::process::Output {
 }
 
 /// A free port on 127.0.0.1, so a restarted server keeps its address.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

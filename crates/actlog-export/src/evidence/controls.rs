@@ -347,7 +347,8 @@ pub async fn evidence(
     opts: &EvidenceOptions<'_>,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<EvidenceReport, ExportError> {
-    let export_opts = ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet, policy: opts.policy };
+    let export_opts =
+        ExportOptions { from: opts.from, to: opts.to, format: Format::Parquet, policy: opts.policy, seqs: None };
     bundle::begin(engine, seed, out, &export_opts)?;
     let written = bundle::write_export(engine, out, &export_opts, &|d, t| progress("export", d, t))
         .await

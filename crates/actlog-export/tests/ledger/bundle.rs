@@ -40,7 +40,7 @@ fn fixture(dir: &Path) -> Engine {
 }
 
 async fn export(engine: &Engine, out: &Path, from: Option<&str>, to: Option<&str>, format: Format) -> Manifest {
-    let opts = ExportOptions { from: from.map(nanos), to: to.map(nanos), format, policy: None };
+    let opts = ExportOptions { from: from.map(nanos), to: to.map(nanos), format, policy: None, seqs: None };
     bundle::export(engine, &SEED, out, &opts, &|_, _| {}).await.unwrap().manifest
 }
 
@@ -162,7 +162,7 @@ async fn a_full_export_verifies_and_holds_what_sql_holds() {
         &engine,
         &SEED,
         &out,
-        &ExportOptions { from: None, to: None, format: Format::Parquet, policy: None },
+        &ExportOptions { from: None, to: None, format: Format::Parquet, policy: None, seqs: None },
         &|_, _| {},
     )
     .await;
@@ -172,7 +172,7 @@ async fn a_full_export_verifies_and_holds_what_sql_holds() {
         &engine,
         &[8u8; 32],
         &tmp.path().join("x"),
-        &ExportOptions { from: None, to: None, format: Format::Parquet, policy: None },
+        &ExportOptions { from: None, to: None, format: Format::Parquet, policy: None, seqs: None },
         &|_, _| {},
     )
     .await;
@@ -211,8 +211,13 @@ async fn a_window_exports_exactly_its_events_and_no_other_envelopes() {
 
     // An empty window is refused with a message, and nothing is written.
     let empty = tmp.path().join("empty");
-    let opts =
-        ExportOptions { from: Some(nanos("2030-01-01T00:00:00Z")), to: None, format: Format::Parquet, policy: None };
+    let opts = ExportOptions {
+        from: Some(nanos("2030-01-01T00:00:00Z")),
+        to: None,
+        format: Format::Parquet,
+        policy: None,
+        seqs: None,
+    };
     let e = bundle::export(&engine, &SEED, &empty, &opts, &|_, _| {}).await.unwrap_err();
     assert!(e.to_string().contains("no events"), "{e}");
 }

@@ -1,0 +1,350 @@
+//! `serve --archive` to local files and to a real S3-compatible server
+//! (moto, started here), read as it lies by DuckDB, and `verify --archive`,
+//! which must name the object after any one of them is changed, deleted or
+//! replaced by an older one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::serve::{Proc, actlog, agent, free_port, loadgen, serve_env, settled_checkpoint, sigterm};
+
+/// Seqs per range (and per segment) in these tests.
+const RANGE: u64 = 512;
+
+fn metric(p: &Proc, admin: &str, name: &str) -> u64 {
+    let mut r =
+        agent().get(format!("{}/metrics", p.url)).header("authorization", &format!("Bearer {admin}")).call().unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in /metrics"))
+}
+
+fn wait_archived(p: &Proc, admin: &str, end: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(p, admin, "actlog_archive_end_seq") < end {
+        assert_eq!(metric(p, admin, "actlog_archive_failures_total"), 0, "an archiver turn failed");
+        assert!(Instant::now() < deadline, "the archive did not reach seq {end}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn verifier_key(data: &Path) -> String {
+    let out = actlog(data, &["info", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["verifier_key"].as_str().unwrap().to_string()
+}
+
+/// `actlog verify --archive URL --key KEY [extra] --json`, with `envs`.
+fn verify_archive(url: &str, key: &str, extra: &[&str], envs: &[(&str, &str)]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["verify", "--archive", url, "--key", key, "--json"])
+        .args(extra)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), v, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
+
+/// Every file below `root`, relative to it.
+fn files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(r);
+            } else {
+                out.push(r.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn duckdb(sql: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import duckdb, sys; print(duckdb.sql(sys.argv[1]).fetchall())", sql])
+        .output()
+        .expect("python3 with duckdb (tools/setup.sh installs it)");
+    assert!(out.status.success(), "duckdb: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn sql(data: &Path, query: &str) -> String {
+    let out = actlog(data, &["sql", query, "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A ledger archived to local files: `verify --archive` passes (and checks a
+/// checkpoint kept from before the archive's end), DuckDB reads the hive
+/// tables with the counts actlog's SQL gives, and each single change to the
+/// archive fails verification naming the object.
+#[test]
+fn an_archive_in_files_verifies_is_read_by_duckdb_and_names_any_changed_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, arch) = (dir.path().join("data"), dir.path().join("archive"));
+    let url = format!("file://{}", arch.display());
+    let seg = RANGE.to_string();
+    let mut p = serve_env(&data, "127.0.0.1:0", &["--segment-events", &seg, "--archive", &url], &[]);
+    let admin = p.token.clone().unwrap();
+    loadgen(&p, &admin, 400);
+    let kept = settled_checkpoint(&p, &admin);
+    loadgen(&p, &admin, 300);
+    wait_archived(&p, &admin, RANGE);
+    loadgen(&p, &admin, 700);
+    settled_checkpoint(&p, &admin);
+    wait_archived(&p, &admin, 2 * RANGE);
+    assert!(sigterm(&mut p).success());
+    let key = verifier_key(&data);
+    // The second range was archived at a later checkpoint: its record holds
+    // a consistency proof from the first range's.
+    let second = record(&arch, RANGE, 2 * RANGE);
+    assert!(second["tree_size"].as_u64() > second["previous"]["tree_size"].as_u64(), "{second}");
+    assert!(!second["consistency"].as_array().unwrap().is_empty(), "{second}");
+
+    let kept_file = dir.path().join("kept.txt");
+    std::fs::write(&kept_file, &kept).unwrap();
+    let (ok, v, err) = verify_archive(&url, &key, &["--checkpoint", kept_file.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    assert!(v["ranges"].as_u64().unwrap() >= 2, "{v}");
+    let end = v["end_seq"].as_u64().unwrap();
+    assert_eq!(end % RANGE, 0);
+    assert!(v["tiles"].as_u64().unwrap() >= 2 * RANGE / 256, "{v}");
+    assert!(v["trusted"].as_str().unwrap().contains("is the root of the archived leaves"), "{v}");
+    // The independent checker (Python, written from schema/archive.md) agrees.
+    let (ok, out) = archive_check(&arch, &key, &["--checkpoint", kept_file.to_str().unwrap()]);
+    assert!(ok && out.starts_with("ok:"), "{out}");
+
+    // DuckDB reads the hive-partitioned tables as they lie, with actlog's answers.
+    let ev = format!("read_parquet('{}/events/*/*.parquet', hive_partitioning = true)", arch.display());
+    let hops = format!("read_parquet('{}/delegation_hops/*/*.parquet', hive_partitioning = true)", arch.display());
+    assert_eq!(
+        duckdb(&format!("SELECT count(*), count(DISTINCT seq), max(seq) + 1 FROM {ev}")),
+        format!("[({end}, {end}, {end})]")
+    );
+    assert_eq!(
+        duckdb(&format!("SELECT count(*) FROM {ev} WHERE CAST(date AS VARCHAR) <> strftime(event_time, '%Y-%m-%d')")),
+        "[(0,)]",
+        "each row is in its date's partition"
+    );
+    let by_effect = duckdb(&format!(
+        "SELECT string_agg(effect || '=' || n, ',' ORDER BY effect) FROM \
+         (SELECT coalesce(effect, 'null') AS effect, count(*) AS n FROM {ev} GROUP BY 1)"
+    ));
+    let ours = sql(
+        &data,
+        &format!(
+            "SELECT coalesce(effect, 'null') AS effect, count(*) AS n FROM events WHERE seq < {end} GROUP BY 1 ORDER BY 1"
+        ),
+    );
+    let ours: Vec<String> = ours.lines().skip(1).map(|l| l.replacen(',', "=", 1)).collect();
+    assert_eq!(by_effect, format!("[('{}',)]", ours.join(",")));
+    let hop_rows = sql(&data, &format!("SELECT count(*) FROM delegation_hops WHERE seq < {end}"));
+    assert_eq!(duckdb(&format!("SELECT count(*) FROM {hops}")), format!("[({},)]", hop_rows.lines().nth(1).unwrap()));
+
+    // Any one object changed, deleted or replaced by an older one is named.
+    let all = files(&arch);
+    let pick = |pred: &dyn Fn(&str) -> bool| all.iter().find(|f| pred(f)).cloned().unwrap();
+    let part0 = pick(&|f| f.starts_with("events/date=") && f.contains("-part-"));
+    let tile = pick(&|f| f.starts_with("tile/0/"));
+    let leaves1 = pick(&|f| f.starts_with("ranges/") && f.ends_with("/leaves.parquet"));
+    let records: Vec<String> = all.iter().filter(|f| f.ends_with("/range.dsse.json")).cloned().collect();
+    let leaves2 = all.iter().filter(|f| f.ends_with("/leaves.parquet")).nth(1).cloned().unwrap();
+    type Edit = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, String, Edit)> = vec![
+        ("a data file changed", part0.clone(), {
+            let f = part0.clone();
+            Box::new(move |root: &Path| {
+                let path = root.join(&f);
+                let mut b = std::fs::read(&path).unwrap();
+                let i = b.len() / 2;
+                b[i] ^= 1;
+                std::fs::write(path, b).unwrap();
+            })
+        }),
+        ("a tile deleted", tile.clone(), {
+            let f = tile.clone();
+            Box::new(move |root: &Path| std::fs::remove_file(root.join(&f)).unwrap())
+        }),
+        ("the leaves replaced by another range's (older) ones", leaves2.clone(), {
+            let (old, new) = (leaves1.clone(), leaves2.clone());
+            Box::new(move |root: &Path| {
+                std::fs::copy(root.join(&old), root.join(&new)).unwrap();
+            })
+        }),
+        ("the first range record deleted", records[1].clone(), {
+            let f = records[0].clone();
+            Box::new(move |root: &Path| std::fs::remove_file(root.join(&f)).unwrap())
+        }),
+        ("a range record replaced by another range's", records[1].clone(), {
+            let (a, b) = (records[0].clone(), records[1].clone());
+            Box::new(move |root: &Path| {
+                std::fs::copy(root.join(&a), root.join(&b)).unwrap();
+            })
+        }),
+    ];
+    for (i, (what, named, edit)) in cases.iter().enumerate() {
+        let copy = dir.path().join(format!("tampered-{i}"));
+        copy_dir(&arch, &copy);
+        edit(&copy);
+        let (ok, v, err) = verify_archive(&format!("file://{}", copy.display()), &key, &[], &[]);
+        assert!(!ok, "{what}: verify passed");
+        assert_eq!(v["object"].as_str(), Some(named.as_str()), "{what}: {v} {err}");
+        assert!(err.contains("verification FAILED"), "{what}: {err}");
+        let (ok, out) = archive_check(&copy, &key, &[]);
+        assert!(!ok, "{what}: the independent checker passed");
+        assert!(out.contains(named.as_str()), "{what}: the independent checker did not name {named}: {out}");
+    }
+}
+
+/// `python3 tests/archive_check.py ARCHIVE --key KEY [extra]`: (passed, stdout and stderr).
+fn archive_check(arch: &Path, key: &str, extra: &[&str]) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/archive_check.py");
+    let out = Command::new("python3").arg(script).arg(arch).args(["--key", key]).args(extra).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The payload of a range record.
+fn record(arch: &Path, first: u64, end: u64) -> Value {
+    let path = arch.join(format!("ranges/{first:020}-{end:020}/range.dsse.json"));
+    let env: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let payload = actlog_core::b64::decode(env["payload"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+/// SIGKILL while ranges are being uploaded, six times at different moments,
+/// then a clean run: the archive verifies (left-over objects of cut uploads
+/// are reported, never listed), and so does the ledger.
+#[test]
+fn sigkill_during_uploads_leaves_an_archive_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, arch) = (dir.path().join("data"), dir.path().join("archive"));
+    let url = format!("file://{}", arch.display());
+    let seg = RANGE.to_string();
+    let mut p = serve_env(&data, "127.0.0.1:0", &["--segment-events", &seg], &[]);
+    let admin = p.token.clone().unwrap();
+    loadgen(&p, &admin, 3000); // a backlog of five ranges
+    settled_checkpoint(&p, &admin);
+    assert!(sigterm(&mut p).success());
+    let archiving = ["--segment-events", &seg, "--archive", &url];
+    for ms in [60, 120, 200, 280, 380, 500] {
+        let mut p = serve_env(&data, "127.0.0.1:0", &archiving, &[]);
+        std::thread::sleep(Duration::from_millis(ms));
+        p.kill9();
+    }
+    let mut p = serve_env(&data, "127.0.0.1:0", &archiving, &[]);
+    wait_archived(&p, &admin, 5 * RANGE);
+    assert!(sigterm(&mut p).success());
+    let key = verifier_key(&data);
+    let (ok, v, err) = verify_archive(&url, &key, &[], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(v["end_seq"].as_u64(), Some(5 * RANGE), "{v}");
+    let (ok, out) = archive_check(&arch, &key, &[]);
+    assert!(ok, "{out}");
+    let out = actlog(&data, &["verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts moto's S3 server on a free loopback port and makes a bucket.
+fn moto(bucket: &str) -> (Moto, String) {
+    let port = free_port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server (tools/setup.sh installs moto[server] from PyPI)");
+    let server = Moto(child);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s3(&endpoint, &format!("c.create_bucket(Bucket='{bucket}')"));
+    (server, endpoint)
+}
+
+const S3_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "actlog-test"),
+    ("AWS_SECRET_ACCESS_KEY", "actlog-test-secret"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+];
+
+/// Runs `code` with `c`, a boto3 S3 client of `endpoint`; prints what it prints.
+fn s3(endpoint: &str, code: &str) -> String {
+    let script = format!("import boto3\nc = boto3.client('s3', endpoint_url='{endpoint}')\n{code}\n");
+    let out = Command::new("python3").args(["-c", &script]).envs(S3_ENV.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The same on a real S3 API over HTTP: moto's server, started here.
+#[test]
+fn an_archive_on_an_s3_server_verifies_and_names_a_changed_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_moto, endpoint) = moto("actlog");
+    let url = "s3://actlog/ledger-a";
+    let seg = RANGE.to_string();
+    let mut p = serve_env(
+        &data,
+        "127.0.0.1:0",
+        &["--segment-events", &seg, "--archive", url, "--archive-endpoint", &endpoint],
+        S3_ENV,
+    );
+    let admin = p.token.clone().unwrap();
+    loadgen(&p, &admin, 1200);
+    wait_archived(&p, &admin, 2 * RANGE);
+    assert!(sigterm(&mut p).success());
+    let key = verifier_key(&data);
+    let ep = ["--archive-endpoint", endpoint.as_str()];
+    let (ok, v, err) = verify_archive(url, &key, &ep, S3_ENV);
+    assert!(ok, "{err}");
+    assert!(v["ranges"].as_u64().unwrap() >= 2, "{v}");
+
+    let keys = s3(
+        &endpoint,
+        "for o in c.list_objects_v2(Bucket='actlog', Prefix='ledger-a/tile/0/')['Contents']: print(o['Key'])",
+    );
+    let tile = keys.lines().next().unwrap().to_string();
+    s3(&endpoint, &format!("c.put_object(Bucket='actlog', Key='{tile}', Body=b'\\x00' * 8192)"));
+    let (ok, v, _) = verify_archive(url, &key, &ep, S3_ENV);
+    assert!(!ok);
+    assert_eq!(v["object"].as_str(), tile.strip_prefix("ledger-a/"), "{v}");
+}
