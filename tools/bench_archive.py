@@ -17,6 +17,7 @@ The data directory must hold a ledger of at least RANGES * 65,536 events
 (for example `bash tools/bench_sql.sh 10000000 DIR`). Prints one JSON line.
 """
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -124,21 +125,35 @@ def main():
         srv.wait()
     (t0, e0), (t1, e1) = seen[1], seen[-1]  # from the first archived range on
     rate = (e1 - e0) / (t1 - t0) if t1 > t0 else float("nan")
-    by_kind = {}
-    if args.s3:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket="bench", Prefix="archive/"):
-            for o in page.get("Contents", []):
-                k = kind_of(o["Key"][len("archive/"):])
-                by_kind[k] = by_kind.get(k, 0) + o["Size"]
-        moto.terminate()
-    else:
+    # Count what the range records list (the archiver may have begun the
+    # next range before it stopped; unlisted objects are not the archive's).
+    def read(key):
+        if args.s3:
+            return s3.get_object(Bucket="bench", Key="archive/" + key)["Body"].read()
+        with open(os.path.join(work, "archive", key), "rb") as f:
+            return f.read()
+
+    def keys(prefix):
+        if args.s3:
+            out = []
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="archive/" + prefix):
+                out += [o["Key"][len("archive/"):] for o in page.get("Contents", [])]
+            return out
         root = os.path.join(work, "archive")
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                p = os.path.join(dirpath, f)
-                k = kind_of(os.path.relpath(p, root))
-                by_kind[k] = by_kind.get(k, 0) + os.path.getsize(p)
+        return [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(os.path.join(root, prefix)) for f in fs]
+
+    by_kind = {}
+    e1 = 0
+    for key in sorted(k for k in keys("ranges/") if k.endswith("/range.dsse.json")):
+        raw = read(key)
+        record = json.loads(base64.b64decode(json.loads(raw)["payload"]))
+        e1 = max(e1, record["end_seq"])
+        by_kind["manifests_and_records"] = by_kind.get("manifests_and_records", 0) + len(raw)
+        for o in record["objects"]:
+            k = kind_of(o["key"])
+            by_kind[k] = by_kind.get(k, 0) + o["bytes"]
+    if moto:
+        moto.terminate()
     archived = e1
     db = du(os.path.join(args.data, "db"))
     out = {
