@@ -28,15 +28,9 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import du
+
 RANGE = 65_536
-
-
-def du(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total
 
 
 def metric(url, token, name):

@@ -141,13 +141,18 @@ pub fn query_runtime() -> CliResult<tokio::runtime::Runtime> {
         .map_err(|e| refused(format!("cannot start the query runtime: {e}")))
 }
 
-/// A progress bar on a terminal (none when stderr is not one).
+/// A progress bar of `total` leaves on a terminal (none when stderr is not one).
 pub fn bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    bar_of(total, what, "leaves")
+}
+
+/// A progress bar of `total` `unit`s on a terminal (none when stderr is not one).
+pub fn bar_of(total: u64, what: &str, unit: &str) -> Option<indicatif::ProgressBar> {
     stderr_is_tty().then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(&format!(
-                "{what} {{bar:40}} {{pos}}/{{len}} leaves {{per_sec}} eta {{eta}}"
+                "{what} {{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}"
             ))
             .expect("valid template"),
         );

@@ -127,14 +127,7 @@ fn archive(url: &str, args: &VerifyArgs) -> CliResult {
     let key = args.expected_key()?.expect("clap requires --key");
     let archive =
         actlog_archive::Archive::open(url, args.archive_endpoint.as_deref()).map_err(|e| usage(e.to_string()))?;
-    let bar = stderr_is_tty().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("verify archive {bar:40} {pos}/{len} ranges eta {eta}")
-                .expect("valid template"),
-        );
-        b
-    });
+    let bar = bar_of(0, "verify archive", "ranges");
     let progress = |done: u64, total: u64| {
         if let Some(b) = &bar {
             b.set_length(total);
@@ -211,14 +204,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
         None => None,
     };
     let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
-    let bar = stderr_is_tty().then(|| {
-        let b = indicatif::ProgressBar::new(store.head().tree_size);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("verify {bar:40} {pos}/{len} leaves {per_sec} eta {eta}")
-                .expect("valid template"),
-        );
-        b
-    });
+    let bar = bar(store.head().tree_size, "verify");
     let progress = |done: u64, _total: u64| {
         if let Some(b) = &bar {
             b.set_position(done);
@@ -245,14 +231,7 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
             // A manifest that does not load is reported by `verify` itself.
             let rows: u64 =
                 actlog_query::segments::load(&store, data).map(|segs| segs.iter().map(|s| s.rows).sum()).unwrap_or(0);
-            let bar = (stderr_is_tty() && rows > 0).then(|| {
-                let b = indicatif::ProgressBar::new(rows);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template("segments {bar:40} {pos}/{len} events {per_sec} eta {eta}")
-                        .expect("valid template"),
-                );
-                b
-            });
+            let bar = if rows > 0 { bar_of(rows, "segments", "events") } else { None };
             let progress = |n| {
                 if let Some(b) = &bar {
                     b.inc(n);
