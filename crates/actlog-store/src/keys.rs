@@ -40,6 +40,10 @@ pub const META_HEAD: &[u8] = b"head";
 /// Prefix of `checkpoint_time/` ‖ tree size u64 → unix nanos u64 (when it was signed).
 pub const META_CHECKPOINT_TIME: &[u8] = b"checkpoint_time/";
 
+/// The cold floor, u64: every seq below it has left `leaves` and
+/// `envelopes` for the archive (`serve --hot-retention`). Absent means 0.
+pub const META_COLD_FLOOR: &[u8] = b"cold_floor";
+
 /// Prefix of `cosignature/` ‖ tree size u64 ‖ cosigner name → the witness's
 /// signature line over the checkpoint of that size (contract §11).
 pub const META_COSIGNATURE: &[u8] = b"cosignature/";

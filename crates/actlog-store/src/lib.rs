@@ -17,6 +17,7 @@
 //!   the stored Merkle nodes, and reports any mismatch as corruption.
 
 pub mod clock;
+mod cold;
 pub mod keys;
 pub mod random;
 pub mod registry;
@@ -41,6 +42,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options as DbOptions};
 
 pub use actlog_core::ledger::StoredEvent;
 pub use clock::now_ns;
+pub use cold::{COLD_CHUNK, ColdLeaf, ColdSource};
 pub use keys::{INDEX_VALUE_BYTES_MAX, IndexField};
 pub use registry::{KeyRecord, Registry, Role, TokenRecord};
 
@@ -281,6 +283,12 @@ pub(crate) struct Shared {
     pub(crate) disk_full: std::sync::atomic::AtomicBool,
     /// Synced writes since open (one per group commit).
     pub(crate) synced_writes: std::sync::atomic::AtomicU64,
+    /// Seqs below this are read from `cold` (the archive); see `cold.rs`.
+    pub(crate) cold_floor: std::sync::atomic::AtomicU64,
+    /// Where seqs below the cold floor are read from, once attached.
+    pub(crate) cold: std::sync::OnceLock<Arc<dyn ColdSource>>,
+    /// Held by the one eviction that may run at a time.
+    pub(crate) evicting: std::sync::Mutex<()>,
 }
 
 /// An open ledger.
@@ -490,6 +498,13 @@ impl Store {
         let head = Head::decode(&head_bytes).ok_or_else(|| Error::Corruption("head is malformed".into()))?;
         let registry = load_registry(&db)?;
         let latest = latest_checkpoint(&db)?;
+        let floor = cold::stored_floor(&db)?;
+        if floor > 0 && floor >= head.tree_size {
+            return Err(Error::Corruption(format!(
+                "the cold floor ({floor}) is not below the head ({})",
+                head.tree_size
+            )));
+        }
         let shared = Arc::new(Shared {
             db,
             head: RwLock::new(head.clone()),
@@ -503,6 +518,9 @@ impl Store {
             poisoned: std::sync::atomic::AtomicBool::new(false),
             disk_full: std::sync::atomic::AtomicBool::new(false),
             synced_writes: std::sync::atomic::AtomicU64::new(0),
+            cold_floor: std::sync::atomic::AtomicU64::new(floor),
+            cold: Default::default(),
+            evicting: Default::default(),
         });
         let (frontier, edges) = check_head(&shared.db, &head)?;
         if let Some((size, note)) = &latest {
@@ -713,18 +731,33 @@ impl Store {
             return Ok(());
         }
         let db = &self.shared.db;
+        // The snapshot first, then the floor: see `cold.rs`.
+        let snap = db.snapshot();
+        let floor = self.cold_floor();
+        let mut seq = from;
+        while seq < to.min(floor) {
+            let end = (seq + COLD_CHUNK).min(to.min(floor));
+            for ev in self.cold_events(&(seq..end).collect::<Vec<_>>())? {
+                f(ev)?;
+            }
+            seq = end;
+        }
+        if seq >= to {
+            return Ok(());
+        }
         let opts = || {
             let mut o = rocksdb::ReadOptions::default();
             o.set_iterate_upper_bound(encode_seq(to).to_vec());
             // A bulk read must not evict the point-lookup working set.
             o.fill_cache(false);
+            o.set_snapshot(&snap);
             o
         };
-        let start = encode_seq(from);
+        let start = encode_seq(seq);
         let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
         let mut leaves = db.iterator_cf_opt(&self.cf(CF_LEAVES), opts(), mode);
         let mut envelopes = db.iterator_cf_opt(&self.cf(CF_ENVELOPES), opts(), mode);
-        for seq in from..to {
+        for seq in seq..to {
             let (lk, lv) =
                 leaves.next().ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing below the head")))??;
             let (ek, ev) = envelopes
@@ -742,16 +775,38 @@ impl Store {
     }
 
     /// Reads committed events by seq with one batched point lookup; seqs at
-    /// or past the head are skipped.
+    /// or past the head are skipped. Seqs below the cold floor are read
+    /// from the archive and checked against the tree.
     pub fn events_at(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
         let size = self.head().tree_size;
-        let seqs: Vec<u64> = seqs.iter().copied().filter(|s| *s < size).collect();
         let db = &self.shared.db;
+        let snap = db.snapshot();
+        let floor = self.cold_floor();
+        let seqs: Vec<u64> = seqs.iter().copied().filter(|s| *s < size).collect();
+        let (mut cold_seqs, hot_seqs): (Vec<u64>, Vec<u64>) = seqs.iter().partition(|s| **s < floor);
+        cold_seqs.sort_unstable();
+        cold_seqs.dedup();
+        let cold: std::collections::HashMap<u64, StoredEvent> =
+            self.cold_events(&cold_seqs)?.into_iter().map(|e| (e.seq, e)).collect();
         let (lcf, ecf) = (self.cf(CF_LEAVES), self.cf(CF_ENVELOPES));
-        let leaves = db.multi_get_cf(seqs.iter().map(|s| (&lcf, encode_seq(*s))));
-        let envelopes = db.multi_get_cf(seqs.iter().map(|s| (&ecf, encode_seq(*s))));
+        let ro = || {
+            let mut o = rocksdb::ReadOptions::default();
+            o.set_snapshot(&snap);
+            o
+        };
+        let leaves = db.multi_get_cf_opt(hot_seqs.iter().map(|s| (&lcf, encode_seq(*s))), &ro());
+        let envelopes = db.multi_get_cf_opt(hot_seqs.iter().map(|s| (&ecf, encode_seq(*s))), &ro());
+        let mut hot = hot_seqs.iter().zip(leaves).zip(envelopes);
         let mut out = Vec::with_capacity(seqs.len());
-        for ((seq, l), e) in seqs.iter().zip(leaves).zip(envelopes) {
+        for seq in &seqs {
+            if *seq < floor {
+                let ev = cold
+                    .get(seq)
+                    .ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing from the archive")))?;
+                out.push(ev.clone());
+                continue;
+            }
+            let ((_, l), e) = hot.next().expect("one hot read per hot seq");
             let l = l?.ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing below the head")))?;
             let e = e?.ok_or_else(|| Error::Corruption(format!("envelope {seq} is missing below the head")))?;
             out.push(decode_stored(*seq, &l, e)?);
@@ -782,14 +837,7 @@ impl Store {
         if seq >= self.head().tree_size {
             return Ok(None);
         }
-        let db = &self.shared.db;
-        let leaf_value = db
-            .get_cf(&self.cf(CF_LEAVES), encode_seq(seq))?
-            .ok_or_else(|| Error::Corruption(format!("leaf {seq} is missing below the head")))?;
-        let envelope = db
-            .get_cf(&self.cf(CF_ENVELOPES), encode_seq(seq))?
-            .ok_or_else(|| Error::Corruption(format!("envelope {seq} is missing below the head")))?;
-        decode_stored(seq, &leaf_value, envelope).map(Some)
+        Ok(self.events_at(&[seq])?.pop())
     }
 
     /// Reads one event by event id.
@@ -990,9 +1038,23 @@ impl Store {
             }
             return Ok(bytes[..want].to_vec());
         }
+        if first < self.cold_floor() {
+            // Entries reach below the floor: read them through the archive.
+            let seqs: Vec<u64> = (first..first + width).collect();
+            let mut out = Vec::with_capacity(width as usize * 160);
+            for ev in self.events_at(&seqs)? {
+                tiles::push_entry(&mut out, &ev.leaf_bytes);
+            }
+            return Ok(out);
+        }
         let (cf, start, end) = (self.cf(CF_LEAVES), encode_seq(first).to_vec(), encode_seq(first + width).to_vec());
+        let snap = db.snapshot();
+        if first < self.cold_floor() {
+            return self.tile(tile, tree_size);
+        }
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(end);
+        opts.set_snapshot(&snap);
         let mut it = db.iterator_cf_opt(&cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
         let mut out = Vec::with_capacity(width as usize * 160);
         for i in first..first + width {

@@ -107,6 +107,11 @@ fn check_meta(store: &Store) -> Result<(), VerifyFailure> {
                 .filter(|_| v.len() == 8)
                 .ok_or_else(|| VerifyFailure { seq: None, reason: "a checkpoint signing time is malformed".into() })?;
             timed.insert(size);
+        } else if &k[..] == META_COLD_FLOOR {
+            // The floor itself was read at open; here only its shape.
+            if v.len() != 8 {
+                return fail(None, "the cold floor is malformed");
+            }
         } else if ![META_FORMAT_VERSION, META_ORIGIN, META_LEDGER_PUBLIC_KEY, META_HEAD].contains(&&k[..]) {
             return fail(None, format!("unknown meta entry `{}`", String::from_utf8_lossy(&k)));
         }
@@ -246,6 +251,10 @@ impl<'a> TileCursor<'a> {
 
 const CHUNK_LEAVES: usize = 8192;
 
+/// A leaf entry (key, `chain hash ‖ leaf`) and, below the cold floor, its
+/// envelope from the archive.
+type ColdOrHot = (Box<[u8]>, Box<[u8]>, Option<Vec<u8>>);
+
 /// Verifies the whole store. See the module docs for what is checked.
 pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, VerifyFailure> {
     if let Some(k) = &opts.expected_key
@@ -345,10 +354,30 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         o.set_readahead_size(4 << 20);
         o
     };
-    let mut leaves = store.db().iterator_cf_opt(&leaves_cf, scan(), rocksdb::IteratorMode::Start);
+    // Below the cold floor, leaves and envelopes come from the archive in
+    // chunks, unchecked, and go through the same checks as stored ones.
+    let floor = store.cold_floor().min(total);
+    let hot_start = encode_seq(floor);
+    let hot_mode = rocksdb::IteratorMode::From(&hot_start, rocksdb::Direction::Forward);
+    let mut hot_leaves = store.db().iterator_cf_opt(&leaves_cf, scan(), hot_mode);
+    let mut cold: std::collections::VecDeque<(u64, Vec<u8>, Vec<u8>)> = Default::default();
+    let mut cold_next = 0u64;
+    let mut leaves = std::iter::from_fn(move || -> Option<Result<ColdOrHot, VerifyFailure>> {
+        if cold.is_empty() && cold_next < floor {
+            let to = (cold_next + crate::COLD_CHUNK).min(floor);
+            match store.cold_raw(cold_next, to) {
+                Ok(c) => cold.extend(c),
+                Err(e) => return Some(Err(VerifyFailure { seq: Some(cold_next), reason: e.to_string() })),
+            }
+            cold_next = to;
+        }
+        if let Some((seq, leaf, envelope)) = cold.pop_front() {
+            return Some(Ok((encode_seq(seq).to_vec().into_boxed_slice(), leaf.into_boxed_slice(), Some(envelope))));
+        }
+        hot_leaves.next().map(|r| r.map(|(k, v)| (k, v, None)).map_err(io))
+    });
     // Structural mode reads envelopes only for ledger records (point reads).
-    let mut envelopes =
-        opts.signatures.then(|| store.db().iterator_cf_opt(&env_cf, scan(), rocksdb::IteratorMode::Start));
+    let mut envelopes = opts.signatures.then(|| store.db().iterator_cf_opt(&env_cf, scan(), hot_mode));
     let mut seq = 0u64;
     let mut jobs: Vec<Job> = Vec::with_capacity(CHUNK_LEAVES);
     std::thread::scope(|scope| -> Result<VerifyReport, VerifyFailure> {
@@ -376,7 +405,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
         // leaves before it still run, so the report names the first bad seq.
         let structural = (|| -> Result<(), VerifyFailure> {
             for item in leaves.by_ref() {
-                let (k, v) = item.map_err(io)?;
+                let (k, v, cold_envelope) = item?;
                 let key_seq = decode_seq(&k)
                     .ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "leaf key is malformed".into() })?;
                 if key_seq != seq {
@@ -426,8 +455,9 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
                     xor_into(&mut id_digest, h.finalize().as_bytes());
                 }
 
-                let envelope: Vec<u8> = match envelopes.as_mut() {
-                    Some(it) => {
+                let envelope: Vec<u8> = match (cold_envelope, envelopes.as_mut()) {
+                    (Some(e), _) => e,
+                    (None, Some(it)) => {
                         let (ek, envelope) = match it.next() {
                             Some(r) => r.map_err(io)?,
                             None => return fail(Some(seq), "envelope is missing"),
@@ -437,12 +467,12 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
                         }
                         envelope.to_vec()
                     }
-                    None if leaf.kind == LeafKind::LedgerSigned => store
+                    (None, None) if leaf.kind == LeafKind::LedgerSigned => store
                         .db()
                         .get_cf(&env_cf, encode_seq(seq))
                         .map_err(io)?
                         .ok_or_else(|| VerifyFailure { seq: Some(seq), reason: "envelope is missing".into() })?,
-                    None => Vec::new(),
+                    (None, None) => Vec::new(),
                 };
                 if leaf.kind == LeafKind::LedgerSigned {
                     // Ledger records are checked in order: they change the registry.
