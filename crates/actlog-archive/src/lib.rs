@@ -17,11 +17,14 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+mod cold;
 mod upload;
 mod verify;
 
+pub use cold::{ArchiveCold, CACHE_BYTES_DEFAULT, ColdStats};
+
 pub use upload::{ArchiveProgress, archive_ranges};
-pub use verify::{ArchiveFailure, ArchiveReport, VerifyOptions, verify_archive};
+pub use verify::{ArchiveFailure, ArchiveReport, VerifyOptions, check_range, verify_archive};
 
 /// A range record's `format`.
 pub const ARCHIVE_FORMAT: &str = "actlog.archive.v1";

@@ -408,3 +408,34 @@ fn for_each_leaf(
     }
     Ok(())
 }
+
+/// Checks that one range is whole in the archive before its events leave
+/// the hot store: its record opens with `key` and names `[first, end)`, and
+/// every object it lists is there with the size and SHA-256 it lists.
+/// (The store then compares each leaf and envelope with its own.)
+pub async fn check_range(archive: &Archive, key: &VerifierKey, first: u64, end: u64) -> Result<u64, ArchiveFailure> {
+    let record_key = layout::record_key(first, end);
+    let io = |k: &str, e: crate::ArchiveError| ArchiveFailure { key: Some(k.into()), reason: e.to_string() };
+    let bytes = archive
+        .get(&record_key, RECORD_BYTES_MAX)
+        .await
+        .map_err(|e| io(&record_key, e))?
+        .ok_or_else(|| ArchiveFailure { key: Some(record_key.clone()), reason: "is missing".into() })?;
+    let record = open_record(&bytes, key).map_err(|reason| ArchiveFailure { key: Some(record_key.clone()), reason })?;
+    if (record.first_seq, record.end_seq) != (first, end) {
+        return fail(Some(&record_key), "names another range than its key");
+    }
+    let mut total = bytes.len() as u64;
+    for o in &record.objects {
+        let got = archive
+            .get(&o.key, OBJECT_BYTES_MAX)
+            .await
+            .map_err(|e| io(&o.key, e))?
+            .ok_or_else(|| ArchiveFailure { key: Some(o.key.clone()), reason: "is missing".into() })?;
+        if got.len() as u64 != o.bytes || sha256_hex(&got) != o.sha256 {
+            return fail(Some(&o.key), "does not match the hash its range record lists");
+        }
+        total += o.bytes;
+    }
+    Ok(total)
+}

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use actlog_core::dsse::Envelope;
 use actlog_core::leaf::sha256;
@@ -126,6 +127,15 @@ pub struct ServeArgs {
     /// An S3-compatible server's URL, for --archive s3://...
     #[arg(long, env = "ACTLOG_ARCHIVE_ENDPOINT", requires = "archive")]
     pub archive_endpoint: Option<String>,
+    /// Move archived ranges out of RocksDB once their newest event is older
+    /// than this (90s, 12h, 30d ...). Their events are then read from the
+    /// archive. Needs --archive.
+    #[arg(long, env = "ACTLOG_HOT_RETENTION", requires = "archive", value_parser = parse_duration)]
+    pub hot_retention: Option<Duration>,
+    /// archive_cache_bytes: archived ranges kept in memory for reads below
+    /// the cold floor.
+    #[arg(long, env = "ACTLOG_ARCHIVE_CACHE_BYTES", default_value_t = actlog_archive::CACHE_BYTES_DEFAULT)]
+    pub archive_cache_bytes: usize,
     /// The longest one call to a witness may take, in milliseconds.
     #[arg(long, env = "ACTLOG_WITNESS_TIMEOUT_MS", default_value_t = 5_000)]
     pub witness_timeout_ms: u64,
@@ -316,11 +326,11 @@ pub fn run(cli: Cli) -> CliResult {
 }
 
 fn open_read(data: &Path) -> CliResult<Store> {
-    Ok(Store::open(data, Options { read_only: true, ..Options::default() })?)
+    open_store(data, Options { read_only: true, ..Options::default() }, None)
 }
 
 fn open_write(data: &Path) -> CliResult<Store> {
-    Ok(Store::open(data, Options::default())?)
+    open_store(data, Options::default(), None)
 }
 
 /// Calls an admin endpoint of a running server; returns the body of a 2xx
@@ -525,6 +535,8 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
             seed: actlog_store::read_ledger_seed(data)?,
             range_events: args.query.segment_events,
             staging: data.join("archive-staging"),
+            hot_retention: args.hot_retention,
+            cache_bytes: args.archive_cache_bytes,
         }),
         None => None,
     };
@@ -642,7 +654,7 @@ fn info(data: &Path, as_json: bool, storage: bool) -> CliResult {
     let wk = witness_vkey(data, store.origin())?;
     let stats = if storage { Some(store.storage_stats()?) } else { None };
     if as_json {
-        let mut v = json!({"origin": store.origin(), "verifier_key": vk, "witness_key": wk, "tree_size": head.tree_size, "checkpoint": cp});
+        let mut v = json!({"origin": store.origin(), "verifier_key": vk, "witness_key": wk, "tree_size": head.tree_size, "cold_floor": store.cold_floor(), "checkpoint": cp});
         if let Some(stats) = &stats {
             v["storage"] =
                 stats.iter().map(|(cf, keys, bytes)| (cf.to_string(), json!({"keys": keys, "bytes": bytes}))).collect();
@@ -660,6 +672,9 @@ fn info(data: &Path, as_json: bool, storage: bool) -> CliResult {
             println!("witness key:  {wk}");
         }
         println!("tree size:    {}", head.tree_size);
+        if store.cold_floor() > 0 {
+            println!("cold floor:   {} (seqs below it are read from the archive)", store.cold_floor());
+        }
         println!("root hash:    {}", actlog_core::b64::encode(head.root));
         match cp {
             Some(note) => print!("checkpoint:\n{note}"),
@@ -892,4 +907,9 @@ fn prove(data: &Path, command: ProveCommand) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// A clap parser for durations written like 90s, 12h or 30d.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    actlog_core::time::parse_duration_secs(s).map(Duration::from_secs)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actlog_query::datafusion::arrow::ipc::reader::StreamReader;
 use actlog_query::{Engine, EngineOptions, QueryOptions, QueryOutput};
-use actlog_store::{Options, Store};
+use actlog_store::Options;
 use clap::{Args, ValueEnum};
 
 use crate::util::*;
@@ -272,7 +272,7 @@ pub fn chain(data: &Path, args: ChainArgs) -> CliResult {
         }
         v
     } else {
-        let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
+        let store = open_store(data, Options { read_only: true, ..Options::default() }, None)?;
         actlog_query::chain::reconstruct(&store, &args.event_id)
             .map_err(|e| refused(e.to_string()))?
             .ok_or_else(|| refused(format!("no event with event_id `{}` in the ledger", args.event_id)))?

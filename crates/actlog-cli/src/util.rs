@@ -117,17 +117,53 @@ pub fn read_policy(flag: &str, path: &std::path::Path) -> CliResult<actlog_core:
     actlog_core::witness::Policy::parse(&text).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
 }
 
+/// Opens a store and, when some of its events have left it for the
+/// archive (`serve --hot-retention`), attaches that archive for reads
+/// below the floor: `archive`, or else `ACTLOG_ARCHIVE` (and
+/// `ACTLOG_ARCHIVE_ENDPOINT`), the variables `serve` reads too.
+pub fn open_store(
+    data: &std::path::Path,
+    opts: actlog_store::Options,
+    archive: Option<(&str, Option<&str>)>,
+) -> CliResult<actlog_store::Store> {
+    let store = actlog_store::Store::open(data, opts)?;
+    attach_archive(&store, archive)?;
+    Ok(store)
+}
+
+/// See [`open_store`].
+pub fn attach_archive(store: &actlog_store::Store, archive: Option<(&str, Option<&str>)>) -> CliResult {
+    let from_env = std::env::var("ACTLOG_ARCHIVE").ok().filter(|s| !s.is_empty());
+    let endpoint_env = std::env::var("ACTLOG_ARCHIVE_ENDPOINT").ok().filter(|s| !s.is_empty());
+    let (url, endpoint) = match (archive, &from_env) {
+        (Some((u, e)), _) => (u.to_string(), e.map(str::to_string)),
+        (None, Some(u)) => (u.clone(), endpoint_env),
+        (None, None) => return Ok(()),
+    };
+    if store.cold_floor() == 0 && archive.is_none() {
+        return Ok(());
+    }
+    let archive = actlog_archive::Archive::open(&url, endpoint.as_deref()).map_err(|e| usage(e.to_string()))?;
+    let cold = actlog_archive::ArchiveCold::start(archive, actlog_archive::CACHE_BYTES_DEFAULT)
+        .map_err(|e| refused(format!("cannot start the archive reader: {e}")))?;
+    store.set_cold_source(std::sync::Arc::new(cold)).map_err(|e| refused(e.to_string()))?;
+    Ok(())
+}
+
 /// Opens the data dir: for writing when no server holds it (so full
 /// segments are sealed first), else read-only beside the running server.
 pub fn open_for_query(data: &std::path::Path) -> CliResult<(std::sync::Arc<actlog_store::Store>, bool)> {
     match actlog_store::Store::open(data, actlog_store::Options::default()) {
-        Ok(s) => Ok((std::sync::Arc::new(s), true)),
+        Ok(s) => {
+            attach_archive(&s, None)?;
+            Ok((std::sync::Arc::new(s), true))
+        }
         // Held by a server, or not writable here (no ledger key, a read-only
         // copy): read what is there.
         Err(e @ actlog_store::Error::NotInitialized(_)) => Err(e.into()),
         Err(_) => {
             let opts = actlog_store::Options { read_only: true, ..actlog_store::Options::default() };
-            Ok((std::sync::Arc::new(actlog_store::Store::open(data, opts)?), false))
+            Ok((std::sync::Arc::new(open_store(data, opts, None)?), false))
         }
     }
 }

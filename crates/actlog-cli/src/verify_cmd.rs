@@ -41,9 +41,11 @@ pub struct VerifyArgs {
     /// With --receipt: the envelope its producer kept, which must be the proven leaf's.
     #[arg(long, requires = "receipt")]
     pub envelope: Option<PathBuf>,
-    /// Verify an archive (file:///PATH or s3://BUCKET/PREFIX) against --key,
-    /// without a data directory.
-    #[arg(long, requires = "key", conflicts_with_all = ["bundle", "receipt"])]
+    /// Verify an archive (file:///PATH or s3://BUCKET/PREFIX): against --key
+    /// when there is no data directory; else against the data directory's
+    /// key, and then the data directory, reading the events that left it
+    /// (serve --hot-retention) from this archive.
+    #[arg(long, conflicts_with_all = ["bundle", "receipt"])]
     pub archive: Option<String>,
     /// With --archive: an S3-compatible server's URL.
     #[arg(long, env = "ACTLOG_ARCHIVE_ENDPOINT", requires = "archive")]
@@ -123,8 +125,13 @@ fn receipt(path: &Path, args: &VerifyArgs) -> CliResult {
 /// `verify --archive URL --key VKEY [--checkpoint FILE]`: every archived
 /// object against its signed range record, every range as a bundle, the
 /// links between ranges and the tiles; no data directory.
-fn archive(url: &str, args: &VerifyArgs) -> CliResult {
-    let key = args.expected_key()?.expect("clap requires --key");
+fn archive(url: &str, args: &VerifyArgs, ledger_key: Option<actlog_core::note::VerifierKey>) -> CliResult {
+    let key = match (args.expected_key()?, ledger_key) {
+        (Some(k), _) | (None, Some(k)) => k,
+        (None, None) => {
+            return Err(usage("--archive without a data directory needs --key (the ledger verifier key)"));
+        }
+    };
     let archive =
         actlog_archive::Archive::open(url, args.archive_endpoint.as_deref()).map_err(|e| usage(e.to_string()))?;
     let bar = bar_of(0, "verify archive", "ranges");
@@ -191,8 +198,10 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
     if let Some(r) = &args.receipt {
         return receipt(r, &args);
     }
-    if let Some(url) = &args.archive {
-        return archive(url, &args);
+    if let Some(url) = &args.archive
+        && !actlog_store::is_initialized(data)
+    {
+        return archive(url, &args, None);
     }
     if let Some(dir) = &args.bundle {
         return bundle(dir, &args);
@@ -204,6 +213,10 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
         None => None,
     };
     let store = Store::open(data, Options { read_only: true, ..Options::default() })?;
+    if let Some(url) = &args.archive {
+        archive(url, &args, Some(store.verifier_key().clone()))?;
+    }
+    attach_archive(&store, args.archive.as_deref().map(|u| (u, args.archive_endpoint.as_deref())))?;
     let bar = bar(store.head().tree_size, "verify");
     let progress = |done: u64, _total: u64| {
         if let Some(b) = &bar {

@@ -379,6 +379,11 @@ pub struct ArchiveConfig {
     pub range_events: u64,
     /// A local directory for the range being written.
     pub staging: std::path::PathBuf,
+    /// `--hot-retention`: archived ranges whose newest event is older than
+    /// this leave RocksDB. `None` keeps everything.
+    pub hot_retention: Option<Duration>,
+    /// `archive_cache_bytes`: archived ranges kept in memory for reads.
+    pub cache_bytes: usize,
 }
 
 impl std::fmt::Debug for ArchiveConfig {
@@ -388,6 +393,8 @@ impl std::fmt::Debug for ArchiveConfig {
             .field("archive", &self.archive)
             .field("range_events", &self.range_events)
             .field("staging", &self.staging)
+            .field("hot_retention", &self.hot_retention)
+            .field("cache_bytes", &self.cache_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -421,17 +428,32 @@ fn spawn_archiver(
                 config.range_events,
                 1,
             );
+            let mut more = false;
             match rt.block_on(turn) {
                 Ok(p) => {
                     metrics.archive_end(p.end_seq);
-                    if p.ranges > 0 {
-                        continue; // more may be waiting: no pause between ranges
-                    }
+                    more = p.ranges > 0;
                 }
                 Err(e) => {
                     metrics.archive_failed();
                     tracing::error!("archiving to {} failed (retried): {e}", config.archive.url());
                 }
+            }
+            if let Some(horizon) = config.hot_retention {
+                match rt.block_on(evict_one(&config.archive, engine.store(), horizon)) {
+                    Ok(Some((floor, n))) => {
+                        metrics.evicted(floor, n);
+                        more = true;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        metrics.archive_failed();
+                        tracing::error!("moving archived events out of RocksDB failed (retried): {e}");
+                    }
+                }
+            }
+            if more {
+                continue; // more may be waiting: no pause between ranges
             }
             let mut stop = stop.clone();
             rt.block_on(async {
@@ -442,6 +464,36 @@ fn spawn_archiver(
             });
         }
     })
+}
+
+/// Retention's step: the archived range that starts at the cold floor
+/// leaves RocksDB once it lies wholly before the head, its newest event
+/// was received longer than `horizon` ago, its objects check out in the
+/// archive, and (inside [`Store::evict`]) its leaves and envelopes there
+/// are byte for byte the ledger's. Returns the new floor and the events
+/// moved, or `None` when no range is due.
+async fn evict_one(
+    archive: &actlog_archive::Archive,
+    store: &Arc<Store>,
+    horizon: Duration,
+) -> Result<Option<(u64, u64)>, String> {
+    let floor = store.cold_floor();
+    let ranges = archive.ranges().await.map_err(|e| e.to_string())?;
+    let Some(&(first, end)) = ranges.iter().find(|(f, _)| *f == floor) else { return Ok(None) };
+    if end >= store.head().tree_size {
+        return Ok(None);
+    }
+    let newest = store.event(end - 1).map_err(|e| e.to_string())?.ok_or("the range's last event is missing")?;
+    let age_ns = actlog_store::now_ns().saturating_sub(newest.leaf.received_at_unix_nanos as i64);
+    if (age_ns as u128) < horizon.as_nanos() {
+        return Ok(None);
+    }
+    actlog_archive::check_range(archive, store.verifier_key(), first, end).await.map_err(|e| e.to_string())?;
+    let store = Arc::clone(store);
+    let n = tokio::task::spawn_blocking(move || store.evict(end)).await.map_err(|e| e.to_string())?;
+    let n = n.map_err(|e| e.to_string())?;
+    tracing::info!("seqs {first}..{end} left RocksDB; they are read from {}", archive.url());
+    Ok(Some((end, n)))
 }
 
 /// `--witness-policy` and its timeouts.
@@ -469,6 +521,22 @@ pub fn run(
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("actlog-http").build()?;
     let store = Arc::new(store);
+    // Reads below the cold floor go to the archive, from the first one on.
+    let cold_stats = match &config.archive {
+        Some(a) => {
+            let cold = actlog_archive::ArchiveCold::start(a.archive.clone(), a.cache_bytes)?;
+            let stats = cold.stats();
+            store.set_cold_source(Arc::new(cold)).map_err(std::io::Error::other)?;
+            Some(stats)
+        }
+        None if store.cold_floor() > 0 => {
+            return Err(std::io::Error::other(format!(
+                "events below seq {} have left this data directory for the archive; start with --archive URL",
+                store.cold_floor()
+            )));
+        }
+        None => None,
+    };
     let result = runtime.block_on(async {
         // Handlers first: a SIGTERM that arrives once we have said we listen
         // must find them installed.
@@ -499,6 +567,10 @@ pub fn run(
         let flag = Arc::clone(&state.shutting_down);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sealer = tokio::spawn(seal_loop(engine.clone(), stop_rx.clone()));
+        if let Some(stats) = cold_stats {
+            state.metrics.cold_reads(stats);
+        }
+        state.metrics.evicted(store.cold_floor(), 0);
         let archiver = match config.archive.clone() {
             Some(a) => Some(spawn_archiver(a, engine.clone(), Arc::clone(&state.metrics), stop_rx.clone())?),
             None => None,

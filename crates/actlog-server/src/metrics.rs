@@ -56,6 +56,12 @@ pub struct Metrics {
     /// One past the last archived seq; 0 before the first range.
     archive_end_seq: AtomicU64,
     archive_failures: AtomicU64,
+    /// Seqs below this live only in the archive (`--hot-retention`).
+    cold_floor: AtomicU64,
+    /// Events moved out of RocksDB since start.
+    evicted: AtomicU64,
+    /// The archive's read counters, once it is attached as the cold source.
+    cold: std::sync::OnceLock<std::sync::Arc<actlog_archive::ColdStats>>,
 }
 
 impl Metrics {
@@ -78,6 +84,15 @@ impl Metrics {
     /// Where the archive ends after an archiver turn.
     pub fn archive_end(&self, end_seq: u64) {
         self.archive_end_seq.store(end_seq, Ordering::Relaxed);
+    }
+    /// Where the cold floor is, and how many events just left RocksDB.
+    pub fn evicted(&self, floor: u64, events: u64) {
+        self.cold_floor.store(floor, Ordering::Relaxed);
+        self.evicted.fetch_add(events, Ordering::Relaxed);
+    }
+    /// The archive's read counters.
+    pub fn cold_reads(&self, stats: std::sync::Arc<actlog_archive::ColdStats>) {
+        let _ = self.cold.set(stats);
     }
     /// An archiver turn that failed (it is retried).
     pub fn archive_failed(&self) {
@@ -137,6 +152,21 @@ impl Metrics {
         out.push_str(&format!("actlog_archive_end_seq {}\n", self.archive_end_seq.load(Ordering::Relaxed)));
         out.push_str("# HELP actlog_archive_failures_total Archiver turns that failed and will be retried.\n# TYPE actlog_archive_failures_total counter\n");
         out.push_str(&format!("actlog_archive_failures_total {}\n", self.archive_failures.load(Ordering::Relaxed)));
+        out.push_str("# HELP actlog_cold_floor_seq Seqs below this have left RocksDB for the archive (--hot-retention).\n# TYPE actlog_cold_floor_seq gauge\n");
+        out.push_str(&format!("actlog_cold_floor_seq {}\n", self.cold_floor.load(Ordering::Relaxed)));
+        out.push_str("# HELP actlog_evicted_events_total Events whose leaves and envelopes left RocksDB since start.\n# TYPE actlog_evicted_events_total counter\n");
+        out.push_str(&format!("actlog_evicted_events_total {}\n", self.evicted.load(Ordering::Relaxed)));
+        if let Some(c) = self.cold.get() {
+            out.push_str("# HELP actlog_archive_leaves_read_total Events read back from the archive below the cold floor.\n# TYPE actlog_archive_leaves_read_total counter\n");
+            out.push_str(&format!("actlog_archive_leaves_read_total {}\n", c.leaves_read.load(Ordering::Relaxed)));
+            out.push_str("# HELP actlog_archive_ranges_fetched_total Ranges fetched from the archive (archive_cache_bytes misses).\n# TYPE actlog_archive_ranges_fetched_total counter\n");
+            out.push_str(&format!(
+                "actlog_archive_ranges_fetched_total {}\n",
+                c.ranges_fetched.load(Ordering::Relaxed)
+            ));
+            out.push_str("# HELP actlog_archive_cache_bytes Bytes of archived ranges held in memory (bounded by archive_cache_bytes).\n# TYPE actlog_archive_cache_bytes gauge\n");
+            out.push_str(&format!("actlog_archive_cache_bytes {}\n", c.cache_bytes.load(Ordering::Relaxed)));
+        }
         self.batch_sizes.lock().expect("metrics lock").render(
             "actlog_ingest_batch_envelopes",
             "Envelopes per ingest request.",

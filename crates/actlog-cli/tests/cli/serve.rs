@@ -122,7 +122,7 @@ pub(crate) fn agent() -> ureq::Agent {
         .into()
 }
 
-fn call(url: &str, token: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+pub(crate) fn call(url: &str, token: &str, body: Option<Value>) -> Result<(u16, Value), String> {
     let a = agent();
     let auth = format!("Bearer {token}");
     let r = match body {
