@@ -84,11 +84,14 @@ impl ColdSource for ArchiveCold {
     }
 }
 
+/// An encoded leaf and its envelope.
+type LeafAndEnvelope = (Vec<u8>, Vec<u8>);
+
 /// One range's leaves and envelopes, by seq - first.
 struct Range {
     first: u64,
     end: u64,
-    leaves: Vec<(Vec<u8>, Vec<u8>)>,
+    leaves: Vec<LeafAndEnvelope>,
     bytes: usize,
 }
 
@@ -156,9 +159,9 @@ impl Reader {
 
 /// The leaves of `[first, end)` in a range's `leaves.parquet`, in seq
 /// order; ledger records before `first` that the bundle carries are skipped.
-fn decode(key: &str, first: u64, end: u64, bytes: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn decode(key: &str, first: u64, end: u64, bytes: Vec<u8>) -> Result<Vec<LeafAndEnvelope>, String> {
     let err = |e: String| format!("{key}: {e}");
-    let run = || -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let run = || -> Result<Vec<LeafAndEnvelope>, String> {
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
             .and_then(|b| b.build())
             .map_err(|e| e.to_string())?;

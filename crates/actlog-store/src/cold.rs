@@ -48,6 +48,9 @@ pub trait ColdSource: Send + Sync {
     fn read(&self, seqs: &[u64]) -> std::result::Result<Vec<ColdLeaf>, String>;
 }
 
+/// A seq, its `leaves` value (`chain hash ‖ leaf`) and its envelope.
+pub(crate) type RawEntry = (u64, Vec<u8>, Vec<u8>);
+
 /// Seqs read from the cold source at a time by scans and eviction checks.
 pub const COLD_CHUNK: u64 = 8_192;
 
@@ -97,7 +100,7 @@ impl Store {
     /// The raw cold entries of `[from, to)` in the shape of the `leaves`
     /// and `envelopes` column families (`chain hash ‖ leaf`, envelope),
     /// unchecked: `verify` checks them as it checks stored leaves.
-    pub(crate) fn cold_raw(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn cold_raw(&self, from: u64, to: u64) -> Result<Vec<RawEntry>> {
         let seqs: Vec<u64> = (from..to).collect();
         let got = self.cold_source()?.read(&seqs).map_err(Error::Io)?;
         let mut out = Vec::with_capacity(got.len());

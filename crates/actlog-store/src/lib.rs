@@ -11,7 +11,8 @@
 //!   leaves, envelopes, Merkle nodes, the event-id and secondary indexes,
 //!   registry changes, any checkpoint, and the head. Acknowledgements are sent
 //!   only after that write returns.
-//! - There is no update or delete API. A failed write poisons the store: the
+//! - There is no update API, and the one delete is [`Store::evict`] below
+//!   the cold floor (`cold.rs`). A failed write poisons the store: the
 //!   process must reopen it, and recovery restarts from the last head on disk.
 //! - `open` checks the format version and the head against the last leaf and
 //!   the stored Merkle nodes, and reports any mismatch as corruption.

@@ -907,7 +907,12 @@ fn mem_cold(store: &Store, end: u64) -> std::sync::Arc<MemCold> {
 
 fn all_events(store: &Store) -> Vec<actlog_store::StoredEvent> {
     let mut out = Vec::new();
-    store.scan(0, u64::MAX, |ev| Ok(out.push(ev))).unwrap();
+    store
+        .scan(0, u64::MAX, |ev| {
+            out.push(ev);
+            Ok(())
+        })
+        .unwrap();
     out
 }
 

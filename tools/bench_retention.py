@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""RocksDB's size under --hot-retention (issue 15).
+
+Builds a ledger of EVENTS generated events (actlog-gen, the real append
+path), serves it with `--archive file://...` and `--hot-retention 1s`,
+waits until every full range below the head has left RocksDB, and reports
+RocksDB's bytes before and after, per column family, and what RocksDB still
+keeps for each archived event. Then times one event read below the cold
+floor (a range fetched from the archive) and one from the cache.
+
+    python3 tools/bench_retention.py --bin target/release/actlog \
+        --gen target/release/actlog-gen [--events 1000000]
+
+Prints one JSON line.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from benchlib import du
+
+RANGE = 65_536
+
+
+def get(url, token, path):
+    req = urllib.request.Request(f"{url}{path}", headers={"authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.read().decode()
+
+
+def metric(url, token, name):
+    for line in get(url, token, "/metrics").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise SystemExit(f"no metric {name}")
+
+
+def info(binary, data):
+    out = subprocess.run([binary, "--data", data, "info", "--storage", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--gen", required=True)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-retention-", dir="/var/tmp")
+    data, archive = os.path.join(work, "data"), os.path.join(work, "archive")
+    try:
+        token = subprocess.run([args.bin, "--data", data, "init", "--origin", "bench.actlog.test"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        subprocess.run([args.gen, "--data", data, "--events", str(args.events), "--seed", "1", "--pdps", "16",
+                        "--days", "30"], check=True, stdout=subprocess.DEVNULL)
+        # Settle RocksDB the same way before and after: a compaction happens
+        # on close, so both figures are of a closed, flushed database.
+        before_db = du(os.path.join(data, "db"))
+        before = info(args.bin, data)
+        tree = before["tree_size"]
+        want = (tree - 1) // RANGE * RANGE  # every full range below the head
+        env = dict(os.environ, ACTLOG_DATA=data)
+        srv = subprocess.Popen([args.bin, "serve", "--listen", "127.0.0.1:0", "--archive", f"file://{archive}",
+                                "--hot-retention", "1s"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            base = None
+            for line in srv.stderr:
+                if " on http://" in line:
+                    base = line.strip().split(" on ")[1]
+                    break
+            if base is None:
+                raise SystemExit("serve did not start")
+            t0 = time.monotonic()
+            while metric(base, token, "actlog_cold_floor_seq") < want:
+                if metric(base, token, "actlog_archive_failures_total") > 0:
+                    raise SystemExit("an archiver turn failed; see the server log")
+                time.sleep(0.2)
+            seconds = time.monotonic() - t0
+            # One read below the floor: the first fetches its range, the
+            # second is served from archive_cache_bytes.
+            seq = RANGE + 12_345
+            s = time.monotonic()
+            get(base, token, f"/v1/events/{seq}")
+            cold_ms = (time.monotonic() - s) * 1000
+            s = time.monotonic()
+            get(base, token, f"/v1/events/{seq + 1}")
+            cached_ms = (time.monotonic() - s) * 1000
+            s = time.monotonic()
+            get(base, token, f"/v1/events/{tree - 2}")
+            hot_ms = (time.monotonic() - s) * 1000
+        finally:
+            srv.terminate()
+            srv.wait()
+        after_db = du(os.path.join(data, "db"))
+        after = info(args.bin, data)
+        floor = after["cold_floor"]
+        hot = after["tree_size"] - floor
+        per_event_before = before_db / tree
+        # What RocksDB keeps per archived event: what is left once the hot
+        # events' share (at the before rate) is taken out.
+        kept_per_archived = (after_db - hot * per_event_before) / floor
+        cf = {name: {"before": before["storage"][name]["bytes"], "after": after["storage"][name]["bytes"]}
+              for name in before["storage"]}
+        print(json.dumps({
+            "events": tree,
+            "cold_floor": floor,
+            "hot_events": hot,
+            "seconds_to_move": round(seconds, 1),
+            "rocksdb_bytes_before": before_db,
+            "rocksdb_bytes_after": after_db,
+            "after_over_before": round(after_db / before_db, 3),
+            "rocksdb_bytes_per_event_before": round(per_event_before, 1),
+            "rocksdb_bytes_kept_per_archived_event": round(kept_per_archived, 1),
+            "archive_bytes": du(archive),
+            "logical_bytes_by_column_family": cf,
+            "read_ms": {"archived_first": round(cold_ms, 1), "archived_cached": round(cached_ms, 1),
+                        "hot": round(hot_ms, 1)},
+        }))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
