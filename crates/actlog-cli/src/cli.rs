@@ -82,6 +82,11 @@ pub enum Command {
     Sql(crate::sql_cmd::SqlArgs),
     /// Print the reconstructed delegation chain of one event.
     Chain(crate::sql_cmd::ChainArgs),
+    /// Run a Ballista scheduler or executor for `sql --cluster` (docs/cluster.md).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Write a signed export bundle (Parquet, NDJSON or OCSF) that verifies offline.
     Export(crate::export_cmd::ExportArgs),
     /// Write a signed compliance evidence bundle (NIST CSF 2.0): findings, OCSF, an HTML report, the data.
@@ -322,6 +327,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Export(args) => crate::export_cmd::run(data, args),
         Command::Evidence(args) => crate::export_cmd::evidence(data, args),
         Command::Chain(args) => crate::sql_cmd::chain(data, args),
+        Command::Cluster { command } => cluster(command),
     }
 }
 
@@ -912,4 +918,77 @@ fn prove(data: &Path, command: ProveCommand) -> CliResult {
 /// A clap parser for durations written like 90s, 12h or 30d.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     actlog_core::time::parse_duration_secs(s).map(Duration::from_secs)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// The scheduler: takes queries from `actlog sql --cluster` and hands their tasks to executors.
+    Scheduler {
+        /// Address to listen on (gRPC).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        listen: std::net::SocketAddr,
+        /// Drop an executor that has not sent a heartbeat for this long, in seconds.
+        #[arg(long, default_value_t = 10)]
+        executor_timeout_s: u64,
+    },
+    /// An executor: runs tasks for the scheduler and serves their results.
+    Executor {
+        /// The scheduler's address.
+        #[arg(long)]
+        scheduler: std::net::SocketAddr,
+        /// Address to serve results on (Arrow Flight).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: std::net::SocketAddr,
+        /// Port to take tasks on (gRPC), on the --listen host.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Where shuffle files go (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Tasks run at once (default: the cores).
+        #[arg(long)]
+        slots: Option<usize>,
+    },
+}
+
+fn cluster(command: ClusterCommand) -> CliResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| refused(format!("cannot start a runtime: {e}")))?;
+    let result = match command {
+        ClusterCommand::Scheduler { listen, executor_timeout_s } => rt.block_on(async {
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| actlog_cluster::ClusterError::Refused(format!("--listen {listen}: {e}")))?;
+            let addr = l.local_addr().map_err(|e| actlog_cluster::ClusterError::Failed(e.to_string()))?;
+            eprintln!("actlog: cluster scheduler on {addr}");
+            actlog_cluster::scheduler(l, executor_timeout_s).await
+        }),
+        ClusterCommand::Executor { scheduler, listen, grpc_port, work_dir, slots } => {
+            let tmp;
+            let work_dir = match work_dir {
+                Some(d) => d,
+                None => {
+                    tmp = tempfile::tempdir().map_err(|e| refused(format!("cannot make a work directory: {e}")))?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            eprintln!(
+                "actlog: cluster executor on {listen} (tasks on port {grpc_port}) for the scheduler at {scheduler}"
+            );
+            let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            rt.block_on(actlog_cluster::executor(actlog_cluster::ExecutorOptions {
+                scheduler,
+                listen,
+                grpc_port,
+                work_dir,
+                slots,
+            }))
+        }
+    };
+    result.map_err(|e| match e {
+        actlog_cluster::ClusterError::Refused(m) => usage(m),
+        actlog_cluster::ClusterError::Failed(m) => refused(m),
+    })
 }

@@ -87,6 +87,13 @@ pub struct SqlArgs {
     pub limits: QueryArgs,
     #[command(flatten)]
     pub remote: Remote,
+    /// Run QUERY on the Ballista cluster whose scheduler is at HOST:PORT,
+    /// over the archive named by --archive (`actlog cluster`).
+    #[arg(long, requires = "archive", conflicts_with = "url")]
+    pub cluster: Option<String>,
+    /// With --cluster: the archive (file:///PATH, a path every executor sees).
+    #[arg(long, requires = "cluster")]
+    pub archive: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +183,20 @@ fn remote_sql(remote: &Remote, url: &str, token: &str, sql: &str, use_index: boo
 }
 
 pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
+    if let (Some(scheduler), Some(archive)) = (&args.cluster, &args.archive) {
+        let q = args.query.as_deref().ok_or_else(|| usage("--cluster needs a QUERY"))?;
+        let batches = query_runtime()?.block_on(actlog_cluster::query(scheduler, archive, q)).map_err(|e| match e {
+            actlog_cluster::ClusterError::Refused(m) => usage(m),
+            actlog_cluster::ClusterError::Failed(m) => refused(m),
+        })?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(actlog_query::datafusion::arrow::datatypes::Schema::empty()));
+        let row_count = batches.iter().map(|b| b.num_rows()).sum();
+        let out = QueryOutput { schema, batches, row_count, truncated: false, tree_size: 0, slot: None };
+        return print(&out, args.format);
+    }
     if let Some(url) = &args.remote.url {
         let token = args.remote.token.as_deref().ok_or_else(|| usage("--url needs --token (a query token)"))?;
         let q = args.query.as_deref().ok_or_else(|| usage("--url needs a QUERY (the REPL works on a data dir)"))?;

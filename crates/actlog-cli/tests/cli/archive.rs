@@ -510,3 +510,173 @@ fn hot_retention_moves_old_ranges_to_s3_and_every_answer_stays_the_same() {
 fn range_dir(first: u64, end: u64) -> String {
     format!("{first:020}-{end:020}")
 }
+
+/// A process that is killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `actlog cluster ARGS`, with its stderr watched for `marker`; returns
+/// the process and the rest of the line after the marker.
+fn cluster_proc(args: &[&str], marker: &str) -> (Killed, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .arg("cluster")
+        .args(args)
+        .env("ACTLOG_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split_once(&marker).map(|(_, r)| r.to_string()) {
+                let _ = tx.send(rest);
+            }
+            if std::env::var_os("ACTLOG_TEST_SERVER_LOG").is_some() {
+                eprintln!("cluster: {line}");
+            }
+        }
+    });
+    let rest = rx.recv_timeout(Duration::from_secs(30)).expect("the cluster process did not start");
+    (Killed(child), rest)
+}
+
+/// `actlog sql --cluster SCHEDULER --archive URL QUERY --format csv`.
+fn cluster_sql(scheduler: &str, url: &str, query: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["sql", "--cluster", scheduler, "--archive", url, query, "--format", "csv"])
+        .env("ACTLOG_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A Ballista cluster on loopback (a scheduler and two executors, each its
+/// own process) answers the pinned investigator queries over the archive
+/// with exactly the single-node answers over the same seqs, including a
+/// join of outcomes to decisions and the `decision_chains` view. An
+/// executor killed mid-query fails the query with a clear error or leaves
+/// it correct, never wrong. The sandbox refuses writes on the cluster too.
+#[test]
+fn a_ballista_cluster_answers_the_pinned_queries_over_the_archive_as_one_node_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, arch) = (dir.path().join("data"), dir.path().join("archive"));
+    let url = format!("file://{}", arch.display());
+    let seg = RANGE.to_string();
+    let mut p = serve_env(&data, "127.0.0.1:0", &["--segment-events", &seg, "--archive", &url], &[]);
+    let admin = p.token.clone().unwrap();
+    loadgen(&p, &admin, 1700);
+    settled_checkpoint(&p, &admin);
+    wait_archived(&p, &admin, 3 * RANGE);
+    assert!(sigterm(&mut p).success());
+    let end = 3 * RANGE;
+
+    let (_scheduler, addr) =
+        cluster_proc(&["scheduler", "--listen", "127.0.0.1:0", "--executor-timeout-s", "3"], "cluster scheduler on ");
+    let addr = addr.trim().to_string();
+    let mut executors = Vec::new();
+    for _ in 0..2 {
+        let (listen, grpc) = (free_port(), free_port());
+        let work = tempfile::tempdir().unwrap();
+        let (e, _) = cluster_proc(
+            &[
+                "executor",
+                "--scheduler",
+                &addr,
+                "--listen",
+                &format!("127.0.0.1:{listen}"),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--work-dir",
+                work.path().to_str().unwrap(),
+                "--slots",
+                "2",
+            ],
+            "cluster executor on ",
+        );
+        executors.push((e, work));
+    }
+
+    // The single-node side reads the data directory, limited to the seqs
+    // the archive holds, with the same view text.
+    let view = actlog_query_view();
+    let single = |q: &str| {
+        let wrapped = format!(
+            "WITH events AS (SELECT * FROM events WHERE seq < {end}), \
+             delegation_hops AS (SELECT * FROM delegation_hops WHERE seq < {end}), \
+             decision_chains AS ({view}) {q}"
+        );
+        sql(&data, &wrapped)
+    };
+    let queries = [
+        "SELECT count(*), count(DISTINCT event_id), min(seq), max(seq) FROM events",
+        "SELECT seq, event_id, event_type, effect, pdp_id, payload FROM events ORDER BY seq",
+        "SELECT pdp_id, effect, count(*) AS n FROM events GROUP BY pdp_id, effect ORDER BY pdp_id, effect",
+        "SELECT d.effect, o.outcome_status, count(*) AS n FROM events o JOIN events d \
+         ON o.decision_event_id = d.event_id WHERE o.event_type = 'authz.outcome' GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT * FROM decision_chains ORDER BY seq",
+        "SELECT effect, count(*) AS n, count(outcome_seq) AS with_outcome FROM decision_chains GROUP BY effect ORDER BY effect",
+        "SELECT depth, count(*) AS n FROM delegation_hops GROUP BY depth ORDER BY depth",
+    ];
+    // The executors register with the scheduler within a few heartbeats.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cluster_sql(&addr, &url, queries[0]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster never answered: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for q in queries {
+        let out = cluster_sql(&addr, &url, q);
+        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        let want = single(q);
+        assert!(want.lines().count() > 1, "{q} has no rows: {want}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{q}");
+    }
+    let total: u64 = single("SELECT count(*) FROM events").lines().nth(1).unwrap().trim().parse().unwrap();
+    assert_eq!(total, end);
+
+    // Writes are refused before any plan is made.
+    let out = cluster_sql(&addr, &url, "CREATE TABLE x AS SELECT 1");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // One executor killed while a query runs: a clear failure, or the right answer.
+    let heavy = "SELECT count(*) FROM events a JOIN events b ON a.pdp_id = b.pdp_id";
+    let want = single(heavy);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["sql", "--cluster", &addr, "--archive", &url, heavy, "--format", "csv"])
+        .env("ACTLOG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(executors.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the query hung after an executor died");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "a wrong answer after an executor died");
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("actlog:") && err.len() > 20, "an unclear failure: {err}");
+    }
+}
+
+/// The body of the `decision_chains` view, as the engine defines it.
+fn actlog_query_view() -> String {
+    actlog_query::tables::DECISION_CHAINS_SQL.strip_prefix("CREATE VIEW decision_chains AS ").unwrap().to_string()
+}

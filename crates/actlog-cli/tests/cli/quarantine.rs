@@ -15,6 +15,10 @@ const QUARANTINE: &[(&str, &str)] = &[
     ("tower-http", "actlog-server"),
     ("pgwire", "actlog-server"),
     ("clap", "actlog-cli"),
+    ("ballista", "actlog-cluster"),
+    ("ballista-core", "actlog-cluster"),
+    ("ballista-scheduler", "actlog-cluster"),
+    ("ballista-executor", "actlog-cluster"),
     // The random source, behind `actlog_store::random` (see clippy.toml).
     ("getrandom", "actlog-store"),
 ];

@@ -1,0 +1,146 @@
+//! Distributed query on Apache DataFusion Ballista (contract section 12):
+//! `actlog cluster scheduler`, `actlog cluster executor`, and
+//! `actlog sql --cluster ADDR --archive URL`, which runs the pinned tables
+//! over the archive's hive-partitioned Parquet across the executors.
+//!
+//! The tables are plain Parquet listing tables over the archive's
+//! `events/` and `delegation_hops/` folders, and `decision_chains` is the
+//! same view as on one node, so no actlog operator crosses the wire and
+//! Ballista's own codecs carry every plan. The query text goes through the
+//! same sandbox as every other SQL surface before any plan is made.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actlog_query::datafusion;
+use ballista::prelude::SessionContextExt;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+
+/// Why a cluster command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Bad input: an address, an archive URL, a refused query.
+    #[error("{0}")]
+    Refused(String),
+    /// The cluster or the archive failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn failed(what: &str) -> impl Fn(String) -> ClusterError + '_ {
+    move |e| ClusterError::Failed(format!("{what}: {e}"))
+}
+
+/// Runs a scheduler on `listener` until the process ends. Executors that
+/// stop heart-beating for `executor_timeout_s` are dropped, and their
+/// tasks run again elsewhere.
+pub async fn scheduler(listener: tokio::net::TcpListener, executor_timeout_s: u64) -> Result<(), ClusterError> {
+    let addr = listener.local_addr().map_err(|e| ClusterError::Failed(e.to_string()))?;
+    let config = ballista_scheduler::config::SchedulerConfig {
+        bind_host: addr.ip().to_string(),
+        bind_port: addr.port(),
+        external_host: addr.ip().to_string(),
+        executor_timeout_seconds: executor_timeout_s,
+        expire_dead_executor_interval_seconds: 1.max(executor_timeout_s / 3),
+        ..Default::default()
+    };
+    let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| failed("starting the scheduler")(e.to_string()))?;
+    let server = ballista_scheduler::scheduler_process::create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(
+        cluster,
+        Arc::new(config),
+    )
+    .await
+    .map_err(|e| failed("starting the scheduler")(e.to_string()))?;
+    ballista_scheduler::scheduler_process::start_grpc_service_with_listener(listener, server)
+        .await
+        .map_err(|e| failed("the scheduler stopped")(e.to_string()))
+}
+
+/// Where an executor listens and whom it serves.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler's address.
+    pub scheduler: SocketAddr,
+    /// Where the executor serves its Arrow Flight results.
+    pub listen: SocketAddr,
+    /// Where it takes tasks (gRPC).
+    pub grpc_port: u16,
+    /// Shuffle files.
+    pub work_dir: std::path::PathBuf,
+    /// Tasks it runs at once.
+    pub slots: usize,
+}
+
+/// Runs an executor until the process ends.
+pub async fn executor(o: ExecutorOptions) -> Result<(), ClusterError> {
+    let config = ballista_executor::executor_process::ExecutorProcessConfig {
+        bind_host: o.listen.ip().to_string(),
+        external_host: Some(o.listen.ip().to_string()),
+        port: o.listen.port(),
+        grpc_port: o.grpc_port,
+        scheduler_host: o.scheduler.ip().to_string(),
+        scheduler_port: o.scheduler.port(),
+        scheduler_connect_timeout_seconds: 30,
+        vcores: o.slots.max(1),
+        work_dir: Some(o.work_dir.to_string_lossy().into_owned()),
+        executor_heartbeat_interval_seconds: 2,
+        print_thread_info: false,
+        ..Default::default()
+    };
+    ballista_executor::executor_process::start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| failed("the executor stopped")(e.to_string()))
+}
+
+/// The archive's root as a URL DataFusion lists: `file:///PATH/`.
+/// (S3 archives need the executors to reach the bucket; not yet.)
+fn archive_root(url: &str) -> Result<String, ClusterError> {
+    match url.strip_prefix("file://") {
+        Some(p) if p.starts_with('/') => Ok(format!("file://{}/", p.trim_end_matches('/'))),
+        _ => Err(ClusterError::Refused(format!(
+            "--archive {url}: the cluster reads file:///PATH archives (a path every executor sees, such as a shared mount)"
+        ))),
+    }
+}
+
+/// Runs `sql` on the cluster at `scheduler` over the archive at `archive`:
+/// the tables `events` and `delegation_hops` (every archived range) and the
+/// `decision_chains` view.
+pub async fn query(scheduler: &str, archive: &str, sql: &str) -> Result<Vec<RecordBatch>, ClusterError> {
+    // The same sandbox as every SQL surface: one read-only statement over
+    // the pinned tables.
+    actlog_query::engine::check_with(sql, &actlog_query::QueryLimits::default())
+        .map_err(|e| ClusterError::Refused(e.to_string()))?;
+    let root = archive_root(archive)?;
+    let state = SessionStateBuilder::new()
+        .with_config(SessionConfig::new().with_information_schema(false))
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
+        .await
+        .map_err(|e| failed("connecting to the scheduler")(e.to_string()))?;
+    for table in ["events", "delegation_hops"] {
+        let url = ListingTableUrl::parse(format!("{root}{table}/"))
+            .map_err(|e| ClusterError::Refused(format!("--archive {archive}: {e}")))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .infer_schema(&ctx.state())
+            .await
+            .map_err(|e| failed(&format!("reading the archive's {table} files"))(e.to_string()))?;
+        let provider = ListingTable::try_new(config).map_err(|e| failed("the archive's tables")(e.to_string()))?;
+        ctx.register_table(table, Arc::new(provider)).map_err(|e| failed("the archive's tables")(e.to_string()))?;
+    }
+    ctx.sql(actlog_query::tables::DECISION_CHAINS_SQL)
+        .await
+        .map_err(|e| failed("the decision_chains view")(e.to_string()))?;
+    let df = ctx.sql(sql).await.map_err(|e| ClusterError::Refused(e.to_string()))?;
+    df.collect().await.map_err(|e| failed("the query failed on the cluster")(e.to_string()))
+}
