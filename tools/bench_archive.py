@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import du
+from benchlib import du, served_url
 
 RANGE = 65_536
 
@@ -93,13 +93,7 @@ def main():
     srv = subprocess.Popen([args.bin, "serve", "--listen", "127.0.0.1:0", "--archive", url, *extra],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        base = None
-        for line in srv.stderr:
-            if " on http://" in line:
-                base = line.strip().split(" on ")[1]
-                break
-        if base is None:
-            raise SystemExit("serve did not start")
+        base = served_url(srv)
         want = args.ranges * RANGE
         seen = []  # (time, end_seq) at each change
         last = -1

@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.request
 
-from benchlib import du
+from benchlib import du, served_url
 
 RANGE = 65_536
 
@@ -76,13 +76,7 @@ def main():
                                 "--hot-retention", "1s"], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
         try:
-            base = None
-            for line in srv.stderr:
-                if " on http://" in line:
-                    base = line.strip().split(" on ")[1]
-                    break
-            if base is None:
-                raise SystemExit("serve did not start")
+            base = served_url(srv)
             log = []
             threading.Thread(target=lambda: log.extend(srv.stderr), daemon=True).start()
             t0 = time.monotonic()

@@ -40,7 +40,7 @@ type Reply = mpsc::SyncSender<Result<Vec<ColdLeaf>, String>>;
 
 /// The archive, read as a [`ColdSource`].
 pub struct ArchiveCold {
-    tx: std::sync::Mutex<mpsc::Sender<(Vec<u64>, Reply)>>,
+    tx: mpsc::Sender<(Vec<u64>, Reply)>,
     stats: Arc<ColdStats>,
 }
 
@@ -63,7 +63,7 @@ impl ArchiveCold {
                 let _ = reply.send(rt.block_on(reader.read(&seqs)));
             }
         })?;
-        Ok(ArchiveCold { tx: std::sync::Mutex::new(tx), stats })
+        Ok(ArchiveCold { tx, stats })
     }
 
     /// The counters.
@@ -75,11 +75,7 @@ impl ArchiveCold {
 impl ColdSource for ArchiveCold {
     fn read(&self, seqs: &[u64]) -> Result<Vec<ColdLeaf>, String> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send((seqs.to_vec(), reply))
-            .map_err(|_| "the archive reader stopped".to_string())?;
+        self.tx.send((seqs.to_vec(), reply)).map_err(|_| "the archive reader stopped".to_string())?;
         answer.recv().map_err(|_| "the archive reader stopped".to_string())?
     }
 }

@@ -987,8 +987,5 @@ fn cluster(command: ClusterCommand) -> CliResult {
             }))
         }
     };
-    result.map_err(|e| match e {
-        actlog_cluster::ClusterError::Refused(m) => usage(m),
-        actlog_cluster::ClusterError::Failed(m) => refused(m),
-    })
+    Ok(result?)
 }

@@ -185,10 +185,7 @@ fn remote_sql(remote: &Remote, url: &str, token: &str, sql: &str, use_index: boo
 pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
     if let (Some(scheduler), Some(archive)) = (&args.cluster, &args.archive) {
         let q = args.query.as_deref().ok_or_else(|| usage("--cluster needs a QUERY"))?;
-        let batches = query_runtime()?.block_on(actlog_cluster::query(scheduler, archive, q)).map_err(|e| match e {
-            actlog_cluster::ClusterError::Refused(m) => usage(m),
-            actlog_cluster::ClusterError::Failed(m) => refused(m),
-        })?;
+        let batches = query_runtime()?.block_on(actlog_cluster::query(scheduler, archive, q))?;
         let schema = batches
             .first()
             .map(|b| b.schema())

@@ -35,6 +35,15 @@ impl From<actlog_store::Error> for CliError {
     }
 }
 
+impl From<actlog_cluster::ClusterError> for CliError {
+    fn from(e: actlog_cluster::ClusterError) -> Self {
+        match e {
+            actlog_cluster::ClusterError::Refused(m) => usage(m),
+            actlog_cluster::ClusterError::Failed(m) => refused(m),
+        }
+    }
+}
+
 /// 32 bytes from the operating system's random source.
 pub fn random_32() -> [u8; 32] {
     actlog_store::random::bytes_32()

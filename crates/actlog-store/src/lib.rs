@@ -1039,6 +1039,8 @@ impl Store {
             }
             return Ok(bytes[..want].to_vec());
         }
+        // The snapshot first, then the floor: see `cold.rs`.
+        let snap = db.snapshot();
         if first < self.cold_floor() {
             // Entries reach below the floor: read them through the archive.
             let seqs: Vec<u64> = (first..first + width).collect();
@@ -1049,10 +1051,6 @@ impl Store {
             return Ok(out);
         }
         let (cf, start, end) = (self.cf(CF_LEAVES), encode_seq(first).to_vec(), encode_seq(first + width).to_vec());
-        let snap = db.snapshot();
-        if first < self.cold_floor() {
-            return self.tile(tile, tree_size);
-        }
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(end);
         opts.set_snapshot(&snap);
