@@ -127,6 +127,20 @@ impl Archive {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// The size of the object at `key`, or `None` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, ArchiveError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.failed("reading", key, e)),
+        }
+    }
+
+    /// The bytes `range` of the object at `key`.
+    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, ArchiveError> {
+        self.store.get_range(&self.path(key), range).await.map_err(|e| self.failed("reading", key, e))
+    }
+
     /// Writes `bytes` at `key` in one atomic put.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ArchiveError> {
         self.store.put(&self.path(key), PutPayload::from(bytes)).await.map_err(|e| self.failed("writing", key, e))?;

@@ -137,7 +137,7 @@ pub struct ServeArgs {
     /// archive. Needs --archive.
     #[arg(long, env = "ACTLOG_HOT_RETENTION", requires = "archive", value_parser = parse_duration)]
     pub hot_retention: Option<Duration>,
-    /// archive_cache_bytes: archived ranges kept in memory for reads below
+    /// archive_cache_bytes: archived leaves kept in memory for reads below
     /// the cold floor.
     #[arg(long, env = "ACTLOG_ARCHIVE_CACHE_BYTES", default_value_t = actlog_archive::CACHE_BYTES_DEFAULT)]
     pub archive_cache_bytes: usize,

@@ -382,7 +382,7 @@ pub struct ArchiveConfig {
     /// `--hot-retention`: archived ranges whose newest event is older than
     /// this leave RocksDB. `None` keeps everything.
     pub hot_retention: Option<Duration>,
-    /// `archive_cache_bytes`: archived ranges kept in memory for reads.
+    /// `archive_cache_bytes`: archived leaves kept in memory for reads.
     pub cache_bytes: usize,
 }
 

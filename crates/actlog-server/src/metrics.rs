@@ -159,12 +159,9 @@ impl Metrics {
         if let Some(c) = self.cold.get() {
             out.push_str("# HELP actlog_archive_leaves_read_total Events read back from the archive below the cold floor.\n# TYPE actlog_archive_leaves_read_total counter\n");
             out.push_str(&format!("actlog_archive_leaves_read_total {}\n", c.leaves_read.load(Ordering::Relaxed)));
-            out.push_str("# HELP actlog_archive_ranges_fetched_total Ranges fetched from the archive (archive_cache_bytes misses).\n# TYPE actlog_archive_ranges_fetched_total counter\n");
-            out.push_str(&format!(
-                "actlog_archive_ranges_fetched_total {}\n",
-                c.ranges_fetched.load(Ordering::Relaxed)
-            ));
-            out.push_str("# HELP actlog_archive_cache_bytes Bytes of archived ranges held in memory (bounded by archive_cache_bytes).\n# TYPE actlog_archive_cache_bytes gauge\n");
+            out.push_str("# HELP actlog_archive_fetches_total Row groups of leaves fetched from the archive (archive_cache_bytes misses).\n# TYPE actlog_archive_fetches_total counter\n");
+            out.push_str(&format!("actlog_archive_fetches_total {}\n", c.fetches.load(Ordering::Relaxed)));
+            out.push_str("# HELP actlog_archive_cache_bytes Bytes of archived leaves held in memory (bounded by archive_cache_bytes).\n# TYPE actlog_archive_cache_bytes gauge\n");
             out.push_str(&format!("actlog_archive_cache_bytes {}\n", c.cache_bytes.load(Ordering::Relaxed)));
         }
         self.batch_sizes.lock().expect("metrics lock").render(
