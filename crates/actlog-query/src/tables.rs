@@ -29,10 +29,60 @@ FROM events d LEFT JOIN ( \
 ) o ON o.decision_event_id = d.event_id \
 WHERE d.event_type = 'authz.decision'";
 
-/// Registers the views on a fresh context (before the sandbox applies).
+/// `lifecycle`: one row per lifecycle event (grants, revocations, agent
+/// registrations) with the agent and the grant it is about
+/// (`schema/event.v1.schema.json`, `subject`, and its rule for older events).
+pub const LIFECYCLE_SQL: &str = "CREATE VIEW lifecycle AS \
+SELECT seq, event_id, event_type, event_time, received_at, pdp_id, principal_id, actor_id, task_id, session_id, \
+subject_agent_id(payload) AS subject_agent_id, subject_grant_id(payload) AS subject_grant_id \
+FROM events WHERE event_type IN ('delegation.granted', 'delegation.revoked', 'agent.registered', 'agent.deregistered')";
+
+/// Registers the views, and the functions they use, on a fresh context
+/// (before the sandbox applies).
 pub async fn register_views(ctx: &SessionContext) -> datafusion::error::Result<()> {
+    ctx.register_udf(subject_udf("subject_agent_id", |f| f.subject_agent_id));
+    ctx.register_udf(subject_udf("subject_grant_id", |f| f.subject_grant_id));
     ctx.sql(DECISION_CHAINS_SQL).await?;
+    ctx.sql(LIFECYCLE_SQL).await?;
     Ok(())
+}
+
+/// `name(payload)`: one field of the lifecycle subject of the event whose
+/// payload (JSON text) is given; NULL for other events.
+fn subject_udf(
+    name: &'static str,
+    pick: fn(actlog_core::event::Fields) -> Option<String>,
+) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::logical_expr::{ColumnarValue, Volatility};
+    let run = move |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let text = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let mut out = StringBuilder::with_capacity(text.len(), 0);
+        for i in 0..text.len() {
+            if text.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let fields = actlog_core::event::validate(text.value(i).as_bytes())
+                .map_err(|e| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "corruption: {name}: a stored payload does not validate: {e}"
+                    ))
+                })?
+                .fields;
+            out.append_option(pick(fields));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    };
+    datafusion::logical_expr::create_udf(
+        name,
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(run),
+    )
 }
 
 /// The `checkpoints` schema.

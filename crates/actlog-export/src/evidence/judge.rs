@@ -119,13 +119,17 @@ fn pr_aa_05(m: &Numbers) -> (Status, String) {
 fn pr_aa_01(m: &Numbers) -> (Status, String) {
     let (decisions, agents) = (m.n("decisions"), m.n("agents"));
     let (workloads, after) = (m.n("agents_with_several_workloads"), m.n("actions_after_revocation"));
+    let after_deregistration = m.n("actions_after_deregistration");
     if decisions == 0.0 {
         return (Status::NotApplicable, "No decisions in the window.".into());
     }
-    if after > 0.0 {
+    if after > 0.0 || after_deregistration > 0.0 {
         return (
             Status::Fail,
-            format!("{after} actions were allowed after the agent's delegation for their task was revoked."),
+            format!(
+                "{after} actions were allowed after the agent's delegation was revoked, and \
+                 {after_deregistration} after the agent was deregistered."
+            ),
         );
     }
     let several = if workloads > 0.0 {

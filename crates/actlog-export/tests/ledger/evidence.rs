@@ -53,7 +53,7 @@ fn ledger(dir: &Path) -> Engine {
         o["outcome"] = serde_json::json!({"decision_event_id": decision_id, "status": "executed"});
         o
     };
-    let planted = [
+    let mut planted = vec![
         decision("hostile-1", "2026-01-20T10:00:00Z", HOSTILE, "deny"),
         decision("twice-d", "2026-01-20T11:00:00Z", actor, "allow"),
         outcome("twice-o1", "2026-01-20T11:00:01Z", "twice-d"),
@@ -61,12 +61,74 @@ fn ledger(dir: &Path) -> Engine {
         decision("early-d", "2026-01-20T12:00:00Z", actor, "allow"),
         outcome("early-o", "2026-01-20T11:59:00Z", "early-d"),
     ];
+    planted.extend(lifecycle_events(&event, &decision));
     let items: Vec<_> =
         planted.iter().map(|p| actlog_gen::Generated { pdp: 0, payload: p.to_string().into_bytes() }).collect();
     actlog_gen::append_generated(&store, GEN_SEED, &items).unwrap();
     store.checkpoint_now().unwrap();
     let limits = QueryLimits { rows_max: usize::MAX, ..QueryLimits::default() };
     Engine::open(Arc::new(store), EngineOptions { limits, ..EngineOptions::default() }).unwrap()
+}
+
+const AGENTS: &str = "https://agents.example/";
+
+/// Lifecycle events in each shape a producer writes, each followed by
+/// decisions of the agent it is about. Allowed decisions after the agent's
+/// deregistration: 5 (2 + 1 + 2); after its delegation's revocation: 3
+/// (1 + 2). The rest come before, are denied, are in another task, or
+/// follow a new registration or grant, and do not count.
+fn lifecycle_events(
+    event: &dyn Fn(&str, &str, &str, &str, &str) -> serde_json::Value,
+    decision: &dyn Fn(&str, &str, &str, &str) -> serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let agent = |name: &str| format!("{AGENTS}{name}");
+    let at = |hm: &str| format!("2026-01-21T{hm}:00Z");
+    // Written by the agent registry (a service), about another agent.
+    let by_registry = |kind: &str, id: &str, hm: &str| {
+        let mut e = event(kind, id, &at(hm), "svc-agent-registry", "t-registry");
+        e["delegation"]["actor"]["sub_profile"] = "service".into();
+        e["delegation"]["chain"][0]["sub_profile"] = "service".into();
+        e
+    };
+    let in_task = |id: &str, hm: &str, who: &str, effect: &str, task: &str| {
+        let mut d = decision(id, &at(hm), &agent(who), effect);
+        d["correlation"]["task_id"] = task.into();
+        d
+    };
+    let mut subject_new = by_registry("agent.deregistered", "dereg-new", "10:00");
+    subject_new["subject"] = serde_json::json!({"agent": {"id": agent("dereg-new"), "sub_profile": "ai_agent"}});
+    let mut subject_ext = by_registry("agent.deregistered", "dereg-ext", "11:00");
+    subject_ext["ext"] = serde_json::json!({"registered_agent": {"id": agent("dereg-ext")}});
+    let mut revoke_new = by_registry("delegation.revoked", "revoke-new", "13:00");
+    revoke_new["correlation"]["task_id"] = "t-r1".into();
+    revoke_new["subject"] = serde_json::json!({"agent": {"id": agent("revoke-new")}, "grant_id": "g-1"});
+    vec![
+        // The new shape: `subject.agent`.
+        in_task("dn-before", "09:00", "dereg-new", "allow", "t-p"),
+        subject_new,
+        in_task("dn-after-1", "10:01", "dereg-new", "allow", "t-p"),
+        in_task("dn-after-2", "10:02", "dereg-new", "allow", "t-p"),
+        in_task("dn-denied", "10:03", "dereg-new", "deny", "t-p"),
+        // An older registry shape: `ext.registered_agent`.
+        subject_ext,
+        in_task("de-after", "11:01", "dereg-ext", "allow", "t-p"),
+        // The agent writes its own deregistration, then registers again.
+        event("agent.deregistered", "ds", &at("12:00"), &agent("dereg-self"), "t-p"),
+        in_task("ds-after-1", "12:01", "dereg-self", "allow", "t-p"),
+        in_task("ds-after-2", "12:02", "dereg-self", "allow", "t-p"),
+        event("agent.registered", "ds-again", &at("12:30"), &agent("dereg-self"), "t-p"),
+        in_task("ds-registered-again", "12:31", "dereg-self", "allow", "t-p"),
+        // A revocation by the registry, about one agent's task.
+        revoke_new,
+        in_task("rn-after", "13:01", "revoke-new", "allow", "t-r1"),
+        in_task("rn-other-task", "13:02", "revoke-new", "allow", "t-other"),
+        // The agent's own delegation revoked for a task, then granted again.
+        event("delegation.revoked", "rs", &at("14:00"), &agent("revoke-self"), "t-r2"),
+        in_task("rs-after-1", "14:01", "revoke-self", "allow", "t-r2"),
+        in_task("rs-after-2", "14:02", "revoke-self", "allow", "t-r2"),
+        event("delegation.granted", "rs-again", &at("14:30"), &agent("revoke-self"), "t-r2"),
+        in_task("rs-granted-again", "14:31", "revoke-self", "allow", "t-r2"),
+    ]
 }
 
 async fn count(engine: &Engine, sql: &str) -> i64 {
@@ -117,6 +179,47 @@ async fn findings_count_the_planted_anomalies_and_the_bundle_verifies() {
 
     let f = find(found, "DE.CM-03");
     assert_eq!((metric(f, "off_purpose_allowed"), f.status), (scope, Status::Fail));
+    let f = find(found, "PR.AA-01");
+    assert_eq!(
+        (metric(f, "actions_after_deregistration"), metric(f, "actions_after_revocation"), f.status),
+        (5, 3, Status::Fail),
+        "{:?}",
+        f.details
+    );
+    let mut ids: Vec<&str> = f
+        .details
+        .iter()
+        .filter(|d| d.name.starts_with("allowed after"))
+        .flat_map(|d| d.rows.iter().map(|r| r[1].as_deref().unwrap()))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["de-after", "dn-after-1", "dn-after-2", "ds-after-1", "ds-after-2", "rn-after", "rs-after-1", "rs-after-2"]
+    );
+    // The lifecycle table names each event's subject, whoever wrote it.
+    let subjects = engine
+        .query(
+            "SELECT event_id, subject_agent_id, subject_grant_id FROM lifecycle \
+             WHERE event_id IN ('dereg-new', 'dereg-ext', 'ds', 'revoke-new', 'rs') ORDER BY event_id",
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let text = actlog_query::output::to_text_rows(&subjects.batches);
+    let got: Vec<Vec<Option<&str>>> = text.iter().map(|r| r.iter().map(|c| c.as_deref()).collect()).collect();
+    let a = |n: &str| format!("{AGENTS}{n}");
+    let (dn, de, ds, rn, rs) = (a("dereg-new"), a("dereg-ext"), a("dereg-self"), a("revoke-new"), a("revoke-self"));
+    assert_eq!(
+        got,
+        [
+            vec![Some("dereg-ext"), Some(de.as_str()), None],
+            vec![Some("dereg-new"), Some(dn.as_str()), None],
+            vec![Some("ds"), Some(ds.as_str()), None],
+            vec![Some("revoke-new"), Some(rn.as_str()), Some("g-1")],
+            vec![Some("rs"), Some(rs.as_str()), None],
+        ]
+    );
     let f = find(found, "PR.AA-05");
     assert_eq!((metric(f, "executed_after_non_allow"), f.status), (bypass, Status::Fail));
     assert_eq!(metric(f, "executed_without_decision"), 0);
