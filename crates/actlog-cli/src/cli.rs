@@ -303,9 +303,18 @@ pub enum ProveCommand {
         /// Tree size to prove against (defaults to the latest checkpoint's).
         #[arg(long)]
         tree_size: Option<u64>,
+        /// Print JSON (the only output; accepted as on every proving command).
+        #[arg(long)]
+        json: bool,
     },
     /// Consistency proof between two tree sizes.
-    Consistency { old: u64, new: u64 },
+    Consistency {
+        old: u64,
+        new: u64,
+        /// Print JSON (the only output; accepted as on every proving command).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -893,7 +902,7 @@ fn prove(data: &Path, command: ProveCommand) -> CliResult {
     let store = open_read(data)?;
     let b64 = |h: &[u8; 32]| actlog_core::b64::encode(h);
     match command {
-        ProveCommand::Inclusion { seq, tree_size } => {
+        ProveCommand::Inclusion { seq, tree_size, json: _ } => {
             let size = match tree_size {
                 Some(s) => s,
                 None => store.latest_checkpoint().map(|(s, _)| s).unwrap_or(store.head().tree_size),
@@ -907,7 +916,7 @@ fn prove(data: &Path, command: ProveCommand) -> CliResult {
                 })
             );
         }
-        ProveCommand::Consistency { old, new } => {
+        ProveCommand::Consistency { old, new, json: _ } => {
             let hashes = store.consistency_proof(old, new)?;
             println!("{}", json!({"old": old, "new": new, "hashes": hashes.iter().map(b64).collect::<Vec<_>>()}));
         }

@@ -23,7 +23,9 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Envelopes)]
     pub format: Format,
-    /// With --format opa: the registered ingest token the events are attributed to (by name).
+    /// With --format opa or cerbos: the registered ingest token the events
+    /// are attributed to (by name). Without it, the token `import`, created
+    /// on first use.
     #[arg(long)]
     pub token_name: Option<String>,
     /// With --format opa: JSON Pointers for non-AuthZEN input (docs/opa.md).
@@ -38,7 +40,14 @@ pub struct ImportArgs {
 pub enum Format {
     Envelopes,
     Opa,
+    /// Cerbos decision-log entries, as its `file` audit backend writes them.
+    Cerbos,
 }
+
+/// The ingest token OPA imports are attributed to without `--token-name`.
+/// It is created on first use, so a `ledger.token_created` record names it
+/// in the ledger; its secret is never shown, so no client can use it.
+pub const IMPORT_TOKEN_NAME: &str = "import";
 
 /// Largest file import reads (decompressed), a named limit.
 pub const IMPORT_FILE_BYTES_MAX: u64 = 8 << 30;
@@ -75,12 +84,40 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         return Err(usage("--batch must be at least 1"));
     }
     let store = Store::open(data, Options::default())?;
+    if args.opa_mapping.is_some() && args.format != Format::Opa {
+        return Err(usage("--opa-mapping applies to --format opa only"));
+    }
     let opa = match args.format {
         Format::Envelopes => None,
-        Format::Opa => {
-            let name = args.token_name.as_deref().ok_or_else(|| {
-                usage("--format opa needs --token-name NAME: OPA events are attributed to a registered ingest token")
-            })?;
+        Format::Opa | Format::Cerbos => {
+            let mapping: actlog_core::opa::OpaMapping = match &args.opa_mapping {
+                Some(p) => {
+                    let t =
+                        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+                    serde_json::from_str(&t)
+                        .map_err(|e| usage(format!("{} is not an OPA mapping: {e}", p.display())))?
+                }
+                None => Default::default(),
+            };
+            let name = match args.token_name.as_deref() {
+                Some(n) => n,
+                None => {
+                    if !store.registry().tokens.contains_key(IMPORT_TOKEN_NAME) {
+                        let seq = store.admin(actlog_store::AdminOp::CreateToken {
+                            name: IMPORT_TOKEN_NAME.into(),
+                            role: actlog_store::Role::Ingest.as_str().into(),
+                            pdp_id: None,
+                            token_sha256: actlog_core::leaf::sha256(new_token().as_bytes()),
+                            expires_at_ns: None,
+                        })?;
+                        eprintln!(
+                            "actlog: the events are attributed to the ingest token `{IMPORT_TOKEN_NAME}`, \
+                             recorded at seq {seq} (its secret is not kept); --token-name NAME names another"
+                        );
+                    }
+                    IMPORT_TOKEN_NAME
+                }
+            };
             let rec = store
                 .registry()
                 .tokens
@@ -96,24 +133,16 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
                 .ok()
                 .and_then(|h| h.try_into().ok())
                 .ok_or_else(|| refused("the token record is malformed"))?;
-            let mapping: actlog_core::opa::OpaMapping = match &args.opa_mapping {
-                Some(p) => {
-                    let t =
-                        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
-                    serde_json::from_str(&t)
-                        .map_err(|e| usage(format!("{} is not an OPA mapping: {e}", p.display())))?
-                }
-                None => Default::default(),
-            };
             Some((rec, hash, mapping))
         }
     };
     let limits = EnvelopeLimits::default();
-    let (mut added, mut duplicates) = (0u64, 0u64);
+    let (mut added, mut duplicates, mut skipped) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     for path in &args.files {
         let bytes = read_file(path)?;
-        // OPA decision logs come as JSON arrays (as OPA uploads them) or NDJSON.
+        // OPA decision logs come as JSON arrays (as OPA uploads them) or
+        // NDJSON; Cerbos entries as NDJSON, or a JSON array a shipper made.
         let opa_array: Option<Vec<Vec<u8>>> = match &opa {
             Some(_) if bytes.trim_ascii_start().starts_with(b"[") => {
                 let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
@@ -140,6 +169,9 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         // ids repeated in the file or already stored with another payload.
         // Each task holds at most PARALLEL_CHUNK_ENVELOPES_MAX parsed
         // envelopes at a time.
+        // The line (or array item) each checked item came from: one each,
+        // except that a Cerbos entry fans out to a decision per action.
+        let mut item_line: Vec<usize> = lines.iter().map(|(n, _)| *n).collect();
         let results = match &opa {
             None => {
                 let envelopes: Vec<Vec<u8>> = lines.iter().map(|(_, l)| l.to_vec()).collect();
@@ -148,10 +180,33 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
             Some((rec, hash, mapping)) => {
                 let token =
                     actlog_core::opa::OpaToken { name: &rec.name, sha256: *hash, pdp_id: rec.pdp_id.as_deref() };
-                lines
-                    .par_iter()
-                    .map(|(_, l)| actlog_core::opa::check(l, mapping, &token, limits.envelope_bytes_max))
-                    .collect()
+                if args.format == Format::Cerbos {
+                    let per_line: Vec<_> = lines
+                        .par_iter()
+                        .map(|(_, l)| actlog_core::cerbos::check(l, &token, limits.envelope_bytes_max))
+                        .collect();
+                    item_line.clear();
+                    let mut flat = Vec::new();
+                    for ((n, _), r) in lines.iter().zip(per_line) {
+                        match r {
+                            Err(e) => {
+                                flat.push(Err(e));
+                                item_line.push(*n);
+                            }
+                            Ok(None) => skipped += 1,
+                            Ok(Some(items)) => {
+                                item_line.extend(std::iter::repeat_n(*n, items.len()));
+                                flat.extend(items.into_iter().map(Ok));
+                            }
+                        }
+                    }
+                    flat
+                } else {
+                    lines
+                        .par_iter()
+                        .map(|(_, l)| actlog_core::opa::check(l, mapping, &token, limits.envelope_bytes_max))
+                        .collect()
+                }
             }
         };
         let items = actlog_core::ingest::all_or_nothing(results).map_err(|bad| {
@@ -160,7 +215,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
             refused(format!(
                 "{}: {what} {}: {}{at}: {}; nothing from this file was written",
                 path.display(),
-                lines[*index].0,
+                item_line[*index],
                 e.code,
                 e.message
             ))
@@ -169,7 +224,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
             refused(format!(
                 "{}: {what} {}: conflict: event_id `{}` {why}; nothing from this file was written",
                 path.display(),
-                lines[index].0,
+                item_line[index],
                 items[index].fields().event_id
             ))
         };
@@ -177,7 +232,7 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
         let repeats = actlog_core::ingest::repeats(&items);
         for (index, item) in items.iter().enumerate() {
             if let Some(c) = repeats.conflict.as_ref().filter(|c| c.index == index) {
-                return Err(conflict(index, format!("repeats {what} {} with a different payload", lines[c.first].0)));
+                return Err(conflict(index, format!("repeats {what} {} with a different payload", item_line[c.first])));
             }
             if repeats.firsts[index].is_none()
                 && let Some(seq) = store.stored_conflict(item)?
@@ -229,6 +284,9 @@ pub fn run(data: &Path, args: ImportArgs) -> CliResult {
     let cp = store.checkpoint_now()?;
     let size = store.head().tree_size;
     let secs = started.elapsed().as_secs_f64();
+    if skipped > 0 {
+        eprintln!("actlog: skipped {skipped} Cerbos access-log entries (they record calls, not decisions)");
+    }
     eprintln!(
         "actlog: imported {added} events ({duplicates} duplicates skipped) in {secs:.2}s ({:.0} events/s); tree size {size}{}",
         added as f64 / secs.max(1e-9),

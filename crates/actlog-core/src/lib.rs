@@ -22,6 +22,7 @@ pub mod b64;
 pub mod body;
 pub mod bundle;
 pub mod canonical;
+pub mod cerbos;
 pub mod dsse;
 pub mod event;
 pub mod ingest;

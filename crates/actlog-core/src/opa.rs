@@ -88,7 +88,7 @@ pub fn opa_event_id(pdp_id: &str, decision_id: &str) -> String {
 }
 
 /// Normalizes an RFC 3339 timestamp with any offset to UTC `...Z`.
-fn utc_timestamp(ts: &str) -> Option<String> {
+pub(crate) fn utc_timestamp(ts: &str) -> Option<String> {
     if crate::time::parse_rfc3339_utc(ts).is_some() {
         return Some(ts.to_string());
     }
@@ -134,7 +134,7 @@ fn effect_of(result: Option<&Value>) -> &'static str {
 }
 
 /// Flattens an RFC 8693 `act` claim into chain hops, outermost first.
-fn chain_from_act(act: &Value) -> Vec<Value> {
+pub(crate) fn chain_from_act(act: &Value) -> Vec<Value> {
     let mut hops = Vec::new();
     let mut cur = Some(act);
     while let Some(a) = cur.filter(|a| a.is_object()) {
@@ -393,11 +393,18 @@ pub fn check(
 /// The raw OPA event is embedded byte for byte (it was parsed as JSON
 /// already), so `source.raw_sha256` can be recomputed from the record.
 pub fn stored_record(raw: &[u8], payload: &[u8], token_name: &str) -> Vec<u8> {
+    stored_record_as(OPA_FORMAT, raw, payload, token_name)
+}
+
+/// [`stored_record`] for a source of `format` (OPA, Cerbos, ...): the same
+/// record shape, so the store, `verify` and duplicate detection treat every
+/// token-authenticated source alike.
+pub fn stored_record_as(format: &str, raw: &[u8], payload: &[u8], token_name: &str) -> Vec<u8> {
     let raw_text = std::str::from_utf8(raw).ok().filter(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok());
     let token = serde_json::to_string(token_name).expect("serializable");
     let mut out = Vec::with_capacity(raw.len() + payload.len() * 4 / 3 + 128);
     out.extend_from_slice(
-        format!("{{\"format\":\"{OPA_FORMAT}\",\"payload\":\"{}\",\"raw\":", crate::b64::encode(payload)).as_bytes(),
+        format!("{{\"format\":{},\"payload\":\"{}\",\"raw\":", json!(format), crate::b64::encode(payload)).as_bytes(),
     );
     out.extend_from_slice(raw_text.unwrap_or("null").as_bytes());
     out.extend_from_slice(format!(",\"token\":{token}}}").as_bytes());

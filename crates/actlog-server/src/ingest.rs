@@ -464,6 +464,97 @@ pub async fn post_opa(
     Ok(Json(receipts_body(&state, appended, None).await?))
 }
 
+/// `POST /v1/cerbos/logs`: Cerbos decision-log entries, as its `file`
+/// audit backend writes them (NDJSON, or a JSON array), from a log shipper.
+/// Each entry fans out to a decision per resource and action; access-log
+/// entries are skipped and counted. All or nothing, like every batch.
+pub async fn post_cerbos(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ReceiptsBody>, ApiError> {
+    let token = authorize(&state, &headers, &[Role::Ingest])?;
+    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::unavailable(ErrorCode::ShuttingDown, "the server is shutting down; retry"));
+    }
+    let shape = media_shape(&headers)?;
+    let _slot = match ingest_slot(&state, &token.name) {
+        Ok(slot) => slot,
+        Err(limit) => return Err(shed(&state, body, limit).await),
+    };
+    let bytes = read_body(body, &headers, &state.limits).await?;
+    let limits = std::sync::Arc::clone(&state.limits);
+    let raws = scan(bytes.len(), move || {
+        body::split(&bytes, shape, &split_limits(&limits, false), "Cerbos log entries").map_err(ApiError::from)
+    })
+    .await?;
+    state.metrics.batch(raws.len());
+    let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
+    let limits = state.limits.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
+        raws.par_iter().map(|raw| actlog_core::cerbos::check(raw, &t, limits.envelope_bytes_max)).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
+    let (checked, skipped) = cerbos_batch(&state, results)?;
+    state.metrics.cerbos_access_skipped(skipped);
+    if checked.is_empty() {
+        return Ok(Json(ReceiptsBody {
+            checkpoint: None,
+            receipts: Vec::new(),
+            tree_size: state.store.head().tree_size,
+        }));
+    }
+    let appended = append(&state, checked).await?;
+    Ok(Json(receipts_body(&state, appended, None).await?))
+}
+
+/// All or nothing over a batch of Cerbos entries (each refusal names its
+/// line), then the decisions in order, under `batch_envelopes_max`, and the
+/// number of access entries skipped.
+fn cerbos_batch(
+    state: &AppState,
+    results: Vec<Result<Option<Vec<Checked>>, actlog_core::ingest::ItemError>>,
+) -> Result<(Vec<Checked>, u64), ApiError> {
+    let mut items = Vec::new();
+    let (mut checked, mut skipped) = (Vec::new(), 0u64);
+    for (index, r) in results.into_iter().enumerate() {
+        match r {
+            Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
+            Ok(None) => skipped += 1,
+            Ok(Some(c)) => checked.extend(c),
+        }
+    }
+    if !items.is_empty() {
+        for i in &items {
+            state.metrics.refused(i.code);
+        }
+        return Err(ApiError {
+            items,
+            ..ApiError::new(
+                ErrorCode::InvalidBatch,
+                "one or more Cerbos entries were refused; nothing from this batch was stored",
+            )
+        });
+    }
+    let max = state.limits.batch_envelopes_max;
+    if checked.len() > max {
+        state.metrics.refused("batch_too_large");
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "the entries fan out to {} decisions, more than batch_envelopes_max = {max}; send fewer lines per request",
+                checked.len()
+            ),
+        ));
+    }
+    Ok((checked, skipped))
+}
+
 /// Bodies up to this size are split on the async worker; larger ones on the
 /// blocking pool, so a few big uploads cannot stall the two workers. For a
 /// small batch the hop to the pool cost more than the scan: it added about

@@ -60,6 +60,8 @@ pub struct Metrics {
     cold_floor: AtomicU64,
     /// Events moved out of RocksDB since start.
     evicted: AtomicU64,
+    /// Cerbos access-log entries received and skipped (not decisions).
+    cerbos_access_skipped: AtomicU64,
     /// The archive's read counters, once it is attached as the cold source.
     cold: std::sync::OnceLock<std::sync::Arc<actlog_archive::ColdStats>>,
 }
@@ -71,6 +73,10 @@ impl Metrics {
     }
     pub fn refused(&self, reason: &'static str) {
         *self.refused.lock().expect("metrics lock").entry(reason).or_default() += 1;
+    }
+    /// Cerbos access-log entries skipped (they are not decisions).
+    pub fn cerbos_access_skipped(&self, n: u64) {
+        self.cerbos_access_skipped.fetch_add(n, Ordering::Relaxed);
     }
     /// A connection or request turned away (or a connection closed) by the
     /// named limit.
@@ -130,6 +136,11 @@ impl Metrics {
         for (reason, n) in self.refused.lock().expect("metrics lock").iter() {
             out.push_str(&format!("actlog_events_refused_total{{reason=\"{reason}\"}} {n}\n"));
         }
+        out.push_str("# HELP actlog_cerbos_access_entries_skipped_total Cerbos access-log entries received at /v1/cerbos/logs and skipped: they record calls, not decisions.\n# TYPE actlog_cerbos_access_entries_skipped_total counter\n");
+        out.push_str(&format!(
+            "actlog_cerbos_access_entries_skipped_total {}\n",
+            self.cerbos_access_skipped.load(Ordering::Relaxed)
+        ));
         out.push_str("# HELP actlog_limit_hits_total Connections or requests turned away by a named limit.\n# TYPE actlog_limit_hits_total counter\n");
         for (limit, n) in self.limit_hits.lock().expect("metrics lock").iter() {
             out.push_str(&format!("actlog_limit_hits_total{{limit=\"{limit}\"}} {n}\n"));

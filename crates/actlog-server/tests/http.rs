@@ -956,3 +956,168 @@ fn opa_decision_log_chunks_are_stored_once() {
     assert_eq!(r.status, 422);
     assert_eq!(s.tree_size(), before + 25);
 }
+
+/// A Cerbos decision-log line as its `file` audit backend writes it (JSON
+/// names of `cerbos.audit.v1.DecisionLogEntry`, from Cerbos's docs and protos).
+fn cerbos_entry(call_id: &str, resources: &[(&str, &[(&str, &str)])]) -> Value {
+    let inputs: Vec<Value> = resources
+        .iter()
+        .map(|(id, actions)| {
+            json!({
+                "requestId": format!("req-{call_id}"),
+                "resource": {"kind": "tool", "id": id, "policyVersion": "default"},
+                "principal": {"id": "alice", "roles": ["employee"]},
+                "actions": actions.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+                "auxData": {"jwt": {"sub": "alice", "act": {"sub": "agent-7", "sub_profile": "ai_agent"}}}
+            })
+        })
+        .collect();
+    let outputs: Vec<Value> = resources
+        .iter()
+        .map(|(id, actions)| {
+            let effects: serde_json::Map<String, Value> = actions
+                .iter()
+                .map(|(a, e)| (a.to_string(), json!({"effect": e, "policy": "resource.tool.vdefault"})))
+                .collect();
+            json!({"requestId": format!("req-{call_id}"), "resourceId": id, "actions": effects})
+        })
+        .collect();
+    json!({
+        "log.level": "info", "log.logger": "cerbos.audit", "log.kind": "decision",
+        "callId": call_id, "timestamp": "2026-08-21T10:15:30.5Z",
+        "peer": {"address": "10.0.4.7:51122", "userAgent": "grpc-go/1.60.1"},
+        "checkResources": {"inputs": inputs, "outputs": outputs},
+        "requestContext": {"annotations": {"task_id": "task-c1", "session_id": "sess-c1"}},
+        "policySource": {"git": {"repositoryUrl": "https://git.example/policies", "branch": "main", "hash": "9f3c2e1"}}
+    })
+}
+
+/// `POST /v1/cerbos/logs`: NDJSON from a shipper tailing Cerbos's file
+/// backend (gzip or not) fans out to a decision per resource and action,
+/// skips access-log lines, stores a re-sent batch once, and refuses bad
+/// input with a named 4xx and nothing stored.
+#[test]
+fn cerbos_decision_logs_fan_out_and_are_stored_once() {
+    let limits = Limits { batch_envelopes_max: 8, ..Limits::default() };
+    let s = Server::start_with(limits);
+    let ingest = s.token("ingest").to_string();
+    let query = s.token("query").to_string();
+    let lines = [
+        cerbos_entry(
+            "01HGJY9N4QAV1ZQ4GZ4YV3C8EN",
+            &[("book_flight", &[("invoke", "EFFECT_ALLOW"), ("refund", "EFFECT_DENY")])],
+        ),
+        json!({"log.level": "info", "log.logger": "cerbos.audit", "log.kind": "access", "callId": "01HGJY9N4QAV1ZQ4GZ4YV3C8EN",
+               "timestamp": "2026-08-21T10:15:30.4Z", "method": "/cerbos.svc.v1.CerbosService/CheckResources", "statusCode": 0}),
+        cerbos_entry(
+            "01HGJY9N4QAV1ZQ4GZ4YV3C8EP",
+            &[("send_mail", &[("invoke", "EFFECT_ALLOW")]), ("wire_money", &[("invoke", "EFFECT_DENY")])],
+        ),
+    ];
+    let ndjson: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let headers = [("content-type", "application/x-ndjson"), ("content-encoding", "gzip")];
+    let before = s.tree_size();
+    let r = s.call("POST", "/v1/cerbos/logs", Some(&ingest), &headers, Some(gzip(ndjson.as_bytes())));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["receipts"].as_array().unwrap().len(), 4, "2 + 2 decisions; the access line is skipped");
+    assert_eq!(s.tree_size(), before + 4);
+    // A shipper re-sends after a timeout: nothing is stored twice.
+    let plain = [("content-type", "application/x-ndjson")];
+    let r = s.call("POST", "/v1/cerbos/logs", Some(&ingest), &plain, Some(ndjson.clone().into_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["receipts"].as_array().unwrap().iter().all(|x| x["duplicate"] == true));
+    assert_eq!(s.tree_size(), before + 4);
+    // The stored events: mapped, unsigned, the raw line kept; SQL and the chain see them.
+    let id = "cerbos:01HGJY9N4QAV1ZQ4GZ4YV3C8EN:0:refund";
+    let e = s.get(&format!("/v1/events/by-id/{id}"), &query).json();
+    assert_eq!(e["payload"]["decision"]["effect"], "deny", "{e}");
+    assert_eq!(e["payload"]["delegation"]["principal"]["id"], "alice");
+    assert_eq!(e["payload"]["delegation"]["actor"]["id"], "agent-7");
+    assert_eq!(e["payload"]["policy"]["version"], "9f3c2e1");
+    assert_eq!(e["payload"]["pdp"]["id"], "cerbos");
+    assert_eq!(e["envelope"]["raw"]["callId"], "01HGJY9N4QAV1ZQ4GZ4YV3C8EN");
+    assert_eq!(e["envelope"]["format"], "cerbos.decision_log.v1");
+    let r = s.post_json(
+        "/v1/sql",
+        &query,
+        &json!({"sql": "SELECT tool_name, action, effect, task_id, actor_id FROM events \
+                        WHERE source_format = 'cerbos.decision_log.v1' ORDER BY event_id"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.json()["rows"].clone();
+    assert_eq!(
+        rows,
+        json!([
+            ["book_flight", "invoke", "allow", "task-c1", "agent-7"],
+            ["book_flight", "refund", "deny", "task-c1", "agent-7"],
+            ["send_mail", "invoke", "allow", "task-c1", "agent-7"],
+            ["wire_money", "invoke", "deny", "task-c1", "agent-7"]
+        ]),
+        "{}",
+        r.text
+    );
+    let chain = s.get(&format!("/v1/chains/{id}"), &query);
+    assert_eq!(chain.status, 200, "{}", chain.text);
+    assert!(chain.text.contains("agent-7") && chain.text.contains("alice"), "{}", chain.text);
+
+    // Bad input: a named 4xx each, and nothing stored.
+    let mut wide = cerbos_entry("01WIDE", &[("t", &[])]);
+    wide["checkResources"]["inputs"][0]["actions"] = json!((0..9).map(|i| format!("a{i}")).collect::<Vec<_>>());
+    let no_call_id = {
+        let mut e = cerbos_entry("01NOID", &[("t", &[("invoke", "EFFECT_ALLOW")])]);
+        e.as_object_mut().unwrap().remove("callId");
+        e
+    };
+    let good = format!("{}\n", cerbos_entry("01GOOD", &[("t", &[("invoke", "EFFECT_ALLOW")])]));
+    /// name, headers, body, status, code, item code.
+    type Bad = (&'static str, Vec<(&'static str, &'static str)>, Vec<u8>, u16, &'static str, Option<&'static str>);
+    let cases: Vec<Bad> = vec![
+        (
+            "malformed JSON line",
+            plain.to_vec(),
+            format!("{good}{{oops\n").into_bytes(),
+            422,
+            "invalid_batch",
+            Some("malformed_cerbos_entry"),
+        ),
+        (
+            "missing callId",
+            plain.to_vec(),
+            format!("{good}{no_call_id}\n").into_bytes(),
+            422,
+            "invalid_batch",
+            Some("malformed_cerbos_entry"),
+        ),
+        (
+            "fans out past batch_envelopes_max",
+            plain.to_vec(),
+            format!("{wide}\n").into_bytes(),
+            413,
+            "batch_too_large",
+            None,
+        ),
+        (
+            "wrong content type",
+            vec![("content-type", "text/plain")],
+            good.clone().into_bytes(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        ("malformed gzip", headers.to_vec(), b"\x1f\x8b\x08garbage".to_vec(), 400, "malformed_gzip", None),
+        ("empty body", plain.to_vec(), Vec::new(), 400, "empty_body", None),
+    ];
+    let before = s.tree_size();
+    for (name, h, body, status, code, item) in cases {
+        let r = s.call("POST", "/v1/cerbos/logs", Some(&ingest), &h, Some(body));
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{name}: {}", r.text);
+        if let Some(item) = item {
+            assert_eq!(r.json()["error"]["items"][0]["code"], item, "{name}: {}", r.text);
+        }
+        assert_eq!(s.tree_size(), before, "{name}: something was stored");
+    }
+    let r = s.call("POST", "/v1/cerbos/logs", Some(&query), &plain, Some(good.clone().into_bytes()));
+    assert_eq!(r.status, 403, "a query token cannot ingest: {}", r.text);
+    let r = s.call("POST", "/v1/cerbos/logs", Some(&ingest), &plain, Some(good.into_bytes()));
+    assert_eq!(r.status, 200, "still serving: {}", r.text);
+}

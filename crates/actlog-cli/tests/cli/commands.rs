@@ -178,6 +178,9 @@ fn sign_import_verify_prove_round_trip() {
         assert!(merkle::verify_inclusion(&b64(&p["leaf_hash"]), seq, 42, &hashes, &cp.root));
     }
     let p: serde_json::Value = serde_json::from_str(&env.ok(&["prove", "consistency", "5", "42"])).unwrap();
+    // `--json`, as the contract puts it on proving commands, prints the same.
+    assert_eq!(env.ok(&["prove", "consistency", "5", "42", "--json"]), env.ok(&["prove", "consistency", "5", "42"]));
+    assert_eq!(env.ok(&["prove", "inclusion", "3", "--json"]), env.ok(&["prove", "inclusion", "3"]));
     assert_eq!(p["old"], 5);
     assert!(!p["hashes"].as_array().unwrap().is_empty());
     let out = env.run(&["prove", "inclusion", "42"], None);
@@ -366,8 +369,6 @@ fn opa_decision_logs_import_and_verify() {
     let file = env.root.join("opa.json.gz");
     std::fs::write(&file, gz.finish().unwrap()).unwrap();
     let file = file.to_str().unwrap();
-    let out = env.run(&["import", "--format", "opa", file], None);
-    assert_eq!(out.status.code(), Some(2), "a token name is required");
     let before = env.tree_size();
     env.ok(&["import", "--format", "opa", "--token-name", "opa-fleet", file]);
     assert_eq!(env.tree_size(), before + 30);
@@ -405,6 +406,102 @@ fn opa_decision_logs_import_and_verify() {
     env.ok(&["verify"]);
     let out = env.run(&["import", "--format", "opa", "--token-name", "opa-fleet", file], None);
     assert_eq!(out.status.code(), Some(2));
+
+    // Without --token-name, the events are attributed to the token
+    // `import`, created once, as a ledger record.
+    let fresh: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e["decision_id"] = format!("fresh-{}", e["decision_id"].as_str().unwrap()).into();
+            e.to_string()
+        })
+        .collect();
+    let f = env.write("opa-default.ndjson", &fresh.join("\n"));
+    let before = env.tree_size();
+    let out = env.run(&["import", "--format", "opa", &f], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("token `import`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.tree_size(), before + 31, "one token record and 30 events");
+    env.ok(&["import", "--format", "opa", &f]);
+    assert_eq!(env.tree_size(), before + 31, "no second token, nothing stored twice");
+    let tokens: serde_json::Value = serde_json::from_str(&env.ok(&["tokens", "list", "--json"])).unwrap();
+    let import: Vec<_> = tokens.as_array().unwrap().iter().filter(|t| t["name"] == "import").collect();
+    assert_eq!((import.len(), import[0]["role"].as_str()), (1, Some("ingest")), "{tokens}");
+    let n = env.ok(&[
+        "sql",
+        "SELECT count(*) FROM events WHERE event_type = 'authz.decision' AND event_id LIKE '%fresh-%'",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(n.lines().nth(1), Some("30"), "{n}");
+    env.ok(&["verify"]);
+}
+
+/// `import --format cerbos`: a Cerbos audit file (decision and access
+/// lines) fans out to a decision per resource and action, a re-import
+/// stores nothing twice, and a bad line is named with nothing written.
+#[test]
+fn cerbos_audit_files_import_and_verify() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let entry = |call: &str, actions: &[(&str, &str)]| {
+        let effects: serde_json::Map<String, serde_json::Value> = actions
+            .iter()
+            .map(|(a, e)| (a.to_string(), serde_json::json!({"effect": e, "policy": "resource.doc.vdefault"})))
+            .collect();
+        serde_json::json!({
+            "log.kind": "decision", "callId": call, "timestamp": "2026-08-21T10:15:30Z",
+            "checkResources": {
+                "inputs": [{"requestId": "r", "resource": {"kind": "doc", "id": "d1"},
+                            "principal": {"id": "bob", "roles": ["user"]},
+                            "actions": actions.iter().map(|(a, _)| *a).collect::<Vec<_>>()}],
+                "outputs": [{"resourceId": "d1", "actions": effects}]
+            }
+        })
+        .to_string()
+    };
+    let access = r#"{"log.kind":"access","callId":"01A","timestamp":"2026-08-21T10:15:29Z","method":"/cerbos.svc.v1.CerbosService/CheckResources"}"#;
+    let lines = [
+        entry("01C1", &[("view", "EFFECT_ALLOW"), ("delete", "EFFECT_DENY")]),
+        access.to_string(),
+        entry("01C2", &[("view", "EFFECT_ALLOW")]),
+    ];
+    let file = env.write("audit.log", &lines.join("\n"));
+    let before = env.tree_size();
+    let out = env.run(&["import", "--format", "cerbos", &file], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped 1 Cerbos access-log entries"), "{stderr}");
+    assert_eq!(env.tree_size(), before + 1 + 3, "the token record and three decisions");
+    env.ok(&["import", "--format", "cerbos", &file]);
+    assert_eq!(env.tree_size(), before + 4, "a re-import stores nothing twice");
+    let csv = env.ok(&[
+        "sql",
+        "SELECT event_id, action, effect FROM events WHERE source_format = 'cerbos.decision_log.v1' ORDER BY event_id",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        csv,
+        "event_id,action,effect\ncerbos:01C1:0:delete,delete,deny\ncerbos:01C1:0:view,view,allow\ncerbos:01C2:0:view,view,allow\n"
+    );
+    let bad = env.write("bad.log", &format!("{}\n{{\"callId\":\"x\"}}\n", entry("01C3", &[("view", "EFFECT_ALLOW")])));
+    let out = env.run(&["import", "--format", "cerbos", &bad], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("malformed_cerbos_entry") && stderr.contains("/timestamp"),
+        "{stderr}"
+    );
+    assert_eq!(env.tree_size(), before + 4, "nothing from the bad file was written");
+    let out = env.run(&["import", "--format", "cerbos", "--opa-mapping", &bad, &file], None);
+    assert_eq!(out.status.code(), Some(2));
+    env.ok(&["verify"]);
 }
 
 /// `actlog export` writes a bundle that `actlog verify --bundle` checks
