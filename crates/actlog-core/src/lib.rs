@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod authzen;
 pub mod b64;
 pub mod body;
 pub mod bundle;

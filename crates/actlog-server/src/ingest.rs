@@ -473,6 +473,45 @@ pub async fn post_cerbos(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ReceiptsBody>, ApiError> {
+    post_mapped(state, headers, body, "Cerbos log entries", |raw, token, max, _| {
+        actlog_core::cerbos::check(raw, token, max)
+    })
+    .await
+}
+
+/// `POST /v1/authzen/decisions`: AuthZEN evaluations as a PEP or PDP
+/// records them, `{request, response, pdp, policy_version, x_request_id,
+/// time}`: one record (a JSON object), a JSON array or NDJSON. A batch
+/// evaluation fans out to a decision per item.
+pub async fn post_authzen(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ReceiptsBody>, ApiError> {
+    post_mapped(state, headers, body, "AuthZEN records", |raw, token, max, received| {
+        actlog_core::authzen::check(raw, token, max, received).map(Some)
+    })
+    .await
+}
+
+/// A source's mapping: one raw item to its decisions (`None`: skipped).
+type MapFn = fn(
+    &[u8],
+    &actlog_core::opa::OpaToken<'_>,
+    usize,
+    &str,
+) -> Result<Option<Vec<Checked>>, actlog_core::ingest::ItemError>;
+
+/// Shared by the token-authenticated sources that fan out: split the body,
+/// map every item on the rayon pool, all or nothing, then append and answer
+/// with receipts.
+async fn post_mapped(
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+    what: &'static str,
+    map: MapFn,
+) -> Result<Json<ReceiptsBody>, ApiError> {
     let token = authorize(&state, &headers, &[Role::Ingest])?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable(ErrorCode::ShuttingDown, "the server is shutting down; retry"));
@@ -485,7 +524,19 @@ pub async fn post_cerbos(
     let bytes = read_body(body, &headers, &state.limits).await?;
     let limits = std::sync::Arc::clone(&state.limits);
     let raws = scan(bytes.len(), move || {
-        body::split(&bytes, shape, &split_limits(&limits, false), "Cerbos log entries").map_err(ApiError::from)
+        // One JSON object is one item.
+        let (shape, one) = match shape {
+            Shape::Array if bytes.trim_ascii_start().starts_with(b"{") => (Shape::Ndjson, true),
+            s => (s, false),
+        };
+        let items = body::split(&bytes, shape, &split_limits(&limits, false), what).map_err(ApiError::from)?;
+        if one && items.len() != 1 {
+            return Err(ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("send one JSON object, or an array of {what}"),
+            ));
+        }
+        Ok(items)
     })
     .await?;
     state.metrics.batch(raws.len());
@@ -494,13 +545,14 @@ pub async fn post_cerbos(
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
     let limits = state.limits.clone();
+    let received = actlog_core::time::format_rfc3339_utc(actlog_store::now_ns());
     let results = tokio::task::spawn_blocking(move || {
         let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
-        raws.par_iter().map(|raw| actlog_core::cerbos::check(raw, &t, limits.envelope_bytes_max)).collect::<Vec<_>>()
+        raws.par_iter().map(|raw| map(raw, &t, limits.envelope_bytes_max, &received)).collect::<Vec<_>>()
     })
     .await
     .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
-    let (checked, skipped) = cerbos_batch(&state, results)?;
+    let (checked, skipped) = mapped_batch(&state, results, what)?;
     state.metrics.cerbos_access_skipped(skipped);
     if checked.is_empty() {
         return Ok(Json(ReceiptsBody {
@@ -513,12 +565,13 @@ pub async fn post_cerbos(
     Ok(Json(receipts_body(&state, appended, None).await?))
 }
 
-/// All or nothing over a batch of Cerbos entries (each refusal names its
-/// line), then the decisions in order, under `batch_envelopes_max`, and the
-/// number of access entries skipped.
-fn cerbos_batch(
+/// All or nothing over a batch of mapped items (each refusal names its
+/// index), then the decisions in order, under `batch_envelopes_max`, and
+/// the number of items skipped.
+fn mapped_batch(
     state: &AppState,
     results: Vec<Result<Option<Vec<Checked>>, actlog_core::ingest::ItemError>>,
+    what: &str,
 ) -> Result<(Vec<Checked>, u64), ApiError> {
     let mut items = Vec::new();
     let (mut checked, mut skipped) = (Vec::new(), 0u64);
@@ -537,7 +590,7 @@ fn cerbos_batch(
             items,
             ..ApiError::new(
                 ErrorCode::InvalidBatch,
-                "one or more Cerbos entries were refused; nothing from this batch was stored",
+                format!("one or more {what} were refused; nothing from this batch was stored"),
             )
         });
     }
@@ -547,7 +600,7 @@ fn cerbos_batch(
         return Err(ApiError::new(
             ErrorCode::BatchTooLarge,
             format!(
-                "the entries fan out to {} decisions, more than batch_envelopes_max = {max}; send fewer lines per request",
+                "the {what} fan out to {} decisions, more than batch_envelopes_max = {max}; send fewer per request",
                 checked.len()
             ),
         ));

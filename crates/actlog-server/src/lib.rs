@@ -220,6 +220,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/opa/logs", post(ingest::post_opa))
         .route("/v1/opa/logs/{partition}", post(ingest::post_opa))
         .route("/v1/cerbos/logs", post(ingest::post_cerbos))
+        .route("/v1/authzen/decisions", post(ingest::post_authzen))
         .route("/v1/events/{seq}", get(handlers::event_by_seq))
         .route("/v1/events/by-id/{event_id}", get(handlers::event_by_id))
         .route("/v1/log", get(handlers::log))

@@ -1121,3 +1121,168 @@ fn cerbos_decision_logs_fan_out_and_are_stored_once() {
     let r = s.call("POST", "/v1/cerbos/logs", Some(&ingest), &plain, Some(good.into_bytes()));
     assert_eq!(r.status, 200, "still serving: {}", r.text);
 }
+
+/// `POST /v1/authzen/decisions`: records built from the AuthZEN 1.0
+/// examples (a single evaluation, the batch form with defaults, the MCP
+/// profile's `tools/call`) map with no configuration; a re-sent batch adds
+/// nothing; bad records get a named 4xx with nothing stored.
+#[test]
+fn authzen_records_map_without_configuration_and_are_stored_once() {
+    let limits = Limits { batch_envelopes_max: 8, ..Limits::default() };
+    let s = Server::start_with(limits);
+    let ingest = s.token("ingest").to_string();
+    let query = s.token("query").to_string();
+    let single = json!({
+        "request": {
+            "subject": {"type": "user", "id": "alice@acmecorp.com",
+                        "properties": {"act": {"sub": "agent-7", "sub_profile": "ai_agent",
+                                               "act": {"sub": "orchestrator", "sub_profile": "ai_agent"}}}},
+            "resource": {"type": "account", "id": "123"},
+            "action": {"name": "can_read", "properties": {"method": "GET"}},
+            "context": {"task_id": "t-az", "session_id": "s-az"}
+        },
+        "response": {"decision": true},
+        "pdp": {"policy_decision_point": "https://pdp.mycompany.com"},
+        "policy_version": "v42",
+        "x_request_id": "bfe9eb29-ab87-4ca3-be83-a1d5d8305716",
+        "time": "2026-08-21T10:15:30Z"
+    });
+    let batch = json!({
+        "request": {
+            "subject": {"type": "user", "id": "alice@acmecorp.com"},
+            "action": {"name": "can_read"},
+            "evaluations": [
+                {"resource": {"type": "document", "id": "boxcarring.md"}},
+                {"resource": {"type": "document", "id": "subject-search.md"}, "action": {"name": "can_edit"}}
+            ]
+        },
+        "response": {"evaluations": [{"decision": true}, {"decision": false}]},
+        "pdp": "https://pdp.mycompany.com",
+        "x_request_id": "r-batch-1",
+        "time": "2026-08-21T10:15:31Z"
+    });
+    let mcp = json!({
+        "request": {
+            "subject": {"type": "identity", "id": "alice@acmecorp.com"},
+            "action": {"name": "tools/call"},
+            "resource": {"type": "tool", "id": "book_flight"},
+            "context": {"agent": "travel-assistant", "task_id": "t-mcp", "session_id": "s-mcp"}
+        },
+        "response": {"decision": false},
+        "pdp": "https://pdp.mycompany.com",
+        "x_request_id": "r-mcp-1",
+        "time": "2026-08-21T10:15:32Z"
+    });
+    let body = serde_json::to_vec(&json!([single, batch, mcp])).unwrap();
+    let headers = [("content-type", "application/json")];
+    let before = s.tree_size();
+    let r = s.call("POST", "/v1/authzen/decisions", Some(&ingest), &headers, Some(body.clone()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.tree_size(), before + 4, "1 + 2 + 1 decisions");
+    let r = s.call("POST", "/v1/authzen/decisions", Some(&ingest), &headers, Some(body));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["receipts"].as_array().unwrap().iter().all(|x| x["duplicate"] == true), "{}", r.text);
+    assert_eq!(s.tree_size(), before + 4);
+    // One record as a plain JSON object is taken too (and is a duplicate here).
+    let r = s.call("POST", "/v1/authzen/decisions", Some(&ingest), &headers, Some(mcp.to_string().into_bytes()));
+    assert_eq!((r.status, r.json()["receipts"][0]["duplicate"].clone()), (200, json!(true)), "{}", r.text);
+
+    let r = s.post_json(
+        "/v1/sql",
+        &query,
+        &json!({"sql": "SELECT event_id, principal_id, actor_id, action, resource_id, effect, policy_version \
+                        FROM events WHERE source_format = 'authzen.evaluation.v1' ORDER BY event_id"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["rows"],
+        json!([
+            [
+                "authzen:https://pdp.mycompany.com:bfe9eb29-ab87-4ca3-be83-a1d5d8305716:0",
+                "alice@acmecorp.com",
+                "agent-7",
+                "can_read",
+                "123",
+                "allow",
+                "v42"
+            ],
+            [
+                "authzen:https://pdp.mycompany.com:r-batch-1:0",
+                null,
+                "alice@acmecorp.com",
+                "can_read",
+                "boxcarring.md",
+                "allow",
+                "unversioned"
+            ],
+            [
+                "authzen:https://pdp.mycompany.com:r-batch-1:1",
+                null,
+                "alice@acmecorp.com",
+                "can_edit",
+                "subject-search.md",
+                "deny",
+                "unversioned"
+            ],
+            [
+                "authzen:https://pdp.mycompany.com:r-mcp-1:0",
+                "alice@acmecorp.com",
+                "travel-assistant",
+                "tools/call",
+                "book_flight",
+                "deny",
+                "unversioned"
+            ]
+        ]),
+        "{}",
+        r.text
+    );
+    // The chain of the delegated evaluation: alice → agent-7 → orchestrator.
+    let chain =
+        s.get("/v1/chains/authzen:https:%2F%2Fpdp.mycompany.com:bfe9eb29-ab87-4ca3-be83-a1d5d8305716:0", &query);
+    assert_eq!(chain.status, 200, "{}", chain.text);
+    assert!(chain.text.contains("orchestrator") && chain.text.contains("alice@acmecorp.com"), "{}", chain.text);
+
+    let before = s.tree_size();
+    let ok_req =
+        json!({"subject": {"type": "user", "id": "a"}, "action": {"name": "x"}, "resource": {"type": "r", "id": "1"}});
+    let wide = json!({"request": {"subject": {"type": "user", "id": "a"}, "action": {"name": "x"},
+                                  "evaluations": (0..9).map(|i| json!({"resource": {"type": "r", "id": i.to_string()}})).collect::<Vec<_>>()},
+                      "response": {"evaluations": []}});
+    for (name, ct, body, status, code, item) in [
+        (
+            "missing response",
+            "application/json",
+            json!([{"request": ok_req}]).to_string(),
+            422,
+            "invalid_batch",
+            Some("/response"),
+        ),
+        (
+            "decision not a boolean",
+            "application/x-ndjson",
+            json!({"request": ok_req, "response": {"decision": "yes"}}).to_string(),
+            422,
+            "invalid_batch",
+            Some("/response"),
+        ),
+        ("fans out past batch_envelopes_max", "application/json", wide.to_string(), 413, "batch_too_large", None),
+        (
+            "wrong content type",
+            "text/plain",
+            json!([{"request": ok_req, "response": {"decision": true}}]).to_string(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        ("malformed JSON", "application/json", "[{\"request\":".to_string(), 400, "malformed_json", None),
+    ] {
+        let r =
+            s.call("POST", "/v1/authzen/decisions", Some(&ingest), &[("content-type", ct)], Some(body.into_bytes()));
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{name}: {}", r.text);
+        if let Some(path) = item {
+            assert_eq!(r.json()["error"]["items"][0]["path"], path, "{name}: {}", r.text);
+        }
+        assert_eq!(s.tree_size(), before, "{name}: something was stored");
+    }
+}

@@ -1475,3 +1475,129 @@ fn two_actlog_ledgers_witness_each_other() {
         assert!(v["witnessed_tree_size"].as_u64().unwrap() >= 3, "{v}");
     }
 }
+
+/// A child process killed when dropped, with the first line of its stdout.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `python3 ARGS` and waits for "listening on HOST:PORT".
+fn python_server(args: &[&str]) -> (Spawned, String) {
+    let mut child = Command::new("python3").args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{args:?} printed {line:?}"));
+    (Spawned(child), format!("http://{addr}"))
+}
+
+/// A PDP speaking AuthZEN 1.0 for the test: allows `can_read`, denies the
+/// rest, echoes X-Request-ID; the batch form answers item by item.
+const DEMO_PDP: &str = r#"
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        allow = lambda e: {"decision": (e.get("action") or req.get("action", {})).get("name") == "can_read"}
+        out = {"evaluations": [allow(e) for e in req["evaluations"]]} if "evaluations" in req else allow(req)
+        body = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-request-id", self.headers.get("x-request-id", ""))
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print("listening on 127.0.0.1:%d" % s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// `tools/authzen_pep.py`, the reference gateway: an application's AuthZEN
+/// calls pass through it unchanged, and each lands in actlog as decisions
+/// that SQL and the chain read back, keyed by the X-Request-ID.
+#[test]
+fn the_reference_authzen_gateway_records_every_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = serve(&dir.path().join("data"));
+    let admin = p.token.clone().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["tokens", "create", "--role", "ingest", "--pdp", "pdp-demo", "--url", &p.url, "--token", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ingest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (_pdp, pdp_url) = python_server(&["-c", DEMO_PDP]);
+    let pep_script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/authzen_pep.py");
+    let spool = dir.path().join("pep.spool");
+    let (_pep, pep_url) = python_server(&[
+        pep_script,
+        "--listen",
+        "127.0.0.1:0",
+        "--pdp",
+        &pdp_url,
+        "--pdp-id",
+        "pdp-demo",
+        "--policy-version",
+        "v7",
+        "--actlog",
+        &p.url,
+        "--token",
+        &ingest,
+        "--spool",
+        spool.to_str().unwrap(),
+    ]);
+    let ask = |path: &str, id: &str, body: Value| {
+        let mut r = agent()
+            .post(format!("{pep_url}{path}"))
+            .header("content-type", "application/json")
+            .header("x-request-id", id)
+            .send(body.to_string())
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        serde_json::from_str::<Value>(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let subject =
+        json!({"type": "user", "id": "alice", "properties": {"act": {"sub": "agent-9", "sub_profile": "ai_agent"}}});
+    let context = json!({"task_id": "t-pep", "session_id": "s-pep"});
+    let one = ask(
+        "/access/v1/evaluation",
+        "req-1",
+        json!({"subject": subject, "action": {"name": "can_read"}, "resource": {"type": "doc", "id": "d1"}, "context": context}),
+    );
+    assert_eq!(one, json!({"decision": true}), "the PDP's answer passes through unchanged");
+    let many = ask(
+        "/access/v1/evaluations",
+        "req-2",
+        json!({"subject": subject, "context": context, "resource": {"type": "doc", "id": "d2"},
+               "evaluations": [{"action": {"name": "can_read"}}, {"action": {"name": "can_delete"}}]}),
+    );
+    assert_eq!(many, json!({"evaluations": [{"decision": true}, {"decision": false}]}));
+    assert!(!spool.exists(), "nothing is left waiting");
+    let (status, v) = call(
+        &format!("{}/v1/sql", p.url),
+        &admin,
+        Some(
+            json!({"sql": "SELECT event_id, principal_id, actor_id, action, effect, policy_version, pdp_id, request_id \
+                            FROM events WHERE source_format = 'authzen.evaluation.v1' ORDER BY event_id"}),
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([
+            ["authzen:pdp-demo:req-1:0", "alice", "agent-9", "can_read", "allow", "v7", "pdp-demo", "req-1"],
+            ["authzen:pdp-demo:req-2:0", "alice", "agent-9", "can_read", "allow", "v7", "pdp-demo", "req-2"],
+            ["authzen:pdp-demo:req-2:1", "alice", "agent-9", "can_delete", "deny", "v7", "pdp-demo", "req-2"]
+        ]),
+        "{v}"
+    );
+    let (status, chain) = call(&format!("{}/v1/chains/authzen:pdp-demo:req-2:1", p.url), &admin, None).unwrap();
+    assert_eq!(status, 200, "{chain}");
+    assert!(chain.to_string().contains("agent-9"), "{chain}");
+}
