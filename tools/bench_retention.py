@@ -6,7 +6,10 @@ path), serves it with `--archive file://...` and `--hot-retention 1s`,
 waits until every full range below the head has left RocksDB, and reports
 RocksDB's bytes before and after, per column family, and what RocksDB still
 keeps for each archived event. Then times one event read below the cold
-floor (a range fetched from the archive) and one from the cache.
+floor (a row group fetched from the archive) and one from the cache, and
+chains (`GET /v1/chains/{event_id}`, the decision with its task's events)
+of archived decisions: p50 of the first request for each (its row groups
+fetched: cold) and of the second (cached: warm), against hot decisions.
 
     python3 tools/bench_retention.py --bin target/release/actlog \
         --gen target/release/actlog-gen [--events 1000000]
@@ -40,6 +43,24 @@ def metric(url, token, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise SystemExit(f"no metric {name}")
+
+
+def sql(url, token, query):
+    req = urllib.request.Request(f"{url}/v1/sql", data=json.dumps({"sql": query}).encode(),
+                                 headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())["rows"]
+
+
+def p50(xs):
+    xs = sorted(xs)
+    return round(xs[len(xs) // 2], 1)
+
+
+def timed_ms(f):
+    s = time.monotonic()
+    f()
+    return (time.monotonic() - s) * 1000
 
 
 def info(binary, data):
@@ -97,6 +118,19 @@ def main():
             s = time.monotonic()
             get(base, token, f"/v1/events/{tree - 2}")
             hot_ms = (time.monotonic() - s) * 1000
+            # Chains: one archived decision per 8,192-leaf row group not
+            # read yet (cold, then warm), and hot ones above the floor.
+            cold_ids = [r[0] for r in sql(base, token, f"""
+                SELECT min(event_id) FROM events WHERE event_type = 'authz.decision' AND seq < {want}
+                  AND seq >= {2 * RANGE} AND seq % 8192 BETWEEN 100 AND 400 GROUP BY seq / 8192 ORDER BY 1 LIMIT 40""")]
+            hot_ids = [r[0] for r in sql(base, token, f"""
+                SELECT event_id FROM events WHERE event_type = 'authz.decision' AND seq >= {want}
+                ORDER BY seq LIMIT 40""")]
+            chain = lambda i: get(base, token, f"/v1/chains/{i}")
+            chain_cold = [timed_ms(lambda: chain(i)) for i in cold_ids]
+            chain_warm = [timed_ms(lambda: chain(i)) for i in cold_ids]
+            chain_hot = [timed_ms(lambda: chain(i)) for i in hot_ids]
+            chain_hot = [timed_ms(lambda: chain(i)) for i in hot_ids]
         finally:
             srv.terminate()
             srv.wait()
@@ -124,6 +158,8 @@ def main():
             "logical_bytes_by_column_family": cf,
             "read_ms": {"archived_first": round(cold_ms, 1), "archived_cached": round(cached_ms, 1),
                         "hot": round(hot_ms, 1)},
+            "chain_ms_p50": {"archived_cold": p50(chain_cold), "archived_warm": p50(chain_warm),
+                             "hot": p50(chain_hot), "chains": len(chain_cold)},
         }))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -34,6 +34,9 @@ python3 -c 'import blake3' 2>/dev/null || need_pip+=(blake3)
 python3 -c 'import cryptography' 2>/dev/null || need_pip+=(cryptography)
 python3 -c 'import psycopg' 2>/dev/null || need_pip+=('psycopg[binary]')
 python3 -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
+# The OpenTelemetry Python SDK and its OTLP/HTTP exporter: a real client of /v1/otlp.
+python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null \
+  || need_pip+=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)
 { python3 -c 'import moto.server, boto3, flask' 2>/dev/null && command -v moto_server >/dev/null; } || need_pip+=('moto[server]')
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: pip installing ${need_pip[*]}" >&2

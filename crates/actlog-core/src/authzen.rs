@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ingest::ItemError;
 use crate::leaf::sha256;
-use crate::opa::OpaToken;
+use crate::opa::{OpaToken, text};
 
 /// The `source.format` of mapped AuthZEN evaluations.
 pub const AUTHZEN_FORMAT: &str = "authzen.evaluation.v1";
@@ -45,25 +45,9 @@ fn malformed(message: impl Into<String>, path: &str) -> ItemError {
     item("malformed_authzen_record", message, path)
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The event id of evaluation `k` of a record.
 fn event_id(pdp: &str, request_id: &str, k: usize) -> String {
-    let plain = format!("authzen:{pdp}:{request_id}:{k}");
-    if plain.len() <= crate::event::EVENT_ID_BYTES_MAX && plain.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        plain
-    } else {
-        let mut h = pdp.as_bytes().to_vec();
-        h.push(b'\n');
-        h.extend_from_slice(request_id.as_bytes());
-        format!("authzen:{}:{k}", &hex::encode(sha256(&h))[..40])
-    }
+    crate::opa::source_event_id("authzen", pdp, &format!("{request_id}:{k}"))
 }
 
 /// Maps one record to the payloads of its decisions, in evaluation order.
@@ -208,42 +192,14 @@ fn map_evaluation(eval: &Value, answer: Option<&Value>, path: &str) -> Result<Va
     {
         chain.push(json!({"depth": 1, "sub": agent, "sub_profile": "ai_agent"}));
     }
-    let mut delegation = Map::new();
-    if chain.is_empty() {
-        let profile = match subject_type.as_str() {
-            "user" | "identity" => "user",
-            "agent" | "ai_agent" => "ai_agent",
-            "workload" => "workload",
-            _ => "service",
-        };
-        chain.push(json!({"depth": 1, "sub": subject_id, "sub_profile": profile}));
-    } else {
-        delegation.insert("principal".into(), json!({"type": subject_type, "id": subject_id}));
-        if let Some(iss) = text(subject.pointer("/properties/iss")) {
-            delegation["principal"]["iss"] = json!(iss);
-        }
+    let mut principal = json!({"type": subject_type, "id": subject_id});
+    if let Some(iss) = text(subject.pointer("/properties/iss")) {
+        principal["iss"] = json!(iss);
     }
-    let mut actor = json!({"id": chain[0]["sub"], "sub_profile": chain[0]["sub_profile"]});
-    if let Some(iss) = chain[0].get("iss") {
-        actor["iss"] = iss.clone();
-    }
-    let is_agent = actor["sub_profile"] == "ai_agent";
-    delegation.insert("actor".into(), actor);
-    delegation.insert("chain".into(), Value::Array(chain));
-    delegation.insert("verification".into(), json!({"status": "asserted", "method": "none"}));
-
-    let mut correlation = Map::new();
-    for key in ["session_id", "task_id"] {
-        match text(context.and_then(|c| c.get(key))) {
-            Some(s) => {
-                correlation.insert(key.into(), json!(s));
-            }
-            None if is_agent => {
-                correlation.insert(key.into(), json!("unknown"));
-            }
-            None => {}
-        }
-    }
+    let profile = crate::opa::profile_of(&subject_type);
+    let (delegation, is_agent) = crate::opa::delegation(chain, principal, profile, "none");
+    let note = |key: &str| text(context.and_then(|c| c.get(key)));
+    let mut correlation = crate::opa::correlation(note("session_id"), note("task_id"), is_agent);
     if let Some(t) = text(context.and_then(|c| c.get("trace_id"))) {
         correlation.insert("trace_id".into(), json!(t));
     }
@@ -309,23 +265,10 @@ pub fn check(
             "",
         ));
     }
-    let payloads = map_record(raw, token.pdp_id, received)?;
-    let mut out = Vec::with_capacity(payloads.len());
-    for payload in payloads {
-        let event =
-            crate::event::validate(&payload).map_err(|e| item("unmappable_authzen_record", e.message, &e.path))?;
-        let envelope = crate::opa::stored_record_as(AUTHZEN_FORMAT, raw, &payload, token.name);
-        out.push(crate::ingest::Checked {
-            envelope_sha256: sha256(&envelope),
-            envelope,
-            payload_sha256: sha256(&payload),
-            fields: event.fields,
-            kind: crate::leaf::LeafKind::TokenAuthenticated,
-            producer_key_id: token.sha256,
-            producer_key_name: None,
-        });
-    }
-    Ok(out)
+    map_record(raw, token.pdp_id, received)?
+        .into_iter()
+        .map(|p| crate::opa::token_checked(AUTHZEN_FORMAT, raw, p, token, "unmappable_authzen_record"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ingest::ItemError;
 use crate::leaf::sha256;
-use crate::opa::OpaToken;
+use crate::opa::{OpaToken, text};
 
 /// The `source.format` of mapped Cerbos events.
 pub const CERBOS_FORMAT: &str = "cerbos.decision_log.v1";
@@ -46,23 +46,7 @@ fn malformed(message: impl Into<String>, path: &str) -> ItemError {
 
 /// The event id of one decision of a call.
 pub fn cerbos_event_id(call_id: &str, part: &str) -> String {
-    let plain = format!("cerbos:{call_id}:{part}");
-    if plain.len() <= crate::event::EVENT_ID_BYTES_MAX && plain.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        plain
-    } else {
-        let mut h = call_id.as_bytes().to_vec();
-        h.push(b'\n');
-        h.extend_from_slice(part.as_bytes());
-        format!("cerbos:{}", &hex::encode(sha256(&h))[..40])
-    }
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    crate::opa::source_event_id("cerbos", call_id, part)
 }
 
 /// `EFFECT_ALLOW` and friends as actlog effects.
@@ -188,39 +172,14 @@ impl Common<'_> {
         };
         // The act claim of the presented token: the agents acting for the principal.
         let act = jwt.and_then(|j| j.get("act")).filter(|a| a.is_object());
-        let mut chain = act.map(crate::opa::chain_from_act).unwrap_or_default();
-        let mut delegation = Map::new();
-        if chain.is_empty() {
-            chain.push(json!({"depth": 1, "sub": principal_id, "sub_profile": profile}));
-        } else {
-            delegation.insert("principal".into(), json!({"type": "user", "id": principal_id}));
-            if let Some(iss) = text(jwt.and_then(|j| j.get("iss"))) {
-                delegation["principal"]["iss"] = json!(iss);
-            }
+        let chain = act.map(crate::opa::chain_from_act).unwrap_or_default();
+        let mut principal = json!({"type": "user", "id": principal_id});
+        if let Some(iss) = text(jwt.and_then(|j| j.get("iss"))) {
+            principal["iss"] = json!(iss);
         }
-        let mut actor = json!({"id": chain[0]["sub"], "sub_profile": chain[0]["sub_profile"]});
-        if let Some(iss) = chain[0].get("iss") {
-            actor["iss"] = iss.clone();
-        }
-        let is_agent = actor["sub_profile"] == "ai_agent";
-        delegation.insert("actor".into(), actor);
-        delegation.insert("chain".into(), Value::Array(chain));
-        delegation.insert(
-            "verification".into(),
-            json!({"status": "asserted", "method": if jwt.is_some() { "jwt" } else { "none" }}),
-        );
-        let mut correlation = Map::new();
-        for key in ["session_id", "task_id"] {
-            match note(key) {
-                Some(s) => {
-                    correlation.insert(key.into(), json!(s));
-                }
-                None if is_agent => {
-                    correlation.insert(key.into(), json!("unknown"));
-                }
-                None => {}
-            }
-        }
+        let method = if jwt.is_some() { "jwt" } else { "none" };
+        let (delegation, is_agent) = crate::opa::delegation(chain, principal, &profile, method);
+        let mut correlation = crate::opa::correlation(note("session_id"), note("task_id"), is_agent);
         if let Some(t) = note("trace_id") {
             correlation.insert("trace_id".into(), json!(t));
         }
@@ -402,22 +361,11 @@ pub fn check(
         Mapped::Access => return Ok(None),
         Mapped::Decisions(p) => p,
     };
-    let mut out = Vec::with_capacity(payloads.len());
-    for payload in payloads {
-        let event =
-            crate::event::validate(&payload).map_err(|e| item("unmappable_cerbos_entry", e.message, &e.path))?;
-        let envelope = crate::opa::stored_record_as(CERBOS_FORMAT, raw, &payload, token.name);
-        out.push(crate::ingest::Checked {
-            envelope_sha256: sha256(&envelope),
-            envelope,
-            payload_sha256: sha256(&payload),
-            fields: event.fields,
-            kind: crate::leaf::LeafKind::TokenAuthenticated,
-            producer_key_id: token.sha256,
-            producer_key_name: None,
-        });
-    }
-    Ok(Some(out))
+    let checked = payloads
+        .into_iter()
+        .map(|p| crate::opa::token_checked(CERBOS_FORMAT, raw, p, token, "unmappable_cerbos_entry"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(checked))
 }
 
 #[cfg(test)]

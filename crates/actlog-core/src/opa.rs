@@ -76,14 +76,30 @@ fn item(code: &'static str, message: impl Into<String>, path: &str) -> ItemError
 /// The event id of an OPA decision: `opa:<labels.id>:<decision_id>` when that
 /// is at most 128 printable characters, else a hash of both.
 pub fn opa_event_id(pdp_id: &str, decision_id: &str) -> String {
-    let plain = format!("opa:{pdp_id}:{decision_id}");
-    if plain.len() <= crate::event::EVENT_ID_BYTES_MAX && plain.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+    source_event_id("opa", pdp_id, decision_id)
+}
+
+/// `<prefix>:<a>:<b>` when that is at most 128 printable characters (an
+/// event id), else `<prefix>:` and a hash of both: the ids of mapped
+/// sources, the same for the same source item whenever it is re-sent.
+pub(crate) fn source_event_id(prefix: &str, a: &str, b: &str) -> String {
+    let plain = format!("{prefix}:{a}:{b}");
+    if plain.len() <= crate::event::EVENT_ID_BYTES_MAX && plain.bytes().all(|c| (0x21..=0x7e).contains(&c)) {
         plain
     } else {
-        let mut h = pdp_id.as_bytes().to_vec();
+        let mut h = a.as_bytes().to_vec();
         h.push(b'\n');
-        h.extend_from_slice(decision_id.as_bytes());
-        format!("opa:{}", &hex::encode(sha256(&h))[..40])
+        h.extend_from_slice(b.as_bytes());
+        format!("{prefix}:{}", &hex::encode(sha256(&h))[..40])
+    }
+}
+
+/// A non-empty string, or a number as text, at `v`.
+pub fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -152,6 +168,78 @@ pub(crate) fn chain_from_act(act: &Value) -> Vec<Value> {
         cur = a.get("act");
     }
     hops
+}
+
+/// The actor profile of a subject that acts itself, by its AuthZEN type.
+pub(crate) fn profile_of(subject_type: &str) -> &'static str {
+    match subject_type {
+        "user" | "identity" => "user",
+        "agent" | "ai_agent" => "ai_agent",
+        "workload" => "workload",
+        _ => "service",
+    }
+}
+
+/// A mapped source's `delegation`: `chain` (outermost hop first) acting for
+/// `principal`; with no chain, the principal acts itself with `profile`.
+/// The source asserts it (`method`); nothing here verified it. Also whether
+/// the actor is an AI agent (whose events need a session and a task).
+pub fn delegation(mut chain: Vec<Value>, principal: Value, profile: &str, method: &str) -> (Value, bool) {
+    let mut d = Map::new();
+    if chain.is_empty() {
+        chain.push(json!({"depth": 1, "sub": principal["id"], "sub_profile": profile}));
+    } else {
+        d.insert("principal".into(), principal);
+    }
+    let mut actor = json!({"id": chain[0]["sub"], "sub_profile": chain[0]["sub_profile"]});
+    if let Some(iss) = chain[0].get("iss") {
+        actor["iss"] = iss.clone();
+    }
+    let is_agent = actor["sub_profile"] == "ai_agent";
+    d.insert("actor".into(), actor);
+    d.insert("chain".into(), Value::Array(chain));
+    d.insert("verification".into(), json!({"status": "asserted", "method": method}));
+    (Value::Object(d), is_agent)
+}
+
+/// `correlation` with the session and task ids given; an AI agent's
+/// missing ones are `unknown` (the schema requires them), never invented.
+pub fn correlation(session_id: Option<String>, task_id: Option<String>, is_agent: bool) -> Map<String, Value> {
+    let mut c = Map::new();
+    for (key, val) in [("session_id", session_id), ("task_id", task_id)] {
+        match val {
+            Some(s) => {
+                c.insert(key.into(), json!(s));
+            }
+            None if is_agent => {
+                c.insert(key.into(), json!("unknown"));
+            }
+            None => {}
+        }
+    }
+    c
+}
+
+/// Packages the mapped `payload` of a token-authenticated source of
+/// `format` for the store, with the raw item kept beside it.
+pub fn token_checked(
+    format: &str,
+    raw: &[u8],
+    payload: Vec<u8>,
+    token: &OpaToken<'_>,
+    unmappable: &'static str,
+) -> Result<crate::ingest::Checked, ItemError> {
+    let event = crate::event::validate(&payload).map_err(|e| item(unmappable, e.message, &e.path))?;
+    let envelope = stored_record_as(format, raw, &payload, token.name);
+    Ok(crate::ingest::Checked {
+        envelope_sha256: sha256(&envelope),
+        envelope,
+        payload_sha256: sha256(&payload),
+        fields: event.fields,
+        kind: crate::leaf::LeafKind::TokenAuthenticated,
+        producer_key_id: token.sha256,
+        producer_key_name: None,
+    })
 }
 
 /// Maps one raw OPA decision event to the payload bytes of an actlog event.
@@ -232,49 +320,19 @@ pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -
     let act = at(&v, &mapping.act).or_else(|| input.pointer("/subject/properties/act")).filter(|a| a.is_object());
     let subject_id = scalar_string(&request["subject"]["id"]).unwrap_or_else(|| "unknown".into());
     let subject_type = scalar_string(&request["subject"]["type"]).unwrap_or_else(|| "unknown".into());
-    let mut chain = act.map(chain_from_act).unwrap_or_default();
-    let mut delegation = Map::new();
-    if chain.is_empty() {
-        let profile = match subject_type.as_str() {
-            "user" => "user",
-            "agent" | "ai_agent" => "ai_agent",
-            "workload" => "workload",
-            _ => "service",
-        };
-        chain.push(json!({"depth": 1, "sub": subject_id, "sub_profile": profile}));
-    } else {
-        delegation.insert("principal".into(), json!({"type": subject_type, "id": subject_id}));
-        if let Some(iss) = request["subject"].pointer("/properties/iss").and_then(Value::as_str) {
-            delegation["principal"]["iss"] = json!(iss);
-        }
+    let chain = act.map(chain_from_act).unwrap_or_default();
+    let mut principal = json!({"type": subject_type, "id": subject_id});
+    if let Some(iss) = request["subject"].pointer("/properties/iss").and_then(Value::as_str) {
+        principal["iss"] = json!(iss);
     }
-    let mut actor = json!({"id": chain[0]["sub"], "sub_profile": chain[0]["sub_profile"]});
-    if let Some(iss) = chain[0].get("iss") {
-        actor["iss"] = iss.clone();
-    }
-    let is_agent = actor["sub_profile"] == "ai_agent";
-    delegation.insert("actor".into(), actor);
-    delegation.insert("chain".into(), Value::Array(chain));
-    delegation.insert("verification".into(), json!({"status": "asserted", "method": "none"}));
+    let (delegation, is_agent) = delegation(chain, principal, profile_of(&subject_type), "none");
 
     let ctx = input.get("context");
     let pick = |configured: &Option<String>, key: &str| {
         str_at(&v, configured).or_else(|| ctx.and_then(|c| c.get(key)).and_then(scalar_string))
     };
-    let mut correlation = Map::new();
-    for (key, val) in
-        [("session_id", pick(&mapping.session_id, "session_id")), ("task_id", pick(&mapping.task_id, "task_id"))]
-    {
-        match val {
-            Some(s) => {
-                correlation.insert(key.into(), json!(s));
-            }
-            None if is_agent => {
-                correlation.insert(key.into(), json!("unknown"));
-            }
-            None => {}
-        }
-    }
+    let mut correlation =
+        correlation(pick(&mapping.session_id, "session_id"), pick(&mapping.task_id, "task_id"), is_agent);
     if let Some(t) = o.get("trace_id").and_then(scalar_string) {
         correlation.insert("trace_id".into(), json!(t));
     }
@@ -375,17 +433,7 @@ pub fn check(
         ));
     }
     let payload = map_decision(raw, mapping, token.pdp_id)?;
-    let event = crate::event::validate(&payload).map_err(|e| item("unmappable_opa_event", e.message, &e.path))?;
-    let envelope = stored_record(raw, &payload, token.name);
-    Ok(crate::ingest::Checked {
-        envelope_sha256: sha256(&envelope),
-        envelope,
-        payload_sha256: sha256(&payload),
-        fields: event.fields,
-        kind: crate::leaf::LeafKind::TokenAuthenticated,
-        producer_key_id: token.sha256,
-        producer_key_name: None,
-    })
+    token_checked(OPA_FORMAT, raw, payload, token, "unmappable_opa_event")
 }
 
 /// The stored record of a token-authenticated OPA event (see `schema/leaf.md`).

@@ -40,6 +40,7 @@ macro_rules! error_codes {
 error_codes! {
     MalformedJson = "malformed_json",
     MalformedGzip = "malformed_gzip",
+    MalformedProtobuf = "malformed_protobuf",
     EmptyBody = "empty_body",
     EmptyBatch = "empty_batch",
     InvalidParameter = "invalid_parameter",
@@ -99,6 +100,7 @@ impl ErrorCode {
         match self {
             C::MalformedJson
             | C::MalformedGzip
+            | C::MalformedProtobuf
             | C::EmptyBody
             | C::EmptyBatch
             | C::InvalidParameter

@@ -494,6 +494,146 @@ pub async fn post_authzen(
     .await
 }
 
+/// `POST /v1/otlp/v1/traces`: OTLP/HTTP trace exports (protobuf or JSON,
+/// gzip or not) from an OpenTelemetry SDK or Collector; GenAI guardrail and
+/// tool-call spans become decisions and outcomes (`crate::otlp`).
+pub async fn post_otlp_traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    post_otlp(state, headers, body, crate::otlp::Signal::Traces).await
+}
+
+/// `POST /v1/otlp/v1/logs`: OTLP/HTTP log exports; log records that carry
+/// the GenAI attributes map as spans do.
+pub async fn post_otlp_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    post_otlp(state, headers, body, crate::otlp::Signal::Logs).await
+}
+
+async fn post_otlp(
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+    signal: crate::otlp::Signal,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let token = authorize(&state, &headers, &[Role::Ingest])?;
+    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::unavailable(ErrorCode::ShuttingDown, "the server is shutting down; retry"));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let json = match ct.as_str() {
+        "application/x-protobuf" | "application/protobuf" => false,
+        "application/json" => true,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("Content-Type `{other}` is not OTLP/HTTP; send application/x-protobuf or application/json"),
+            ));
+        }
+    };
+    let _slot = match ingest_slot(&state, &token.name) {
+        Ok(slot) => slot,
+        Err(limit) => return Err(shed(&state, body, limit).await),
+    };
+    let bytes = read_body(body, &headers, &state.limits).await?;
+    let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
+    let store = std::sync::Arc::clone(&state.store);
+    let mapped = tokio::task::spawn_blocking(move || {
+        let stored = |trace: &str, span: &str| stored_guardrail(&store, trace, span);
+        let mapped = crate::otlp::map(signal, &bytes, json, token.pdp_id.as_deref(), &stored)?;
+        let skipped = mapped.skipped;
+        let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
+        crate::otlp::checked(mapped, &t).map(|c| (c, skipped))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
+    let (checked, skipped) = match mapped {
+        Ok(m) => m,
+        Err(refused) => {
+            if let [(_, e)] = &refused[..]
+                && (e.code == "malformed_json" || e.code == "malformed_protobuf")
+            {
+                let code =
+                    if e.code == "malformed_json" { ErrorCode::MalformedJson } else { ErrorCode::MalformedProtobuf };
+                state.metrics.refused(code.as_str());
+                return Err(ApiError::new(code, e.message.clone()));
+            }
+            let items: Vec<Item> = refused
+                .into_iter()
+                .map(|(index, e)| Item { index, code: e.code, message: e.message, path: e.path })
+                .collect();
+            for i in &items {
+                state.metrics.refused(i.code);
+            }
+            return Err(ApiError {
+                items,
+                ..ApiError::new(
+                    ErrorCode::InvalidBatch,
+                    "one or more spans were refused; nothing from this export was stored",
+                )
+            });
+        }
+    };
+    state.metrics.otlp_skipped(skipped);
+    if checked.len() > state.limits.batch_envelopes_max {
+        state.metrics.refused("batch_too_large");
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "the export holds {} GenAI spans, more than batch_envelopes_max = {}; export smaller batches",
+                checked.len(),
+                state.limits.batch_envelopes_max
+            ),
+        ));
+    }
+    let body = if checked.is_empty() {
+        ReceiptsBody { checkpoint: None, receipts: Vec::new(), tree_size: state.store.head().tree_size }
+    } else {
+        let appended = append(&state, checked).await?;
+        receipts_body(&state, appended, None).await?
+    };
+    // OTLP/HTTP answers in the request's encoding: an empty
+    // Export*ServiceResponse in protobuf; in JSON, the receipts (fields an
+    // OTLP client ignores).
+    Ok(if json {
+        Json(body).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response()
+    })
+}
+
+/// The guardrail decision stored for the tool-call span `span` of trace
+/// `trace` (an earlier export), if any: the one that started first.
+fn stored_guardrail(store: &actlog_store::Store, trace: &str, span: &str) -> Option<String> {
+    let ids = store.event_ids_with_prefix(&format!("otel:{trace}:"), 4096).ok()?;
+    let seqs: Vec<u64> = ids.iter().map(|(_, s)| *s).collect();
+    let events = store.events_at(&seqs).ok()?;
+    events
+        .iter()
+        .filter_map(|ev| {
+            let record: serde_json::Value = serde_json::from_slice(&ev.envelope).ok()?;
+            let payload = b64::decode(record["payload"].as_str()?)?;
+            let p: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+            (p["event_type"] == "authz.decision" && p["ext"]["otel"]["parent_span_id"] == span)
+                .then(|| (p["event_time"].as_str().unwrap_or("").to_string(), ev.leaf.event_id.clone()))
+        })
+        .min()
+        .map(|(_, id)| id)
+}
+
 /// A source's mapping: one raw item to its decisions (`None`: skipped).
 type MapFn = fn(
     &[u8],

@@ -21,6 +21,7 @@ mod handlers;
 mod ingest;
 pub mod listen;
 mod metrics;
+pub mod otlp;
 pub mod pg;
 mod sql;
 mod tlog;
@@ -221,6 +222,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/opa/logs/{partition}", post(ingest::post_opa))
         .route("/v1/cerbos/logs", post(ingest::post_cerbos))
         .route("/v1/authzen/decisions", post(ingest::post_authzen))
+        .route("/v1/otlp/v1/traces", post(ingest::post_otlp_traces))
+        .route("/v1/otlp/v1/logs", post(ingest::post_otlp_logs))
         .route("/v1/events/{seq}", get(handlers::event_by_seq))
         .route("/v1/events/by-id/{event_id}", get(handlers::event_by_id))
         .route("/v1/log", get(handlers::log))

@@ -62,6 +62,8 @@ pub struct Metrics {
     evicted: AtomicU64,
     /// Cerbos access-log entries received and skipped (not decisions).
     cerbos_access_skipped: AtomicU64,
+    /// OTLP spans and log records received that are not GenAI decisions or tool calls.
+    otlp_skipped: AtomicU64,
     /// The archive's read counters, once it is attached as the cold source.
     cold: std::sync::OnceLock<std::sync::Arc<actlog_archive::ColdStats>>,
 }
@@ -73,6 +75,10 @@ impl Metrics {
     }
     pub fn refused(&self, reason: &'static str) {
         *self.refused.lock().expect("metrics lock").entry(reason).or_default() += 1;
+    }
+    /// OTLP items skipped (not `apply_guardrail` or `execute_tool`).
+    pub fn otlp_skipped(&self, n: u64) {
+        self.otlp_skipped.fetch_add(n, Ordering::Relaxed);
     }
     /// Cerbos access-log entries skipped (they are not decisions).
     pub fn cerbos_access_skipped(&self, n: u64) {
@@ -141,6 +147,8 @@ impl Metrics {
             "actlog_cerbos_access_entries_skipped_total {}\n",
             self.cerbos_access_skipped.load(Ordering::Relaxed)
         ));
+        out.push_str("# HELP actlog_otlp_items_skipped_total OTLP spans and log records received that are not GenAI guardrail decisions or tool calls.\n# TYPE actlog_otlp_items_skipped_total counter\n");
+        out.push_str(&format!("actlog_otlp_items_skipped_total {}\n", self.otlp_skipped.load(Ordering::Relaxed)));
         out.push_str("# HELP actlog_limit_hits_total Connections or requests turned away by a named limit.\n# TYPE actlog_limit_hits_total counter\n");
         for (limit, n) in self.limit_hits.lock().expect("metrics lock").iter() {
             out.push_str(&format!("actlog_limit_hits_total{{limit=\"{limit}\"}} {n}\n"));

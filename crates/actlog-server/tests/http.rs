@@ -1286,3 +1286,207 @@ fn authzen_records_map_without_configuration_and_are_stored_once() {
         assert_eq!(s.tree_size(), before, "{name}: something was stored");
     }
 }
+
+mod otlp_spans {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+    pub fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+            ..Default::default()
+        }
+    }
+
+    /// A span of trace `trace` (one byte repeated), id `id`, under `parent`.
+    pub fn span(trace: u8, id: u8, parent: Option<u8>, name: &str, attrs: &[(&str, &str)], error: bool) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: name.into(),
+            start_time_unix_nano: 1_787_307_330_000_000_000 + u64::from(id) * 1_000_000,
+            end_time_unix_nano: 1_787_307_331_000_000_000,
+            attributes: attrs.iter().map(|(k, v)| kv(k, v)).collect(),
+            status: error.then(|| Status { message: "tool failed".into(), code: 2 }),
+            ..Default::default()
+        }
+    }
+
+    pub fn export(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "travel-agent-svc"), kv("user.id", "alice")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+/// `POST /v1/otlp/v1/traces`: GenAI spans in OTLP protobuf (gzip) and
+/// JSON. Guardrail spans become decisions, tool calls outcomes naming them
+/// (in the same export, or stored from an earlier one); other spans are
+/// skipped; a re-sent export adds nothing; bad exports get a named 4xx.
+#[test]
+fn otlp_genai_spans_become_decisions_and_outcomes() {
+    use otlp_spans::{export, span};
+    use prost::Message;
+    let limits = Limits { batch_envelopes_max: 8, ..Limits::default() };
+    let s = Server::start_with(limits);
+    let ingest = s.token("ingest").to_string();
+    let query = s.token("query").to_string();
+    let agent = [
+        ("gen_ai.operation.name", "invoke_agent"),
+        ("gen_ai.agent.id", "agent-42"),
+        ("gen_ai.agent.name", "Travel"),
+        ("gen_ai.conversation.id", "conv-1"),
+    ];
+    let guard = |verdict: &'static str| {
+        vec![
+            ("gen_ai.operation.name", "apply_guardrail"),
+            ("gen_ai.security.decision.type", verdict),
+            ("gen_ai.security.target.type", "tool_call"),
+            ("gen_ai.security.policy.id", "pol-7"),
+            ("gen_ai.guardian.name", "policy-guard"),
+            ("gen_ai.conversation.id", "conv-1"),
+        ]
+    };
+    let tool = |name: &'static str, call: &'static str| {
+        vec![
+            ("gen_ai.operation.name", "execute_tool"),
+            ("gen_ai.tool.name", name),
+            ("gen_ai.tool.call.id", call),
+            ("gen_ai.conversation.id", "conv-1"),
+        ]
+    };
+    let spans = vec![
+        span(1, 1, None, "invoke_agent Travel", &agent, false),
+        span(1, 3, Some(2), "apply_guardrail policy-guard", &guard("allow"), false),
+        span(1, 2, Some(1), "execute_tool book_flight", &tool("book_flight", "call-1"), false),
+        span(1, 5, Some(4), "apply_guardrail policy-guard", &guard("deny"), false),
+        span(1, 4, Some(1), "execute_tool wire_money", &tool("wire_money", "call-2"), true),
+        span(1, 6, Some(1), "chat gpt", &[("gen_ai.operation.name", "chat")], false),
+    ];
+    let req = export(spans);
+    let proto = [("content-type", "application/x-protobuf"), ("content-encoding", "gzip")];
+    let before = s.tree_size();
+    let r = s.call("POST", "/v1/otlp/v1/traces", Some(&ingest), &proto, Some(gzip(&req.encode_to_vec())));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.tree_size(), before + 4, "two decisions, two outcomes; invoke_agent and chat are skipped");
+    // The same export as OTLP/JSON: nothing new.
+    let json_ct = [("content-type", "application/json")];
+    let r = s.call("POST", "/v1/otlp/v1/traces", Some(&ingest), &json_ct, Some(serde_json::to_vec(&req).unwrap()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["receipts"].as_array().unwrap().iter().all(|x| x["duplicate"] == true), "{}", r.text);
+    assert_eq!(s.tree_size(), before + 4);
+
+    let trace = "01".repeat(16);
+    let id = |span: u8| format!("otel:{trace}:{}", format!("{span:02x}").repeat(8));
+    let r = s.post_json(
+        "/v1/sql",
+        &query,
+        &json!({"sql": "SELECT event_id, event_type, principal_id, actor_id, resource_id, effect, outcome_status, \
+                        decision_event_id, trace_id, session_id, policy_version FROM events \
+                        WHERE source_format = 'otlp.genai.v1' ORDER BY seq"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["rows"],
+        json!([
+            [
+                id(3),
+                "authz.decision",
+                "alice",
+                "agent-42",
+                "book_flight",
+                "allow",
+                null,
+                null,
+                trace,
+                "conv-1",
+                "pol-7"
+            ],
+            [id(5), "authz.decision", "alice", "agent-42", "wire_money", "deny", null, null, trace, "conv-1", "pol-7"],
+            [
+                id(2),
+                "authz.outcome",
+                "alice",
+                "agent-42",
+                "book_flight",
+                null,
+                "executed",
+                id(3),
+                trace,
+                "conv-1",
+                null
+            ],
+            [id(4), "authz.outcome", "alice", "agent-42", "wire_money", null, "failed", id(5), trace, "conv-1", null]
+        ]),
+        "{}",
+        r.text
+    );
+    let chain = s.get(&format!("/v1/chains/{}", id(3)), &query);
+    assert_eq!(chain.status, 200, "{}", chain.text);
+    assert_eq!(chain.json()["outcomes"][0]["event_id"], id(2), "{}", chain.text);
+
+    // The guardrail in one export, its tool call in the next: still linked.
+    let g = span(2, 9, Some(8), "apply_guardrail", &guard("allow"), false);
+    let t = span(2, 8, None, "execute_tool send_mail", &tool("send_mail", "call-3"), false);
+    for part in [g, t] {
+        let r = s.call(
+            "POST",
+            "/v1/otlp/v1/traces",
+            Some(&ingest),
+            &proto,
+            Some(gzip(&export(vec![part]).encode_to_vec())),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let t2 = "02".repeat(16);
+    let e = s.get(&format!("/v1/events/by-id/otel:{t2}:{}", "08".repeat(8)), &query).json();
+    assert_eq!(e["payload"]["outcome"]["decision_event_id"], format!("otel:{t2}:{}", "09".repeat(8)), "{e}");
+
+    // Bad exports: a named 4xx each, nothing stored.
+    let before = s.tree_size();
+    let mut no_trace = span(3, 1, None, "apply_guardrail", &guard("allow"), false);
+    no_trace.trace_id.clear();
+    let wide = export((0..9).map(|i| span(4, i + 1, None, "apply_guardrail", &guard("allow"), false)).collect());
+    let plain = [("content-type", "application/x-protobuf")];
+    for (name, h, body, status, code, path) in [
+        ("malformed protobuf", plain.to_vec(), b"\x0a\xff\xff\xff".to_vec(), 400, "malformed_protobuf", None),
+        ("malformed JSON", json_ct.to_vec(), b"{\"resourceSpans\": [".to_vec(), 400, "malformed_json", None),
+        (
+            "wrong content type",
+            vec![("content-type", "text/plain")],
+            req.encode_to_vec(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "missing trace id",
+            plain.to_vec(),
+            export(vec![no_trace]).encode_to_vec(),
+            422,
+            "invalid_batch",
+            Some("/resourceSpans/0/scopeSpans/0/spans/0/traceId"),
+        ),
+        ("oversized batch", plain.to_vec(), wide.encode_to_vec(), 413, "batch_too_large", None),
+    ] {
+        let r = s.call("POST", "/v1/otlp/v1/traces", Some(&ingest), &h, Some(body));
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{name}: {}", r.text);
+        if let Some(p) = path {
+            assert_eq!(r.json()["error"]["items"][0]["path"], p, "{name}: {}", r.text);
+        }
+        assert_eq!(s.tree_size(), before, "{name}: something was stored");
+    }
+    let r = s.call("POST", "/v1/otlp/v1/traces", Some(&query), &plain, Some(req.encode_to_vec()));
+    assert_eq!(r.status, 403, "a query token cannot ingest: {}", r.text);
+}

@@ -858,6 +858,30 @@ impl Store {
         Ok((seq < self.head().tree_size).then_some((seq, hash)))
     }
 
+    /// The committed event ids that start with `prefix`, with their seqs,
+    /// in id order, at most `limit` (an id scheme with a common prefix,
+    /// such as the spans of one trace, is found in one seek).
+    pub fn event_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<(String, u64)>> {
+        let size = self.head().tree_size;
+        let cf = self.cf(CF_EVENT_IDS);
+        let mode = rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.shared.db.iterator_cf(&cf, mode) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
+                break;
+            }
+            let id = String::from_utf8(k.to_vec())
+                .map_err(|_| Error::Corruption("an event id in the index is not UTF-8".into()))?;
+            let (seq, _) = decode_event_id_value(&v)
+                .ok_or_else(|| Error::Corruption(format!("event id index entry for `{id}` is malformed")))?;
+            if seq < size {
+                out.push((id, seq));
+            }
+        }
+        Ok(out)
+    }
+
     /// The seq of the committed event that `item` would conflict with: one
     /// stored under its event id with another payload (and not a record of
     /// the same raw OPA event). The writer refuses such an item; `import`

@@ -14,6 +14,7 @@ const QUARANTINE: &[(&str, &str)] = &[
     ("tower", "actlog-server"),
     ("tower-http", "actlog-server"),
     ("pgwire", "actlog-server"),
+    ("opentelemetry-proto", "actlog-server"),
     ("clap", "actlog-cli"),
     ("ballista", "actlog-cluster"),
     ("ballista-core", "actlog-cluster"),

@@ -1601,3 +1601,60 @@ fn the_reference_authzen_gateway_records_every_evaluation() {
     assert_eq!(status, 200, "{chain}");
     assert!(chain.to_string().contains("agent-9"), "{chain}");
 }
+
+/// The OpenTelemetry Python SDK, with its own OTLP/HTTP exporter (protobuf,
+/// gzip), exports an agent run's GenAI spans to a running server: the two
+/// guardrail verdicts become decisions, the two tool calls outcomes naming
+/// them; SQL and the chain read them back; a second export of the same
+/// spans would add nothing (the ids are the span ids).
+#[test]
+fn the_opentelemetry_sdk_exports_genai_spans_to_actlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = serve(&dir.path().join("data"));
+    let admin = p.token.clone().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["tokens", "create", "--role", "ingest", "--url", &p.url, "--token", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ingest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/otel_genai_export.py");
+    let out = Command::new("python3").args([script, &p.url, &ingest]).output().expect("python3 (tools/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(trace.len(), 32);
+    let (status, v) = call(
+        &format!("{}/v1/sql", p.url),
+        &admin,
+        Some(
+            json!({"sql": "SELECT event_type, principal_id, actor_id, resource_id, effect, outcome_status, session_id, \
+                            trace_id, decision_event_id IS NOT NULL FROM events WHERE source_format = 'otlp.genai.v1' \
+                            ORDER BY event_type, resource_id"}),
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([
+            ["authz.decision", "bob", "agent-otel-1", "search_flights", "allow", null, "conv-otel", trace, false],
+            ["authz.decision", "bob", "agent-otel-1", "wire_money", "deny", null, "conv-otel", trace, false],
+            ["authz.outcome", "bob", "agent-otel-1", "search_flights", null, "executed", "conv-otel", trace, true],
+            ["authz.outcome", "bob", "agent-otel-1", "wire_money", null, "failed", "conv-otel", trace, true]
+        ]),
+        "{v}"
+    );
+    // Each outcome names its guardrail's decision, and the chain joins them.
+    let (_, v) = call(
+        &format!("{}/v1/sql", p.url),
+        &admin,
+        Some(json!({"sql": "SELECT d.event_id FROM events o JOIN events d ON o.decision_event_id = d.event_id \
+                            WHERE o.source_format = 'otlp.genai.v1' AND d.resource_id = 'wire_money'"})),
+    )
+    .unwrap();
+    let decision = v["rows"][0][0].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+    let (status, chain) = call(&format!("{}/v1/chains/{decision}", p.url), &admin, None).unwrap();
+    assert_eq!(status, 200, "{chain}");
+    assert_eq!(chain["outcomes"][0]["status"], "failed", "{chain}");
+    assert_eq!(chain["decision"]["effect"], "deny", "{chain}");
+}
