@@ -1490,3 +1490,62 @@ fn otlp_genai_spans_become_decisions_and_outcomes() {
     let r = s.call("POST", "/v1/otlp/v1/traces", Some(&query), &plain, Some(req.encode_to_vec()));
     assert_eq!(r.status, 403, "a query token cannot ingest: {}", r.text);
 }
+
+/// `POST /v1/otlp/v1/logs`: a log record that carries the GenAI guardrail
+/// attributes (and its trace and span ids) is a decision, as its span would
+/// be; other records are skipped; a re-sent export adds nothing.
+#[test]
+fn otlp_genai_log_records_become_decisions() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use otlp_spans::kv;
+    use prost::Message;
+    let s = Server::start();
+    let ingest = s.token("ingest").to_string();
+    let query = s.token("query").to_string();
+    let record = |span: u8, attrs: &[(&str, &str)]| LogRecord {
+        time_unix_nano: 1_787_307_330_000_000_000,
+        trace_id: vec![7; 16],
+        span_id: vec![span; 8],
+        event_name: "gen_ai.security.decision".into(),
+        attributes: attrs.iter().map(|(k, v)| kv(k, v)).collect(),
+        ..Default::default()
+    };
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource { attributes: vec![kv("service.name", "gw")], ..Default::default() }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record(
+                        1,
+                        &[
+                            ("gen_ai.operation.name", "apply_guardrail"),
+                            ("gen_ai.security.decision.type", "deny"),
+                            ("gen_ai.security.target.type", "tool_call"),
+                            ("gen_ai.security.target.id", "delete_repo"),
+                            ("gen_ai.agent.id", "agent-log-1"),
+                            ("gen_ai.conversation.id", "conv-log"),
+                        ],
+                    ),
+                    record(2, &[("message", "an ordinary log line")]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let h = [("content-type", "application/x-protobuf")];
+    let before = s.tree_size();
+    for _ in 0..2 {
+        let r = s.call("POST", "/v1/otlp/v1/logs", Some(&ingest), &h, Some(req.encode_to_vec()));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(s.tree_size(), before + 1, "one decision; the plain log line is skipped; the resend adds nothing");
+    }
+    let e = s.get(&format!("/v1/events/by-id/otel:{}:{}", "07".repeat(16), "01".repeat(8)), &query).json();
+    assert_eq!(e["payload"]["decision"]["effect"], "deny", "{e}");
+    assert_eq!(e["payload"]["request"]["tool"]["name"], "delete_repo", "{e}");
+    assert_eq!(e["payload"]["delegation"]["actor"]["id"], "agent-log-1", "{e}");
+    let metrics = s.get("/metrics", s.token("admin")).text;
+    assert!(metrics.contains("actlog_otlp_items_skipped_total 2"), "one skipped record per export: {metrics}");
+}
