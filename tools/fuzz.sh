@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-2000}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(envelope event opa_chunk gzip_body note tlog sql manifest)
+[ ${#targets[@]} -gt 0 ] || targets=(envelope event opa_chunk source_items gzip_body note tlog sql manifest)
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-/var/tmp/actlog-fuzz-target}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

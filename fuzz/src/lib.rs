@@ -67,6 +67,40 @@ pub fn opa_chunk(data: &[u8]) {
     }
 }
 
+/// Cerbos audit lines and AuthZEN records, split as NDJSON as the server
+/// does, each mapped by both sources: a refusal has a code and a field, and
+/// what maps is a pure function of the item and validates.
+pub fn source_items(data: &[u8]) {
+    let limits = SplitLimits { json_depth_max: 64, batch_items_max: 4096, empty_batch_ok: true };
+    let Ok(raws) = body::split(data, Shape::Ndjson, &limits, "items") else { return };
+    let token = actlog_core::opa::OpaToken { name: "src", sha256: [7; 32], pdp_id: None };
+    let now = "2026-08-21T10:15:30Z";
+    for raw in raws {
+        match actlog_core::cerbos::check(&raw, &token, 256 << 10) {
+            Ok(Some(items)) => {
+                let again = actlog_core::cerbos::check(&raw, &token, 256 << 10).expect("maps twice").expect("decisions");
+                assert_eq!(items.len(), again.len());
+                assert!(items.len() <= actlog_core::cerbos::FANOUT_MAX);
+                for (a, b) in items.iter().zip(&again) {
+                    assert_eq!(a.payload_sha256(), b.payload_sha256(), "a pure function of the line");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => assert!(!e.code.is_empty()),
+        }
+        match actlog_core::authzen::check(&raw, &token, 256 << 10, now) {
+            Ok(items) => {
+                assert!(!items.is_empty() && items.len() <= actlog_core::authzen::EVALUATIONS_MAX);
+                let again = actlog_core::authzen::check(&raw, &token, 256 << 10, now).expect("maps twice");
+                for (a, b) in items.iter().zip(&again) {
+                    assert_eq!(a.payload_sha256(), b.payload_sha256(), "a pure function of the record");
+                }
+            }
+            Err(e) => assert!(!e.code.is_empty()),
+        }
+    }
+}
+
 /// A gzip body inflated under a limit, then split both ways.
 pub fn gzip_body(data: &[u8]) {
     let limits = SplitLimits { json_depth_max: 64, batch_items_max: 4096, empty_batch_ok: false };
