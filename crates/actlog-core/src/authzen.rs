@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ingest::ItemError;
 use crate::leaf::sha256;
-use crate::opa::{OpaToken, text};
+use crate::opa::{MappedEvent, OpaToken, text};
 
 /// The `source.format` of mapped AuthZEN evaluations.
 pub const AUTHZEN_FORMAT: &str = "authzen.evaluation.v1";
@@ -38,7 +38,7 @@ pub const DEFAULT_PDP_ID: &str = "authzen";
 pub const EVALUATIONS_MAX: usize = 1024;
 
 fn item(code: &'static str, message: impl Into<String>, path: &str) -> ItemError {
-    ItemError { code, message: message.into(), path: path.into() }
+    ItemError::new(code, message, path)
 }
 
 fn malformed(message: impl Into<String>, path: &str) -> ItemError {
@@ -54,6 +54,10 @@ fn event_id(pdp: &str, request_id: &str, k: usize) -> String {
 /// `bound_pdp` is the ingest token's PDP binding; `received` stamps a
 /// record without `time`.
 pub fn map_record(raw: &[u8], bound_pdp: Option<&str>, received: &str) -> Result<Vec<Vec<u8>>, ItemError> {
+    Ok(map_events(raw, bound_pdp, received)?.into_iter().map(|(bytes, _)| bytes).collect())
+}
+
+fn map_events(raw: &[u8], bound_pdp: Option<&str>, received: &str) -> Result<Vec<MappedEvent>, ItemError> {
     let v: Value = serde_json::from_slice(raw).map_err(|e| malformed(format!("not JSON: {e}"), ""))?;
     let o = v.as_object().ok_or_else(|| malformed("an AuthZEN record must be a JSON object", ""))?;
     let request = o
@@ -150,11 +154,7 @@ pub fn map_record(raw: &[u8], bound_pdp: Option<&str>, received: &str) -> Result
         if let Some(s) = &semantic {
             event["ext"]["authzen"]["evaluations_semantic"] = s.clone();
         }
-        let bytes = crate::canonical::to_vec(&event);
-        crate::event::validate(&bytes).map_err(|e| {
-            item("unmappable_authzen_record", format!("the mapped event breaks the schema: {e}"), &e.path)
-        })?;
-        out.push(bytes);
+        out.push(crate::opa::finish(&event, "unmappable_authzen_record")?);
     }
     Ok(out)
 }
@@ -258,17 +258,11 @@ pub fn check(
     envelope_bytes_max: usize,
     received: &str,
 ) -> Result<Vec<crate::ingest::Checked>, ItemError> {
-    if raw.len() > envelope_bytes_max {
-        return Err(item(
-            "envelope_too_large",
-            format!("the AuthZEN record is {} bytes; the limit envelope_bytes_max is {envelope_bytes_max}", raw.len()),
-            "",
-        ));
-    }
-    map_record(raw, token.pdp_id, received)?
+    crate::opa::within_envelope_max(raw, "AuthZEN record", envelope_bytes_max)?;
+    Ok(map_events(raw, token.pdp_id, received)?
         .into_iter()
-        .map(|p| crate::opa::token_checked(AUTHZEN_FORMAT, raw, p, token, "unmappable_authzen_record"))
-        .collect()
+        .map(|e| crate::opa::token_checked(AUTHZEN_FORMAT, raw, e, token))
+        .collect())
 }
 
 #[cfg(test)]

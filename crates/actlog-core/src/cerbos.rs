@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ingest::ItemError;
 use crate::leaf::sha256;
-use crate::opa::{OpaToken, text};
+use crate::opa::{MappedEvent, OpaToken, text};
 
 /// The `source.format` of mapped Cerbos events.
 pub const CERBOS_FORMAT: &str = "cerbos.decision_log.v1";
@@ -36,12 +36,8 @@ pub const DEFAULT_PDP_ID: &str = "cerbos";
 /// Decisions one entry may fan out to (`cerbos_fanout_max`).
 pub const FANOUT_MAX: usize = 1024;
 
-fn item(code: &'static str, message: impl Into<String>, path: &str) -> ItemError {
-    ItemError { code, message: message.into(), path: path.into() }
-}
-
 fn malformed(message: impl Into<String>, path: &str) -> ItemError {
-    item("malformed_cerbos_entry", message, path)
+    ItemError::new("malformed_cerbos_entry", message, path)
 }
 
 /// The event id of one decision of a call.
@@ -70,9 +66,9 @@ fn source_revision(source: Option<&Value>) -> Option<String> {
 
 /// What one entry maps to: decisions, or nothing for an access-log entry.
 #[derive(Debug)]
-pub enum Mapped {
+pub enum Mapped<T = Vec<u8>> {
     /// The payloads of the entry's decisions, in order.
-    Decisions(Vec<Vec<u8>>),
+    Decisions(Vec<T>),
     /// An access-log entry: not a decision, stored nowhere.
     Access,
 }
@@ -80,6 +76,13 @@ pub enum Mapped {
 /// Maps one raw Cerbos log entry. `pdp_id` names the PDP (the ingest
 /// token's binding, or [`DEFAULT_PDP_ID`]).
 pub fn map_entry(raw: &[u8], pdp_id: &str) -> Result<Mapped, ItemError> {
+    Ok(match map_events(raw, pdp_id)? {
+        Mapped::Decisions(events) => Mapped::Decisions(events.into_iter().map(|(bytes, _)| bytes).collect()),
+        Mapped::Access => Mapped::Access,
+    })
+}
+
+fn map_events(raw: &[u8], pdp_id: &str) -> Result<Mapped<MappedEvent>, ItemError> {
     let v: Value = serde_json::from_slice(raw).map_err(|e| malformed(format!("not JSON: {e}"), ""))?;
     let o = v.as_object().ok_or_else(|| malformed("a Cerbos log entry must be a JSON object", ""))?;
     match o.get("log.kind").and_then(Value::as_str) {
@@ -132,7 +135,7 @@ pub fn map_entry(raw: &[u8], pdp_id: &str) -> Result<Mapped, ItemError> {
                 .filter(|a| !a.is_empty())
                 .ok_or_else(|| malformed("an action must be a non-empty string", &format!("{path}/actions/{j}")))?;
             if out.len() == FANOUT_MAX {
-                return Err(item(
+                return Err(ItemError::new(
                     "cerbos_entry_too_large",
                     format!("the entry fans out to more than cerbos_fanout_max = {FANOUT_MAX} decisions"),
                     at,
@@ -223,7 +226,7 @@ impl Common<'_> {
         action: &str,
         output: Option<&Value>,
         error: Option<&str>,
-    ) -> Result<Vec<u8>, ItemError> {
+    ) -> Result<MappedEvent, ItemError> {
         let resource = input
             .get("resource")
             .filter(|r| r.is_object())
@@ -293,10 +296,10 @@ impl Common<'_> {
             event["ext"]["cerbos"]["outputs"] = outs.clone();
         }
         event["decision"] = decision;
-        finish(&event)
+        crate::opa::finish(&event, UNMAPPABLE)
     }
 
-    fn plan(&self, plan: &Value) -> Result<Vec<u8>, ItemError> {
+    fn plan(&self, plan: &Value) -> Result<MappedEvent, ItemError> {
         let input = plan
             .get("input")
             .filter(|i| i.is_object())
@@ -330,17 +333,12 @@ impl Common<'_> {
             decision["error"] = json!({"code": "cerbos_error", "message": err});
         }
         event["decision"] = decision;
-        finish(&event)
+        crate::opa::finish(&event, UNMAPPABLE)
     }
 }
 
-/// Canonical bytes, checked against the schema.
-fn finish(event: &Value) -> Result<Vec<u8>, ItemError> {
-    let bytes = crate::canonical::to_vec(event);
-    crate::event::validate(&bytes)
-        .map_err(|e| item("unmappable_cerbos_entry", format!("the mapped event breaks the schema: {e}"), &e.path))?;
-    Ok(bytes)
-}
+/// The code of an entry whose mapping breaks the schema.
+const UNMAPPABLE: &str = "unmappable_cerbos_entry";
 
 /// Maps, validates and packages one raw Cerbos entry for the store: the
 /// same steps at `POST /v1/cerbos/logs` and at `actlog import --format
@@ -350,22 +348,13 @@ pub fn check(
     token: &OpaToken<'_>,
     envelope_bytes_max: usize,
 ) -> Result<Option<Vec<crate::ingest::Checked>>, ItemError> {
-    if raw.len() > envelope_bytes_max {
-        return Err(item(
-            "envelope_too_large",
-            format!("the Cerbos entry is {} bytes; the limit envelope_bytes_max is {envelope_bytes_max}", raw.len()),
-            "",
-        ));
-    }
-    let payloads = match map_entry(raw, token.pdp_id.unwrap_or(DEFAULT_PDP_ID))? {
-        Mapped::Access => return Ok(None),
-        Mapped::Decisions(p) => p,
-    };
-    let checked = payloads
-        .into_iter()
-        .map(|p| crate::opa::token_checked(CERBOS_FORMAT, raw, p, token, "unmappable_cerbos_entry"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(checked))
+    crate::opa::within_envelope_max(raw, "Cerbos entry", envelope_bytes_max)?;
+    Ok(match map_events(raw, token.pdp_id.unwrap_or(DEFAULT_PDP_ID))? {
+        Mapped::Access => None,
+        Mapped::Decisions(events) => {
+            Some(events.into_iter().map(|e| crate::opa::token_checked(CERBOS_FORMAT, raw, e, token)).collect())
+        }
+    })
 }
 
 #[cfg(test)]

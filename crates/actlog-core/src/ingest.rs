@@ -74,7 +74,8 @@ pub struct ItemError {
 }
 
 impl ItemError {
-    fn new(code: &'static str, message: impl Into<String>, path: impl Into<String>) -> ItemError {
+    /// A refusal with its code, message and JSON Pointer.
+    pub fn new(code: &'static str, message: impl Into<String>, path: impl Into<String>) -> ItemError {
         ItemError { code, message: message.into(), path: path.into() }
     }
 }

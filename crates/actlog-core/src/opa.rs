@@ -70,7 +70,7 @@ fn scalar_string(v: &Value) -> Option<String> {
 }
 
 fn item(code: &'static str, message: impl Into<String>, path: &str) -> ItemError {
-    ItemError { code, message: message.into(), path: path.into() }
+    ItemError::new(code, message, path)
 }
 
 /// The event id of an OPA decision: `opa:<labels.id>:<decision_id>` when that
@@ -220,18 +220,42 @@ pub fn correlation(session_id: Option<String>, task_id: Option<String>, is_agent
     c
 }
 
-/// Packages the mapped `payload` of a token-authenticated source of
-/// `format` for the store, with the raw item kept beside it.
+/// A mapped source item's event: its canonical bytes, and what validating
+/// them once gave.
+pub type MappedEvent = (Vec<u8>, crate::event::Event);
+
+/// Serializes a mapped event canonically (RFC 8785, a pure function of the
+/// source item) and validates it, once; a mapping that breaks the schema is
+/// refused with `unmappable`.
+pub fn finish(event: &Value, unmappable: &'static str) -> Result<MappedEvent, ItemError> {
+    let bytes = crate::canonical::to_vec(event);
+    let checked = crate::event::validate(&bytes)
+        .map_err(|e| item(unmappable, format!("the mapped event breaks the schema: {e}"), &e.path))?;
+    Ok((bytes, checked))
+}
+
+/// Refuses a source item larger than `envelope_bytes_max` (`what` names it).
+pub fn within_envelope_max(raw: &[u8], what: &str, envelope_bytes_max: usize) -> Result<(), ItemError> {
+    if raw.len() > envelope_bytes_max {
+        return Err(item(
+            "envelope_too_large",
+            format!("the {what} is {} bytes; the limit envelope_bytes_max is {envelope_bytes_max}", raw.len()),
+            "",
+        ));
+    }
+    Ok(())
+}
+
+/// Packages a mapped event of a token-authenticated source of `format` for
+/// the store, with the raw item kept beside it.
 pub fn token_checked(
     format: &str,
     raw: &[u8],
-    payload: Vec<u8>,
+    (payload, event): MappedEvent,
     token: &OpaToken<'_>,
-    unmappable: &'static str,
-) -> Result<crate::ingest::Checked, ItemError> {
-    let event = crate::event::validate(&payload).map_err(|e| item(unmappable, e.message, &e.path))?;
+) -> crate::ingest::Checked {
     let envelope = stored_record_as(format, raw, &payload, token.name);
-    Ok(crate::ingest::Checked {
+    crate::ingest::Checked {
         envelope_sha256: sha256(&envelope),
         envelope,
         payload_sha256: sha256(&payload),
@@ -239,12 +263,16 @@ pub fn token_checked(
         kind: crate::leaf::LeafKind::TokenAuthenticated,
         producer_key_id: token.sha256,
         producer_key_name: None,
-    })
+    }
 }
 
 /// Maps one raw OPA decision event to the payload bytes of an actlog event.
 /// `bound_pdp` is the ingest token's PDP binding, if any.
 pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -> Result<Vec<u8>, ItemError> {
+    map_event(raw, mapping, bound_pdp).map(|(bytes, _)| bytes)
+}
+
+fn map_event(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -> Result<MappedEvent, ItemError> {
     let v: Value =
         serde_json::from_slice(raw).map_err(|e| item("malformed_opa_event", format!("not JSON: {e}"), ""))?;
     let o =
@@ -399,11 +427,7 @@ pub fn map_decision(raw: &[u8], mapping: &OpaMapping, bound_pdp: Option<&str>) -
     if !ext.is_empty() {
         event["ext"] = json!({"opa": ext});
     }
-    // RFC 8785 canonical bytes: a pure function of the OPA event.
-    let bytes = crate::canonical::to_vec(&event);
-    crate::event::validate(&bytes)
-        .map_err(|e| item("unmappable_opa_event", format!("the mapped event breaks the schema: {e}"), &e.path))?;
-    Ok(bytes)
+    finish(&event, "unmappable_opa_event")
 }
 
 /// The token an OPA event is attributed to.
@@ -425,15 +449,8 @@ pub fn check(
     token: &OpaToken<'_>,
     envelope_bytes_max: usize,
 ) -> Result<crate::ingest::Checked, ItemError> {
-    if raw.len() > envelope_bytes_max {
-        return Err(item(
-            "envelope_too_large",
-            format!("the OPA event is {} bytes; the limit envelope_bytes_max is {envelope_bytes_max}", raw.len()),
-            "",
-        ));
-    }
-    let payload = map_decision(raw, mapping, token.pdp_id)?;
-    token_checked(OPA_FORMAT, raw, payload, token, "unmappable_opa_event")
+    within_envelope_max(raw, "OPA event", envelope_bytes_max)?;
+    Ok(token_checked(OPA_FORMAT, raw, map_event(raw, mapping, token.pdp_id)?, token))
 }
 
 /// The stored record of a token-authenticated OPA event (see `schema/leaf.md`).

@@ -100,13 +100,17 @@ fn ingest_slot(state: &AppState, token: &str) -> Result<IngestSlot, &'static str
     })
 }
 
-fn media_shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
-    let ct = headers
+/// The media type of a request, lowercase, without parameters ("" when none).
+fn content_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    match ct.as_str() {
+        .unwrap_or_default()
+}
+
+fn media_shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
+    match content_type(headers).as_str() {
         "application/json" => Ok(Shape::Array),
         "application/x-ndjson" | "application/jsonl" | "application/json-seq" => Ok(Shape::Ndjson),
         "" => Err(ApiError::new(
@@ -159,16 +163,52 @@ fn batch_or_422(
     results: Vec<Result<Checked, actlog_core::ingest::ItemError>>,
     message: &str,
 ) -> Result<Vec<Checked>, ApiError> {
-    ingest::all_or_nothing(results).map_err(|refused| {
-        let items: Vec<Item> = refused
-            .into_iter()
-            .map(|(index, e)| Item { index, code: e.code, message: e.message, path: e.path })
-            .collect();
-        for i in &items {
-            state.metrics.refused(i.code);
-        }
-        ApiError { items, ..ApiError::new(ErrorCode::InvalidBatch, message) }
-    })
+    ingest::all_or_nothing(results).map_err(|refused| refused_items(state, refused, message))
+}
+
+/// One 422 `invalid_batch` naming every refused item, each counted in
+/// `/metrics` by its code.
+fn refused_items(
+    state: &AppState,
+    refused: Vec<(usize, actlog_core::ingest::ItemError)>,
+    message: impl Into<String>,
+) -> ApiError {
+    let items: Vec<Item> =
+        refused.into_iter().map(|(index, e)| Item { index, code: e.code, message: e.message, path: e.path }).collect();
+    for i in &items {
+        state.metrics.refused(i.code);
+    }
+    ApiError { items, ..ApiError::new(ErrorCode::InvalidBatch, message) }
+}
+
+/// Refuses a request whose items fan out to more decisions than
+/// `batch_envelopes_max` (413 `batch_too_large`); `why` says how.
+fn within_batch_max(state: &AppState, decisions: usize, why: impl FnOnce(usize) -> String) -> Result<(), ApiError> {
+    let max = state.limits.batch_envelopes_max;
+    if decisions > max {
+        state.metrics.refused("batch_too_large");
+        return Err(ApiError::new(ErrorCode::BatchTooLarge, why(max)));
+    }
+    Ok(())
+}
+
+/// The SHA-256 of an ingest token, as its record holds it: the producer key
+/// id of the token-authenticated leaves it submits.
+fn token_hash(token: &actlog_store::TokenRecord) -> Result<[u8; 32], ApiError> {
+    hex::decode(&token.token_sha256_hex)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))
+}
+
+/// Appends `checked` and answers with its receipts; nothing to append (an
+/// empty chunk, or only skipped items) answers with none.
+async fn append_receipts(state: &AppState, checked: Vec<Checked>) -> Result<ReceiptsBody, ApiError> {
+    if checked.is_empty() {
+        return Ok(ReceiptsBody { checkpoint: None, receipts: Vec::new(), tree_size: state.store.head().tree_size });
+    }
+    let appended = append(state, checked).await?;
+    receipts_body(state, appended, None).await
 }
 
 /// Appends through the store's group commit and waits for the synced write.
@@ -448,10 +488,7 @@ pub async fn post_opa(
     }
     state.metrics.batch(raws.len());
     let mapping = std::sync::Arc::clone(&state.opa_mapping);
-    let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
+    let token_hash = token_hash(&token)?;
     let limits = state.limits.clone();
     let results = tokio::task::spawn_blocking(move || {
         raws.par_iter().map(|raw| map_opa(raw, &mapping, &token, token_hash, &limits)).collect::<Vec<_>>()
@@ -526,12 +563,7 @@ async fn post_otlp(
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable(ErrorCode::ShuttingDown, "the server is shutting down; retry"));
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let json = match ct.as_str() {
+    let json = match content_type(&headers).as_str() {
         "application/x-protobuf" | "application/protobuf" => false,
         "application/json" => true,
         other => {
@@ -546,17 +578,14 @@ async fn post_otlp(
         Err(limit) => return Err(shed(&state, body, limit).await),
     };
     let bytes = read_body(body, &headers, &state.limits).await?;
-    let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
+    let token_hash = token_hash(&token)?;
     let store = std::sync::Arc::clone(&state.store);
     let mapped = tokio::task::spawn_blocking(move || {
         let stored = |trace: &str, span: &str| stored_guardrail(&store, trace, span);
         let mapped = crate::otlp::map(signal, &bytes, json, token.pdp_id.as_deref(), &stored)?;
         let skipped = mapped.skipped;
         let t = actlog_core::opa::OpaToken { name: &token.name, sha256: token_hash, pdp_id: token.pdp_id.as_deref() };
-        crate::otlp::checked(mapped, &t).map(|c| (c, skipped))
+        Ok::<_, Vec<_>>((crate::otlp::checked(mapped, &t), skipped))
     })
     .await
     .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
@@ -571,40 +600,21 @@ async fn post_otlp(
                 state.metrics.refused(code.as_str());
                 return Err(ApiError::new(code, e.message.clone()));
             }
-            let items: Vec<Item> = refused
-                .into_iter()
-                .map(|(index, e)| Item { index, code: e.code, message: e.message, path: e.path })
-                .collect();
-            for i in &items {
-                state.metrics.refused(i.code);
-            }
-            return Err(ApiError {
-                items,
-                ..ApiError::new(
-                    ErrorCode::InvalidBatch,
-                    "one or more spans were refused; nothing from this export was stored",
-                )
-            });
+            return Err(refused_items(
+                &state,
+                refused,
+                "one or more spans were refused; nothing from this export was stored",
+            ));
         }
     };
     state.metrics.otlp_skipped(skipped);
-    if checked.len() > state.limits.batch_envelopes_max {
-        state.metrics.refused("batch_too_large");
-        return Err(ApiError::new(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "the export holds {} GenAI spans, more than batch_envelopes_max = {}; export smaller batches",
-                checked.len(),
-                state.limits.batch_envelopes_max
-            ),
-        ));
-    }
-    let body = if checked.is_empty() {
-        ReceiptsBody { checkpoint: None, receipts: Vec::new(), tree_size: state.store.head().tree_size }
-    } else {
-        let appended = append(&state, checked).await?;
-        receipts_body(&state, appended, None).await?
-    };
+    within_batch_max(&state, checked.len(), |max| {
+        format!(
+            "the export holds {} GenAI spans, more than batch_envelopes_max = {max}; export smaller batches",
+            checked.len()
+        )
+    })?;
+    let body = append_receipts(&state, checked).await?;
     // OTLP/HTTP answers in the request's encoding: an empty
     // Export*ServiceResponse in protobuf; in JSON, the receipts (fields an
     // OTLP client ignores).
@@ -680,10 +690,7 @@ async fn post_mapped(
     })
     .await?;
     state.metrics.batch(raws.len());
-    let token_hash: [u8; 32] = hex::decode(&token.token_sha256_hex)
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| ApiError::internal("a token record has a malformed hash"))?;
+    let token_hash = token_hash(&token)?;
     let limits = state.limits.clone();
     let received = actlog_core::time::format_rfc3339_utc(actlog_store::now_ns());
     let results = tokio::task::spawn_blocking(move || {
@@ -694,15 +701,7 @@ async fn post_mapped(
     .map_err(|e| ApiError::internal(format!("mapping task failed: {e}")))?;
     let (checked, skipped) = mapped_batch(&state, results, what)?;
     state.metrics.cerbos_access_skipped(skipped);
-    if checked.is_empty() {
-        return Ok(Json(ReceiptsBody {
-            checkpoint: None,
-            receipts: Vec::new(),
-            tree_size: state.store.head().tree_size,
-        }));
-    }
-    let appended = append(&state, checked).await?;
-    Ok(Json(receipts_body(&state, appended, None).await?))
+    Ok(Json(append_receipts(&state, checked).await?))
 }
 
 /// All or nothing over a batch of mapped items (each refusal names its
@@ -713,38 +712,28 @@ fn mapped_batch(
     results: Vec<Result<Option<Vec<Checked>>, actlog_core::ingest::ItemError>>,
     what: &str,
 ) -> Result<(Vec<Checked>, u64), ApiError> {
-    let mut items = Vec::new();
+    let mut refused = Vec::new();
     let (mut checked, mut skipped) = (Vec::new(), 0u64);
     for (index, r) in results.into_iter().enumerate() {
         match r {
-            Err(e) => items.push(Item { index, code: e.code, message: e.message, path: e.path }),
+            Err(e) => refused.push((index, e)),
             Ok(None) => skipped += 1,
             Ok(Some(c)) => checked.extend(c),
         }
     }
-    if !items.is_empty() {
-        for i in &items {
-            state.metrics.refused(i.code);
-        }
-        return Err(ApiError {
-            items,
-            ..ApiError::new(
-                ErrorCode::InvalidBatch,
-                format!("one or more {what} were refused; nothing from this batch was stored"),
-            )
-        });
-    }
-    let max = state.limits.batch_envelopes_max;
-    if checked.len() > max {
-        state.metrics.refused("batch_too_large");
-        return Err(ApiError::new(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "the {what} fan out to {} decisions, more than batch_envelopes_max = {max}; send fewer per request",
-                checked.len()
-            ),
+    if !refused.is_empty() {
+        return Err(refused_items(
+            state,
+            refused,
+            format!("one or more {what} were refused; nothing from this batch was stored"),
         ));
     }
+    within_batch_max(state, checked.len(), |max| {
+        format!(
+            "the {what} fan out to {} decisions, more than batch_envelopes_max = {max}; send fewer per request",
+            checked.len()
+        )
+    })?;
     Ok((checked, skipped))
 }
 

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use actlog_core::ingest::{Checked, ItemError};
-use actlog_core::opa::OpaToken;
+use actlog_core::opa::{MappedEvent, OpaToken};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Map, Value, json};
 
@@ -180,8 +180,8 @@ fn items(signal: Signal, body: &[u8], json: bool) -> Result<Vec<Item>, ItemError
 /// What a request maps to: events in order (decisions first), or the
 /// refusals; and how many items were not GenAI decisions or tool calls.
 pub struct Mapped {
-    /// Each event's payload, raw item bytes, and the item's index.
-    pub events: Vec<(Vec<u8>, Vec<u8>, usize)>,
+    /// Each event (validated once) and the raw item bytes.
+    pub events: Vec<(MappedEvent, Vec<u8>)>,
     /// Items skipped (not `apply_guardrail` or `execute_tool`).
     pub skipped: u64,
 }
@@ -225,20 +225,13 @@ pub fn map(
         } else {
             outcome(item, &items, &by_span, stored)
         };
-        let bytes = actlog_core::canonical::to_vec(&event);
-        match actlog_core::event::validate(&bytes) {
-            Ok(_) => {
+        match actlog_core::opa::finish(&event, "unmappable_otlp") {
+            Ok(mapped) => {
                 let slot = if op == Some("apply_guardrail") { &mut decisions } else { &mut outcomes };
-                slot.push((bytes, item.raw.clone(), index));
+                slot.push((mapped, item.raw.clone()));
             }
-            Err(e) => refused.push((
-                index,
-                ItemError {
-                    code: "unmappable_otlp",
-                    message: format!("the mapped event breaks the schema: {e}"),
-                    path: item.path.clone(),
-                },
-            )),
+            // Named by where the span is in the export, not inside the mapped event.
+            Err(e) => refused.push((index, ItemError { path: item.path.clone(), ..e })),
         }
     }
     if !refused.is_empty() {
@@ -425,14 +418,10 @@ fn outcome(item: &Item, items: &[Item], by_span: &HashMap<(&[u8], &[u8]), &Item>
 }
 
 /// Packages mapped events for the store.
-pub fn checked(mapped: Mapped, token: &OpaToken<'_>) -> Result<Vec<Checked>, Vec<(usize, ItemError)>> {
-    let mut out = Vec::with_capacity(mapped.events.len());
-    let mut refused = Vec::new();
-    for (payload, raw, index) in mapped.events {
-        match actlog_core::opa::token_checked(OTLP_FORMAT, &raw, payload, token, "unmappable_otlp") {
-            Ok(c) => out.push(c),
-            Err(e) => refused.push((index, e)),
-        }
-    }
-    if refused.is_empty() { Ok(out) } else { Err(refused) }
+pub fn checked(mapped: Mapped, token: &OpaToken<'_>) -> Vec<Checked> {
+    mapped
+        .events
+        .into_iter()
+        .map(|(event, raw)| actlog_core::opa::token_checked(OTLP_FORMAT, &raw, event, token))
+        .collect()
 }

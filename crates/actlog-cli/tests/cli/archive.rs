@@ -93,6 +93,17 @@ fn duckdb(sql: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// `serve --archive file://DIR/archive` on `DIR/data`, with segments (so
+/// archived ranges) of `RANGE` events: the server, the data and archive
+/// directories, and the archive's URL.
+fn serve_archiving(dir: &Path) -> (Proc, PathBuf, PathBuf, String) {
+    let (data, arch) = (dir.join("data"), dir.join("archive"));
+    let url = format!("file://{}", arch.display());
+    let seg = RANGE.to_string();
+    let p = serve_env(&data, "127.0.0.1:0", &["--segment-events", &seg, "--archive", &url], &[]);
+    (p, data, arch, url)
+}
+
 fn sql(data: &Path, query: &str) -> String {
     let out = actlog(data, &["sql", query, "--format", "csv"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -106,10 +117,7 @@ fn sql(data: &Path, query: &str) -> String {
 #[test]
 fn an_archive_in_files_verifies_is_read_by_duckdb_and_names_any_changed_object() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, arch) = (dir.path().join("data"), dir.path().join("archive"));
-    let url = format!("file://{}", arch.display());
-    let seg = RANGE.to_string();
-    let mut p = serve_env(&data, "127.0.0.1:0", &["--segment-events", &seg, "--archive", &url], &[]);
+    let (mut p, data, arch, url) = serve_archiving(dir.path());
     let admin = p.token.clone().unwrap();
     loadgen(&p, &admin, 400);
     let kept = settled_checkpoint(&p, &admin);
@@ -616,10 +624,7 @@ fn cluster_sql(scheduler: &str, url: &str, query: &str) -> std::process::Output 
 #[test]
 fn a_ballista_cluster_answers_the_pinned_queries_over_the_archive_as_one_node_does() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, arch) = (dir.path().join("data"), dir.path().join("archive"));
-    let url = format!("file://{}", arch.display());
-    let seg = RANGE.to_string();
-    let mut p = serve_env(&data, "127.0.0.1:0", &["--segment-events", &seg, "--archive", &url], &[]);
+    let (mut p, data, _, url) = serve_archiving(dir.path());
     let admin = p.token.clone().unwrap();
     loadgen(&p, &admin, 1700);
     settled_checkpoint(&p, &admin);

@@ -1476,6 +1476,17 @@ fn two_actlog_ledgers_witness_each_other() {
     }
 }
 
+/// A new ingest token made through the admin API (`tokens create --url`).
+fn ingest_token(p: &Proc, admin: &str, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
+        .args(["tokens", "create", "--role", "ingest", "--url", &p.url, "--token", admin])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A child process killed when dropped, with the first line of its stdout.
 struct Spawned(Child);
 
@@ -1525,12 +1536,7 @@ fn the_reference_authzen_gateway_records_every_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let p = serve(&dir.path().join("data"));
     let admin = p.token.clone().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
-        .args(["tokens", "create", "--role", "ingest", "--pdp", "pdp-demo", "--url", &p.url, "--token", &admin])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ingest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let ingest = ingest_token(&p, &admin, &["--pdp", "pdp-demo"]);
     let (_pdp, pdp_url) = python_server(&["-c", DEMO_PDP]);
     let pep_script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/authzen_pep.py");
     let spool = dir.path().join("pep.spool");
@@ -1612,12 +1618,7 @@ fn the_opentelemetry_sdk_exports_genai_spans_to_actlog() {
     let dir = tempfile::tempdir().unwrap();
     let p = serve(&dir.path().join("data"));
     let admin = p.token.clone().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_actlog"))
-        .args(["tokens", "create", "--role", "ingest", "--url", &p.url, "--token", &admin])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ingest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let ingest = ingest_token(&p, &admin, &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/otel_genai_export.py");
     let out = Command::new("python3").args([script, &p.url, &ingest]).output().expect("python3 (tools/setup.sh)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
