@@ -50,6 +50,11 @@ def error_pointers(err):
         for prop in err.validator_value:
             if prop not in err.instance:
                 out.append(base + "/" + pointer([prop])[1:])
+    if err.validator == "dependentRequired" and isinstance(err.instance, dict):
+        for props in err.validator_value.values():
+            for prop in props:
+                if prop not in err.instance:
+                    out.append(base + "/" + pointer([prop])[1:])
     return out
 
 

@@ -99,6 +99,11 @@ class ActlogServer:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 
+    def metrics(self):
+        req = urllib.request.Request(self.url + "/metrics", headers={"Authorization": f"Bearer {self.admin}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.read().decode()
+
     def event(self, seq):
         return self.request("GET", f"/v1/events/{seq}")
 

@@ -114,7 +114,7 @@ class EnvelopeTest(unittest.TestCase):
 
 class IngestTest(ServerCase):
     def test_accepted_and_stored_as_sent(self):
-        c = self.client(batch_size=256)
+        c = self.client(batch_size=256, number_events=True)
         events = [decision(f"acc-{i}", reason=f"ünïcode ✓ {i}") for i in range(5)]
         handle = c.record(events[0])
         c.record_many(events[1:])
@@ -125,9 +125,12 @@ class IngestTest(ServerCase):
         self.assertEqual(seqs, sorted(seqs))
         self.assertEqual(len(set(seqs)), 5)
         self.assertEqual(handle.result(timeout=1), receipts[0])
-        signer = Signer(SEED, "pdp-a-key")  # deterministic ed25519: the very bytes the client sent
-        for ev, r in zip(events, receipts):
+        # Deterministic ed25519: the very bytes the client sent, which are the
+        # event numbered in the client's stream.
+        signer = Signer(SEED, "pdp-a-key", number_events=False)
+        for i, (ev, r) in enumerate(zip(events, receipts)):
             stored = self.server.event(r.seq)
+            ev = dict(ev, source={"stream": c.stream, "stream_seq": i})
             sent = json.loads(signer.envelope(ev)[0])
             self.assertEqual(stored["event_id"], ev["event_id"])
             self.assertEqual(stored["leaf_hash"], r.leaf_hash)
@@ -136,6 +139,28 @@ class IngestTest(ServerCase):
             self.assertEqual(stored["payload"], ev)
         self.assertEqual(c.flush(), [])  # nothing new since the last flush
         self.assertEqual(self.server.count(), 5)
+        self.assertEqual(self.server.sql("SELECT stream, first_stream_seq, last_stream_seq, received, missing "
+                                         "FROM producer_streams"), [[c.stream, 0, 4, 5, 0]])
+
+    def test_events_are_numbered_unless_the_caller_numbers_them(self):
+        signer = Signer(SEED, number_events=True)
+        first = json.loads(base64.b64decode(json.loads(signer.envelope(decision("num-1"))[0])["payload"]))
+        self.assertEqual(first["source"], {"stream": signer.stream, "stream_seq": 0})
+        own = decision("num-2", source={"format": "gw", "stream": "mine", "stream_seq": 9})
+        mine = json.loads(base64.b64decode(json.loads(signer.envelope(own)[0])["payload"]))
+        self.assertEqual(mine["source"], own["source"])
+        kept = decision("num-3", source={"format": "gw"})
+        third = json.loads(base64.b64decode(json.loads(signer.envelope(kept)[0])["payload"]))
+        self.assertEqual(third["source"], {"format": "gw", "stream": signer.stream, "stream_seq": 1})
+        self.assertNotIn("stream", kept["source"])  # the caller's dict is not changed
+        with self.assertRaises(ValueError):  # an event that does not serialize uses no number
+            signer.envelope(decision("num-4", score=float("nan")))
+        fourth = json.loads(base64.b64decode(json.loads(signer.envelope(decision("num-5"))[0])["payload"]))
+        self.assertEqual(fourth["source"]["stream_seq"], 2)
+        # The same event recorded again keeps its number: the same bytes.
+        self.assertEqual(signer.envelope(decision("num-1")), signer.envelope(decision("num-1")))
+        self.assertNotIn("source", json.loads(base64.b64decode(json.loads(
+            Signer(SEED).envelope(decision("num-6"))[0])["payload"])))  # numbering is opt-in
 
     def test_gzip_batches_and_send(self):
         c = self.client(gzip=True, batch_size=100, spool_dir=self.spool)
@@ -191,7 +216,7 @@ class IngestTest(ServerCase):
         self.assertEqual(len(spool_files(os.path.join(self.spool, "rejected"))), 1)  # ... for rejected/
 
     def test_one_bad_event_does_not_sink_its_batch(self):
-        c = self.client(spool_dir=self.spool)
+        c = self.client(spool_dir=self.spool, number_events=True)
         good1, bad, good2 = decision("mix-1"), decision("mix-2"), decision("mix-3")
         bad["decision"] = {"effect": "maybe"}
         h = c.record_many([good1, bad, good2])
@@ -208,6 +233,10 @@ class IngestTest(ServerCase):
         with open(os.path.join(rejected, name), "rb") as f:
             [line] = f.read().splitlines()
         self.assertEqual(json.loads(base64.b64decode(json.loads(line)["payload"]))["event_id"], "mix-2")
+        # The refused event is the one number missing from the client's stream.
+        self.assertEqual(self.server.sql("SELECT stream, received, missing FROM producer_streams"),
+                         [[c.stream, 2, 1]])
+        self.assertIn('actlog_producer_sequence_gaps{pdp="pdp-a"} 1\n', self.server.metrics())
 
 
 class OverloadTest(ServerCase):

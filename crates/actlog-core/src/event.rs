@@ -105,6 +105,13 @@ pub struct Fields {
     pub decision_event_id: Option<String>,
     pub outcome_status: Option<String>,
     pub source_format: Option<String>,
+    /// The producer's numbered stream (`source.stream`): a name unique
+    /// within the PDP, whose events carry consecutive `source.stream_seq`.
+    pub source_stream: Option<String>,
+    /// The event's number in its stream (`source.stream_seq`); a number
+    /// missing between a stream's first and last is an event the producer
+    /// made that never reached the ledger.
+    pub source_stream_seq: Option<u64>,
     /// The agent a lifecycle event is about ([`LIFECYCLE_EVENT_TYPES`]):
     /// `subject.agent.id`; for events without `subject`,
     /// `ext.registered_agent.id` (agent events) or else `delegation.actor.id`.
@@ -297,6 +304,7 @@ fn validate_tree(value: &J<'_>) -> Result<Fields, SchemaError> {
     f.pdp_id = pdp_id.to_string();
     if let Some(source) = root.opt_obj("source")? {
         f.source_format = source.opt_str("format")?.map(str::to_string);
+        producer_stream(&source, &mut f)?;
     }
 
     if is_ledger {
@@ -503,6 +511,32 @@ fn validate_tree(value: &J<'_>) -> Result<Fields, SchemaError> {
 
 /// The subject of a lifecycle event: `subject` when the event has one;
 /// otherwise the rule for events written before it existed.
+/// Largest `source.stream_seq`: the largest integer a JSON number holds
+/// exactly in every common parser (2^53 - 1).
+pub const STREAM_SEQ_MAX: u64 = (1 << 53) - 1;
+
+/// `source.stream` and `source.stream_seq`: both or neither.
+fn producer_stream(source: &Obj<'_, '_>, f: &mut Fields) -> Result<(), SchemaError> {
+    let stream = source.opt_str("stream")?;
+    let seq = source.opt_u64("stream_seq")?;
+    match (stream, seq) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(source.missing("stream_seq")),
+        (None, Some(_)) => Err(source.missing("stream")),
+        (Some(s), Some(n)) => {
+            if s.is_empty() || s.len() > 256 {
+                return Err(source.invalid("stream", "must be 1 to 256 bytes"));
+            }
+            if n > STREAM_SEQ_MAX {
+                return Err(source.invalid("stream_seq", "must be at most 2^53 - 1"));
+            }
+            f.source_stream = Some(s.to_string());
+            f.source_stream_seq = Some(n);
+            Ok(())
+        }
+    }
+}
+
 fn lifecycle_subject(root: &Obj<'_, '_>, delegation: &Obj<'_, '_>, f: &mut Fields) -> Result<(), SchemaError> {
     let nonempty = |o: &Obj<'_, '_>, key: &str| -> Result<Option<String>, SchemaError> {
         match o.opt_str(key)? {
@@ -665,6 +699,14 @@ impl<'p, 'a> Obj<'p, 'a> {
             Some(J::Num(Num::I(n))) => Ok(Some(*n as f64)),
             Some(J::Num(Num::F(n))) => Ok(Some(*n)),
             Some(_) => Err(self.type_error(key, "a number")),
+        }
+    }
+    fn opt_u64(&self, key: &str) -> Result<Option<u64>, SchemaError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(J::Num(Num::U(v))) => Ok(Some(*v)),
+            Some(J::Num(Num::I(_))) => Err(self.invalid(key, "must not be negative")),
+            Some(_) => Err(self.type_error(key, "an integer")),
         }
     }
     fn req_u32(&self, key: &str) -> Result<u32, SchemaError> {

@@ -3,15 +3,18 @@
 
 use std::sync::{Arc, LazyLock};
 
+use actlog_core::event::Fields;
 use actlog_store::Store;
 use async_trait::async_trait;
-use datafusion::arrow::array::{RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, StringArray, StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
@@ -37,52 +40,85 @@ SELECT seq, event_id, event_type, event_time, received_at, pdp_id, principal_id,
 subject_agent_id(payload) AS subject_agent_id, subject_grant_id(payload) AS subject_grant_id \
 FROM events WHERE event_type IN ('delegation.granted', 'delegation.revoked', 'agent.registered', 'agent.deregistered')";
 
+/// `producer_streams`: one row per numbered producer stream (`source.stream`
+/// within a PDP), with the numbers it spans, how many of them reached the
+/// ledger, and how many are missing. The `LIKE` skips the JSON of events
+/// that carry no number; the functions then read the ones that do.
+pub const PRODUCER_STREAMS_SQL: &str = "CREATE VIEW producer_streams AS \
+SELECT pdp_id, stream, min(stream_seq) AS first_stream_seq, max(stream_seq) AS last_stream_seq, \
+count(DISTINCT stream_seq) AS received, \
+CAST(max(stream_seq) - min(stream_seq) + 1 - count(DISTINCT stream_seq) AS BIGINT UNSIGNED) AS missing, \
+min(seq) AS first_seq, max(seq) AS last_seq, min(received_at) AS first_received_at, max(received_at) AS last_received_at \
+FROM (SELECT pdp_id, seq, received_at, source_stream(payload) AS stream, source_stream_seq(payload) AS stream_seq \
+  FROM events WHERE payload LIKE '%\"stream_seq\"%') \
+WHERE stream IS NOT NULL GROUP BY pdp_id, stream";
+
 /// Registers the views, and the functions they use, on a fresh context
 /// (before the sandbox applies).
 pub async fn register_views(ctx: &SessionContext) -> datafusion::error::Result<()> {
-    ctx.register_udf(subject_udf("subject_agent_id", |f| f.subject_agent_id));
-    ctx.register_udf(subject_udf("subject_grant_id", |f| f.subject_grant_id));
+    ctx.register_udf(text_udf("subject_agent_id", |f| f.subject_agent_id));
+    ctx.register_udf(text_udf("subject_grant_id", |f| f.subject_grant_id));
+    ctx.register_udf(text_udf("source_stream", |f| f.source_stream));
+    ctx.register_udf(number_udf("source_stream_seq", |f| f.source_stream_seq));
     ctx.sql(DECISION_CHAINS_SQL).await?;
     ctx.sql(LIFECYCLE_SQL).await?;
+    ctx.sql(PRODUCER_STREAMS_SQL).await?;
     Ok(())
 }
 
-/// `name(payload)`: one field of the lifecycle subject of the event whose
-/// payload (JSON text) is given; NULL for other events.
-fn subject_udf(
+/// `name(payload)`: one text field of the event whose payload (JSON text)
+/// is given, or NULL.
+fn text_udf(name: &'static str, pick: fn(Fields) -> Option<String>) -> ScalarUDF {
+    payload_udf(name, DataType::Utf8, move |payloads| {
+        let mut out = StringBuilder::with_capacity(payloads.len(), 0);
+        each_payload(name, payloads, |fields| out.append_option(fields.and_then(pick)))?;
+        Ok(Arc::new(out.finish()))
+    })
+}
+
+/// `name(payload)`: one integer field of the event, or NULL.
+fn number_udf(name: &'static str, pick: fn(Fields) -> Option<u64>) -> ScalarUDF {
+    payload_udf(name, DataType::UInt64, move |payloads| {
+        let mut out = UInt64Builder::with_capacity(payloads.len());
+        each_payload(name, payloads, |fields| out.append_option(fields.and_then(pick)))?;
+        Ok(Arc::new(out.finish()))
+    })
+}
+
+/// Calls `f` with the validated fields of each payload (None for NULL). A
+/// stored payload that does not validate is corruption.
+fn each_payload(name: &str, payloads: &StringArray, mut f: impl FnMut(Option<Fields>)) -> DfResult<()> {
+    for i in 0..payloads.len() {
+        if payloads.is_null(i) {
+            f(None);
+            continue;
+        }
+        let fields = actlog_core::event::validate(payloads.value(i).as_bytes())
+            .map_err(|e| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "corruption: {name}: a stored payload does not validate: {e}"
+                ))
+            })?
+            .fields;
+        f(Some(fields));
+    }
+    Ok(())
+}
+
+/// A one-argument function of the payload column (any string type).
+fn payload_udf(
     name: &'static str,
-    pick: fn(actlog_core::event::Fields) -> Option<String>,
-) -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::arrow::array::{Array, AsArray};
+    returns: DataType,
+    run: impl Fn(&StringArray) -> DfResult<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    use datafusion::arrow::array::AsArray;
     use datafusion::logical_expr::{ColumnarValue, Volatility};
-    let run = move |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+    let f = move |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(args)?;
         let text = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(text.len(), 0);
-        for i in 0..text.len() {
-            if text.is_null(i) {
-                out.append_null();
-                continue;
-            }
-            let fields = actlog_core::event::validate(text.value(i).as_bytes())
-                .map_err(|e| {
-                    datafusion::error::DataFusionError::Execution(format!(
-                        "corruption: {name}: a stored payload does not validate: {e}"
-                    ))
-                })?
-                .fields;
-            out.append_option(pick(fields));
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        Ok(ColumnarValue::Array(run(text.as_string::<i32>())?))
     };
-    datafusion::logical_expr::create_udf(
-        name,
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(run),
-    )
+    datafusion::logical_expr::create_udf(name, vec![DataType::Utf8], returns, Volatility::Immutable, Arc::new(f))
 }
 
 /// The `checkpoints` schema.

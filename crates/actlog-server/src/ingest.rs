@@ -215,6 +215,15 @@ async fn append_receipts(state: &AppState, checked: Vec<Checked>) -> Result<Rece
 pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_store::Appended, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let n = checked.len();
+    // The numbered events (source.stream), for the sequence gaps once stored.
+    let numbered: Vec<(usize, String, String, u64)> = checked
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let f = c.fields();
+            Some((i, f.pdp_id.clone(), f.source_stream.clone()?, f.source_stream_seq?))
+        })
+        .collect();
     let started = Instant::now();
     state.store.append_async(
         checked,
@@ -228,6 +237,12 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
         Ok(a) => {
             let dups = a.receipts.iter().filter(|r| r.duplicate).count();
             state.metrics.accepted((n - dups) as u64, dups as u64, n);
+            state.metrics.stream_events(
+                numbered
+                    .into_iter()
+                    .filter(|(i, ..)| a.receipts.get(*i).is_some_and(|r| !r.duplicate))
+                    .map(|(_, pdp, stream, n)| (pdp, stream, n)),
+            );
             Ok(a)
         }
         Err(AppendError::Conflict { index, event_id, .. }) => {

@@ -66,6 +66,37 @@ pub struct Metrics {
     otlp_skipped: AtomicU64,
     /// The archive's read counters, once it is attached as the cold source.
     cold: std::sync::OnceLock<std::sync::Arc<actlog_archive::ColdStats>>,
+    /// Numbered producer streams seen since start, for the sequence gaps.
+    streams: Mutex<Streams>,
+}
+
+/// Most numbered producer streams (`source.stream`) tracked for
+/// `/metrics`; events of further streams are counted as untracked. The
+/// `producer_streams` SQL view has every stream, whatever this limit.
+pub const PRODUCER_STREAMS_MAX: usize = 10_000;
+
+/// The numbers each producer stream has delivered since start.
+#[derive(Default)]
+struct Streams {
+    spans: std::collections::HashMap<(String, String), Span>,
+    /// New events of streams past [`PRODUCER_STREAMS_MAX`].
+    untracked: u64,
+}
+
+/// The first and last number of a stream, and how many events it delivered.
+#[derive(Clone, Copy)]
+struct Span {
+    first: u64,
+    last: u64,
+    received: u64,
+}
+
+impl Span {
+    /// Numbers between first and last that never arrived. A number sent
+    /// twice (under two event ids) counts twice, so can hide a gap.
+    fn missing(&self) -> u64 {
+        (self.last - self.first + 1).saturating_sub(self.received)
+    }
 }
 
 impl Metrics {
@@ -117,6 +148,26 @@ impl Metrics {
     /// A submission of a checkpoint to a witness of the policy, by outcome.
     pub fn witness_submission(&self, witness: &str, outcome: &'static str) {
         *self.witness_submissions.lock().expect("metrics lock").entry((witness.to_string(), outcome)).or_default() += 1;
+    }
+    /// Newly stored events of a numbered producer stream: `(pdp_id,
+    /// stream, stream_seq)`.
+    pub fn stream_events(&self, events: impl IntoIterator<Item = (String, String, u64)>) {
+        let mut streams = self.streams.lock().expect("metrics lock");
+        for (pdp, stream, n) in events {
+            let full = streams.spans.len() >= PRODUCER_STREAMS_MAX;
+            match streams.spans.entry((pdp, stream)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let s = e.get_mut();
+                    s.first = s.first.min(n);
+                    s.last = s.last.max(n);
+                    s.received += 1;
+                }
+                std::collections::hash_map::Entry::Vacant(_) if full => streams.untracked += 1,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Span { first: n, last: n, received: 1 });
+                }
+            }
+        }
     }
     pub fn commit_latency(&self, d: Duration) {
         self.commit_ms.lock().expect("metrics lock").observe(COMMIT_BUCKETS_MS, d.as_secs_f64() * 1000.0);
@@ -195,6 +246,7 @@ impl Metrics {
             COMMIT_BUCKETS_MS,
             &mut out,
         );
+        self.render_streams(&mut out);
         out.push_str("# HELP actlog_tree_size Leaves in the ledger.\n# TYPE actlog_tree_size gauge\n");
         out.push_str(&format!("actlog_tree_size {tree_size}\n"));
         out.push_str("# HELP actlog_checkpoint_age_seconds Age of the latest signed checkpoint.\n# TYPE actlog_checkpoint_age_seconds gauge\n");
@@ -206,5 +258,60 @@ impl Metrics {
             out.push_str(&format!("actlog_storage_memory_bytes{{kind=\"{kind}\"}} {bytes}\n"));
         }
         out
+    }
+
+    fn render_streams(&self, out: &mut String) {
+        let streams = self.streams.lock().expect("metrics lock");
+        let mut by_pdp: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for ((pdp, _), span) in &streams.spans {
+            let e = by_pdp.entry(pdp).or_default();
+            e.0 += 1;
+            e.1 += span.missing();
+        }
+        out.push_str("# HELP actlog_producer_streams Numbered producer streams (source.stream) seen since start, by PDP.\n# TYPE actlog_producer_streams gauge\n");
+        for (pdp, (n, _)) in &by_pdp {
+            out.push_str(&format!("actlog_producer_streams{{pdp=\"{}\"}} {n}\n", label_value(pdp)));
+        }
+        out.push_str("# HELP actlog_producer_sequence_gaps Numbers missing between the first and last source.stream_seq of each stream since start, by PDP: events the producer made that have not reached the ledger.\n# TYPE actlog_producer_sequence_gaps gauge\n");
+        for (pdp, (_, missing)) in &by_pdp {
+            out.push_str(&format!("actlog_producer_sequence_gaps{{pdp=\"{}\"}} {missing}\n", label_value(pdp)));
+        }
+        out.push_str("# HELP actlog_producer_stream_events_untracked_total Numbered events of streams past the tracked limit (the producer_streams SQL view has them).\n# TYPE actlog_producer_stream_events_untracked_total counter\n");
+        out.push_str(&format!("actlog_producer_stream_events_untracked_total {}\n", streams.untracked));
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and line feed escaped.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_gaps_are_counted_whatever_the_arrival_order() {
+        let m = Metrics::default();
+        let ev = |pdp: &str, s: &str, n: u64| (pdp.to_string(), s.to_string(), n);
+        // Stream a: 5, 7, 6, 10 (8 and 9 missing); stream b: 0, 1 (none).
+        m.stream_events([ev("p\"1\n", "a", 5), ev("p\"1\n", "a", 7), ev("p2", "b", 0)]);
+        m.stream_events([ev("p\"1\n", "a", 6), ev("p\"1\n", "a", 10), ev("p2", "b", 1)]);
+        let out = m.render(0, None, 0, &[]);
+        assert!(out.contains("actlog_producer_sequence_gaps{pdp=\"p\\\"1\\n\"} 2\n"), "{out}");
+        assert!(out.contains("actlog_producer_sequence_gaps{pdp=\"p2\"} 0\n"), "{out}");
+        assert!(out.contains("actlog_producer_streams{pdp=\"p2\"} 1\n"), "{out}");
+        // The late arrivals close the gap.
+        m.stream_events([ev("p\"1\n", "a", 8), ev("p\"1\n", "a", 9)]);
+        assert!(m.render(0, None, 0, &[]).contains("actlog_producer_sequence_gaps{pdp=\"p\\\"1\\n\"} 0\n"));
+    }
+
+    #[test]
+    fn streams_past_the_limit_are_counted_as_untracked() {
+        let m = Metrics::default();
+        m.stream_events((0..PRODUCER_STREAMS_MAX as u64 + 3).map(|i| ("p".to_string(), format!("s{i}"), 0)));
+        let out = m.render(0, None, 0, &[]);
+        assert!(out.contains(&format!("actlog_producer_streams{{pdp=\"p\"}} {PRODUCER_STREAMS_MAX}\n")), "{out}");
+        assert!(out.contains("actlog_producer_stream_events_untracked_total 3\n"));
     }
 }

@@ -125,11 +125,11 @@ class Client:
 
     def __init__(self, url, *, token, key, key_name=None, spool_dir=None, batch_size=256, linger_ms=100,
                  gzip=False, timeout_s=30.0, max_retries=6, initial_backoff_s=0.25, max_backoff_s=10.0,
-                 max_queued_batches=64, keep_receipts=True, fill_defaults=True, on_resent=None,
-                 ssl_context=None):
+                 max_queued_batches=64, keep_receipts=True, fill_defaults=True, number_events=False,
+                 on_resent=None, ssl_context=None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self._signer = Signer(key, key_name, fill_defaults=fill_defaults)
+        self._signer = Signer(key, key_name, fill_defaults=fill_defaults, number_events=number_events)
         self._transport = Transport(url, token, timeout_s=timeout_s, ssl_context=ssl_context)
         self.batch_size = batch_size
         self.linger_s = None if linger_ms is None or linger_ms <= 0 else linger_ms / 1000.0
@@ -178,6 +178,12 @@ class Client:
     def public_key(self):
         """The raw 32-byte ed25519 public key to register with `actlog keys add`."""
         return self._signer.public_key
+
+    @property
+    def stream(self):
+        """The name of this client's numbered stream (`source.stream` of the
+        dict events it records), or None with number_events=False."""
+        return self._signer.stream
 
     def record(self, event):
         """Signs `event` (a dict, or its JSON as bytes) and adds it to the

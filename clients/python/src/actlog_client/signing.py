@@ -12,9 +12,11 @@ serialized once and those exact bytes are signed and sent: actlog stores
 the payload bytes as received.
 """
 import base64
+import collections
 import datetime
 import hashlib
 import json
+import threading
 import uuid
 
 from cryptography.hazmat.primitives import serialization
@@ -85,16 +87,30 @@ def _now_rfc3339():
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}Z"
 
 
+# Event ids whose numbers a numbering Signer remembers (the most recent).
+NUMBERED_IDS_MAX = 65536
+
+
 class Signer:
     """Turns events into signed envelope bytes (compact JSON, one line)."""
 
-    def __init__(self, key, key_name=None, fill_defaults=True):
+    def __init__(self, key, key_name=None, fill_defaults=True, number_events=False):
         self._sk, file_name = load_private_key(key)
         self.public_key = self._sk.public_key().public_bytes(serialization.Encoding.Raw,
                                                              serialization.PublicFormat.Raw)
         self.fingerprint = hashlib.sha256(self.public_key).hexdigest()
         self.key_name = key_name or file_name or self.fingerprint
         self.fill_defaults = fill_defaults
+        # Dict events are numbered in one stream per Signer: source.stream
+        # and consecutive source.stream_seq, so the ledger can count the
+        # events that never reached it (a number missing in between).
+        self.stream = uuid.uuid4().hex if number_events else None
+        self._next_seq = 0
+        self._seq_lock = threading.Lock()
+        # The numbers of recently numbered event ids: recording the same
+        # event again gives the same bytes, so the ledger sees a duplicate
+        # (a new number would make it a conflict).
+        self._numbered = collections.OrderedDict()
         self._head = b'{"payloadType":"' + _TYPE + b'","payload":"'
         self._mid = b'","signatures":[{"keyid":' + json.dumps(self.key_name).encode() + b',"sig":"'
         self._tail = b'"}]}'
@@ -117,8 +133,24 @@ class Signer:
             event.setdefault("spec_version", "1")
             event.setdefault("event_id", str(uuid.uuid4()))
             event.setdefault("event_time", _now_rfc3339())
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-        return body, event.get("event_id")
+        source = event.get("source")
+        if self.stream is None or not (source is None or isinstance(source, dict)) or "stream" in (source or {}):
+            body = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+            return body, event.get("event_id")
+        event = dict(event)
+        event["source"] = dict(source or {}, stream=self.stream)
+        event_id = event.get("event_id")
+        with self._seq_lock:  # a number is used only once the event serializes: no false gap
+            known = self._numbered.get(event_id) if isinstance(event_id, str) else None
+            event["source"]["stream_seq"] = self._next_seq if known is None else known
+            body = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+            if known is None:
+                if isinstance(event_id, str):
+                    self._numbered[event_id] = self._next_seq
+                    if len(self._numbered) > NUMBERED_IDS_MAX:
+                        self._numbered.popitem(last=False)
+                self._next_seq += 1
+        return body, event_id
 
     def envelope_for(self, body):
         """The signed DSSE envelope (bytes) of payload `body`."""

@@ -182,16 +182,21 @@ fn pr_ps_04(m: &Numbers) -> (Status, String) {
     let (in_ledger, gaps, events) = (m.n("ledger_events"), m.n("seq_gaps"), m.n("events_in_window"));
     let (median, late, future) =
         (m.n("delay_seconds_median"), m.n("events_received_late"), m.n("events_ahead_of_ledger_clock"));
+    let (streams, missing) = (m.n("producer_streams"), m.n("producer_sequence_gaps"));
     if in_ledger == 0.0 {
         return (Status::NotApplicable, "The ledger is empty.".into());
     }
-    if gaps > 0.0 || future > 0.0 || late > 0.0 {
+    let drops = if streams == 0.0 {
+        "Drops at the PDP are not measured: no producer numbered its events (source.stream_seq).".to_string()
+    } else {
+        format!("{missing} numbers are missing from the {streams} numbered producer streams.")
+    };
+    if gaps > 0.0 || future > 0.0 || late > 0.0 || missing > 0.0 {
         return (
             Status::Fail,
             format!(
                 "{gaps} seq gaps; {late} of {events} events reached the ledger more than {LATE_SECS} s after they happened \
-                 (median delay {}); {future} are stamped more than {FUTURE_SKEW_SECS} s ahead of the ledger's clock. \
-                 Drops at the PDP are not measured.",
+                 (median delay {}); {future} are stamped more than {FUTURE_SKEW_SECS} s ahead of the ledger's clock. {drops}",
                 human_seconds(median)
             ),
         );
@@ -200,7 +205,7 @@ fn pr_ps_04(m: &Numbers) -> (Status, String) {
         Status::Pass,
         format!(
             "{in_ledger} events with no seq gap; the {events} in the window reached the ledger within {LATE_SECS} s \
-             (median delay {}). Drops at the PDP are not measured.",
+             (median delay {}). {drops}",
             human_seconds(median)
         ),
     )

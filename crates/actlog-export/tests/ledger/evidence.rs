@@ -62,13 +62,40 @@ fn ledger(dir: &Path) -> Engine {
         outcome("early-o", "2026-01-20T11:59:00Z", "early-d"),
     ];
     planted.extend(lifecycle_events(&event, &decision));
-    let items: Vec<_> =
+    let mut items: Vec<_> =
         planted.iter().map(|p| actlog_gen::Generated { pdp: 0, payload: p.to_string().into_bytes() }).collect();
+    items.extend(numbered_events(&decision));
     actlog_gen::append_generated(&store, GEN_SEED, &items).unwrap();
     store.checkpoint_now().unwrap();
     let limits = QueryLimits { rows_max: usize::MAX, ..QueryLimits::default() };
     Engine::open(Arc::new(store), EngineOptions { limits, ..EngineOptions::default() }).unwrap()
 }
+
+/// Decisions from numbered producer streams, with [`NUMBERS_MISSING`]
+/// numbers missing in all: stream `gw-a` of PDP 0 sends 0, 1, 2, 5, 6 (3
+/// and 4 missing), the stream of the same name at PDP 1 sends 100 and 103
+/// (101 and 102 missing), and `gw-b` of PDP 0 sends 7 and 8 (none).
+fn numbered_events(decision: &dyn Fn(&str, &str, &str, &str) -> serde_json::Value) -> Vec<actlog_gen::Generated> {
+    let sends: [(usize, &str, &[u64]); 3] =
+        [(0, "gw-a", &[0, 1, 2, 5, 6]), (1, "gw-a", &[100, 103]), (0, "gw-b", &[7, 8])];
+    let mut out = Vec::new();
+    for (pdp, stream, numbers) in sends {
+        for n in numbers {
+            let mut d = decision(
+                &format!("n-{pdp}-{stream}-{n}"),
+                "2026-01-22T10:00:00Z",
+                "https://agents.example/numbered",
+                "allow",
+            );
+            d["pdp"]["id"] = actlog_gen::pdp_id(pdp).into();
+            d["source"] = serde_json::json!({"format": "actlog-python-sdk", "stream": stream, "stream_seq": n});
+            out.push(actlog_gen::Generated { pdp, payload: d.to_string().into_bytes() });
+        }
+    }
+    out
+}
+const NUMBERED_STREAMS: i64 = 3;
+const NUMBERS_MISSING: i64 = 4;
 
 const AGENTS: &str = "https://agents.example/";
 
@@ -242,6 +269,27 @@ async fn findings_count_the_planted_anomalies_and_the_bundle_verifies() {
     // The generator backfills months-old events: they reached the ledger late.
     assert_eq!((metric(f, "seq_gaps"), metric(f, "ledger_events"), f.status), (0, size, Status::Fail));
     assert!(metric(f, "events_received_late") > 20_000, "{:?}", f.metrics);
+    assert_eq!(
+        (metric(f, "producer_streams"), metric(f, "producer_sequence_gaps")),
+        (NUMBERED_STREAMS, NUMBERS_MISSING)
+    );
+    assert!(f.summary.contains("4 numbers are missing from the 3 numbered producer streams"), "{}", f.summary);
+    // The SQL view agrees, stream by stream.
+    let streams = engine
+        .query(
+            "SELECT pdp_id, stream, first_stream_seq, last_stream_seq, received, missing FROM producer_streams ORDER BY 1, 2",
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let rows: Vec<String> = actlog_query::output::to_text_rows(&streams.batches)
+        .into_iter()
+        .map(|r| r.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>().join(" "))
+        .collect();
+    let (p0, p1) = (actlog_gen::pdp_id(0), actlog_gen::pdp_id(1));
+    let mut want = vec![format!("{p0} gw-a 0 6 5 2"), format!("{p0} gw-b 7 8 2 0"), format!("{p1} gw-a 100 103 2 2")];
+    want.sort();
+    assert_eq!(rows, want);
     let f = find(found, "RS.AN-03");
     let decisions = count(&engine, "SELECT count(*) FROM events WHERE event_type = 'authz.decision'").await;
     assert_eq!((metric(f, "decisions"), f.status), (decisions, Status::Pass));
