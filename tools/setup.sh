@@ -9,6 +9,8 @@
 # - psycopg (PyPI): an extended-protocol PostgreSQL client for the --pg-listen test.
 # - duckdb (PyPI): reads bundle Parquet files in tests/bundle_check.py and the archive's hive tables.
 # - moto[server] (PyPI): a real S3-compatible server for the archive tests (boto3 comes with it).
+# - chromium, chromium-driver (Debian), selenium (PyPI), axe-core (npm, into
+#   $ACTLOG_NPM_DIR, outside the clone): the console's browser test.
 set -euo pipefail
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is not installed; install Rust (rustup) first" >&2
@@ -22,6 +24,9 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 dpkg -s golang-golang-x-mod-dev >/dev/null 2>&1 || need_apt+=(golang-golang-x-mod-dev)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -38,7 +43,15 @@ python3 -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
 python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null \
   || need_pip+=(opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)
 { python3 -c 'import moto.server, boto3, flask' 2>/dev/null && command -v moto_server >/dev/null; } || need_pip+=('moto[server]')
+python3 -c 'import selenium' 2>/dev/null || need_pip+=(selenium)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: pip installing ${need_pip[*]}" >&2
   python3 -m pip install -q "${need_pip[@]}"
+fi
+# axe-core for the console's accessibility check, pinned.
+npm_dir="${ACTLOG_NPM_DIR:-/var/tmp/actlog-npm}"
+if [ ! -f "$npm_dir/node_modules/axe-core/axe.min.js" ]; then
+  echo "setup: npm installing axe-core into $npm_dir" >&2
+  mkdir -p "$npm_dir"
+  (cd "$npm_dir" && npm install --silent --no-audit --no-fund axe-core@4.10.2 >/dev/null)
 fi

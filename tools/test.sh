@@ -18,6 +18,9 @@ export ACTLOG_BIN="$CARGO_TARGET_DIR/debug/actlog"
 python3 tests/auth_matrix.py 2>&1 | tee -a "$log"
 # The Python producer SDK's own tests, against a real server.
 python3 -m unittest discover -s clients/python/tests 2>&1 | tee -a "$log"
+# The investigator console in a real headless Chromium.
+AXE_JS="${ACTLOG_NPM_DIR:-/var/tmp/actlog-npm}/node_modules/axe-core/axe.min.js" \
+  python3 tests/console_e2e.py 2>&1 | tee -a "$log"
 # Three SIGKILLs under HTTP load (the 50-cycle run is in docs/benchmarks.md).
 python3 tools/kill_campaign.py --cycles 3 --batches 5 --bin "$ACTLOG_BIN" | tee -a "$log"
 # Every fuzz target over its committed corpus, then 2,000 new inputs each.
@@ -37,6 +40,8 @@ for line in open(sys.argv[1], errors="replace"):
     if m := re.match(r"test result: \w+\. (\d+) passed; (\d+) failed", line):
         passed, failed = passed + int(m[1]), failed + int(m[2])
     elif m := re.match(r"auth_matrix: (\d+) passed, (\d+) failed", line):
+        passed, failed = passed + int(m[1]), failed + int(m[2])
+    elif m := re.match(r"console_e2e: (\d+) passed, (\d+) failed", line):
         passed, failed = passed + int(m[1]), failed + int(m[2])
     elif m := re.match(r"fuzz: (\d+) targets passed", line):
         passed += int(m[1])

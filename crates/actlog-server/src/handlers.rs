@@ -87,7 +87,7 @@ pub async fn event_by_id(
 }
 
 pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::Log>, ApiError> {
-    authorize(&state, &headers, &[Role::Auditor])?;
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let s = &state.store;
     let witnessing = state.witnessing.as_ref().map(|w| {
         let published = w.published();
@@ -108,7 +108,7 @@ pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Js
 
 pub async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !state.public_checkpoint {
-        authorize(&state, &headers, &[Role::Auditor])?;
+        authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     }
     let (_, note) =
         state.store.latest_checkpoint().ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?;
@@ -135,7 +135,7 @@ pub async fn inclusion(
     headers: HeaderMap,
     p: Result<ApiQuery<InclusionParams>, ApiError>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, &[Role::Auditor])?;
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let ApiQuery(p) = p?;
     let seq = parse_u64("seq", p.seq.as_ref())?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "seq is required"))?;
@@ -210,7 +210,7 @@ pub async fn consistency(
     headers: HeaderMap,
     p: Result<ApiQuery<ConsistencyParams>, ApiError>,
 ) -> Result<Json<wire::ConsistencyProof>, ApiError> {
-    authorize(&state, &headers, &[Role::Auditor])?;
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let ApiQuery(p) = p?;
     let old = parse_u64("old", p.old.as_ref())?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "old is required"))?;

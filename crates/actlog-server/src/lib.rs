@@ -14,6 +14,7 @@
 //! - Queues are bounded: at most `ingest_requests_max` appends are checked or
 //!   waiting at once; beyond that the answer is 429 with `Retry-After`.
 
+mod console;
 pub mod cosign;
 pub mod error;
 mod extract;
@@ -217,7 +218,14 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Res
 /// The routes of contract section 4.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/events", post(ingest::post_events).get(console::events))
+        .route("/v1/search", get(console::search))
+        .route("/v1/principals/{id}", get(console::principal))
+        .route("/v1/agents/{id}", get(console::agent))
+        .route("/ui", get(console::index_redirect))
+        .route("/ui/", get(console::index))
+        .route("/ui/app.js", get(console::app_js))
+        .route("/ui/app.css", get(console::app_css))
         .route("/v1/opa/logs", post(ingest::post_opa))
         .route("/v1/opa/logs/{partition}", post(ingest::post_opa))
         .route("/v1/cerbos/logs", post(ingest::post_cerbos))

@@ -37,7 +37,7 @@ pub(crate) fn query_error(e: actlog_query::QueryError) -> ApiError {
 }
 
 pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    authorize(&state, &headers, &[Role::Query])?;
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let max = sql_body_bytes_max(&state);
     let limits = crate::Limits { body_bytes_max: max, decompressed_bytes_max: max, ..(*state.limits).clone() };
     let bytes = read_body(body, &headers, &limits).await.map_err(|e| {
@@ -112,7 +112,7 @@ pub async fn chain(
     headers: HeaderMap,
     event_id: Result<crate::extract::ApiPath<String>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&state, &headers, &[Role::Query])?;
+    authorize(&state, &headers, &[Role::Query, Role::Auditor])?;
     let crate::extract::ApiPath(event_id) = event_id?;
     let store = state.store.clone();
     let id = event_id.clone();

@@ -376,10 +376,24 @@ fn roles_are_enforced_on_every_endpoint() {
         ("POST", "/v1/opa/logs/p1".into(), &["ingest", "admin"]),
         ("GET", format!("/v1/events/{seq}"), &["query", "auditor", "admin"]),
         ("GET", "/v1/events/by-id/x1".into(), &["query", "auditor", "admin"]),
-        ("GET", "/v1/log".into(), &["auditor", "admin"]),
-        ("GET", "/v1/checkpoint".into(), &["auditor", "admin"]),
-        ("GET", "/v1/proofs/inclusion?seq=0".into(), &["auditor", "admin"]),
-        ("GET", "/v1/proofs/consistency?old=1&new=2".into(), &["auditor", "admin"]),
+        ("GET", "/v1/log".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/checkpoint".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/proofs/inclusion?seq=0".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/proofs/consistency?old=1&new=2".into(), &["query", "auditor", "admin"]),
+        ("POST", "/v1/sql".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/chains/x1".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/search?q=x1".into(), &["query", "auditor", "admin"]),
+        ("GET", "/v1/events?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z".into(), &["query", "auditor", "admin"]),
+        (
+            "GET",
+            "/v1/principals/alice?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z".into(),
+            &["query", "auditor", "admin"],
+        ),
+        (
+            "GET",
+            "/v1/agents/a1?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z".into(),
+            &["query", "auditor", "admin"],
+        ),
         ("GET", "/v1/keys".into(), &["admin"]),
         ("GET", "/v1/tokens".into(), &["admin"]),
         ("POST", "/v1/keys".into(), &["admin"]),
@@ -1548,4 +1562,109 @@ fn otlp_genai_log_records_become_decisions() {
     assert_eq!(e["payload"]["delegation"]["actor"]["id"], "agent-log-1", "{e}");
     let metrics = s.get("/metrics", s.token("admin")).text;
     assert!(metrics.contains("actlog_otlp_items_skipped_total 2"), "one skipped record per export: {metrics}");
+}
+
+/// The console's page and its JSON endpoints (contract section 13): the page
+/// needs no token and forbids everything but its own origin; search names
+/// every id kind; a window is required and its filters are parameters, so a
+/// quote in an id is data, not SQL.
+#[test]
+fn console_page_and_endpoints() {
+    let s = Server::start();
+    let page = s.call("GET", "/ui/", None, &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("<script src=\"app.js\" defer></script>"), "{}", page.text);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for (path, kind) in [("/ui/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/app.css", "text/css")] {
+        let r = agent.get(s.url(path)).call().unwrap();
+        let h = r.headers();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'; script-src 'self';") && !csp.contains("unsafe"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    let redirect = agent.get(s.url("/ui")).config().max_redirects(0).build().call().unwrap();
+    assert_eq!((redirect.status().as_u16(), redirect.headers()["location"].to_str().unwrap()), (301, "/ui/"));
+
+    // Two decisions and an outcome of one task, and an event whose ids hold a quote.
+    let mut d1 = event("c-d1", "pdp-a");
+    d1["correlation"]["trace_id"] = json!("trace-1");
+    d1["request"]["tool"] = json!({"name": "fs.read"});
+    d1["request"]["resource"] = json!({"type": "tool", "id": "fs.read"});
+    let mut d2 = event("c-d2", "pdp-a");
+    d2["decision"]["effect"] = json!("deny");
+    let mut o1 = event("c-o1", "pdp-a");
+    o1["event_type"] = json!("authz.outcome");
+    o1["outcome"] = json!({"decision_event_id": "c-missing", "status": "executed"});
+    let mut q = event("c-quote", "pdp-a");
+    q["delegation"]["principal"]["id"] = json!("o'brien");
+    let r = s.post_events(s.token("ingest"), &[&d1, &d2, &o1, &q].map(|v| sign_value(v, &PRODUCER)));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seq_of = |id: &str| s.get(&format!("/v1/events/by-id/{id}"), s.token("query")).json()["seq"].as_u64().unwrap();
+
+    let kinds = |q: &str| -> Vec<(String, u64)> {
+        let r = s.get(&format!("/v1/search?q={}", urlencode(q)), s.token("auditor"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["kind"].as_str().unwrap().to_string(), c["events"].as_u64().unwrap()))
+            .collect()
+    };
+    let k = |kind: &str, n: u64| (kind.to_string(), n);
+    assert_eq!(kinds(&seq_of("c-d1").to_string()), vec![k("seq", 1)]);
+    assert_eq!(kinds("c-d1"), vec![k("event_id", 1)]);
+    assert_eq!(kinds("t"), vec![k("task_id", 4)]);
+    assert_eq!(kinds("s"), vec![k("session_id", 4)]);
+    assert_eq!(kinds("trace-1"), vec![k("trace_id", 1)]);
+    assert_eq!(kinds("alice"), vec![k("principal", 3)]);
+    assert_eq!(kinds("agent-1"), vec![k("agent", 4)]);
+    assert_eq!(kinds("fs.read"), vec![k("tool", 1)]);
+    assert_eq!(kinds("o'brien"), vec![k("principal", 1)], "a quote is data");
+    assert_eq!(kinds("x' OR '1'='1"), vec![], "and cannot widen the query");
+    let r = s.get("/v1/search?q=", s.token("query"));
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"));
+
+    // A window of events: required, with named errors.
+    let w = "from=2026-08-01T00:00:00Z&to=2026-09-01T00:00:00Z";
+    for (query, names) in [
+        ("to=2026-09-01T00:00:00Z", "from is required"),
+        ("from=yesterday&to=2026-09-01T00:00:00Z", "from must be an RFC 3339"),
+        ("from=2026-09-01T00:00:00Z&to=2026-08-01T00:00:00Z", "from must be before to"),
+        (&format!("{w}&limit=501") as &str, "limit must be 1 to 500"),
+        (&format!("{w}&before_seq=-1"), "before_seq"),
+    ] {
+        let r = s.get(&format!("/v1/events?{query}"), s.token("query"));
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "{query}");
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains(names), "{query}: {}", r.text);
+    }
+    let r = s.get(&format!("/v1/events?{w}&effect=deny"), s.token("query")).json();
+    assert_eq!(r["total"], 1);
+    assert_eq!(r["rows"][0][12], "c-d2");
+    let all = s.get(&format!("/v1/events?{w}&limit=2"), s.token("query")).json();
+    assert_eq!((all["total"].as_u64(), all["rows"].as_array().unwrap().len()), (Some(4), 2));
+    let older = all["rows"][1][0].as_u64().unwrap();
+    let page2 = s.get(&format!("/v1/events?{w}&limit=2&before_seq={older}"), s.token("query")).json();
+    assert!(page2["rows"].as_array().unwrap().iter().all(|r| r[0].as_u64().unwrap() < older));
+    assert_eq!(all["facets"]["effect"], json!([["allow", 2], ["deny", 1]]), "the outcome has no effect");
+
+    // The principal page finds the execution without a decision.
+    let p = s.get(&format!("/v1/principals/alice?{w}"), s.token("query")).json();
+    let orphans: Vec<&str> =
+        p["executed_without_decision"].as_array().unwrap().iter().map(|r| r[5].as_str().unwrap()).collect();
+    assert_eq!(orphans, ["c-o1"]);
+    let a = s.get(&format!("/v1/agents/agent-1?{w}"), s.token("query")).json();
+    assert_eq!(a["principals"][0][0], "alice");
+    let r = s.get("/v1/agents/agent-1", s.token("query"));
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
