@@ -170,6 +170,7 @@ class Proxy:
 
     def __init__(self, upstream):
         self.upstream, self.tamper_seq, self.tamper_checkpoint, self.tamper_consistency = upstream, None, False, False
+        self.tamper_signature_seq = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -198,6 +199,13 @@ class Proxy:
                     h[0] ^= 1
                     proof["hashes"][0] = base64.b64encode(bytes(h)).decode()
                     data = json.dumps(proof).encode()
+                if proxy.tamper_signature_seq is not None and u.path == f"/v1/events/{proxy.tamper_signature_seq}" \
+                        and status == 200:
+                    ev = json.loads(data)
+                    sig = bytearray(base64.b64decode(ev["envelope"]["signatures"][0]["sig"]))
+                    sig[5] ^= 1
+                    ev["envelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+                    data = json.dumps(ev).encode()
                 if u.path == "/v1/proofs/consistency" and proxy.tamper_consistency and status == 200:
                     proof = json.loads(data)
                     h = bytearray(base64.b64decode(proof["hashes"][-1]))
@@ -351,7 +359,28 @@ def main():
               "chain: principal, agent, tool, policy, decision and outcome nodes", str(kinds))
         check(marks and all(v for _, _, v in marks), "chain: every hop's proof is valid", str(marks))
         chain_ms = int(css(driver, "#chain-done")[0].get_attribute("data-ms"))
+        sigs = {n.find_element(By.CSS_SELECTOR, ".sig").text for n in css(driver, "#chain .node")}
+        check(sigs == {"signed by key console-key of PDP console-pdp (verified in the browser)"},
+              "chain: each hop's producer signature is verified in the browser", str(sigs))
         shot(driver, "03-chain-valid")
+
+        # A changed producer signature (the payload as it was): that hop fails.
+        proxy.tamper_signature_seq = seq_of["console-d1"]
+        driver.refresh()
+        marks = chain_marks(driver)
+        check(marks and all(not v for k, s, v in marks if s == seq_of["console-d1"])
+              and all(v for k, s, v in marks if s != seq_of["console-d1"]),
+              "chain: a changed producer signature fails its hops", str(marks))
+        proxy.tamper_signature_seq = None
+        driver.refresh()
+        chain_marks(driver)
+
+        # The OPA event has no producer signature, and says so.
+        driver.get(proxy.url + "/ui/#/chain/" + urllib.parse.quote("opa:console-opa:console-opa-decision-1", safe=""))
+        marks = chain_marks(driver)
+        sigs = {n.find_element(By.CSS_SELECTOR, ".sig").text for n in css(driver, "#chain .node")}
+        check(marks and all(v for _, _, v in marks) and all(x.startswith("token-authenticated") for x in sigs),
+              "chain: an OPA hop is valid and token-authenticated", f"{marks} {sigs}")
 
         # Tamper with the outcome's proof: that hop, and only it, is invalid.
         proxy.tamper_seq = seq_of["console-o1"]
