@@ -675,6 +675,8 @@ def routes():
               get(lambda m: "/v1/principals/alice?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z")),
         Route("GET", "/v1/agents/{id}", ["query", "auditor"],
               get(lambda m: "/v1/agents/a1?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z")),
+        Route("POST", "/v1/evidence", ["auditor"],
+              lambda m, tag: Req("/v1/evidence?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z")),
         Route("GET", "/v1/keys", [], get(lambda m: "/v1/keys"), ok_no_secret),
         Route("POST", "/v1/keys", [], build_add_key, ok_add_key, unchanged_keys),
         Route("POST", "/v1/keys/{name}/revoke", [], lambda m, tag: Req("/v1/keys/am-victim-key/revoke"),

@@ -16,6 +16,8 @@ proof. Then, as an investigator:
 - open the principal page and find exactly the planted executions without a
   decision;
 - run a sample SQL query and download its CSV;
+- make an evidence bundle: refused to a query token, downloaded by an
+  auditor, and it verifies offline with `actlog verify --bundle`;
 - on the Ledger view, check the consistency of two checkpoints in the
   browser, and see a tampered consistency proof caught;
 - open the hostile agent's page: its id is shown as text, no script runs,
@@ -36,6 +38,7 @@ import shutil
 import socketserver
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -115,6 +118,9 @@ def planted():
         event("authz.outcome", "console-orphan-2", agent, "console-task",
               outcome={"decision_event_id": "console-missing-2", "status": "executed"}),
         event("authz.decision", "console-hostile", HOSTILE, "console-task-2", decision={"effect": "deny"}),
+        # One id that is both a task and a session: search lists both.
+        event("authz.decision", "console-twice-d", agent, "console-twice", decision={"effect": "allow"},
+              correlation={"session_id": "console-twice", "task_id": "console-twice"}),
     ]
 
 
@@ -135,6 +141,7 @@ class Server:
         env = dict(os.environ, ACTLOG_DATA=self.data)
         self.query = run(BIN, "tokens", "create", "--role", "query", env=env)
         self.ingest = run(BIN, "tokens", "create", "--role", "ingest", env=env)
+        self.auditor = run(BIN, "tokens", "create", "--role", "auditor", env=env)
         run(BIN, "keys", "add", "console-key", "--public-key", public_key_b64(SEED), "--pdp", PDP, env=env)
         self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0"], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -347,6 +354,14 @@ def main():
                         "tool": "tool"}.get(kind, kind)
                 ok = want in kinds
             check(ok, f"search {kind}: lands on {prefix}", driver.execute_script("return location.hash"))
+        search(driver, "console-twice")
+        try:
+            wait(driver, lambda d: css(d, "#results a.candidate"), 20)
+        except Exception:
+            pass
+        kinds = sorted(a.get_attribute("data-kind") for a in css(driver, "#results a.candidate"))
+        check(kinds == ["session_id", "task_id"], "search: an ambiguous id lists its candidates", str(kinds))
+        shot(driver, "02-search-candidates")
         search(driver, str(seq))
         landed(driver, "#/chain/")
         shot(driver, "02-search-to-chain")
@@ -470,11 +485,46 @@ def main():
         proxy.tamper_consistency = False
         shot(driver, "09-ledger")
 
+        # Evidence: a query token is refused; an auditor gets a bundle that verifies offline.
+        driver.get(proxy.url + "/ui/#/evidence?" + window)
+        wait(driver, lambda d: css(d, "#evidence-make"))[0].click()
+        try:
+            wait(driver, lambda d: css(d, "#evidence-result")[0].text.startswith(("forbidden", "Downloaded")), 60)
+        except Exception:
+            pass
+        check(css(driver, "#evidence-result")[0].text.startswith("forbidden: this endpoint needs the auditor role"),
+              "evidence: a query token is refused with the role it needs", css(driver, "#evidence-result")[0].text)
+        css(driver, "#logout")[0].click()
+        wait(driver, lambda d: css(d, "#token"))[0].send_keys(server.auditor)
+        css(driver, "#login")[0].click()
+        wait(driver, lambda d: css(d, "#q"))
+        driver.get(proxy.url + "/ui/#/evidence?" + window)
+        wait(driver, lambda d: css(d, "#evidence-make"))[0].click()
+        try:
+            wait(driver, lambda d: "Downloaded" in css(d, "#evidence-result")[0].text
+                 or css(d, "#evidence-result")[0].get_attribute("class") == "error", 300)
+        except Exception:
+            pass
+        shot(driver, "10-evidence")
+        bundles = [f for f in os.listdir(downloads) if f.startswith("evidence-") and f.endswith(".tar.gz")]
+        ok = check(len(bundles) == 1, "evidence: an auditor downloads the bundle",
+                   css(driver, "#evidence-result")[0].text)
+        if ok:
+            with tarfile.open(os.path.join(downloads, bundles[0])) as t:
+                names = t.getnames()
+                check(all(n == "evidence" or n.startswith("evidence/") for n in names) and "evidence/findings.json" in names
+                      and "evidence/report.html" in names, "evidence: the archive holds the bundle directory", str(names))
+                t.extractall(os.path.join(tmp, "unpacked"), filter="data")
+            vkey = server.call("/v1/log")["verifier_key"]
+            v = subprocess.run([BIN, "verify", "--bundle", os.path.join(tmp, "unpacked", "evidence"), "--key", vkey],
+                               capture_output=True, text=True, timeout=300)
+            check(v.returncode == 0, "evidence: the downloaded bundle verifies offline", v.stdout + v.stderr)
+
         # Accessibility: axe-core on the main views.
         if os.path.exists(AXE):
             axe = open(AXE, encoding="utf-8").read()
             serious = []
-            for view in ("#/", "#/events?" + window, "#/chain/console-d1", "#/sql", "#/ledger"):
+            for view in ("#/", "#/events?" + window, "#/chain/console-d1", "#/sql", "#/ledger", "#/evidence"):
                 driver.get(proxy.url + "/ui/" + view)
                 time.sleep(1.5)
                 driver.execute_script(axe)

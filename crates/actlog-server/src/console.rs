@@ -148,7 +148,7 @@ pub async fn search(
             }
         }
     }
-    Ok(Json(json!({"query": q, "tree_size": tree_size, "results": found})))
+    Ok(Json(json!({"text": q, "tree_size": tree_size, "results": found})))
 }
 
 #[derive(Deserialize)]
@@ -459,4 +459,69 @@ pub async fn agent(
         "first_seen_tools": first_seen,
         "delegations": delegations,
     })))
+}
+
+/// Evidence bundles made at once (`evidence_runs_max`): each holds a
+/// window's bundle on disk and its archive in memory.
+pub const EVIDENCE_RUNS_MAX: usize = 1;
+static EVIDENCE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EVIDENCE_RUNS_MAX);
+
+/// `POST /v1/evidence?from=&to=`: the NIST CSF 2.0 evidence bundle of a
+/// window (as `actlog evidence` writes it, signed by the ledger key), as
+/// one `.tar.gz` holding the bundle directory `evidence/`. The window
+/// holds at most `sql_rows_max` events; a larger one is refused, naming
+/// the limit (the CLI has none). The auditor role.
+pub async fn evidence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<ApiQuery<SummaryParams>, ApiError>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Auditor])?;
+    let ApiQuery(p) = p?;
+    summary_window(&p)?; // both bounds given, valid and in order
+    let nanos = |v: &Option<String>| v.as_deref().and_then(actlog_core::time::parse_rfc3339_utc);
+    let (from, to) = (nanos(&p.from), nanos(&p.to));
+    let _slot = EVIDENCE_SLOTS.try_acquire().map_err(|_| {
+        ApiError::overloaded(format!(
+            "an evidence bundle is being made; evidence_runs_max = {EVIDENCE_RUNS_MAX}: try again when it is done"
+        ))
+    })?;
+    let seed = actlog_store::read_ledger_seed(state.store.data_dir())
+        .map_err(|e| ApiError::internal(format!("the ledger key signs the bundle and cannot be read: {e}")))?;
+    let engine = state.engine.clone();
+    let tree_size = state.store.head().tree_size;
+    // The evidence run blocks on its own queries; it runs on a blocking
+    // thread, driving its futures there.
+    let handle = tokio::runtime::Handle::current();
+    let archive = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let tmp = tempfile::tempdir().map_err(|e| ApiError::internal(format!("a temporary directory: {e}")))?;
+        let out = tmp.path().join("evidence");
+        let opts = actlog_export::evidence::EvidenceOptions { from, to, ledger_signatures: false, policy: None };
+        handle.block_on(actlog_export::evidence::evidence(&engine, &seed, &out, &opts, &|_, _, _| {})).map_err(
+            |e| match e {
+                actlog_export::ExportError::Refused(m) => ApiError::new(ErrorCode::InvalidParameter, m),
+                actlog_export::ExportError::Corruption(m) => ApiError::internal(format!("storage corruption: {m}")),
+                other => ApiError::internal(other.to_string()),
+            },
+        )?;
+        tar_gz(&out).map_err(|e| ApiError::internal(format!("packing the bundle: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the evidence task failed: {e}")))??;
+    let name = format!("attachment; filename=\"evidence-{tree_size}.tar.gz\"");
+    let mut r = ([(header::CONTENT_TYPE, "application/gzip")], archive).into_response();
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
+
+/// A directory as a gzip'd tar with one top directory, `evidence/`.
+fn tar_gz(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    tar.append_dir_all("evidence", dir)?;
+    tar.into_inner()?.finish()
 }

@@ -222,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/search", get(console::search))
         .route("/v1/principals/{id}", get(console::principal))
         .route("/v1/agents/{id}", get(console::agent))
+        .route("/v1/evidence", post(console::evidence))
         .route("/ui", get(console::index_redirect))
         .route("/ui/", get(console::index))
         .route("/ui/app.js", get(console::app_js))

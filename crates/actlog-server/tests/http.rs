@@ -394,6 +394,7 @@ fn roles_are_enforced_on_every_endpoint() {
             "/v1/agents/a1?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z".into(),
             &["query", "auditor", "admin"],
         ),
+        ("POST", "/v1/evidence?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z".into(), &["auditor", "admin"]),
         ("GET", "/v1/keys".into(), &["admin"]),
         ("GET", "/v1/tokens".into(), &["admin"]),
         ("POST", "/v1/keys".into(), &["admin"]),

@@ -571,6 +571,33 @@ async function viewLedger(main) {
     result, table(['tree_size', 'root_hash', 'created_at'], cps.rows.map((r) => r.slice(0, 3))));
 }
 
+function viewEvidence(main, p) {
+  const w = p.get('from') && p.get('to') ? { from: p.get('from'), to: p.get('to') } : windowDefault();
+  const from = el('input', { name: 'from', value: w.from, size: 22 });
+  const to = el('input', { name: 'to', value: w.to, size: 22 });
+  const result = el('p', { id: 'evidence-result', role: 'status' });
+  const make = async () => {
+    result.className = '';
+    result.textContent = 'Making the bundle: the export, the nine controls, the report, the signatures…';
+    try {
+      const resp = await api('/v1/evidence?' + params({ from: from.value.trim(), to: to.value.trim() }), { method: 'POST', raw: true });
+      const blob = await resp.blob();
+      const m = /filename="([^"]+)"/.exec(resp.headers.get('content-disposition') || '');
+      const name = m ? m[1] : 'evidence.tar.gz';
+      download(name, blob);
+      result.textContent = 'Downloaded ' + name + ' (' + blob.size + ' bytes). Unpack it and check it anywhere: actlog verify --bundle evidence --key <the verifier key>; open evidence/report.html.';
+    } catch (e) {
+      result.className = 'error';
+      result.textContent = e.message;
+    }
+  };
+  main.replaceChildren(el('h2', {}, 'Evidence'),
+    el('p', {}, 'A NIST CSF 2.0 evidence bundle for a window: its events, findings for each control, OCSF records and an HTML report, signed by the ledger key. It needs an auditor token, and a window of at most the server\'s sql_rows_max events; for larger windows run actlog evidence.'),
+    el('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); make(); } },
+      el('label', {}, 'From (UTC)', from), el('label', {}, 'To (UTC)', to), el('button', { type: 'submit', id: 'evidence-make' }, 'Make and download')),
+    result);
+}
+
 // ------------------------------------------------------------ routing
 
 async function route() {
@@ -591,6 +618,7 @@ async function route() {
     else if (parts[0] === 'agent' && parts[1]) await viewAgent(main, parts[1], p);
     else if (parts[0] === 'sql') viewSql(main);
     else if (parts[0] === 'ledger') await viewLedger(main);
+    else if (parts[0] === 'evidence') viewEvidence(main, p);
     else main.replaceChildren(el('p', {}, 'No such view.'));
   } catch (e) {
     if (!token()) { route(); return; }
