@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The investigator console (issue 16) end to end, in a real headless Chromium.
 
-A generated ledger, plus planted events: a principal with two executions
+A generated ledger, witnessed by a witness written from the spec
+(tests/tlog/witness.py) under a one-witness quorum, plus planted events: a principal with two executions
 whose decision is not in the ledger, an agent whose id is markup, and an OPA
 decision log. `actlog serve` runs on a loopback port, and the browser reaches
 it through a small proxy in this file that can tamper with one inclusion
@@ -12,7 +13,8 @@ proof. Then, as an investigator:
   agent, tool, OPA decision id) and land on the right view;
 - open a chain and see every hop's proof checked valid in the browser;
   tamper with one hop's proof in the proxy and see that hop, and only it,
-  marked invalid; forge the checkpoint's signature and see every hop fail;
+  marked invalid; forge the checkpoint's signature, or the witness's
+  cosignature, and see every hop fail;
 - open the principal page and find exactly the planted executions without a
   decision;
 - run a sample SQL query and download its CSV;
@@ -54,6 +56,7 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:
     print("console_e2e.py: the Python package 'selenium' is required (tools/setup.sh installs it)", file=sys.stderr)
@@ -68,6 +71,7 @@ SEED = bytes(range(100, 132))
 PDP = "console-pdp"
 VICTIM = "https://idp.example/users/console-victim"
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
+SQL_ROWS_MAX = 5000  # above the ledger's 3,000-odd events, below a query that doubles them
 
 passed = failed = 0
 
@@ -143,8 +147,21 @@ class Server:
         self.ingest = run(BIN, "tokens", "create", "--role", "ingest", env=env)
         self.auditor = run(BIN, "tokens", "create", "--role", "auditor", env=env)
         run(BIN, "keys", "add", "console-key", "--public-key", public_key_b64(SEED), "--pdp", PDP, env=env)
-        self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0"], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # A witness written from the spec (tests/tlog/witness.py), and a policy that needs it.
+        vkey = json.loads(run(BIN, "info", "--json", env=env))["verifier_key"]
+        self.witness = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tests", "tlog", "witness.py"), "--listen", "127.0.0.1:0",
+             "--name", "console-witness.example/w1", "--seed-hex", "77" * 32, "--log", vkey,
+             "--state", os.path.join(tmp, "witness-state.json")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        _, port, witness_vkey = self.witness.stdout.readline().split()
+        policy = os.path.join(tmp, "ledger.policy")
+        with open(policy, "w") as f:
+            f.write(f"log {vkey}\nwitness w1 {witness_vkey} http://127.0.0.1:{port}\nquorum w1\n")
+        self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--witness-policy", policy,
+                                      "--sql-rows-max", str(SQL_ROWS_MAX)], env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
         self.url = None
         for line in self.proc.stderr:
             if " on http://" in line:
@@ -165,8 +182,9 @@ class Server:
         return self.call("/v1/sql", json.dumps({"sql": q}).encode())["rows"]
 
     def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+        for p in (self.proc, self.witness):
+            p.kill()
+            p.wait()
 
 
 # ---------------------------------------------------------------- the proxy
@@ -178,6 +196,7 @@ class Proxy:
     def __init__(self, upstream):
         self.upstream, self.tamper_seq, self.tamper_checkpoint, self.tamper_consistency = upstream, None, False, False
         self.tamper_signature_seq = None
+        self.tamper_cosignature = False
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -213,6 +232,16 @@ class Proxy:
                     sig[5] ^= 1
                     ev["envelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
                     data = json.dumps(ev).encode()
+                if u.path == "/v1/log" and proxy.tamper_cosignature and status == 200:
+                    log = json.loads(data)
+                    lines = log["witnessed_checkpoint"].split("\n")
+                    i = next(k for k, l in enumerate(lines) if l.startswith("\u2014 console-witness.example/w1 "))
+                    name, blob = lines[i].rsplit(" ", 1)
+                    raw = bytearray(base64.b64decode(blob))
+                    raw[20] ^= 1  # a signature byte, after the key hash and the time
+                    lines[i] = name + " " + base64.b64encode(bytes(raw)).decode()
+                    log["witnessed_checkpoint"] = "\n".join(lines)
+                    data = json.dumps(log).encode()
                 if u.path == "/v1/proofs/consistency" and proxy.tamper_consistency and status == 200:
                     proof = json.loads(data)
                     h = bytearray(base64.b64decode(proof["hashes"][-1]))
@@ -281,8 +310,7 @@ def search(driver, text):
     driver.get(driver.base + "/ui/#/")
     box = wait(driver, lambda d: css(d, "#q") and css(d, "#q")[0])
     box.clear()
-    box.send_keys(text)
-    css(driver, "form[role=search] button")[0].click()
+    box.send_keys(text + Keys.ENTER)  # the keyboard alone: the box has focus when the view opens
 
 
 def landed(driver, prefix):
@@ -313,7 +341,15 @@ def main():
             receipts = c.send(planted())
         seq_of = {r.event_id: r.seq for r in receipts}
         server.call("/v1/opa/logs", json.dumps(opa_log()).encode(), token=server.ingest)
-        time.sleep(1.5)  # a checkpoint covers the planted events
+        # A witnessed checkpoint covers the planted events.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            log = server.call("/v1/log")
+            if (log.get("witnessed_tree_size") or 0) >= log["tree_size"]:
+                break
+            time.sleep(0.2)
+        check((log.get("witnessed_tree_size") or 0) >= log["tree_size"], "setup: the witness cosigned the ledger",
+              json.dumps(log)[:300])
         proxy = Proxy(server.url)
         downloads = os.path.join(tmp, "downloads")
         os.makedirs(downloads)
@@ -331,6 +367,8 @@ def main():
         check(driver.execute_script("return sessionStorage.getItem('actlog.token')") == server.query,
               "sign in: the token is kept in the tab's sessionStorage")
         check(not any(server.query in c["value"] for c in driver.get_cookies()), "sign in: no cookie holds the token")
+        focus = driver.execute_script("return document.activeElement && document.activeElement.id")
+        check(focus == "q", "keyboard: the search box has focus when the view opens (searches below press Enter)", focus)
         first_view = time.monotonic() - t0
 
         # Search each id kind.
@@ -373,6 +411,9 @@ def main():
         check(kinds[:1] == ["principal"] and "decision" in kinds and "outcome" in kinds and "policy" in kinds,
               "chain: principal, agent, tool, policy, decision and outcome nodes", str(kinds))
         check(marks and all(v for _, _, v in marks), "chain: every hop's proof is valid", str(marks))
+        proofs = {p.text for p in css(driver, "#chain .proof")}
+        check(all("cosigned by w1 (quorum w1 met)" in p for p in proofs),
+              "chain: each hop is proven against the witnessed checkpoint, its cosignature checked", str(proofs))
         chain_ms = int(css(driver, "#chain-done")[0].get_attribute("data-ms"))
         sigs = {n.find_element(By.CSS_SELECTOR, ".sig").text for n in css(driver, "#chain .node")}
         check(sigs == {"signed by key console-key of PDP console-pdp (verified in the browser)"},
@@ -407,6 +448,15 @@ def main():
         check("INVALID" in css(driver, "#chain .node.invalid .proof")[0].text, "chain: the invalid hop says why")
         shot(driver, "04-chain-tampered")
         proxy.tamper_seq = None
+
+        # A cosignature that does not verify: the quorum fails, and every hop with it.
+        proxy.tamper_cosignature = True
+        driver.refresh()
+        marks = chain_marks(driver)
+        check(marks and not any(v for _, _, v in marks), "chain: a forged cosignature fails every hop", str(marks))
+        check("do not meet the quorum w1" in css(driver, "#chain .node.invalid .proof")[0].text,
+              "chain: the hop says the quorum is not met", css(driver, "#chain .node .proof")[0].text)
+        proxy.tamper_cosignature = False
 
         # A checkpoint whose signature does not verify: every hop is invalid.
         proxy.tamper_checkpoint = True
@@ -453,6 +503,23 @@ def main():
         check(head == "pdp_id,effect,n", "sql: the CSV downloads with its header", head)
         shot(driver, "07-sql")
 
+        # The server's limits and errors are shown.
+        def run_sql(text):
+            area = css(driver, "#sql")[0]
+            area.clear()
+            area.send_keys(text)
+            css(driver, "#run")[0].click()
+            try:
+                wait(driver, lambda d: css(d, "#sql-result table") or css(d, "#sql-result .error"), 60)
+            except Exception:
+                pass
+            return css(driver, "#sql-result")[0].text
+
+        out = run_sql("SELECT a.seq FROM events a CROSS JOIN (VALUES (1), (2)) v")
+        check(f"{SQL_ROWS_MAX} rows" in out and "sql_rows_max" in out, "sql: a result cut at sql_rows_max says so", out[:200])
+        out = run_sql("SELECT nope FROM events")
+        check(out.startswith("sql_invalid:") and "nope" in out, "sql: a refused query shows the server's error", out[:200])
+
         # A hostile agent id is text, and the CSP stops inline handlers.
         driver.get(proxy.url + "/ui/#/agent/" + urllib.parse.quote(HOSTILE, safe="") + "?" + window)
         wait(driver, lambda d: css(d, "h2 code"))
@@ -471,6 +538,8 @@ def main():
         wait(driver, lambda d: len(css(d, "table")) >= 3)
         text = driver.find_element(By.TAG_NAME, "main").text
         check("(signature valid)" in text, "ledger: the checkpoint signature is checked valid in the browser", text[:400])
+        check("cosigned by w1 (quorum w1 met, checked in the browser)" in text,
+              "ledger: the witnessed checkpoint's cosignature is checked in the browser", text[:600])
         sizes = [o.get_attribute("value") for o in css(driver, "#cons-old option")]
         check(len(sizes) >= 2, f"ledger: {len(sizes)} checkpoints listed")
         css(driver, "#cons-check")[0].click()

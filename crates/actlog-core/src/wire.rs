@@ -147,6 +147,10 @@ pub struct Log {
 /// The witnessing part of [`Log`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Witnessing {
+    /// The witness policy in force, as C2SP tlog-policy text (so a client,
+    /// the console among them, can check the cosignatures itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_policy: Option<String>,
     /// The latest checkpoint that met the quorum, with its cosignatures.
     pub witnessed_checkpoint: Option<String>,
     /// Its tree size.
@@ -254,6 +258,7 @@ mod tests {
                 witnessed_checkpoint: Some("n".into()),
                 witnessed_tree_size: Some(2),
                 witnesses: json!([{"name": "w"}]),
+                witness_policy: Some("quorum none\n".into()),
             }),
             ..log
         };
@@ -261,6 +266,7 @@ mod tests {
         tree["witnessed_tree_size"] = json!(2);
         tree["witnessed_checkpoint"] = json!("n");
         tree["witnesses"] = json!([{"name": "w"}]);
+        tree["witness_policy"] = json!("quorum none\n");
         assert_eq!(serde_json::to_string(&log).unwrap(), tree.to_string());
         assert_eq!(
             serde_json::from_str::<Log>(&tree.to_string()).unwrap(),

@@ -324,6 +324,36 @@ impl Policy {
         Ok(Policy { logs, witnesses, groups, quorum })
     }
 
+    /// The policy as tlog-policy text, groups with numeric thresholds;
+    /// [`Policy::parse`] reads it back to the same policy.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for l in &self.logs {
+            out +=
+                &format!("log {}{}\n", l.key.to_text(), l.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default());
+        }
+        for w in &self.witnesses {
+            let url = w.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            out += &format!("witness {} {}{url}\n", w.name, w.key.to_text());
+        }
+        // Groups in an order where every member is defined before its group.
+        let mut written: BTreeSet<&str> = self.witnesses.iter().map(|w| w.name.as_str()).collect();
+        while written.len() < self.witnesses.len() + self.groups.len() {
+            let before = written.len();
+            for (name, g) in &self.groups {
+                if !written.contains(name.as_str()) && g.members.iter().all(|m| written.contains(m.as_str())) {
+                    out += &format!("group {name} {} {}\n", g.threshold, g.members.join(" "));
+                    written.insert(name);
+                }
+            }
+            if written.len() == before {
+                break; // unreachable for a parsed policy: groups only name what is defined above them
+            }
+        }
+        out += &format!("quorum {}\n", self.quorum);
+        out
+    }
+
     /// The trusted log whose key name is `origin`.
     pub fn log(&self, origin: &str) -> Option<&PolicyLog> {
         self.logs.iter().find(|l| l.key.name == origin)
@@ -508,6 +538,21 @@ mod tests {
         let none = Policy::parse(&policy_text("quorum none\n")).unwrap();
         assert!(none.check(EXAMPLE_NOTE).is_ok());
         assert!(none.check(&EXAMPLE_NOTE.replace("\n3\n", "\n4\n")).is_err(), "the log signature still counts");
+    }
+
+    #[test]
+    fn a_policy_written_as_text_reads_back_the_same() {
+        for extra in [
+            "quorum none\n",
+            "quorum w2\n",
+            "group both all w1 w2\nquorum both\n",
+            "group one any w1 w2\ngroup top 1 one w2\nquorum top\n",
+        ] {
+            let p = Policy::parse(&policy_text(extra)).unwrap();
+            let text = p.to_text();
+            assert_eq!(Policy::parse(&text).unwrap(), p, "{text}");
+            assert!(text.ends_with(&format!("quorum {}\n", p.quorum)));
+        }
     }
 
     #[test]

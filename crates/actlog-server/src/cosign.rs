@@ -145,6 +145,11 @@ impl Witnessing {
     }
 
     /// Every witness's status.
+    /// The witness policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn status(&self) -> Vec<WitnessStatus> {
         self.peers.lock().expect("peers lock").iter().map(|p| p.status.clone()).collect()
     }

@@ -95,6 +95,7 @@ pub async fn log(State(state): State<AppState>, headers: HeaderMap) -> Result<Js
             witnessed_tree_size: published.as_ref().map(|(s, _)| *s),
             witnessed_checkpoint: published.map(|(_, n)| n),
             witnesses: json!(w.status()),
+            witness_policy: Some(w.policy().to_text()),
         }
     });
     Ok(Json(wire::Log {

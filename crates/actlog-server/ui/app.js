@@ -167,13 +167,73 @@ async function verifyNote(note, verifierKey) {
   return { origin: lines[0], size: Number(lines[1]), root: b64.dec(lines[2]), signature };
 }
 
-// The latest checkpoint, checked; kept 5 s (a bad one is fetched again).
+// C2SP tlog-policy text: the witnesses (name -> cosigner vkey), the groups
+// and the quorum.
+function parsePolicy(text) {
+  const witnesses = new Map();
+  const groups = new Map();
+  let quorum = 'none';
+  for (const line of text.split('\n')) {
+    const w = line.trim().split(/[ \t]+/).filter(Boolean);
+    if (!w.length || w[0].startsWith('#')) continue;
+    if (w[0] === 'witness') witnesses.set(w[1], w[2]);
+    else if (w[0] === 'group') {
+      const members = w.slice(3);
+      groups.set(w[1], { k: w[2] === 'all' ? members.length : w[2] === 'any' ? 1 : Number(w[2]), members });
+    } else if (w[0] === 'quorum') quorum = w[1];
+  }
+  return { witnesses, groups, quorum };
+}
+
+function quorumMet(policy, name, cosigned) {
+  if (name === 'none') return true;
+  const g = policy.groups.get(name);
+  if (g) return g.members.filter((m) => quorumMet(policy, m, cosigned)).length >= g.k;
+  return cosigned.has(name);
+}
+
+// The witnesses of the policy whose cosignature/v1 line on the note verifies
+// (C2SP tlog-cosignature: key hash, 8-byte time, Ed25519 over
+// "cosignature/v1\ntime <t>\n" and the checkpoint).
+async function cosigners(note, policy) {
+  const lines = note.split('\n');
+  const body = lines.slice(0, 3).join('\n') + '\n';
+  const out = new Set();
+  for (const [name, vkey] of policy.witnesses) {
+    const [keyName, keyHex, ...rest] = vkey.split('+');
+    const raw = b64.dec(rest.join('+'));
+    if (raw[0] !== 4 || raw.length !== 33) continue;
+    let key;
+    try { key = await crypto.subtle.importKey('raw', raw.slice(1), { name: 'Ed25519' }, false, ['verify']); } catch (_) { continue; }
+    const prefix = '\u2014 ' + keyName + ' ';
+    for (const l of lines.filter((x) => x.startsWith(prefix))) {
+      let blob;
+      try { blob = b64.dec(l.slice(prefix.length)); } catch (_) { continue; }
+      if (blob.length !== 76 || !same(blob.slice(0, 4), hexBytes(keyHex))) continue;
+      const time = new DataView(blob.buffer, blob.byteOffset + 4, 8).getBigUint64(0).toString();
+      const msg = new TextEncoder().encode('cosignature/v1\ntime ' + time + '\n' + body);
+      if (await crypto.subtle.verify({ name: 'Ed25519' }, key, blob.slice(12), msg)) out.add(name);
+    }
+  }
+  return out;
+}
+
+// The latest checkpoint, checked, and with a witness policy the latest
+// witnessed one, its cosignatures checked against the policy's quorum.
+// Kept 5 s (a bad one is fetched again).
 let checkpointCache = null;
 async function checkpoint() {
   if (checkpointCache && Date.now() - checkpointCache.at < 5000) return checkpointCache;
   const [log, note] = await Promise.all([api('/v1/log'), api('/v1/checkpoint', { text: true })]);
   const cp = Object.assign(await verifyNote(note, log.verifier_key), { at: Date.now(), note, log });
-  checkpointCache = cp.signature.startsWith('invalid') ? null : cp;
+  if (log.witness_policy && log.witnessed_checkpoint) {
+    const policy = parsePolicy(log.witness_policy);
+    const w = await verifyNote(log.witnessed_checkpoint, log.verifier_key);
+    const by = await cosigners(log.witnessed_checkpoint, policy);
+    cp.witnessed = Object.assign(w, { cosigners: [...by].sort(), quorum: quorumMet(policy, policy.quorum, by), policyQuorum: policy.quorum });
+  }
+  const bad = cp.signature.startsWith('invalid') || (cp.witnessed && (cp.witnessed.signature.startsWith('invalid') || !cp.witnessed.quorum));
+  checkpointCache = bad ? null : cp;
   return cp;
 }
 
@@ -224,16 +284,27 @@ async function checkEvent(seq) {
   const signer = await producerSignature(ev.envelope, leaf, payload, cp.log);
   if (signer.bad) problems.push(signer.text);
   const kind = signer.text;
+  // The anchor: the witnessed checkpoint when it covers the seq, else the
+  // latest one the log signed.
+  const w = cp.witnessed;
+  const anchor = w && seq < w.size ? w : cp;
   let proof = 'not yet in a checkpoint (tree size ' + cp.size + ')';
   let valid = problems.length === 0;
-  if (seq < cp.size) {
-    const p = await api('/v1/proofs/inclusion?seq=' + seq + '&tree_size=' + cp.size);
+  if (cp.signature.startsWith('invalid')) problems.push('the latest checkpoint\'s signature is invalid');
+  if (seq < anchor.size) {
+    if (anchor === w && w.signature.startsWith('invalid')) problems.push('the witnessed checkpoint\'s signature is invalid');
+    if (anchor === w && !w.quorum) {
+      problems.push('the witnessed checkpoint\'s valid cosignatures (' + (w.cosigners.join(', ') || 'none') + ') do not meet the quorum ' + w.policyQuorum);
+    }
+    const p = await api('/v1/proofs/inclusion?seq=' + seq + '&tree_size=' + anchor.size);
     try {
-      const root = await rootFromInclusion(seq, cp.size, lh, p.hashes.map(b64.dec));
-      if (!same(root, cp.root)) problems.push('the audit path does not lead to the checkpoint root');
+      const root = await rootFromInclusion(seq, anchor.size, lh, p.hashes.map(b64.dec));
+      if (!same(root, anchor.root)) problems.push('the audit path does not lead to the checkpoint root');
     } catch (e) { problems.push(e.message); }
-    valid = problems.length === 0 && !cp.signature.startsWith('invalid');
-    proof = valid ? 'inclusion proof valid at tree size ' + cp.size : 'INVALID: ' + problems.join('; ');
+    valid = problems.length === 0;
+    const how = anchor === w ? ', cosigned by ' + w.cosigners.join(', ') + ' (quorum ' + w.policyQuorum + ' met)'
+      : w ? ' (signed by the log; witnessed only up to ' + w.size + ')' : '';
+    proof = valid ? 'inclusion proof valid at tree size ' + anchor.size + how : 'INVALID: ' + problems.join('; ');
   } else if (problems.length) {
     proof = 'INVALID: ' + problems.join('; ');
   }
@@ -443,7 +514,8 @@ async function viewChain(main, eventId) {
   }
   const cp = [...results.values()].map((r) => r.checkpoint).find(Boolean);
   main.append(el('p', { class: 'muted', id: 'chain-done', 'data-ms': ms },
-    'Proofs checked in ' + ms + ' ms against checkpoint ' + (cp ? cp.size : '?') + ' (signature ' + (cp ? cp.signature : '?') + ').'));
+    'Proofs checked in ' + ms + ' ms against checkpoint ' + (cp ? cp.size : '?') + ' (signature ' + (cp ? cp.signature : '?') + ')' +
+      (cp && cp.witnessed ? ' and witnessed checkpoint ' + cp.witnessed.size + ' (cosigned by ' + (cp.witnessed.cosigners.join(', ') || 'nobody') + ').' : '.')));
   say('');
 }
 
@@ -545,7 +617,8 @@ async function viewLedger(main) {
     ['checkpoint age', created ? Math.max(0, Math.round((Date.now() - created.getTime()) / 1000)) + ' s' : 'unknown'],
     ['ingest rate', (rate.rows[0][0] / 60).toFixed(1) + ' events/s over the last minute'],
     ['verifier key', log.verifier_key],
-    ['witnessed tree size', log.witnessing ? String(log.witnessing.witnessed_tree_size) : 'no witness policy'],
+    ['witnessed', cp.witnessed ? cp.witnessed.size + ', cosigned by ' + (cp.witnessed.cosigners.join(', ') || 'nobody') + ' (quorum ' + cp.witnessed.policyQuorum + (cp.witnessed.quorum ? ' met' : ' NOT met') + ', checked in the browser)'
+      : log.witness_policy ? 'no checkpoint meets the quorum yet' : 'no witness policy'],
   ]), el('h3', {}, 'Checkpoint'), el('pre', {}, cp.note));
   main.append(el('h3', {}, 'Events per PDP'), table(perPdp.columns.map((c) => c.name), perPdp.rows));
   const sizes = cps.rows.map((r) => r[0]);
