@@ -151,7 +151,7 @@ pub async fn search(
     Ok(Json(json!({"text": q, "tree_size": tree_size, "results": found})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct WindowParams {
     from: Option<String>,
     to: Option<String>,
@@ -294,24 +294,31 @@ pub struct SummaryParams {
 }
 
 fn summary_window(p: &SummaryParams) -> Result<String, ApiError> {
-    let wp = WindowParams {
-        from: p.from.clone(),
-        to: p.to.clone(),
-        effect: None,
-        pdp_id: None,
-        actor_id: None,
-        principal_id: None,
-        tool_name: None,
-        policy_version: None,
-        outcome_status: None,
-        event_type: None,
-        task_id: None,
-        session_id: None,
-        trace_id: None,
-        before_seq: None,
-        limit: None,
-    };
+    let wp = WindowParams { from: p.from.clone(), to: p.to.clone(), ..Default::default() };
     Ok(window_filter(&wp)?.0)
+}
+
+/// One page about one id (`$1`): each named query's rows, under its name.
+async fn summary(
+    state: &AppState,
+    id_name: &str,
+    id: String,
+    queries: Vec<(&str, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let mut out = serde_json::Map::new();
+    out.insert(id_name.into(), json!(id));
+    for (name, sql) in queries {
+        out.insert(name.into(), Value::Array(rows(state, &sql, vec![Some(id.clone())]).await?));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// The tools one id decided on in the window, by effect.
+fn tools_sql(w: &str, column: &str) -> String {
+    format!(
+        "SELECT tool_name, effect, count(*) AS decisions FROM events WHERE {w} AND {column} = $1 \
+         AND event_type = 'authz.decision' AND tool_name IS NOT NULL GROUP BY tool_name, effect ORDER BY decisions DESC LIMIT 100"
+    )
 }
 
 /// `GET /v1/principals/{id}?from=&to=`: everything agents did on one
@@ -328,64 +335,43 @@ pub async fn principal(
     let ApiQuery(p) = p?;
     let id = text_param("principal id", &id)?;
     let w = summary_window(&p)?;
-    let param = || vec![Some(id.clone())];
-    let agents = rows(
-        &state,
-        &format!(
-            "SELECT actor_id, count(*) AS events, sum(CASE WHEN effect = 'deny' THEN 1 ELSE 0 END) AS denies, \
-             max(event_time) AS last_seen FROM events WHERE {w} AND principal_id = $1 GROUP BY actor_id ORDER BY events DESC LIMIT 100"
+    let queries = vec![
+        (
+            "agents",
+            format!(
+                "SELECT actor_id, count(*) AS events, sum(CASE WHEN effect = 'deny' THEN 1 ELSE 0 END) AS denies, \
+                 max(event_time) AS last_seen FROM events WHERE {w} AND principal_id = $1 GROUP BY actor_id \
+                 ORDER BY events DESC LIMIT 100"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let tools = rows(
-        &state,
-        &format!(
-            "SELECT tool_name, effect, count(*) AS decisions FROM events WHERE {w} AND principal_id = $1 \
-             AND event_type = 'authz.decision' AND tool_name IS NOT NULL GROUP BY tool_name, effect ORDER BY decisions DESC LIMIT 100"
+        ("tools", tools_sql(&w, "principal_id")),
+        (
+            "outcomes",
+            format!(
+                "SELECT outcome_status, count(*) FROM events WHERE {w} AND principal_id = $1 \
+                 AND event_type = 'authz.outcome' GROUP BY outcome_status ORDER BY 2 DESC"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let outcomes = rows(
-        &state,
-        &format!(
-            "SELECT outcome_status, count(*) FROM events WHERE {w} AND principal_id = $1 AND event_type = 'authz.outcome' \
-             GROUP BY outcome_status ORDER BY 2 DESC"
+        (
+            "denies",
+            format!(
+                "SELECT seq, event_time, actor_id, tool_name, event_id FROM events WHERE {w} AND principal_id = $1 \
+                 AND event_type = 'authz.decision' AND effect = 'deny' ORDER BY seq DESC LIMIT 100"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let denies = rows(
-        &state,
-        &format!(
-            "SELECT seq, event_time, actor_id, tool_name, event_id FROM events WHERE {w} AND principal_id = $1 \
-             AND event_type = 'authz.decision' AND effect = 'deny' ORDER BY seq DESC LIMIT 100"
+        // An executed outcome whose decision is not in the ledger at all.
+        (
+            "executed_without_decision",
+            format!(
+                "SELECT o.seq, o.event_time, o.actor_id, o.tool_name, o.decision_event_id, o.event_id FROM events o \
+                 WHERE {} AND o.principal_id = $1 AND o.event_type = 'authz.outcome' AND o.outcome_status = 'executed' \
+                 AND NOT EXISTS (SELECT 1 FROM events d WHERE d.event_id = o.decision_event_id \
+                 AND d.event_type = 'authz.decision') ORDER BY o.seq DESC LIMIT 100",
+                w.replace("event_time", "o.event_time")
+            ),
         ),
-        param(),
-    )
-    .await?;
-    // An executed outcome whose decision is not in the ledger at all.
-    let without_decision = rows(
-        &state,
-        &format!(
-            "SELECT o.seq, o.event_time, o.actor_id, o.tool_name, o.decision_event_id, o.event_id FROM events o \
-             WHERE {} AND o.principal_id = $1 AND o.event_type = 'authz.outcome' AND o.outcome_status = 'executed' \
-             AND NOT EXISTS (SELECT 1 FROM events d WHERE d.event_id = o.decision_event_id AND d.event_type = 'authz.decision') \
-             ORDER BY o.seq DESC LIMIT 100",
-            w.replace("event_time", "o.event_time")
-        ),
-        param(),
-    )
-    .await?;
-    Ok(Json(json!({
-        "principal_id": id,
-        "agents": agents,
-        "tools": tools,
-        "outcomes": outcomes,
-        "denies": denies,
-        "executed_without_decision": without_decision,
-    })))
+    ];
+    summary(&state, "principal_id", id, queries).await
 }
 
 /// `GET /v1/agents/{id}?from=&to=`: one agent in the window: on whose
@@ -402,63 +388,41 @@ pub async fn agent(
     let ApiQuery(p) = p?;
     let id = text_param("agent id", &id)?;
     let w = summary_window(&p)?;
-    let param = || vec![Some(id.clone())];
-    let principals = rows(
-        &state,
-        &format!(
-            "SELECT principal_id, count(*) AS events, max(event_time) AS last_seen FROM events WHERE {w} AND actor_id = $1 \
-             GROUP BY principal_id ORDER BY events DESC LIMIT 100"
+    let from = p.from.as_deref().and_then(actlog_core::time::parse_rfc3339_utc).unwrap_or(0);
+    let queries = vec![
+        (
+            "principals",
+            format!(
+                "SELECT principal_id, count(*) AS events, max(event_time) AS last_seen FROM events \
+                 WHERE {w} AND actor_id = $1 GROUP BY principal_id ORDER BY events DESC LIMIT 100"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let tools = rows(
-        &state,
-        &format!(
-            "SELECT tool_name, effect, count(*) AS decisions FROM events WHERE {w} AND actor_id = $1 \
-             AND event_type = 'authz.decision' AND tool_name IS NOT NULL GROUP BY tool_name, effect ORDER BY decisions DESC LIMIT 100"
+        ("tools", tools_sql(&w, "actor_id")),
+        (
+            "deny_bursts",
+            format!(
+                "SELECT task_id, count(*) AS denies, min(event_time) AS first, max(event_time) AS last FROM events \
+                 WHERE {w} AND actor_id = $1 AND event_type = 'authz.decision' AND effect = 'deny' \
+                 AND task_id IS NOT NULL GROUP BY task_id HAVING count(*) >= 3 ORDER BY denies DESC LIMIT 100"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let bursts = rows(
-        &state,
-        &format!(
-            "SELECT task_id, count(*) AS denies, min(event_time) AS first, max(event_time) AS last FROM events \
-             WHERE {w} AND actor_id = $1 AND event_type = 'authz.decision' AND effect = 'deny' AND task_id IS NOT NULL \
-             GROUP BY task_id HAVING count(*) >= 3 ORDER BY denies DESC LIMIT 100"
+        (
+            "first_seen_tools",
+            format!(
+                "SELECT tool_name, min(event_time) AS first_seen, min(seq) AS seq FROM events WHERE actor_id = $1 \
+                 AND event_type = 'authz.decision' AND tool_name IS NOT NULL GROUP BY tool_name \
+                 HAVING min(event_time) >= to_timestamp_nanos({from}) ORDER BY first_seen LIMIT 100"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let first_seen = rows(
-        &state,
-        &format!(
-            "SELECT tool_name, min(event_time) AS first_seen, min(seq) AS seq FROM events WHERE actor_id = $1 \
-             AND event_type = 'authz.decision' AND tool_name IS NOT NULL GROUP BY tool_name \
-             HAVING min(event_time) >= to_timestamp_nanos({from}) ORDER BY first_seen LIMIT 100",
-            from = actlog_core::time::parse_rfc3339_utc(p.from.as_deref().unwrap_or_default()).unwrap_or(0)
+        (
+            "delegations",
+            format!(
+                "SELECT seq, event_time, event_type, principal_id, subject_agent_id, subject_grant_id FROM lifecycle \
+                 WHERE {w} AND (actor_id = $1 OR arrow_cast(subject_agent_id, 'Utf8View') = $1) ORDER BY seq DESC LIMIT 100"
+            ),
         ),
-        param(),
-    )
-    .await?;
-    let delegations = rows(
-        &state,
-        &format!(
-            "SELECT seq, event_time, event_type, principal_id, subject_agent_id, subject_grant_id FROM lifecycle \
-             WHERE {w} AND (actor_id = $1 OR arrow_cast(subject_agent_id, 'Utf8View') = $1) ORDER BY seq DESC LIMIT 100"
-        ),
-        param(),
-    )
-    .await?;
-    Ok(Json(json!({
-        "agent_id": id,
-        "principals": principals,
-        "tools": tools,
-        "deny_bursts": bursts,
-        "first_seen_tools": first_seen,
-        "delegations": delegations,
-    })))
+    ];
+    summary(&state, "agent_id", id, queries).await
 }
 
 /// Evidence bundles made at once (`evidence_runs_max`): each holds a
