@@ -4,9 +4,11 @@
 //! over the archive's hive-partitioned Parquet across the executors.
 //!
 //! The tables are plain Parquet listing tables over the archive's
-//! `events/` and `delegation_hops/` folders, and `decision_chains` is the
-//! same view as on one node, so no actlog operator crosses the wire and
-//! Ballista's own codecs carry every plan. The query text goes through the
+//! `events/` and `delegation_hops/` folders, and `decision_chains`,
+//! `lifecycle` and `producer_streams` are the same views as on one node, so
+//! no actlog operator crosses the wire and Ballista's own codecs carry every
+//! plan. The views' payload functions are registered by name on the
+//! scheduler and the executors. The query text goes through the
 //! same sandbox as every other SQL surface before any plan is made.
 
 use std::net::SocketAddr;
@@ -49,6 +51,15 @@ pub async fn scheduler(listener: tokio::net::TcpListener, executor_timeout_s: u6
         expire_dead_executor_interval_seconds: 1.max(executor_timeout_s / 3),
         ..Default::default()
     };
+    // The scheduler plans with actlog's payload functions too (the
+    // `lifecycle` and `producer_streams` views call them).
+    let config = config.with_override_session_builder(Arc::new(|c| {
+        let mut state = ballista_core::utils::default_session_builder(c)?;
+        for udf in actlog_query::tables::payload_udfs() {
+            datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(udf))?;
+        }
+        Ok(state)
+    }));
     let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| failed("starting the scheduler")(e.to_string()))?;
@@ -92,11 +103,21 @@ pub async fn executor(o: ExecutorOptions) -> Result<(), ClusterError> {
         work_dir: Some(o.work_dir.to_string_lossy().into_owned()),
         executor_heartbeat_interval_seconds: 2,
         print_thread_info: false,
+        override_function_registry: Some(Arc::new(function_registry())),
         ..Default::default()
     };
     ballista_executor::executor_process::start_executor_process(Arc::new(config))
         .await
         .map_err(|e| failed("the executor stopped")(e.to_string()))
+}
+
+/// Ballista's functions and actlog's payload functions, for executors.
+fn function_registry() -> ballista_core::registry::BallistaFunctionRegistry {
+    let mut r = ballista_core::registry::BallistaFunctionRegistry::default();
+    for udf in actlog_query::tables::payload_udfs() {
+        r.scalar_functions.insert(udf.name().to_string(), Arc::new(udf));
+    }
+    r
 }
 
 /// The archive's root as a URL DataFusion lists: `file:///PATH/`.
@@ -138,9 +159,16 @@ pub async fn query(scheduler: &str, archive: &str, sql: &str) -> Result<Vec<Reco
         let provider = ListingTable::try_new(config).map_err(|e| failed("the archive's tables")(e.to_string()))?;
         ctx.register_table(table, Arc::new(provider)).map_err(|e| failed("the archive's tables")(e.to_string()))?;
     }
-    ctx.sql(actlog_query::tables::DECISION_CHAINS_SQL)
-        .await
-        .map_err(|e| failed("the decision_chains view")(e.to_string()))?;
+    for udf in actlog_query::tables::payload_udfs() {
+        ctx.register_udf(udf);
+    }
+    for (name, view) in [
+        ("decision_chains", actlog_query::tables::DECISION_CHAINS_SQL),
+        ("lifecycle", actlog_query::tables::LIFECYCLE_SQL),
+        ("producer_streams", actlog_query::tables::PRODUCER_STREAMS_SQL),
+    ] {
+        ctx.sql(view).await.map_err(|e| failed(&format!("the {name} view"))(e.to_string()))?;
+    }
     let df = ctx.sql(sql).await.map_err(|e| ClusterError::Refused(e.to_string()))?;
     df.collect().await.map_err(|e| failed("the query failed on the cluster")(e.to_string()))
 }

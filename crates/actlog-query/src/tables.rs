@@ -56,14 +56,26 @@ WHERE stream IS NOT NULL GROUP BY pdp_id, stream";
 /// Registers the views, and the functions they use, on a fresh context
 /// (before the sandbox applies).
 pub async fn register_views(ctx: &SessionContext) -> datafusion::error::Result<()> {
-    ctx.register_udf(text_udf("subject_agent_id", |f| f.subject_agent_id));
-    ctx.register_udf(text_udf("subject_grant_id", |f| f.subject_grant_id));
-    ctx.register_udf(text_udf("source_stream", |f| f.source_stream));
-    ctx.register_udf(number_udf("source_stream_seq", |f| f.source_stream_seq));
+    for udf in payload_udfs() {
+        ctx.register_udf(udf);
+    }
     ctx.sql(DECISION_CHAINS_SQL).await?;
     ctx.sql(LIFECYCLE_SQL).await?;
     ctx.sql(PRODUCER_STREAMS_SQL).await?;
     Ok(())
+}
+
+/// The functions of the payload the views use, which any query may call
+/// too: `subject_agent_id`, `subject_grant_id`, `source_stream` and
+/// `source_stream_seq`. A Ballista cluster registers them on its scheduler
+/// and executors (`actlog-cluster`).
+pub fn payload_udfs() -> Vec<ScalarUDF> {
+    vec![
+        text_udf("subject_agent_id", |f| f.subject_agent_id),
+        text_udf("subject_grant_id", |f| f.subject_grant_id),
+        text_udf("source_stream", |f| f.source_stream),
+        number_udf("source_stream_seq", |f| f.source_stream_seq),
+    ]
 }
 
 /// `name(payload)`: one text field of the event whose payload (JSON text)

@@ -660,12 +660,17 @@ fn a_ballista_cluster_answers_the_pinned_queries_over_the_archive_as_one_node_do
 
     // The single-node side reads the data directory, limited to the seqs
     // the archive holds, with the same view text.
-    let view = actlog_query_view();
+    let view = |name: &str, sql: &str| sql.strip_prefix(&format!("CREATE VIEW {name} AS ")).unwrap().to_string();
+    let (chains, lifecycle, streams) = (
+        view("decision_chains", actlog_query::tables::DECISION_CHAINS_SQL),
+        view("lifecycle", actlog_query::tables::LIFECYCLE_SQL),
+        view("producer_streams", actlog_query::tables::PRODUCER_STREAMS_SQL),
+    );
     let single = |q: &str| {
         let wrapped = format!(
             "WITH events AS (SELECT * FROM events WHERE seq < {end}), \
              delegation_hops AS (SELECT * FROM delegation_hops WHERE seq < {end}), \
-             decision_chains AS ({view}) {q}"
+             decision_chains AS ({chains}), lifecycle AS ({lifecycle}), producer_streams AS ({streams}) {q}"
         );
         sql(&data, &wrapped)
     };
@@ -678,6 +683,9 @@ fn a_ballista_cluster_answers_the_pinned_queries_over_the_archive_as_one_node_do
         "SELECT * FROM decision_chains ORDER BY seq",
         "SELECT effect, count(*) AS n, count(outcome_seq) AS with_outcome FROM decision_chains GROUP BY effect ORDER BY effect",
         "SELECT depth, count(*) AS n FROM delegation_hops GROUP BY depth ORDER BY depth",
+        // The views that call actlog's payload functions on the executors.
+        "SELECT event_type, subject_agent_id, subject_grant_id, count(*) AS n FROM lifecycle GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT count(*) AS streams, coalesce(sum(missing), 0) AS missing FROM producer_streams",
     ];
     // The executors register with the scheduler within a few heartbeats.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -745,9 +753,4 @@ fn a_ballista_cluster_answers_the_pinned_queries_over_the_archive_as_one_node_do
         assert!(Instant::now() < deadline, "one executor never answered: {}", String::from_utf8_lossy(&out.stderr));
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// The body of the `decision_chains` view, as the engine defines it.
-fn actlog_query_view() -> String {
-    actlog_query::tables::DECISION_CHAINS_SQL.strip_prefix("CREATE VIEW decision_chains AS ").unwrap().to_string()
 }
