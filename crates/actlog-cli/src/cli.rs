@@ -939,6 +939,10 @@ pub enum ClusterCommand {
         /// Drop an executor that has not sent a heartbeat for this long, in seconds.
         #[arg(long, default_value_t = 10)]
         executor_timeout_s: u64,
+        /// The S3-compatible server of s3:// archives (AWS when absent;
+        /// credentials and region from AWS_*). The scheduler lists the files.
+        #[arg(long)]
+        archive_endpoint: Option<String>,
     },
     /// An executor: runs tasks for the scheduler and serves their results.
     Executor {
@@ -957,6 +961,10 @@ pub enum ClusterCommand {
         /// Tasks run at once (default: the cores).
         #[arg(long)]
         slots: Option<usize>,
+        /// The S3-compatible server of s3:// archives (AWS when absent;
+        /// credentials and region from AWS_*).
+        #[arg(long)]
+        archive_endpoint: Option<String>,
     },
 }
 
@@ -966,15 +974,15 @@ fn cluster(command: ClusterCommand) -> CliResult {
         .build()
         .map_err(|e| refused(format!("cannot start a runtime: {e}")))?;
     let result = match command {
-        ClusterCommand::Scheduler { listen, executor_timeout_s } => rt.block_on(async {
+        ClusterCommand::Scheduler { listen, executor_timeout_s, archive_endpoint } => rt.block_on(async {
             let l = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| actlog_cluster::ClusterError::Refused(format!("--listen {listen}: {e}")))?;
             let addr = l.local_addr().map_err(|e| actlog_cluster::ClusterError::Failed(e.to_string()))?;
             eprintln!("actlog: cluster scheduler on {addr}");
-            actlog_cluster::scheduler(l, executor_timeout_s).await
+            actlog_cluster::scheduler(l, executor_timeout_s, archive_endpoint).await
         }),
-        ClusterCommand::Executor { scheduler, listen, grpc_port, work_dir, slots } => {
+        ClusterCommand::Executor { scheduler, listen, grpc_port, work_dir, slots, archive_endpoint } => {
             let tmp;
             let work_dir = match work_dir {
                 Some(d) => d,
@@ -993,6 +1001,7 @@ fn cluster(command: ClusterCommand) -> CliResult {
                 grpc_port,
                 work_dir,
                 slots,
+                archive_endpoint,
             }))
         }
     };

@@ -91,9 +91,13 @@ pub struct SqlArgs {
     /// over the archive named by --archive (`actlog cluster`).
     #[arg(long, requires = "archive", conflicts_with = "url")]
     pub cluster: Option<String>,
-    /// With --cluster: the archive (file:///PATH, a path every executor sees).
+    /// With --cluster: the archive (file:///PATH, a path every executor sees, or s3://BUCKET/PREFIX).
     #[arg(long, requires = "cluster")]
     pub archive: Option<String>,
+    /// With --cluster and an s3:// archive: the S3-compatible server (AWS
+    /// when absent; credentials and region from AWS_*).
+    #[arg(long, requires = "cluster")]
+    pub archive_endpoint: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -185,7 +189,12 @@ fn remote_sql(remote: &Remote, url: &str, token: &str, sql: &str, use_index: boo
 pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
     if let (Some(scheduler), Some(archive)) = (&args.cluster, &args.archive) {
         let q = args.query.as_deref().ok_or_else(|| usage("--cluster needs a QUERY"))?;
-        let batches = query_runtime()?.block_on(actlog_cluster::query(scheduler, archive, q))?;
+        let batches = query_runtime()?.block_on(actlog_cluster::query(
+            scheduler,
+            archive,
+            args.archive_endpoint.as_deref(),
+            q,
+        ))?;
         let schema = batches
             .first()
             .map(|b| b.schema())

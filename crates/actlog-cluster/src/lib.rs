@@ -20,6 +20,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
@@ -41,7 +42,11 @@ fn failed(what: &str) -> impl Fn(String) -> ClusterError + '_ {
 /// Runs a scheduler on `listener` until the process ends. Executors that
 /// stop heart-beating for `executor_timeout_s` are dropped, and their
 /// tasks run again elsewhere.
-pub async fn scheduler(listener: tokio::net::TcpListener, executor_timeout_s: u64) -> Result<(), ClusterError> {
+pub async fn scheduler(
+    listener: tokio::net::TcpListener,
+    executor_timeout_s: u64,
+    archive_endpoint: Option<String>,
+) -> Result<(), ClusterError> {
     let addr = listener.local_addr().map_err(|e| ClusterError::Failed(e.to_string()))?;
     let config = ballista_scheduler::config::SchedulerConfig {
         bind_host: addr.ip().to_string(),
@@ -53,8 +58,14 @@ pub async fn scheduler(listener: tokio::net::TcpListener, executor_timeout_s: u6
     };
     // The scheduler plans with actlog's payload functions too (the
     // `lifecycle` and `producer_streams` views call them).
-    let config = config.with_override_session_builder(Arc::new(|c| {
-        let mut state = ballista_core::utils::default_session_builder(c)?;
+    // It lists the archive's files when it plans, so it reaches `s3://`
+    // archives too.
+    let config = config.with_override_session_builder(Arc::new(move |c| {
+        let state = ballista_core::utils::default_session_builder(c)?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(ArchiveStores::new(archive_endpoint.clone())))
+            .build()?;
+        let mut state = SessionStateBuilder::new_from_existing(state).with_runtime_env(Arc::new(runtime)).build();
         for udf in actlog_query::tables::payload_udfs() {
             datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(udf))?;
         }
@@ -87,6 +98,9 @@ pub struct ExecutorOptions {
     pub work_dir: std::path::PathBuf,
     /// Tasks it runs at once.
     pub slots: usize,
+    /// The S3-compatible server of an `s3://` archive (`--archive-endpoint`);
+    /// AWS when none. Credentials and region come from `AWS_*`.
+    pub archive_endpoint: Option<String>,
 }
 
 /// Runs an executor until the process ends.
@@ -104,6 +118,18 @@ pub async fn executor(o: ExecutorOptions) -> Result<(), ClusterError> {
         executor_heartbeat_interval_seconds: 2,
         print_thread_info: false,
         override_function_registry: Some(Arc::new(function_registry())),
+        // Ballista's own runtime (spill files in the work dir), with object
+        // stores that reach `s3://` archives.
+        override_runtime_producer: Some(Arc::new({
+            let (work_dir, endpoint) = (o.work_dir.clone(), o.archive_endpoint.clone());
+            move |_| {
+                let runtime = RuntimeEnvBuilder::new()
+                    .with_temp_file_path(work_dir.clone())
+                    .with_object_store_registry(Arc::new(ArchiveStores::new(endpoint.clone())))
+                    .build()?;
+                Ok(Arc::new(runtime))
+            }
+        })),
         ..Default::default()
     };
     ballista_executor::executor_process::start_executor_process(Arc::new(config))
@@ -120,28 +146,90 @@ fn function_registry() -> ballista_core::registry::BallistaFunctionRegistry {
     r
 }
 
-/// The archive's root as a URL DataFusion lists: `file:///PATH/`.
-/// (S3 archives need the executors to reach the bucket; not yet.)
-fn archive_root(url: &str) -> Result<String, ClusterError> {
-    match url.strip_prefix("file://") {
-        Some(p) if p.starts_with('/') => Ok(format!("file://{}/", p.trim_end_matches('/'))),
-        _ => Err(ClusterError::Refused(format!(
-            "--archive {url}: the cluster reads file:///PATH archives (a path every executor sees, such as a shared mount)"
-        ))),
+/// Object stores for archive URLs: DataFusion's (the local file system,
+/// and any registered), and for `s3://BUCKET/...` an S3 store made on first
+/// use from the `AWS_*` variables and the endpoint, then kept.
+#[derive(Debug)]
+struct ArchiveStores {
+    stores: datafusion::execution::object_store::DefaultObjectStoreRegistry,
+    endpoint: Option<String>,
+}
+
+impl ArchiveStores {
+    fn new(endpoint: Option<String>) -> ArchiveStores {
+        ArchiveStores { stores: Default::default(), endpoint }
     }
+}
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for ArchiveStores {
+    fn register_store(
+        &self,
+        url: &url::Url,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> Option<Arc<dyn object_store::ObjectStore>> {
+        self.stores.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn object_store::ObjectStore>> {
+        self.stores.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn object_store::ObjectStore>> {
+        if url.scheme() != "s3" {
+            return self.stores.get_store(url);
+        }
+        if let Ok(s) = self.stores.get_store(url) {
+            return Ok(s);
+        }
+        let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+            datafusion::error::DataFusionError::Configuration(format!("{url}: an s3:// URL names a bucket"))
+        })?;
+        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(ep) = &self.endpoint {
+            b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));
+        }
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(b.build()?);
+        let _ = self.stores.register_store(url, Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+/// The archive's root as a URL DataFusion lists: `file:///PATH/` (a path
+/// every executor sees) or `s3://BUCKET[/PREFIX]/`.
+fn archive_root(url: &str) -> Result<String, ClusterError> {
+    if let Some(p) = url.strip_prefix("file://").filter(|p| p.starts_with('/')) {
+        return Ok(format!("file://{}/", p.trim_end_matches('/')));
+    }
+    if let Some(rest) = url.strip_prefix("s3://").filter(|r| !r.is_empty() && !r.starts_with('/')) {
+        return Ok(format!("s3://{}/", rest.trim_end_matches('/')));
+    }
+    Err(ClusterError::Refused(format!(
+        "--archive {url}: the cluster reads file:///PATH archives (a path every executor sees, such as a shared mount) \
+         or s3://BUCKET/PREFIX"
+    )))
 }
 
 /// Runs `sql` on the cluster at `scheduler` over the archive at `archive`:
 /// the tables `events` and `delegation_hops` (every archived range) and the
 /// `decision_chains` view.
-pub async fn query(scheduler: &str, archive: &str, sql: &str) -> Result<Vec<RecordBatch>, ClusterError> {
+pub async fn query(
+    scheduler: &str,
+    archive: &str,
+    archive_endpoint: Option<&str>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, ClusterError> {
     // The same sandbox as every SQL surface: one read-only statement over
     // the pinned tables.
     actlog_query::engine::check_with(sql, &actlog_query::QueryLimits::default())
         .map_err(|e| ClusterError::Refused(e.to_string()))?;
     let root = archive_root(archive)?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(ArchiveStores::new(archive_endpoint.map(str::to_string))))
+        .build()
+        .map_err(|e| failed("the archive's object store")(e.to_string()))?;
     let state = SessionStateBuilder::new()
         .with_config(SessionConfig::new().with_information_schema(false))
+        .with_runtime_env(Arc::new(runtime))
         .with_default_features()
         .build();
     let ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
