@@ -26,26 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from benchlib import du, served_url
+from benchlib import du, free_port, metric, served_url
 
 RANGE = 65_536
 
 
-def metric(url, token, name):
-    req = urllib.request.Request(f"{url}/metrics", headers={"authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise SystemExit(f"no metric {name}")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kind_of(key):

@@ -17,15 +17,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 
-from benchlib import served_url
+from benchlib import free_port, metric, served_url
 
 RANGE = 65_536
 QUERIES = {
@@ -36,19 +34,8 @@ QUERIES = {
 }
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def metric(url, token, name):
-    req = urllib.request.Request(f"{url}/metrics", headers={"authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
 
 
 def started(cmd, marker):

@@ -298,6 +298,24 @@ fn summary_window(p: &SummaryParams) -> Result<String, ApiError> {
     Ok(window_filter(&wp)?.0)
 }
 
+/// The checked request of a principal or agent page: the id, the window's
+/// SQL condition, and the window's start (unix nanoseconds).
+fn summary_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    id_name: &str,
+    id: Result<ApiPath<String>, ApiError>,
+    p: Result<ApiQuery<SummaryParams>, ApiError>,
+) -> Result<(String, String, i64), ApiError> {
+    authorize(state, headers, READERS)?;
+    let ApiPath(id) = id?;
+    let ApiQuery(p) = p?;
+    let id = text_param(id_name, &id)?;
+    let w = summary_window(&p)?;
+    let from = p.from.as_deref().and_then(actlog_core::time::parse_rfc3339_utc).unwrap_or(0);
+    Ok((id, w, from))
+}
+
 /// One page about one id (`$1`): each named query's rows, under its name.
 async fn summary(
     state: &AppState,
@@ -330,11 +348,7 @@ pub async fn principal(
     id: Result<ApiPath<String>, ApiError>,
     p: Result<ApiQuery<SummaryParams>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, READERS)?;
-    let ApiPath(id) = id?;
-    let ApiQuery(p) = p?;
-    let id = text_param("principal id", &id)?;
-    let w = summary_window(&p)?;
+    let (id, w, _) = summary_request(&state, &headers, "principal id", id, p)?;
     let queries = vec![
         (
             "agents",
@@ -383,12 +397,7 @@ pub async fn agent(
     id: Result<ApiPath<String>, ApiError>,
     p: Result<ApiQuery<SummaryParams>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, READERS)?;
-    let ApiPath(id) = id?;
-    let ApiQuery(p) = p?;
-    let id = text_param("agent id", &id)?;
-    let w = summary_window(&p)?;
-    let from = p.from.as_deref().and_then(actlog_core::time::parse_rfc3339_utc).unwrap_or(0);
+    let (id, w, from) = summary_request(&state, &headers, "agent id", id, p)?;
     let queries = vec![
         (
             "principals",

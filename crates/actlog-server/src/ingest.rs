@@ -237,12 +237,14 @@ pub async fn append(state: &AppState, checked: Vec<Checked>) -> Result<actlog_st
         Ok(a) => {
             let dups = a.receipts.iter().filter(|r| r.duplicate).count();
             state.metrics.accepted((n - dups) as u64, dups as u64, n);
-            state.metrics.stream_events(
-                numbered
-                    .into_iter()
-                    .filter(|(i, ..)| a.receipts.get(*i).is_some_and(|r| !r.duplicate))
-                    .map(|(_, pdp, stream, n)| (pdp, stream, n)),
-            );
+            if !numbered.is_empty() {
+                state.metrics.stream_events(
+                    numbered
+                        .into_iter()
+                        .filter(|(i, ..)| a.receipts.get(*i).is_some_and(|r| !r.duplicate))
+                        .map(|(_, pdp, stream, n)| (pdp, stream, n)),
+                );
+            }
             Ok(a)
         }
         Err(AppendError::Conflict { index, event_id, .. }) => {

@@ -361,16 +361,13 @@ fn s3(endpoint: &str, code: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The same on a real S3 API over HTTP: moto's server, started here.
-#[test]
-fn an_archive_on_an_s3_server_verifies_and_names_a_changed_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_moto, endpoint) = moto("actlog");
-    let url = "s3://actlog/ledger-a";
+/// A moto S3 server (bucket `actlog`) and a ledger in `data` served with
+/// `--archive url` on it: 1,200 events, stopped once 2 ranges are archived.
+fn archived_on_moto(data: &Path, url: &str) -> (Moto, String) {
+    let (moto, endpoint) = moto("actlog");
     let seg = RANGE.to_string();
     let mut p = serve_env(
-        &data,
+        data,
         "127.0.0.1:0",
         &["--segment-events", &seg, "--archive", url, "--archive-endpoint", &endpoint],
         S3_ENV,
@@ -379,6 +376,16 @@ fn an_archive_on_an_s3_server_verifies_and_names_a_changed_object() {
     loadgen(&p, &admin, 1200);
     wait_archived(&p, &admin, 2 * RANGE);
     assert!(sigterm(&mut p).success());
+    (moto, endpoint)
+}
+
+/// The same on a real S3 API over HTTP: moto's server, started here.
+#[test]
+fn an_archive_on_an_s3_server_verifies_and_names_a_changed_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = "s3://actlog/ledger-a";
+    let (_moto, endpoint) = archived_on_moto(&data, url);
     let key = verifier_key(&data);
     let ep = ["--archive-endpoint", endpoint.as_str()];
     let (ok, v, err) = verify_archive(url, &key, &ep, S3_ENV);
@@ -642,19 +649,8 @@ fn cluster_sql_env(
 fn a_ballista_cluster_reads_an_s3_archive() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (_moto, endpoint) = moto("actlog");
     let url = "s3://actlog/ledger-c";
-    let seg = RANGE.to_string();
-    let mut p = serve_env(
-        &data,
-        "127.0.0.1:0",
-        &["--segment-events", &seg, "--archive", url, "--archive-endpoint", &endpoint],
-        S3_ENV,
-    );
-    let admin = p.token.clone().unwrap();
-    loadgen(&p, &admin, 1200);
-    wait_archived(&p, &admin, 2 * RANGE);
-    assert!(sigterm(&mut p).success());
+    let (_moto, endpoint) = archived_on_moto(&data, url);
     let end = 2 * RANGE;
 
     let ep = ["--archive-endpoint", endpoint.as_str()];
