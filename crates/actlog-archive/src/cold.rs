@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use actlog_core::bundle::LEAVES_FILE;
+use actlog_core::tiles::{TILE_WIDTH, Tile, TileKind};
 use actlog_export::leaves::LeavesBatch;
 use actlog_store::{ColdLeaf, ColdSource};
 use bytes::{Buf, Bytes};
@@ -33,6 +34,9 @@ pub const LEAVES_BYTES_MAX: usize = 1 << 30;
 /// `archive_footers_max`: footers of `leaves.parquet` files kept (a few
 /// kilobytes each), least recently used first out.
 pub const FOOTERS_MAX: usize = 1024;
+/// `archive_tiles_max`: full level-0 tiles (8 KiB each) read from the
+/// archive and kept, least recently used first out.
+pub const TILES_MAX: usize = 1024;
 /// The tail fetched first for a footer; a larger footer takes a second read.
 const FOOTER_TAIL: u64 = 64 << 10;
 
@@ -45,13 +49,19 @@ pub struct ColdStats {
     pub fetches: AtomicU64,
     /// Bytes of the row groups the cache holds now.
     pub cache_bytes: AtomicU64,
+    /// Level-0 tiles fetched from the archive (cache misses).
+    pub tile_fetches: AtomicU64,
 }
 
-type Reply = mpsc::SyncSender<Result<Vec<ColdLeaf>, String>>;
+/// What the reading thread is asked for, and where it answers.
+enum Job {
+    Leaves(Vec<u64>, mpsc::SyncSender<Result<Vec<ColdLeaf>, String>>),
+    Tile(u64, mpsc::SyncSender<Result<Vec<u8>, String>>),
+}
 
 /// The archive, read as a [`ColdSource`].
 pub struct ArchiveCold {
-    tx: mpsc::Sender<(Vec<u64>, Reply)>,
+    tx: mpsc::Sender<Job>,
     stats: Arc<ColdStats>,
 }
 
@@ -64,7 +74,7 @@ impl std::fmt::Debug for ArchiveCold {
 impl ArchiveCold {
     /// Starts the reading thread. `cache_bytes` bounds the cache.
     pub fn start(archive: Archive, cache_bytes: usize) -> std::io::Result<ArchiveCold> {
-        let (tx, rx) = mpsc::channel::<(Vec<u64>, Reply)>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(ColdStats::default());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let mut reader = Reader {
@@ -72,12 +82,20 @@ impl ArchiveCold {
             ranges: BTreeMap::new(),
             files: VecDeque::new(),
             groups: VecDeque::new(),
+            tiles: VecDeque::new(),
             cache_bytes,
             stats: Arc::clone(&stats),
         };
         std::thread::Builder::new().name("actlog-archive-read".into()).spawn(move || {
-            for (seqs, reply) in rx {
-                let _ = reply.send(rt.block_on(reader.read(&seqs)));
+            for job in rx {
+                match job {
+                    Job::Leaves(seqs, reply) => {
+                        let _ = reply.send(rt.block_on(reader.read(&seqs)));
+                    }
+                    Job::Tile(n, reply) => {
+                        let _ = reply.send(rt.block_on(reader.tile(n)).map(|t| t.to_vec()));
+                    }
+                }
             }
         })?;
         Ok(ArchiveCold { tx, stats })
@@ -92,7 +110,13 @@ impl ArchiveCold {
 impl ColdSource for ArchiveCold {
     fn read(&self, seqs: &[u64]) -> Result<Vec<ColdLeaf>, String> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.tx.send((seqs.to_vec(), reply)).map_err(|_| "the archive reader stopped".to_string())?;
+        self.tx.send(Job::Leaves(seqs.to_vec(), reply)).map_err(|_| "the archive reader stopped".to_string())?;
+        answer.recv().map_err(|_| "the archive reader stopped".to_string())?
+    }
+
+    fn tile(&self, index: u64) -> Result<Vec<u8>, String> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.tx.send(Job::Tile(index, reply)).map_err(|_| "the archive reader stopped".to_string())?;
         answer.recv().map_err(|_| "the archive reader stopped".to_string())?
     }
 }
@@ -133,6 +157,8 @@ struct Reader {
     files: VecDeque<Arc<LeavesFile>>,
     /// Row groups, most recently used last, within `cache_bytes`.
     groups: VecDeque<Arc<Group>>,
+    /// Full level-0 tiles, most recently used last, at most [`TILES_MAX`].
+    tiles: VecDeque<(u64, Arc<Vec<u8>>)>,
     cache_bytes: usize,
     stats: Arc<ColdStats>,
 }
@@ -151,6 +177,35 @@ impl Reader {
         }
         self.stats.leaves_read.fetch_add(seqs.len() as u64, Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// Full level-0 tile `n`, as the archive holds it (the store checks it
+    /// against its level-1 tile).
+    async fn tile(&mut self, n: u64) -> Result<Arc<Vec<u8>>, String> {
+        if let Some(i) = self.tiles.iter().position(|(k, _)| *k == n) {
+            let t = self.tiles.remove(i).expect("found");
+            self.tiles.push_back(t.clone());
+            return Ok(t.1);
+        }
+        let tile = Tile { kind: TileKind::Hashes(0), index: n, width: TILE_WIDTH as u16 };
+        let key = layout::tile_key(&tile);
+        let want = TILE_WIDTH as usize * 32;
+        let bytes = self
+            .archive
+            .get(&key, want)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{key} is missing from the archive {}", self.archive.url()))?;
+        if bytes.len() != want {
+            return Err(format!("{key} holds {} bytes, not {want}", bytes.len()));
+        }
+        let t = Arc::new(bytes);
+        self.tiles.push_back((n, Arc::clone(&t)));
+        if self.tiles.len() > TILES_MAX {
+            self.tiles.pop_front();
+        }
+        self.stats.tile_fetches.fetch_add(1, Ordering::Relaxed);
+        Ok(t)
     }
 
     async fn group_of(&mut self, seq: u64) -> Result<Arc<Group>, String> {

@@ -352,16 +352,29 @@ pub async fn receipts_body(
 ) -> Result<ReceiptsBody, ApiError> {
     let need = appended.receipts.iter().map(|r| r.seq + 1).max().unwrap_or(0);
     let seqs: Vec<u64> = appended.receipts.iter().map(|r| r.seq).collect();
+    // Duplicates of events below the cold floor come without their leaf
+    // hashes: they are read here, off the writer, from the archive's tiles.
+    let store = std::sync::Arc::clone(&state.store);
+    let fill = move |receipts: Vec<actlog_store::Receipt>| -> Result<Vec<_>, actlog_store::Error> {
+        receipts.into_iter().map(|r| Ok((r.leaf_hash.map_or_else(|| store.leaf_hash(r.seq), Ok)?, r))).collect()
+    };
+    let receipts = if appended.receipts.iter().all(|r| r.leaf_hash.is_some()) {
+        fill(appended.receipts)?
+    } else {
+        let receipts = appended.receipts;
+        tokio::task::spawn_blocking(move || fill(receipts))
+            .await
+            .map_err(|e| ApiError::internal(format!("leaf hash task failed: {e}")))??
+    };
     let mut body = ReceiptsBody {
         checkpoint: None,
-        receipts: appended
-            .receipts
+        receipts: receipts
             .into_iter()
-            .map(|r| ReceiptOut {
+            .map(|(leaf_hash, r)| ReceiptOut {
                 duplicate: r.duplicate,
                 event_id: r.event_id,
                 inclusion: None,
-                leaf_hash: b64::encode(r.leaf_hash),
+                leaf_hash: b64::encode(leaf_hash),
                 seq: r.seq,
             })
             .collect(),

@@ -233,6 +233,8 @@ impl Metrics {
             out.push_str(&format!("actlog_archive_fetches_total {}\n", c.fetches.load(Ordering::Relaxed)));
             out.push_str("# HELP actlog_archive_cache_bytes Bytes of archived leaves held in memory (bounded by archive_cache_bytes).\n# TYPE actlog_archive_cache_bytes gauge\n");
             out.push_str(&format!("actlog_archive_cache_bytes {}\n", c.cache_bytes.load(Ordering::Relaxed)));
+            out.push_str("# HELP actlog_archive_tile_fetches_total Level-0 tiles fetched from the archive below the cold floor (archive_tiles_max misses).\n# TYPE actlog_archive_tile_fetches_total counter\n");
+            out.push_str(&format!("actlog_archive_tile_fetches_total {}\n", c.tile_fetches.load(Ordering::Relaxed)));
         }
         self.batch_sizes.lock().expect("metrics lock").render(
             "actlog_ingest_batch_envelopes",

@@ -7,10 +7,13 @@
 //! before anyone sees it. A changed archive object is reported as
 //! corruption, never served.
 //!
-//! What stays in RocksDB below the floor: the tiles (the tree stays
-//! provable at every size), the event-id and secondary indexes (so chains,
-//! lookups by id and duplicate detection still work), checkpoints and the
-//! registry. What leaves: the `leaves` and `envelopes` column families.
+//! What stays in RocksDB below the floor: the tiles of level 1 and up
+//! (one hash per 256 leaves, so the tree stays provable at every size),
+//! the event-id and secondary indexes (so chains, lookups by id and
+//! duplicate detection still work), checkpoints and the registry. What
+//! leaves: the `leaves` and `envelopes` column families, and the full
+//! level-0 tiles below the floor. A level-0 tile read back from the archive
+//! is checked against its hash in the level-1 tile, which stays.
 //!
 //! Invariants (asserted in [`Store::evict`]):
 //! - The floor only rises, and never reaches the head: at least one leaf
@@ -20,12 +23,15 @@
 //!   byte for byte as RocksDB holds them.
 //! - Readers take a RocksDB snapshot before they read the floor, so a read
 //!   racing an eviction finds each seq either hot in its snapshot or cold.
+//!   Tile readers read RocksDB first and the floor only on a miss: the
+//!   floor is raised before the delete, so a tile missing below it is cold.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actlog_core::leaf::{Leaf, chain_hash, sha256};
-use actlog_core::merkle::{self, NodeReader};
+use actlog_core::merkle::{self, Hash, NodeReader};
+use actlog_core::tiles::{TILE_HEIGHT, TILE_WIDTH};
 
 use crate::keys::*;
 use crate::{Error, Result, Store, StoredEvent, Tiles};
@@ -46,6 +52,42 @@ pub trait ColdSource: Send + Sync {
     /// The leaves of `seqs` (ascending, all below the floor), in that order.
     /// A seq the source does not hold is an error naming it.
     fn read(&self, seqs: &[u64]) -> std::result::Result<Vec<ColdLeaf>, String>;
+
+    /// The bytes of full level-0 tile `index` (256 leaf hashes, 8,192
+    /// bytes), all of whose leaves are below the floor.
+    fn tile(&self, index: u64) -> std::result::Result<Vec<u8>, String>;
+}
+
+/// Whether full level-0 tile `n` is below the floor, so read from the archive.
+pub(crate) fn tile_is_cold(shared: &crate::Shared, n: u64) -> bool {
+    (n + 1).saturating_mul(TILE_WIDTH) <= shared.cold_floor.load(Ordering::Acquire)
+}
+
+/// Full level-0 tile `n` from the cold source, checked against the level-1
+/// tile that stays in RocksDB: its 256 hashes must fold to the hash there.
+pub(crate) fn checked_cold_tile(shared: &crate::Shared, tiles: &Tiles<'_>, n: u64) -> Result<Vec<Hash>> {
+    let source = cold_source_of(shared)?;
+    let bytes = source.tile(n).map_err(Error::Io)?;
+    if bytes.len() as u64 != TILE_WIDTH * 32 {
+        return Err(Error::Corruption(format!("the archive's level-0 tile {n} has {} bytes, not 8192", bytes.len())));
+    }
+    let hashes = actlog_core::tiles::hashes_of(&bytes);
+    if actlog_core::tiles::fold(&hashes) != tiles.node(TILE_HEIGHT, n)? {
+        return Err(Error::Corruption(format!(
+            "the archive's level-0 tile {n} does not match the ledger's Merkle tree (the archive object was changed)"
+        )));
+    }
+    Ok(hashes)
+}
+
+fn cold_source_of(shared: &crate::Shared) -> Result<&Arc<dyn ColdSource>> {
+    shared.cold.get().ok_or_else(|| Error::Refused {
+        code: "archived",
+        message: format!(
+            "events below seq {} have left this data directory for the archive; name it with --archive",
+            shared.cold_floor.load(Ordering::Acquire)
+        ),
+    })
 }
 
 /// A seq, its `leaves` value (`chain hash ‖ leaf`) and its envelope.
@@ -70,12 +112,29 @@ impl Store {
     }
 
     fn cold_source(&self) -> Result<&Arc<dyn ColdSource>> {
-        self.shared.cold.get().ok_or_else(|| Error::Refused {
-            code: "archived",
-            message: format!(
-                "events below seq {} have left this data directory for the archive; name it with --archive",
-                self.cold_floor()
-            ),
+        cold_source_of(&self.shared)
+    }
+
+    /// Full level-0 tile `n` from the cold source, as it holds it
+    /// (unchecked: `verify` compares it with the tile it rebuilds).
+    pub(crate) fn cold_tile(&self, n: u64) -> Result<Vec<u8>> {
+        self.cold_source()?.tile(n).map_err(Error::Io)
+    }
+
+    /// The first level-0 tile RocksDB still holds (`u64::MAX` when it
+    /// holds none).
+    fn first_stored_tile(&self) -> Result<u64> {
+        let start = encode_tile(0, 0);
+        let mut it = self
+            .shared
+            .db
+            .iterator_cf(&self.cf(CF_TILES), rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        Ok(match it.next().transpose()? {
+            Some((k, _)) => match decode_tile(&k) {
+                Some((0, n)) => n,
+                _ => u64::MAX,
+            },
+            None => u64::MAX,
         })
     }
 
@@ -89,7 +148,7 @@ impl Store {
         if got.len() != seqs.len() {
             return Err(Error::Io(format!("the archive gave {} leaves for {} seqs", got.len(), seqs.len())));
         }
-        let tiles = Tiles::new(&self.shared.db);
+        let tiles = Tiles::of(&self.shared);
         let mut out = Vec::with_capacity(seqs.len());
         for (seq, c) in seqs.iter().zip(got) {
             out.push(checked_cold(&tiles, *seq, c)?);
@@ -119,10 +178,11 @@ impl Store {
     }
 
     /// Moves the floor up to `end`: the leaves and envelopes of
-    /// `[floor, end)` leave RocksDB. Refused unless a cold source is
-    /// attached, `end` is below the head and at or below the latest
-    /// checkpoint, and the source gives back every one of them byte for
-    /// byte. Returns the number of events that left.
+    /// `[floor, end)` leave RocksDB, and so do the full level-0 tiles
+    /// below `end`. Refused unless a cold source is attached, `end` is
+    /// below the head and at or below the latest checkpoint, and the source
+    /// gives back every one of them byte for byte. Returns the number of
+    /// events that left.
     pub fn evict(&self, end: u64) -> Result<u64> {
         if self.tx.is_none() {
             return Err(Error::ReadOnly);
@@ -158,6 +218,16 @@ impl Store {
             }
             from = to;
         }
+        // The full level-0 tiles below `end` that RocksDB still holds.
+        let tiles_end = end / TILE_WIDTH;
+        let tiles_from = self.first_stored_tile()?.min(tiles_end);
+        for n in tiles_from..tiles_end {
+            let stored = self.shared.db.get_cf(&self.cf(CF_TILES), encode_tile(0, n))?;
+            let cold = self.cold_tile(n)?;
+            if stored.as_deref() != Some(&cold[..]) {
+                return refuse(format!("the archive's copy of level-0 tile {n} differs from the ledger's"));
+            }
+        }
         // Readers that see the new floor go to the archive, which holds the
         // same bytes; readers that saw the old one hold a snapshot taken
         // before this delete.
@@ -168,11 +238,18 @@ impl Store {
         wb.put_cf(&self.cf(CF_META), META_COLD_FLOOR, end.to_be_bytes());
         wb.delete_range_cf(&self.cf(CF_LEAVES), lo, hi);
         wb.delete_range_cf(&self.cf(CF_ENVELOPES), lo, hi);
+        let tiles_hi = encode_tile(0, tiles_end);
+        if tiles_from < tiles_end {
+            wb.delete_range_cf(&self.cf(CF_TILES), encode_tile(0, tiles_from), tiles_hi);
+        }
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
         db.write_opt(wb, &wo)?;
         for cf in [CF_LEAVES, CF_ENVELOPES] {
             db.compact_range_cf(&self.cf(cf), None::<&[u8]>, Some(&hi[..]));
+        }
+        if tiles_from < tiles_end {
+            db.compact_range_cf(&self.cf(CF_TILES), None::<&[u8]>, Some(&tiles_hi[..]));
         }
         Ok(end - floor)
     }

@@ -159,8 +159,10 @@ pub struct Receipt {
     pub event_id: String,
     /// Its seq (the original seq for duplicates).
     pub seq: u64,
-    /// Its Merkle leaf hash.
-    pub leaf_hash: Hash,
+    /// Its Merkle leaf hash. `None` only for a duplicate whose original is
+    /// below the cold floor: the writer never waits on the archive, so the
+    /// caller asks [`Store::leaf_hash`] for it.
+    pub leaf_hash: Option<Hash>,
     /// Whether it was already in the ledger.
     pub duplicate: bool,
 }
@@ -367,7 +369,8 @@ fn cf_options(name: &str, opts: &Options, cache: &rocksdb::Cache) -> DbOptions {
     // Bloom filters only where point lookups miss: appends look up every
     // event id and nearly all are new. Leaves, envelopes and index entries
     // are keyed by seq or read by prefix scans, so a filter would only take
-    // memory; tile reads always hit.
+    // memory; tile reads hit, except below the cold floor, where the miss
+    // is followed by an archive read that costs far more.
     match name {
         CF_LEAVES | CF_ENVELOPES | CF_INDEX => {}
         CF_TILES => {
@@ -921,10 +924,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The Merkle leaf hash of `seq` (below the head). Below the cold floor
+    /// it may read its level-0 tile from the archive.
+    pub fn leaf_hash(&self, seq: u64) -> Result<Hash> {
+        self.check_size(seq + 1)?;
+        Tiles::of(&self.shared).node(0, seq)
+    }
+
     /// The Merkle root of the tree of `tree_size` leaves (≤ the head).
     pub fn root_at(&self, tree_size: u64) -> Result<Hash> {
         self.check_size(tree_size)?;
-        merkle::root(&Tiles::new(&self.shared.db), tree_size)
+        merkle::root(&Tiles::of(&self.shared), tree_size)
     }
 
     fn check_size(&self, tree_size: u64) -> Result<()> {
@@ -941,7 +951,7 @@ impl Store {
     /// The audit path of `seq` in the tree of `tree_size` leaves. O(log n) reads.
     pub fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<(Hash, Vec<Hash>)> {
         self.check_size(tree_size)?;
-        let reader = Tiles::new(&self.shared.db);
+        let reader = Tiles::of(&self.shared);
         let proof = merkle::inclusion_proof(&reader, seq, tree_size).map_err(proof_error)?;
         Ok((reader.node(0, seq)?, proof))
     }
@@ -949,7 +959,7 @@ impl Store {
     /// The consistency proof between two tree sizes. O(log n) reads.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         self.check_size(new)?;
-        merkle::consistency_proof(&Tiles::new(&self.shared.db), old, new).map_err(proof_error)
+        merkle::consistency_proof(&Tiles::of(&self.shared), old, new).map_err(proof_error)
     }
 
     /// Stores witnesses' cosignatures of the checkpoint of `tree_size`,
@@ -1054,10 +1064,14 @@ impl Store {
         let db = &self.shared.db;
         if let TileKind::Hashes(l) = tile.kind {
             // One read: the stored tile holds at least `width` hashes.
-            let bytes = db
-                .get_pinned_cf(&self.cf(CF_TILES), encode_tile(l, tile.index))?
-                .ok_or_else(|| Error::Corruption(format!("tile ({l}, {}) is missing below the head", tile.index)))?;
             let want = usize::from(tile.width) * 32;
+            let Some(bytes) = db.get_pinned_cf(&self.cf(CF_TILES), encode_tile(l, tile.index))? else {
+                if l == 0 && cold::tile_is_cold(&self.shared, tile.index) {
+                    let hashes = Tiles::of(&self.shared).entries(0, tile.index, usize::from(tile.width))?;
+                    return Ok(hashes.iter().take(usize::from(tile.width)).flatten().copied().collect());
+                }
+                return Err(Error::Corruption(format!("tile ({l}, {}) is missing below the head", tile.index)));
+            };
             if bytes.len() < want || bytes.len() % 32 != 0 || bytes.len() > 8192 {
                 return Err(Error::Corruption(format!("tile ({l}, {}) has {} bytes", tile.index, bytes.len())));
             }
@@ -1160,6 +1174,9 @@ pub(crate) fn decode_stored(seq: u64, leaf_value: &[u8], envelope: Vec<u8>) -> R
 /// the reader, so a proof reads each tile once.
 pub(crate) struct Tiles<'a> {
     db: &'a DB,
+    /// Where full level-0 tiles below the cold floor are read from, and
+    /// the floor; `None` at open, before a cold source can be attached.
+    shared: Option<&'a Shared>,
     read: std::cell::RefCell<Vec<ReadTile>>,
 }
 
@@ -1170,8 +1187,15 @@ type ReadTile = ((u8, u64), Arc<Vec<Hash>>);
 const READER_TILES_MAX: usize = 32;
 
 impl<'a> Tiles<'a> {
+    /// A reader of RocksDB's tiles only (recovery, migration).
     pub(crate) fn new(db: &'a DB) -> Tiles<'a> {
-        Tiles { db, read: Default::default() }
+        Tiles { db, shared: None, read: Default::default() }
+    }
+
+    /// A reader that also finds the level-0 tiles that left RocksDB with
+    /// their leaves (`cold.rs`), each checked against the level-1 tile.
+    pub(crate) fn of(shared: &'a Shared) -> Tiles<'a> {
+        Tiles { db: &shared.db, shared: Some(shared), read: Default::default() }
     }
 
     /// The hashes of tile (l, n); at least `need` of them must be stored.
@@ -1180,14 +1204,20 @@ impl<'a> Tiles<'a> {
             return Ok(Arc::clone(t));
         }
         let cf = self.db.cf_handle(CF_TILES).expect("tiles cf");
-        let v = self
-            .db
-            .get_pinned_cf(&cf, encode_tile(l, n))?
-            .ok_or_else(|| Error::Corruption(format!("Merkle tile ({l}, {n}) is missing")))?;
-        if v.is_empty() || v.len() % 32 != 0 || v.len() > 8192 {
-            return Err(Error::Corruption(format!("Merkle tile ({l}, {n}) is malformed ({} bytes)", v.len())));
-        }
-        let hashes = Arc::new(tiles::hashes_of(&v));
+        let hashes = match self.db.get_pinned_cf(&cf, encode_tile(l, n))? {
+            Some(v) => {
+                if v.is_empty() || v.len() % 32 != 0 || v.len() > 8192 {
+                    return Err(Error::Corruption(format!("Merkle tile ({l}, {n}) is malformed ({} bytes)", v.len())));
+                }
+                Arc::new(tiles::hashes_of(&v))
+            }
+            // Evicted with its leaves: the floor was raised before the
+            // delete, so a miss below the floor is read from the archive.
+            None => match self.shared.filter(|sh| l == 0 && cold::tile_is_cold(sh, n)) {
+                Some(sh) => Arc::new(cold::checked_cold_tile(sh, self, n)?),
+                None => return Err(Error::Corruption(format!("Merkle tile ({l}, {n}) is missing"))),
+            },
+        };
         if hashes.len() < need {
             return Err(Error::Corruption(format!(
                 "Merkle tile ({l}, {n}) holds {} hashes, {need} are needed",

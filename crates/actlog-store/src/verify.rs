@@ -185,6 +185,10 @@ struct TileCursor<'a> {
     store: &'a Store,
     edges: actlog_core::tiles::TileEdges,
     levels: Vec<Option<rocksdb::DBIteratorWithThreadMode<'a, rocksdb::DB>>>,
+    /// Level-0 tiles below this left RocksDB with their leaves: each is
+    /// compared with the archive's copy (or with RocksDB's, where a data
+    /// dir evicted before tiles were evicted still holds it).
+    cold_tiles: u64,
 }
 
 impl<'a> TileCursor<'a> {
@@ -195,7 +199,7 @@ impl<'a> TileCursor<'a> {
         }
         if self.levels[i].is_none() {
             let cf = self.store.cf(CF_TILES);
-            let start = encode_tile(l, 0);
+            let start = encode_tile(l, if l == 0 { self.cold_tiles } else { 0 });
             let it = self.store.db().iterator_cf(&cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
             self.levels[i] = Some(it);
         }
@@ -203,6 +207,17 @@ impl<'a> TileCursor<'a> {
     }
 
     fn expect_tile(&mut self, l: u8, n: u64, bytes: &[u8], what: &str) -> Result<(), String> {
+        if l == 0 && n < self.cold_tiles {
+            let kept = self.store.db().get_cf(&self.store.cf(CF_TILES), encode_tile(0, n));
+            let kept = match kept.map_err(|e| format!("read error: {e}"))? {
+                Some(v) => v,
+                None => self.store.cold_tile(n).map_err(|e| format!("level-0 tile {n}: {e}"))?,
+            };
+            if kept != bytes {
+                return Err(format!("{what} Merkle tile (0, {n}) does not match the leaves"));
+            }
+            return Ok(());
+        }
         match self.next_stored(l) {
             Some(Ok((k, v))) => {
                 if decode_tile(&k) != Some((l, n)) {
@@ -298,7 +313,8 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<VerifyReport, V
     }
 
     let mut frontier = Frontier::default();
-    let mut nodes = TileCursor { store, edges: Default::default(), levels: Vec::new() };
+    let cold_tiles = store.cold_floor() / actlog_core::tiles::TILE_WIDTH;
+    let mut nodes = TileCursor { store, edges: Default::default(), levels: Vec::new(), cold_tiles };
     let mut chain = [0u8; 32];
     // Shared with the checker thread; copied on write when a ledger record
     // changes it while the checker still holds the old one.

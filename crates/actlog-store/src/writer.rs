@@ -19,7 +19,7 @@ use actlog_core::leaf::{Leaf, LeafKind, chain_hash, key_fingerprint, sha256};
 use actlog_core::ledger;
 use actlog_core::merkle::{self, Frontier};
 use actlog_core::note::Checkpoint;
-use actlog_core::tiles::TileEdges;
+use actlog_core::tiles::{TILE_WIDTH, TileEdges};
 use rocksdb::WriteBatch;
 
 use crate::keys::*;
@@ -333,14 +333,17 @@ fn finish(replies: Vec<Reply>, st: &WriterState) {
 enum Plan {
     New,
     /// Already committed (or staged by an earlier request): (seq, leaf hash).
-    Stored(u64, Hash),
+    Stored(u64, Option<Hash>),
     /// A repeat of an earlier item of the same request.
     Repeat(usize),
 }
 
-fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash, Hash)>> {
-    if let Some(v) = g.ids.get(id) {
-        return Ok(Some(*v));
+/// The stored (seq, payload hash, leaf hash) of `id`. The leaf hash is
+/// `None` when its level-0 tile has left RocksDB for the archive: the
+/// writer never waits on the archive.
+fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash, Option<Hash>)>> {
+    if let Some((seq, payload, leaf_hash)) = g.ids.get(id) {
+        return Ok(Some((*seq, *payload, Some(*leaf_hash))));
     }
     let cf = st.shared.db.cf_handle(CF_EVENT_IDS).expect("event_ids cf");
     match st.shared.db.get_pinned_cf(&cf, id.as_bytes())? {
@@ -348,7 +351,11 @@ fn lookup_id(st: &WriterState, g: &Group, id: &str) -> Result<Option<(u64, Hash,
         Some(v) => {
             let (seq, payload) = crate::decode_event_id_value(&v)
                 .ok_or_else(|| Error::Corruption(format!("event id index entry for `{id}` is malformed")))?;
-            let leaf_hash = merkle::NodeReader::node(&crate::Tiles::new(&st.shared.db), 0, seq)?;
+            let leaf_hash = match merkle::NodeReader::node(&crate::Tiles::new(&st.shared.db), 0, seq) {
+                Ok(h) => Some(h),
+                Err(_) if crate::cold::tile_is_cold(&st.shared, seq / TILE_WIDTH) => None,
+                Err(e) => return Err(e),
+            };
             Ok(Some((seq, payload, leaf_hash)))
         }
     }
@@ -437,6 +444,7 @@ fn apply_append(
         match plan {
             Plan::New => {
                 let (seq, leaf_hash) = stage_leaf(st, g, item, received_at);
+                let leaf_hash = Some(leaf_hash);
                 receipts.push(Receipt { event_id: item.fields().event_id.clone(), seq, leaf_hash, duplicate: false });
             }
             Plan::Stored(seq, leaf_hash) => {

@@ -884,14 +884,26 @@ fn rewritten_history_is_found_against_a_checkpoint_kept_outside() {
     }
 }
 
-/// An in-memory archive: the cold source of the eviction tests.
-struct MemCold(std::sync::Mutex<std::collections::BTreeMap<u64, actlog_store::ColdLeaf>>);
+/// An in-memory archive: the cold source of the eviction tests. Its
+/// leaves and full level-0 tiles.
+struct MemCold(
+    std::sync::Mutex<std::collections::BTreeMap<u64, actlog_store::ColdLeaf>>,
+    std::sync::Mutex<std::collections::BTreeMap<u64, Vec<u8>>>,
+);
 
 impl actlog_store::ColdSource for MemCold {
     fn read(&self, seqs: &[u64]) -> Result<Vec<actlog_store::ColdLeaf>, String> {
         let m = self.0.lock().unwrap();
         seqs.iter().map(|s| m.get(s).cloned().ok_or_else(|| format!("seq {s} is not archived"))).collect()
     }
+
+    fn tile(&self, index: u64) -> Result<Vec<u8>, String> {
+        self.1.lock().unwrap().get(&index).cloned().ok_or_else(|| format!("tile {index} is not archived"))
+    }
+}
+
+fn level0_tile(index: u64) -> actlog_core::tiles::Tile {
+    actlog_core::tiles::Tile { kind: actlog_core::tiles::TileKind::Hashes(0), index, width: 256 }
 }
 
 fn mem_cold(store: &Store, end: u64) -> std::sync::Arc<MemCold> {
@@ -902,7 +914,8 @@ fn mem_cold(store: &Store, end: u64) -> std::sync::Arc<MemCold> {
             Ok(())
         })
         .unwrap();
-    std::sync::Arc::new(MemCold(std::sync::Mutex::new(m)))
+    let tiles = (0..end / 256).map(|n| (n, store.tile(&level0_tile(n), end).unwrap())).collect();
+    std::sync::Arc::new(MemCold(std::sync::Mutex::new(m), std::sync::Mutex::new(tiles)))
 }
 
 fn all_events(store: &Store) -> Vec<actlog_store::StoredEvent> {
@@ -940,8 +953,39 @@ fn evicted_events_read_back_from_the_cold_source_and_verify() {
     let before = all_events(&store);
     let newer = mem_cold(&store, 321);
     cold.0.lock().unwrap().append(&mut newer.0.lock().unwrap());
+    let tile0 = store.tile(&level0_tile(0), 321).unwrap();
+    let proof7 = store.inclusion_proof(7, 321).unwrap();
+    let root200 = store.root_at(200).unwrap();
+    let stored_tiles =
+        |store: &Store| store.storage_stats().unwrap().iter().find(|(n, _, _)| *n == CF_TILES).unwrap().1;
+    let tiles_before = stored_tiles(&store);
+    // A level-0 tile the archive holds otherwise stops the eviction too.
+    cold.1.lock().unwrap().get_mut(&0).unwrap()[5] ^= 1;
+    let err = store.evict(302).unwrap_err();
+    assert!(err.to_string().contains("level-0 tile 0"), "{err}");
+    assert_eq!(store.cold_floor(), 0);
+    cold.1.lock().unwrap().get_mut(&0).unwrap()[5] ^= 1;
     assert_eq!(store.evict(302).unwrap(), 302);
     assert_eq!(store.cold_floor(), 302);
+    // The full level-0 tile below the floor left RocksDB; it is served,
+    // and proofs made, from the archive's copy.
+    assert_eq!(stored_tiles(&store), tiles_before - 1, "the level-0 tile below the floor is still stored");
+    assert_eq!(store.tile(&level0_tile(0), 321).unwrap(), tile0);
+    assert_eq!(store.inclusion_proof(7, 321).unwrap(), proof7);
+    assert_eq!(store.root_at(200).unwrap(), root200);
+    // Re-sent events whose originals are below the floor are duplicates;
+    // the writer does not wait on the archive for a leaf hash, which
+    // `leaf_hash` then reads from the archive's tile.
+    let again = store.append(check(&store, vec![envelope("old-7", 7), envelope("old-290", 290)])).unwrap();
+    assert_eq!(again.tree_size, 321);
+    let seq_of = |id: &str| before.iter().find(|e| e.leaf.event_id == id).unwrap().seq;
+    let (s7, s290) = (seq_of("old-7"), seq_of("old-290"));
+    assert!(s7 < 256 && (256..302).contains(&s290), "{s7} {s290}");
+    let (r7, r290) = (&again.receipts[0], &again.receipts[1]);
+    assert!(r7.duplicate && r290.duplicate);
+    assert_eq!((r7.seq, r7.leaf_hash), (s7, None), "tile 0 is in the archive only");
+    assert_eq!((r290.seq, r290.leaf_hash), (s290, Some(before[s290 as usize].leaf_hash)), "tile 1 is still stored");
+    assert_eq!(store.leaf_hash(s7).unwrap(), before[s7 as usize].leaf_hash);
     // A cold copy that differs stops the eviction before anything leaves.
     {
         let mut m = cold.0.lock().unwrap();
@@ -1009,4 +1053,21 @@ fn evicted_events_read_back_from_the_cold_source_and_verify() {
     let err = store.event(11).unwrap_err();
     assert!(matches!(err, Error::Corruption(_)) && err.to_string().contains("11"), "{err}");
     assert!(verify(&store, &VerifyOptions::default()).is_err());
+    *cold.0.lock().unwrap() = before.iter().take(302).map(|e| (e.seq, cold_leaf(e))).collect();
+    verify_ok(&store);
+
+    // A changed archived level-0 tile is corruption for reads, proofs and
+    // verify, never an answer.
+    cold.1.lock().unwrap().get_mut(&0).unwrap()[40] ^= 1;
+    for err in [store.event(7).unwrap_err(), store.inclusion_proof(7, 321).unwrap_err()] {
+        assert!(matches!(err, Error::Corruption(_)) && err.to_string().contains("tile 0"), "{err}");
+    }
+    assert!(store.tile(&level0_tile(0), 321).is_err());
+    assert!(verify(&store, &VerifyOptions::default()).is_err());
+    cold.1.lock().unwrap().get_mut(&0).unwrap()[40] ^= 1;
+    assert_eq!(store.inclusion_proof(7, 321).unwrap(), proof7);
+}
+
+fn cold_leaf(e: &actlog_store::StoredEvent) -> actlog_store::ColdLeaf {
+    actlog_store::ColdLeaf { seq: e.seq, leaf: e.leaf_bytes.clone(), envelope: e.envelope.clone() }
 }
