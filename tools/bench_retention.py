@@ -14,6 +14,9 @@ fetched: cold) and of the second (cached: warm), against hot decisions.
     python3 tools/bench_retention.py --bin target/release/actlog \
         --gen target/release/actlog-gen [--events 1000000]
 
+Without `--gen`, the events come from `actlog loadgen` over HTTP (16 PDPs)
+into a server started for that, for builds that have no actlog-gen binary.
+
 Prints one JSON line.
 """
 import argparse
@@ -72,7 +75,7 @@ def info(binary, data):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True)
-    ap.add_argument("--gen", required=True)
+    ap.add_argument("--gen", help="actlog-gen; without it, `actlog loadgen` over HTTP")
     ap.add_argument("--events", type=int, default=1_000_000)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-retention-", dir="/var/tmp")
@@ -80,8 +83,21 @@ def main():
     try:
         token = subprocess.run([args.bin, "--data", data, "init", "--origin", "bench.actlog.test"], check=True,
                                capture_output=True, text=True).stdout.strip()
-        subprocess.run([args.gen, "--data", data, "--events", str(args.events), "--seed", "1", "--pdps", "16",
-                        "--days", "30"], check=True, stdout=subprocess.DEVNULL)
+        if args.gen:
+            subprocess.run([args.gen, "--data", data, "--events", str(args.events), "--seed", "1", "--pdps", "16",
+                            "--days", "30"], check=True, stdout=subprocess.DEVNULL)
+        else:
+            srv = subprocess.Popen([args.bin, "--data", data, "serve", "--listen", "127.0.0.1:0"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                url = served_url(srv)
+                threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
+                subprocess.run([args.bin, "loadgen", "--url", url, "--admin-token", token, "--pdps", "16",
+                                "--batch", "500", "--concurrency", "2", "--duration", "3600",
+                                "--events", str(args.events), "--json"], check=True, stdout=subprocess.DEVNULL)
+            finally:
+                srv.terminate()
+                srv.wait()
         # A writable `actlog sql` seals every full segment first, as a
         # running server would have done long before its ranges age out.
         subprocess.run([args.bin, "--data", data, "sql", "SELECT 1", "--format", "csv"], check=True,
