@@ -18,11 +18,13 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 mod cold;
+mod retire;
 mod upload;
 mod verify;
 
 pub use cold::{ArchiveCold, CACHE_BYTES_DEFAULT, ColdStats};
 
+pub use retire::retire_segments;
 pub use upload::{ArchiveProgress, archive_ranges};
 pub use verify::{ArchiveFailure, ArchiveReport, VerifyOptions, check_range, verify_archive};
 
@@ -98,6 +100,15 @@ impl Archive {
             return Ok(Archive { store: Arc::new(s3), prefix: prefix.to_string(), url: url.to_string() });
         }
         Err(ArchiveError::Refused(format!("--archive {url}: use file:///PATH or s3://BUCKET/PREFIX")))
+    }
+
+    /// The object store rooted at the archive: keys are relative to it.
+    pub fn reader(&self) -> Arc<dyn ObjectStore> {
+        if self.prefix.is_empty() {
+            Arc::clone(&self.store)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(Arc::clone(&self.store), self.prefix.as_str()))
+        }
     }
 
     /// The URL it was opened with.

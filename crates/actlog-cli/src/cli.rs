@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// the cold floor.
     #[arg(long, env = "ACTLOG_ARCHIVE_CACHE_BYTES", default_value_t = actlog_archive::CACHE_BYTES_DEFAULT)]
     pub archive_cache_bytes: usize,
+    /// archive_segment_cache_bytes: archived segment files (the rows of
+    /// retired segments) kept in memory for queries.
+    #[arg(long, env = "ACTLOG_ARCHIVE_SEGMENT_CACHE_BYTES", default_value_t = actlog_query::archive_files::ARCHIVE_SEGMENT_CACHE_BYTES_DEFAULT)]
+    pub archive_segment_cache_bytes: usize,
     /// The longest one call to a witness may take, in milliseconds.
     #[arg(long, env = "ACTLOG_WITNESS_TIMEOUT_MS", default_value_t = 5_000)]
     pub witness_timeout_ms: u64,
@@ -552,6 +556,7 @@ fn serve(data: &Path, args: ServeArgs) -> CliResult {
             staging: data.join("archive-staging"),
             hot_retention: args.hot_retention,
             cache_bytes: args.archive_cache_bytes,
+            segment_cache_bytes: args.archive_segment_cache_bytes,
         }),
         None => None,
     };

@@ -97,8 +97,7 @@ fn open_for_bundle(data: &Path, memory_bytes: usize, command: &str) -> CliResult
         result_bytes_max: usize::MAX,
         ..QueryLimits::default()
     };
-    let engine = Engine::open(store.clone(), EngineOptions { limits, ..EngineOptions::default() })
-        .map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    let engine = open_engine(store.clone(), EngineOptions { limits, ..EngineOptions::default() })?;
     if writable {
         engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
     }

@@ -211,7 +211,7 @@ pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
     let (store, writable) = open_for_query(data)?;
     let mut opts = args.limits.engine_options();
     opts.segment_events = opts.segment_events.max(1);
-    let engine = Engine::open(store.clone(), opts).map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    let engine = open_engine(store.clone(), opts)?;
     if writable {
         let n = engine.seal().map_err(|e| refused(format!("sealing segments: {e}")))?;
         if n > 0 {

@@ -140,19 +140,43 @@ pub fn open_store(
     Ok(store)
 }
 
-/// See [`open_store`].
-pub fn attach_archive(store: &actlog_store::Store, archive: Option<(&str, Option<&str>)>) -> CliResult {
+/// The archive named by `archive`, or else by `ACTLOG_ARCHIVE` (and
+/// `ACTLOG_ARCHIVE_ENDPOINT`), when the store needs one (events left it)
+/// or one was named explicitly.
+fn archive_for(
+    store: &actlog_store::Store,
+    archive: Option<(&str, Option<&str>)>,
+) -> CliResult<Option<actlog_archive::Archive>> {
     let from_env = std::env::var("ACTLOG_ARCHIVE").ok().filter(|s| !s.is_empty());
     let endpoint_env = std::env::var("ACTLOG_ARCHIVE_ENDPOINT").ok().filter(|s| !s.is_empty());
     let (url, endpoint) = match (archive, &from_env) {
         (Some((u, e)), _) => (u.to_string(), e.map(str::to_string)),
         (None, Some(u)) => (u.clone(), endpoint_env),
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(None),
     };
     if store.cold_floor() == 0 && archive.is_none() {
-        return Ok(());
+        return Ok(None);
     }
-    let archive = actlog_archive::Archive::open(&url, endpoint.as_deref()).map_err(|e| usage(e.to_string()))?;
+    actlog_archive::Archive::open(&url, endpoint.as_deref()).map(Some).map_err(|e| usage(e.to_string()))
+}
+
+/// Opens the query engine over `store`, reading retired segments from the
+/// archive [`open_store`] would attach.
+pub fn open_engine(
+    store: std::sync::Arc<actlog_store::Store>,
+    opts: actlog_query::EngineOptions,
+) -> CliResult<actlog_query::Engine> {
+    let engine =
+        actlog_query::Engine::open(store, opts).map_err(|e| refused(format!("opening the query engine: {e}")))?;
+    if let Some(archive) = archive_for(engine.store(), None)? {
+        engine.attach_archive(archive.reader(), actlog_query::archive_files::ARCHIVE_SEGMENT_CACHE_BYTES_DEFAULT);
+    }
+    Ok(engine)
+}
+
+/// See [`open_store`].
+pub fn attach_archive(store: &actlog_store::Store, archive: Option<(&str, Option<&str>)>) -> CliResult {
+    let Some(archive) = archive_for(store, archive)? else { return Ok(()) };
     let cold = actlog_archive::ArchiveCold::start(archive, actlog_archive::CACHE_BYTES_DEFAULT)
         .map_err(|e| refused(format!("cannot start the archive reader: {e}")))?;
     store.set_cold_source(std::sync::Arc::new(cold)).map_err(|e| refused(e.to_string()))?;

@@ -26,6 +26,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use futures::StreamExt;
 
+use crate::archive_files::{ARCHIVE_URL, ArchivedFiles, ObjectCache};
 use crate::provider::{Kind, LedgerTable, Snapshot};
 use crate::segments::{self, Segment};
 use crate::string_eq::ShortStringEqRule;
@@ -150,7 +151,28 @@ pub struct QueryOutput {
 
 pub use actlog_core::sql::{QueryError, TABLES};
 
+/// The corruption an archived file read reported, however deep DataFusion
+/// and Parquet wrapped it.
+fn corruption_in(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(Error::Corruption(m)) = err.downcast_ref::<Error>() {
+            return Some(m.clone());
+        }
+        if let Some(object_store::Error::Generic { source, .. }) = err.downcast_ref::<object_store::Error>()
+            && let Some(Error::Corruption(m)) = source.downcast_ref::<Error>()
+        {
+            return Some(m.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
+
 fn from_df(e: DataFusionError, limits: &QueryLimits) -> QueryError {
+    if let Some(m) = corruption_in(&e) {
+        return QueryError { code: "storage_corruption", message: m };
+    }
     let root = e.find_root();
     // Reading a segment file failed: never show its path or the I/O error
     // to a client.
@@ -173,6 +195,9 @@ fn from_df(e: DataFusionError, limits: &QueryLimits) -> QueryError {
             }
             match inner.downcast_ref::<Error>() {
                 Some(Error::Corruption(m)) => QueryError { code: "storage_corruption", message: m.clone() },
+                Some(Error::Store(actlog_store::Error::Refused { code, message })) => {
+                    QueryError { code, message: message.clone() }
+                }
                 _ => QueryError { code: "internal", message: "the query failed inside the engine".into() },
             }
         }
@@ -376,7 +401,18 @@ struct Inner {
     slots: Arc<tokio::sync::Semaphore>,
     /// Tail rows read from the ledger and decoded.
     rows_read: AtomicU64,
+    /// The archive, rooted at its prefix, once attached: retired segments
+    /// are read from it.
+    archive: std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>,
+    /// Verified archived segment files kept across queries.
+    archive_cache: std::sync::OnceLock<Arc<ObjectCache>>,
+    /// Local files of retired segments, deleted once no query that may
+    /// have planned with them can still run.
+    retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
 }
+
+/// Time past `sql_time_ms` before a retired segment's local files go.
+const RETIRED_GRACE: Duration = Duration::from_secs(5);
 
 /// Bytes of Parquet footers kept across queries.
 const SEGMENT_FOOTER_CACHE_BYTES: usize = 64 << 20;
@@ -401,6 +437,17 @@ impl Engine {
         let data_dir = store.data_dir().to_path_buf();
         let segs = segments::load(&store, &data_dir)?;
         let end = segs.last().map_or(0, |s| s.end_seq);
+        // Local files a retirement left behind (a crash before their
+        // deletion): no query runs yet, so the next seal deletes them.
+        let d = segments::dir(&data_dir);
+        let now = std::time::Instant::now();
+        let leftovers: Vec<(std::time::Instant, PathBuf)> = segs
+            .iter()
+            .filter(|s| s.archived.is_some())
+            .flat_map(|s| segments::local_files(s).map(|f| d.join(f)))
+            .filter(|p| p.exists())
+            .map(|p| (now, p))
+            .collect();
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -410,6 +457,9 @@ impl Engine {
                 slots: Arc::new(tokio::sync::Semaphore::new(opts.queries_max.max(1))),
                 seal_lock: Mutex::new(()),
                 rows_read: AtomicU64::new(0),
+                archive: std::sync::OnceLock::new(),
+                archive_cache: std::sync::OnceLock::new(),
+                retired: Mutex::new(leftovers),
                 caches: CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::new(
                         DefaultCache::new(SEGMENT_FOOTER_CACHE_BYTES).with_name("segment footers"),
@@ -444,6 +494,69 @@ impl Engine {
         })
     }
 
+    /// Reads retired segments from `archive` (an object store rooted at
+    /// the archive), keeping up to `cache_bytes` of verified files
+    /// (`archive_segment_cache_bytes`). Only the first call counts.
+    pub fn attach_archive(&self, archive: Arc<dyn object_store::ObjectStore>, cache_bytes: usize) {
+        let _ = self.inner.archive_cache.set(Arc::new(ObjectCache::new(cache_bytes)));
+        let _ = self.inner.archive.set(archive);
+    }
+
+    /// The archived segment files' cache, once an archive is attached.
+    pub fn archive_cache(&self) -> Option<Arc<ObjectCache>> {
+        self.inner.archive_cache.get().cloned()
+    }
+
+    /// Retires sealed segment `[first, end)`: checks that the archived
+    /// files in `archived` (their bytes in `fetched`, by key) hold exactly
+    /// its rows, records them in the manifest, and schedules its local
+    /// files for deletion once every query that could be reading them has
+    /// hit `sql_time_ms`. Returns false when no unretired segment covers
+    /// exactly that range. Archived files that differ from the segment are
+    /// corruption, and nothing changes.
+    pub fn retire(
+        &self,
+        first: u64,
+        end: u64,
+        archived: segments::Archived,
+        fetched: &std::collections::HashMap<String, bytes::Bytes>,
+    ) -> Result<bool, Error> {
+        let _g = self.inner.seal_lock.lock().expect("seal lock");
+        let before = self.inner.live.lock().expect("live lock").segments.clone();
+        let Some(seg) = before.iter().find(|s| s.first_seq == first && s.end_seq == end && s.archived.is_none()) else {
+            return Ok(false);
+        };
+        let d = segments::dir(&self.inner.data_dir);
+        segments::compare_archived(&d, seg, &archived, fetched).map_err(|reason| {
+            Error::Corruption(format!("segment [{first}, {end}) cannot be retired to the archive: {reason}"))
+        })?;
+        let files = segments::local_files(seg).map(|f| d.join(f));
+        let after = segments::retire(&self.inner.data_dir, &before, first, end, archived)?;
+        self.inner.live.lock().expect("live lock").segments = Arc::new(after);
+        let due = std::time::Instant::now() + self.inner.opts.limits.time + RETIRED_GRACE;
+        self.inner.retired.lock().expect("retired lock").extend(files.map(|p| (due, p)));
+        Ok(true)
+    }
+
+    /// Deletes the local files of retired segments that are due.
+    fn delete_retired(&self) -> Result<(), Error> {
+        let now = std::time::Instant::now();
+        let due: Vec<PathBuf> = {
+            let mut r = self.inner.retired.lock().expect("retired lock");
+            let (due, wait): (Vec<_>, Vec<_>) = r.drain(..).partition(|(t, _)| *t <= now);
+            *r = wait;
+            due.into_iter().map(|(_, p)| p).collect()
+        };
+        for p in due {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Io(format!("deleting the retired segment file {}: {e}", p.display()))),
+            }
+        }
+        Ok(())
+    }
+
     /// The sealed segments.
     pub fn segments(&self) -> Vec<Segment> {
         self.inner.live.lock().expect("live lock").segments.to_vec()
@@ -458,6 +571,7 @@ impl Engine {
     /// many were sealed. Rows the tail already holds (a query decoded
     /// them) are written from it; only the others are read from the ledger.
     pub fn seal(&self) -> Result<usize, Error> {
+        self.delete_retired()?;
         let _g = self.inner.seal_lock.lock().expect("seal lock");
         let before = self.inner.live.lock().expect("live lock").segments.to_vec();
         let n = before.len();
@@ -521,6 +635,7 @@ impl Engine {
             tail_events,
             tail_hops,
             dir: segments::dir(&self.inner.data_dir),
+            archive: self.inner.archive.get().is_some(),
         })
     }
 
@@ -544,6 +659,16 @@ impl Engine {
                 code: "internal",
                 message: format!("opening the segments directory: {e}"),
             })?;
+            runtime.register_object_store(url.as_ref(), Arc::new(files));
+        }
+        if let (Some(archive), Some(cache)) = (self.inner.archive.get(), self.inner.archive_cache.get()) {
+            let allowed = snap
+                .segments
+                .iter()
+                .filter_map(|s| s.archived.as_ref())
+                .flat_map(|a| a.events.iter().chain(&a.hops).map(|f| (f.key.clone(), f.sha256.clone(), f.bytes)));
+            let files = ArchivedFiles::new(Arc::clone(archive), Arc::clone(cache), allowed);
+            let url = ObjectStoreUrl::parse(ARCHIVE_URL).expect("a valid URL");
             runtime.register_object_store(url.as_ref(), Arc::new(files));
         }
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);

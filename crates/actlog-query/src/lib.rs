@@ -17,7 +17,10 @@
 //! - `chain`: chain reconstruction through the store's indexes.
 //! - `output`: JSON, CSV, Arrow IPC and text table results.
 //! - `local_files`: segment reads on the calling thread (no blocking-pool hop).
+//! - `archive_files`: retired segments' rows, read from the archive and
+//!   checked against their recorded hashes.
 
+pub mod archive_files;
 pub mod budget;
 pub mod chain;
 pub mod engine;
@@ -32,6 +35,7 @@ pub mod tables;
 pub use actlog_core::rows;
 pub use datafusion;
 pub use engine::{Engine, EngineOptions, QueryError, QueryLimits, QueryOptions, QueryOutput};
+pub use object_store;
 
 /// What can go wrong below SQL.
 #[derive(Debug, thiserror::Error)]

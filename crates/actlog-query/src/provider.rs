@@ -31,6 +31,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::archive_files::ARCHIVE_URL;
 use crate::rows::{self, Builder, EVENTS_QUERY_SCHEMA, HOPS_QUERY_SCHEMA};
 use crate::segments::{self, Segment};
 
@@ -60,6 +61,8 @@ pub struct Snapshot {
     pub tail_hops: Vec<RecordBatch>,
     /// The segments directory.
     pub dir: std::path::PathBuf,
+    /// Whether retired segments can be read (an archive is attached).
+    pub archive: bool,
 }
 
 impl Snapshot {
@@ -233,16 +236,28 @@ impl Bounds {
     }
 }
 
-fn scan_files(kind: Kind, segs: &[&Segment]) -> DfResult<Vec<ListingTableUrl>> {
-    segs.iter()
-        .map(|s| {
-            let f = match kind {
-                Kind::Events => &s.events_file,
-                Kind::Hops => &s.hops_file,
-            };
-            ListingTableUrl::parse(format!("{}{f}", segments::SEGMENTS_URL))
-        })
-        .collect()
+/// The files a scan of `segs` reads: local segment files at
+/// `actlog://segments/`, and the archived files of retired segments at
+/// `actlog://archive/`.
+fn scan_files(kind: Kind, segs: &[&Segment]) -> DfResult<(Vec<ListingTableUrl>, Vec<ListingTableUrl>)> {
+    let (mut local, mut archived) = (Vec::new(), Vec::new());
+    for s in segs {
+        match (&s.archived, kind) {
+            (None, Kind::Events) => {
+                local.push(ListingTableUrl::parse(format!("{}{}", segments::SEGMENTS_URL, s.events_file))?)
+            }
+            (None, Kind::Hops) => {
+                local.push(ListingTableUrl::parse(format!("{}{}", segments::SEGMENTS_URL, s.hops_file))?)
+            }
+            (Some(a), _) => {
+                let files = if kind == Kind::Events { &a.events } else { &a.hops };
+                for f in files {
+                    archived.push(ListingTableUrl::parse(format!("{ARCHIVE_URL}{}", f.key))?);
+                }
+            }
+        }
+    }
+    Ok((local, archived))
 }
 
 impl LedgerTable {
@@ -389,8 +404,24 @@ impl TableProvider for LedgerTable {
             .filter(|s| time.overlaps(s.min_event_time as i128, s.max_event_time as i128))
             .collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !segs.is_empty() {
-            let urls = scan_files(self.kind, &segs)?;
+        let (local, archived) = scan_files(self.kind, &segs)?;
+        if !archived.is_empty() && !self.snap.archive {
+            let floor = segs.iter().filter(|s| s.archived.is_some()).map(|s| s.end_seq).max().unwrap_or(0);
+            return Err(datafusion::error::DataFusionError::External(Box::new(crate::Error::Store(
+                actlog_store::Error::Refused {
+                    code: "archived",
+                    message: format!(
+                        "the rows of seqs below {floor} are in the archive; name it with --archive (or ACTLOG_ARCHIVE)"
+                    ),
+                },
+            ))));
+        }
+        // One listing table per object store: ListingTable reads every
+        // path it is given through the store of the first.
+        for urls in [local, archived] {
+            if urls.is_empty() {
+                continue;
+            }
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)

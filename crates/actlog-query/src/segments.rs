@@ -77,6 +77,31 @@ pub struct Segment {
     pub hops_blake3: String,
     /// Its size in bytes.
     pub hops_bytes: u64,
+    /// Set once the segment is retired (`serve --hot-retention`): its rows
+    /// are read from these archived files, and its local files are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<Archived>,
+}
+
+/// The archived data files that hold a retired segment's rows: the
+/// `events` and `delegation_hops` Parquet files of its range, split by date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Archived {
+    /// The `events` files.
+    pub events: Vec<ArchivedFile>,
+    /// The `delegation_hops` files.
+    pub hops: Vec<ArchivedFile>,
+}
+
+/// One archived file, pinned by the hash its signed range record lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedFile {
+    /// Its key, relative to the archive's root.
+    pub key: String,
+    /// SHA-256 of its bytes, lowercase hex.
+    pub sha256: String,
+    /// Its size.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,10 +115,11 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join(SEGMENTS_DIR)
 }
 
-/// The manifest's format. Version 2 names `producer_key` by the key
-/// registration active at each event's seq (`rows::KeyNames`); version 1
-/// named every event after the newest registration of its key.
-const MANIFEST_VERSION: u32 = 2;
+/// The manifest's format. Version 3 may list retired segments, whose rows
+/// are in the archive ([`Archived`]). Version 2 names `producer_key` by the
+/// key registration active at each event's seq (`rows::KeyNames`); version
+/// 1 named every event after the newest registration of its key.
+const MANIFEST_VERSION: u32 = 3;
 
 /// Reads the manifest (empty when there is none yet) and checks that it
 /// describes contiguous ranges from seq 0 that `store` has committed.
@@ -118,7 +144,7 @@ pub fn load(store: &Store, data_dir: &Path) -> Result<Vec<Segment>, Error> {
         );
         return Ok(Vec::new());
     }
-    if m.version != 1 && m.version != MANIFEST_VERSION {
+    if !(1..=MANIFEST_VERSION).contains(&m.version) {
         return Err(Error::Corruption(format!("segment manifest version {} is not supported", m.version)));
     }
     let mut next = 0;
@@ -329,6 +355,7 @@ fn write_segment(
         hops_file: hf,
         hops_blake3: blake3::hash(&hop_bytes).to_hex().to_string(),
         hops_bytes: hop_bytes.len() as u64,
+        archived: None,
     })
 }
 
@@ -507,6 +534,12 @@ pub const VERIFY_CHUNK_EVENTS: u64 = SEAL_CHUNK_EVENTS;
 
 fn verify_one(store: &Store, d: &Path, s: &Segment, opts: &SegmentCheck) -> CheckResult {
     let fail = |reason: String| Ok(Err(SegmentFailure { first_seq: s.first_seq, reason }));
+    if s.archived.is_some() {
+        // Retired: its rows were compared with the archived files when it
+        // was retired, and `verify --archive` checks those files against
+        // the archived leaves.
+        return check_end_chain_hash(store, s);
+    }
     for (file, hash) in [(&s.events_file, &s.events_blake3), (&s.hops_file, &s.hops_blake3)] {
         let mut h = blake3::Hasher::new();
         match fs::File::open(d.join(file)).and_then(|mut f| std::io::copy(&mut f, &mut h)) {
@@ -578,3 +611,91 @@ fn check_end_chain_hash(store: &Store, s: &Segment) -> CheckResult {
 
 /// Shared handle to a sealed segment list.
 pub type Segments = Arc<Vec<Segment>>;
+
+/// The local files of a segment, by name.
+pub fn local_files(s: &Segment) -> [&str; 2] {
+    [&s.events_file, &s.hops_file]
+}
+
+/// The rows of a set of archived Parquet files of one table, in seq order.
+/// Each file holds ascending seqs, and the files hold disjoint sets of them
+/// (a range's rows are split by date), so rows are merged on `(seq, row)`.
+fn archived_rows(
+    table: &str,
+    files: &[ArchivedFile],
+    fetched: &std::collections::HashMap<String, bytes::Bytes>,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, String> {
+    use datafusion::arrow::array::UInt64Array;
+    let mut batches = Vec::new();
+    for f in files {
+        let bytes = fetched.get(&f.key).ok_or_else(|| format!("{} was not fetched", f.key))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .and_then(|b| b.build())
+            .map_err(|e| format!("{} is not a readable Parquet file: {e}", f.key))?;
+        for b in reader {
+            let b = b.map_err(|e| format!("{} is not a readable Parquet file: {e}", f.key))?;
+            batches.push(b.with_schema(schema.clone()).map_err(|e| format!("{} has the wrong columns: {e}", f.key))?);
+        }
+    }
+    let mut order: Vec<(u64, usize, usize)> = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        let seqs = b.column(0).as_any().downcast_ref::<UInt64Array>().ok_or("seq is not UInt64")?;
+        order.extend(seqs.values().iter().enumerate().map(|(row, seq)| (*seq, i, row)));
+    }
+    // Batches of one file are in file order, so (seq, batch, row) keeps the
+    // rows of one seq (several in `delegation_hops`) in the order written.
+    order.sort_unstable();
+    let indices: Vec<(usize, usize)> = order.iter().map(|&(_, b, r)| (b, r)).collect();
+    if indices.is_empty() {
+        return Ok(RecordBatch::new_empty(schema.clone()));
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    datafusion::arrow::compute::interleave_record_batch(&refs, &indices)
+        .map_err(|e| format!("merging the archived {table} files: {e}"))
+}
+
+/// Checks that the archived files hold exactly the rows of the sealed
+/// segment `s` (its local files in `d`), row for row and column for column.
+pub fn compare_archived(
+    d: &Path,
+    s: &Segment,
+    archived: &Archived,
+    fetched: &std::collections::HashMap<String, bytes::Bytes>,
+) -> Result<(), String> {
+    let tables = [
+        ("events", &archived.events, &*EVENTS_SCHEMA, &s.events_file, s.end_seq - s.first_seq),
+        ("delegation_hops", &archived.hops, &*HOPS_SCHEMA, &s.hops_file, s.hop_rows),
+    ];
+    for (table, files, schema, local, rows) in tables {
+        let got = archived_rows(table, files, fetched, schema)?;
+        if got.num_rows() as u64 != rows {
+            return Err(format!("the archived {table} files hold {} rows; the segment holds {rows}", got.num_rows()));
+        }
+        let mut want = FileRows::open(&d.join(local), schema, got.num_rows().max(1) as u64)
+            .map_err(|e| format!("segment file {local} {e}"))?;
+        want.expect(&got).map_err(|e| format!("the archived {table} files differ from segment file {local}: {e}"))?;
+        want.finish().map_err(|e| format!("segment file {local} {e}"))?;
+    }
+    Ok(())
+}
+
+/// Marks segment `[first, end)` as retired to `archived` in the manifest
+/// (durably) and returns the new list. The caller deletes its local files
+/// once no running query can still be reading them.
+pub fn retire(
+    data_dir: &Path,
+    sealed: &[Segment],
+    first: u64,
+    end: u64,
+    archived: Archived,
+) -> Result<Vec<Segment>, Error> {
+    let mut next = sealed.to_vec();
+    let s = next
+        .iter_mut()
+        .find(|s| s.first_seq == first && s.end_seq == end)
+        .ok_or_else(|| Error::Io(format!("no sealed segment covers [{first}, {end})")))?;
+    s.archived = Some(archived);
+    write_manifest(data_dir, &next)?;
+    Ok(next)
+}

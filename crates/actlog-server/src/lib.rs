@@ -398,6 +398,9 @@ pub struct ArchiveConfig {
     pub hot_retention: Option<Duration>,
     /// `archive_cache_bytes`: archived leaves kept in memory for reads.
     pub cache_bytes: usize,
+    /// `archive_segment_cache_bytes`: archived segment files kept in
+    /// memory for queries.
+    pub segment_cache_bytes: usize,
 }
 
 impl std::fmt::Debug for ArchiveConfig {
@@ -409,6 +412,7 @@ impl std::fmt::Debug for ArchiveConfig {
             .field("staging", &self.staging)
             .field("hot_retention", &self.hot_retention)
             .field("cache_bytes", &self.cache_bytes)
+            .field("segment_cache_bytes", &self.segment_cache_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -463,6 +467,13 @@ fn spawn_archiver(
                     Err(e) => {
                         metrics.archive_failed();
                         tracing::error!("moving archived events out of RocksDB failed (retried): {e}");
+                    }
+                }
+                match rt.block_on(actlog_archive::retire_segments(&config.archive, &engine)) {
+                    Ok(n) => metrics.retired(n),
+                    Err(e) => {
+                        metrics.archive_failed();
+                        tracing::error!("retiring query segments to the archive failed (retried): {e}");
                     }
                 }
             }
@@ -557,6 +568,9 @@ pub fn run(
         let signals = Signals::install()?;
         let engine = actlog_query::Engine::open(Arc::clone(&store), config.query)
             .map_err(|e| std::io::Error::other(format!("opening the query engine: {e}")))?;
+        if let Some(a) = &config.archive {
+            engine.attach_archive(a.archive.reader(), a.segment_cache_bytes);
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let pg_listener = match config.pg_listen {
             Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
@@ -583,6 +597,9 @@ pub fn run(
         let sealer = tokio::spawn(seal_loop(engine.clone(), stop_rx.clone()));
         if let Some(stats) = cold_stats {
             state.metrics.cold_reads(stats);
+        }
+        if let Some(cache) = engine.archive_cache() {
+            state.metrics.segment_reads(cache);
         }
         state.metrics.evicted(store.cold_floor(), 0);
         let archiver = match config.archive.clone() {

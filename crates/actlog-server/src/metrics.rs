@@ -66,6 +66,10 @@ pub struct Metrics {
     otlp_skipped: AtomicU64,
     /// The archive's read counters, once it is attached as the cold source.
     cold: std::sync::OnceLock<std::sync::Arc<actlog_archive::ColdStats>>,
+    /// The archived segment files' cache of the query engine.
+    segment_cache: std::sync::OnceLock<std::sync::Arc<actlog_query::archive_files::ObjectCache>>,
+    /// Segments retired to the archive since start.
+    retired_segments: AtomicU64,
     /// Numbered producer streams seen since start, for the sequence gaps.
     streams: Mutex<Streams>,
 }
@@ -136,6 +140,14 @@ impl Metrics {
     /// The archive's read counters.
     pub fn cold_reads(&self, stats: std::sync::Arc<actlog_archive::ColdStats>) {
         let _ = self.cold.set(stats);
+    }
+    /// The query engine's cache of archived segment files.
+    pub fn segment_reads(&self, cache: std::sync::Arc<actlog_query::archive_files::ObjectCache>) {
+        let _ = self.segment_cache.set(cache);
+    }
+    /// Segments just retired to the archive.
+    pub fn retired(&self, segments: u64) {
+        self.retired_segments.fetch_add(segments, Ordering::Relaxed);
     }
     /// An archiver turn that failed (it is retried).
     pub fn archive_failed(&self) {
@@ -235,6 +247,14 @@ impl Metrics {
             out.push_str(&format!("actlog_archive_cache_bytes {}\n", c.cache_bytes.load(Ordering::Relaxed)));
             out.push_str("# HELP actlog_archive_tile_fetches_total Level-0 tiles fetched from the archive below the cold floor (archive_tiles_max misses).\n# TYPE actlog_archive_tile_fetches_total counter\n");
             out.push_str(&format!("actlog_archive_tile_fetches_total {}\n", c.tile_fetches.load(Ordering::Relaxed)));
+        }
+        if let Some(c) = self.segment_cache.get() {
+            out.push_str("# HELP actlog_retired_segments_total Query segments retired to the archive since start (their local files deleted).\n# TYPE actlog_retired_segments_total counter\n");
+            out.push_str(&format!("actlog_retired_segments_total {}\n", self.retired_segments.load(Ordering::Relaxed)));
+            out.push_str("# HELP actlog_archive_segment_fetches_total Archived segment files fetched and checked for queries (archive_segment_cache_bytes misses).\n# TYPE actlog_archive_segment_fetches_total counter\n");
+            out.push_str(&format!("actlog_archive_segment_fetches_total {}\n", c.fetches.load(Ordering::Relaxed)));
+            out.push_str("# HELP actlog_archive_segment_cache_bytes Bytes of archived segment files held in memory (bounded by archive_segment_cache_bytes).\n# TYPE actlog_archive_segment_cache_bytes gauge\n");
+            out.push_str(&format!("actlog_archive_segment_cache_bytes {}\n", c.bytes()));
         }
         self.batch_sizes.lock().expect("metrics lock").render(
             "actlog_ingest_batch_envelopes",

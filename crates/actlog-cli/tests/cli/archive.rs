@@ -507,16 +507,50 @@ fn hot_retention_moves_old_ranges_to_s3_and_every_answer_stays_the_same() {
     // Segments are derived: without them, the restarted server rebuilds
     // them from events that are, by then, only in the archive.
     std::fs::remove_dir_all(data.join("segments")).unwrap();
+    // A short query time limit, so the retired segments' local files go
+    // soon after retirement (no running query can still be reading them).
     let mut args = base.to_vec();
-    args.extend(["--hot-retention", "1s"]);
+    args.extend(["--hot-retention", "1s", "--sql-time-ms", "1000"]);
     let mut p = serve_env(&data, "127.0.0.1:0", &args, S3_ENV);
     wait_metric(&p, &admin, "actlog_cold_floor_seq", 3 * RANGE);
+    wait_metric(&p, &admin, "actlog_retired_segments_total", 3);
+    // The retired segments' rows are read from the archive's data files,
+    // pinned by hash in the segment manifest; their local files go.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(data.join("segments/manifest.json")).unwrap()).unwrap();
+    let segs = manifest["segments"].as_array().unwrap();
+    for (i, s) in segs.iter().enumerate() {
+        let retired = (i as u64) < 3;
+        assert_eq!(s["archived"].is_object(), retired, "segment {i}: {s}");
+        if retired {
+            let key = s["archived"]["events"][0]["key"].as_str().unwrap();
+            assert!(
+                key.starts_with("events/date=") && key.contains(&range_dir(i as u64 * RANGE, (i as u64 + 1) * RANGE)),
+                "{s}"
+            );
+        }
+    }
+    let local_files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(data.join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while local_files().len() != 2 * (segs.len() - 3) {
+        assert!(Instant::now() < deadline, "the retired segments' files stayed: {:?}", local_files());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(local_files().iter().all(|n| !n.contains(&format!("-{:020}.parquet", RANGE))), "{:?}", local_files());
     let after = answers(&p, &admin, &seqs, size);
     assert_eq!(before.len(), after.len());
     for ((what, a), (_, b)) in before.iter().zip(&after) {
         assert_eq!(a, b, "{what} changed once its events left RocksDB");
     }
     assert!(metric(&p, &admin, "actlog_archive_leaves_read_total") > 0, "nothing was read from the archive");
+    assert!(metric(&p, &admin, "actlog_archive_segment_fetches_total") >= 3, "scans did not read the archived files");
     // Each evicted level-0 tile was fetched and compared with RocksDB's;
     // the reads above were served from those (the tile swap below checks
     // a fetch on the read path).
@@ -595,7 +629,48 @@ fn hot_retention_moves_old_ranges_to_s3_and_every_answer_stays_the_same() {
     );
     let (s, v) = proof(600).unwrap(); // seq 600 is in tile 2, not read before
     assert_eq!((s, v["error"]["code"].as_str()), (500, Some("internal")), "{v}");
+    // A retired segment's archived events file replaced by another range's:
+    // a scan over it is corruption, never an answer; scans that prune it
+    // away still answer.
+    let events_key = |i: usize| format!("ledger-r/{}", segs[i]["archived"]["events"][0]["key"].as_str().unwrap());
+    s3(
+        &endpoint,
+        &format!(
+            "c.copy_object(Bucket='actlog', Key='{}', CopySource={{'Bucket': 'actlog', 'Key': '{}'}})",
+            events_key(0),
+            events_key(1)
+        ),
+    );
+    let sql = |q: &str| call(&format!("{}/v1/sql", p.url), &admin, Some(json!({ "sql": q }))).unwrap();
+    let (s, v) = sql("SELECT count(*) FROM events");
+    assert_eq!((s, v["error"]["code"].as_str()), (500, Some("internal")), "{v}");
+    let (s, v) = sql(&format!("SELECT count(*) FROM events WHERE seq >= {RANGE}"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rows"][0][0].as_u64(), Some(size - RANGE), "{v}");
     assert!(sigterm(&mut p).success());
+    // `actlog sql` on the data directory reads the archive named by
+    // ACTLOG_ARCHIVE, and says what the server logged: corruption.
+    let local_sql = |q: &str, archive: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_actlog"));
+        c.args(["sql", q, "--format", "csv"]).env("ACTLOG_DATA", &data).envs(S3_ENV.iter().copied());
+        if archive {
+            c.env("ACTLOG_ARCHIVE", url).env("ACTLOG_ARCHIVE_ENDPOINT", &endpoint);
+        }
+        c.output().unwrap()
+    };
+    let out = local_sql("SELECT count(*) FROM events", true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("storage_corruption") && err.contains("the archive object was changed"),
+        "{err}"
+    );
+    let out = local_sql(&format!("SELECT count(*) FROM events WHERE seq >= {RANGE}"), true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().nth(1), Some((size - RANGE).to_string().as_str()));
+    // Without the archive, a scan of retired rows says where they are.
+    let out = local_sql(&format!("SELECT count(*) FROM events WHERE seq < {RANGE}"), false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("archived") && err.contains("ACTLOG_ARCHIVE"), "{err}");
 }
 
 /// The event id of an archived decision in the second range (its level-0

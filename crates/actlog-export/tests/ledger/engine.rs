@@ -730,3 +730,149 @@ fn version_one_segments_are_kept_where_the_naming_rules_agree() {
     assert_eq!(engine.segments().len(), 2);
     assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
 }
+
+/// Splits a segment file's rows into two Parquet files by seq parity, as
+/// an archive splits a range by date: each file ascending, the two disjoint.
+fn split_by_parity(path: &std::path::Path) -> [Vec<u8>; 2] {
+    use actlog_query::datafusion::arrow::array::{BooleanArray, UInt64Array};
+    use actlog_query::datafusion::arrow::compute::filter_record_batch;
+    use actlog_query::datafusion::parquet::arrow::ArrowWriter;
+    use actlog_query::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap().build().unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    [0u64, 1].map(|parity| {
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, batches[0].schema(), None).unwrap();
+        for b in &batches {
+            let seqs = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+            let keep: BooleanArray = seqs.values().iter().map(|s| Some(s % 2 == parity)).collect();
+            w.write(&filter_record_batch(b, &keep).unwrap()).unwrap();
+        }
+        w.close().unwrap();
+        out
+    })
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// The archived files of segment `i` (its rows split by seq parity), their
+/// bytes by key, and the in-memory "archive" holding them.
+fn archived_segment(
+    engine: &Engine,
+    i: usize,
+) -> (actlog_query::segments::Archived, std::collections::HashMap<String, bytes::Bytes>) {
+    let s = &engine.segments()[i];
+    let d = actlog_query::segments::dir(engine.data_dir());
+    let mut fetched = std::collections::HashMap::new();
+    let mut files = |table: &str, local: &str| {
+        split_by_parity(&d.join(local))
+            .into_iter()
+            .enumerate()
+            .map(|(n, bytes)| {
+                let key = format!("{table}/date=2026-01-0{n}/{:020}-{:020}-part-00000.parquet", s.first_seq, s.end_seq);
+                let f = actlog_query::segments::ArchivedFile {
+                    key: key.clone(),
+                    sha256: sha256_hex(&bytes),
+                    bytes: bytes.len() as u64,
+                };
+                fetched.insert(key, bytes::Bytes::from(bytes));
+                f
+            })
+            .collect::<Vec<_>>()
+    };
+    let archived = actlog_query::segments::Archived {
+        events: files("events", &s.events_file),
+        hops: files("delegation_hops", &s.hops_file),
+    };
+    (archived, fetched)
+}
+
+fn in_memory(
+    fetched: &std::collections::HashMap<String, bytes::Bytes>,
+) -> Arc<actlog_query::object_store::memory::InMemory> {
+    use actlog_query::object_store::{ObjectStoreExt, path::Path};
+    let mem = Arc::new(actlog_query::object_store::memory::InMemory::new());
+    rt().block_on(async {
+        for (k, v) in fetched {
+            mem.put(&Path::from(k.as_str()), v.clone().into()).await.unwrap();
+        }
+    });
+    mem
+}
+
+/// A retired segment (`serve --hot-retention`) answers from its archived
+/// files exactly as from its local ones. Retiring refuses files whose rows
+/// differ and changes nothing; a query without the archive says where the
+/// rows are; an archived file changed after retirement is corruption; the
+/// local files of a retired segment go, and `verify` still passes.
+#[test]
+fn a_retired_segment_answers_from_its_archived_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = common::fixture(tmp.path());
+    let rt = rt();
+    let queries = [
+        "SELECT count(*), count(DISTINCT event_id), min(seq), max(seq) FROM events",
+        "SELECT seq, event_id, event_type, effect, leaf_hash, payload FROM events ORDER BY seq",
+        "SELECT * FROM delegation_hops ORDER BY 1, 3",
+        "SELECT count(*) FROM decision_chains",
+    ];
+    let before: Vec<_> = queries.iter().map(|q| rt.block_on(common::rows(&engine, q))).collect();
+    let (first, end) = (engine.segments()[0].first_seq, engine.segments()[0].end_seq);
+    let (good, fetched) = archived_segment(&engine, 0);
+
+    // Rows of another segment: refused, and nothing changes.
+    let (other, other_bytes) = archived_segment(&engine, 1);
+    let err = engine.retire(first, end, other, &other_bytes).unwrap_err();
+    assert!(matches!(err, actlog_query::Error::Corruption(_)), "{err}");
+    assert!(engine.segments()[0].archived.is_none());
+    // One hop row short: refused too.
+    let mut short = good.clone();
+    short.hops.truncate(1);
+    assert!(engine.retire(first, end, short, &fetched).is_err());
+
+    assert!(engine.retire(first, end, good.clone(), &fetched).unwrap());
+    assert!(!engine.retire(first, end, good.clone(), &fetched).unwrap(), "retired once");
+    assert_eq!(engine.segments()[0].archived.as_ref(), Some(&good));
+    // No archive attached: the scan names what it needs.
+    let err = rt.block_on(engine.query(queries[0], &QueryOptions::default())).unwrap_err();
+    assert_eq!(err.code, "archived", "{err:?}");
+    // Index lookups read the ledger, not segments, and still answer.
+    assert_eq!(rt.block_on(common::rows(&engine, "SELECT count(*) FROM events WHERE seq = 3")), vec![vec!["1"]]);
+
+    engine.attach_archive(in_memory(&fetched), 64 << 20);
+    for (q, want) in queries.iter().zip(&before) {
+        assert_eq!(&rt.block_on(common::rows(&engine, q)), want, "{q}");
+    }
+    let cache = engine.archive_cache().unwrap();
+    assert_eq!(cache.fetches.load(Ordering::Relaxed), 4, "each archived file fetched once");
+    let store = engine.store().clone();
+    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
+
+    // Reopened: the manifest keeps the retirement, and the first seal
+    // deletes the local files a retirement left behind.
+    let local = actlog_query::segments::local_files(&engine.segments()[0]).map(|f| f.to_string());
+    let d = actlog_query::segments::dir(tmp.path());
+    assert!(local.iter().all(|f| d.join(f).exists()), "kept until no query can read them");
+    drop(engine);
+    let engine =
+        Engine::open(store.clone(), EngineOptions { segment_events: 1_000, ..EngineOptions::default() }).unwrap();
+    assert_eq!(engine.segments()[0].archived.as_ref(), Some(&good));
+    engine.seal().unwrap();
+    assert!(local.iter().all(|f| !d.join(f).exists()), "the retired segment's files are gone");
+
+    // An archived file changed after retirement: corruption, never rows.
+    let mut changed = fetched.clone();
+    let key = good.events[1].key.clone();
+    changed.insert(key.clone(), other_bytes.values().next().unwrap().clone());
+    engine.attach_archive(in_memory(&changed), 64 << 20);
+    let err = rt.block_on(engine.query(queries[0], &QueryOptions::default())).unwrap_err();
+    assert_eq!(err.code, "storage_corruption", "{err:?}");
+    assert!(err.message.contains(&key), "{err:?}");
+    // Scans that prune the retired segment away still answer.
+    let q = format!("SELECT count(*) FROM events WHERE seq >= {end}");
+    let n = store.head().tree_size - end;
+    assert_eq!(rt.block_on(common::rows(&engine, &q)), vec![vec![n.to_string()]]);
+}
