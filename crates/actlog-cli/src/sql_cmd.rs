@@ -189,12 +189,18 @@ fn remote_sql(remote: &Remote, url: &str, token: &str, sql: &str, use_index: boo
 pub fn sql(data: &Path, args: SqlArgs) -> CliResult {
     if let (Some(scheduler), Some(archive)) = (&args.cluster, &args.archive) {
         let q = args.query.as_deref().ok_or_else(|| usage("--cluster needs a QUERY"))?;
-        let batches = query_runtime()?.block_on(actlog_cluster::query(
-            scheduler,
-            archive,
-            args.archive_endpoint.as_deref(),
-            q,
-        ))?;
+        // sql_time_ms bounds a cluster query as it bounds one node's: a job
+        // Ballista cannot finish (an executor lost at the wrong moment) ends
+        // with a clear error instead of a wait without end.
+        let limit = std::time::Duration::from_millis(args.limits.sql_time_ms);
+        let run = actlog_cluster::query(scheduler, archive, args.archive_endpoint.as_deref(), q);
+        let batches = query_runtime()?.block_on(async { tokio::time::timeout(limit, run).await }).map_err(|_| {
+            refused(format!(
+                "sql_time_limit: the cluster query ran longer than the limit sql_time_ms = {}; \
+                 narrow it, or raise --sql-time-ms",
+                args.limits.sql_time_ms
+            ))
+        })??;
         let schema = batches
             .first()
             .map(|b| b.schema())

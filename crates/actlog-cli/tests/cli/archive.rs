@@ -916,6 +916,10 @@ fn a_ballista_cluster_answers_the_pinned_queries_over_the_archive_as_one_node_do
     // One executor killed while a query runs: a clear failure, or the right answer.
     let heavy = "SELECT count(*) FROM events a JOIN events b ON a.pdp_id = b.pdp_id";
     let want = single(heavy);
+    // sql_time_ms bounds a cluster query too.
+    let out = cluster_sql_env(&addr, &url, heavy, &["--sql-time-ms", "1"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("sql_time_limit"), "{err}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_actlog"))
         .args(["sql", "--cluster", &addr, "--archive", &url, heavy, "--format", "csv"])
         .env("ACTLOG_LOG", "warn")
