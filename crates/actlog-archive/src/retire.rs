@@ -15,7 +15,9 @@ use crate::{Archive, ArchiveError, RECORD_BYTES_MAX, layout, sha256_hex};
 /// the ledger key), fetches the range's `events` and `delegation_hops`
 /// files, checks each against the hash the record lists, and hands them to
 /// [`Engine::retire`], which compares them row by row with the segment
-/// before it records anything. Returns the segments retired.
+/// before it records anything. Each file is cut at its column chunks
+/// ([`actlog_query::segments::cut_pieces`]), so queries can fetch and check
+/// just the chunks they read. Returns the segments retired.
 ///
 /// A segment whose range is not in the archive (the segment size changed
 /// since it was archived) stays local.
@@ -28,11 +30,17 @@ pub async fn retire_segments(archive: &Archive, engine: &Engine) -> Result<u64, 
         }
         let key = layout::record_key(s.first_seq, s.end_seq);
         let Some(bytes) = archive.get(&key, RECORD_BYTES_MAX).await? else {
-            tracing::warn!(
-                "segment [{}, {}) has no archived range of the same bounds; it stays local",
-                s.first_seq,
-                s.end_seq
-            );
+            // Said once per segment and process, not at every archiver turn.
+            static SAID: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+                std::sync::Mutex::new(std::collections::BTreeSet::new());
+            if SAID.lock().expect("said lock").insert((s.first_seq, s.end_seq)) {
+                tracing::warn!(
+                    "segment [{}, {}) has no archived range of the same bounds (the segment size changed \
+                     after it was archived); it stays local",
+                    s.first_seq,
+                    s.end_seq
+                );
+            }
             continue;
         };
         let record = open_record(&bytes, engine.store().verifier_key())
@@ -59,8 +67,11 @@ pub async fn retire_segments(archive: &Archive, engine: &Engine) -> Result<u64, 
                     o.key
                 )));
             }
-            list.push(ArchivedFile { key: o.key.clone(), sha256: o.sha256.clone(), bytes: o.bytes });
-            fetched.insert(o.key.clone(), bytes::Bytes::from(got));
+            let got = bytes::Bytes::from(got);
+            let pieces = actlog_query::segments::cut_pieces(&got)
+                .map_err(|e| ArchiveError::Corruption(format!("{} {e}", o.key)))?;
+            list.push(ArchivedFile { key: o.key.clone(), sha256: o.sha256.clone(), bytes: o.bytes, pieces });
+            fetched.insert(o.key.clone(), got);
         }
         let engine = engine.clone();
         let (first, end) = (s.first_seq, s.end_seq);

@@ -160,6 +160,15 @@ fn archive_for(
     actlog_archive::Archive::open(&url, endpoint.as_deref()).map(Some).map_err(|e| usage(e.to_string()))
 }
 
+/// The archive [`open_store`] would attach, as the object store queries
+/// and segment checks read.
+pub fn archive_reader(
+    store: &actlog_store::Store,
+    archive: Option<(&str, Option<&str>)>,
+) -> CliResult<Option<std::sync::Arc<dyn actlog_query::object_store::ObjectStore>>> {
+    Ok(archive_for(store, archive)?.map(|a| a.reader()))
+}
+
 /// Opens the query engine over `store`, reading retired segments from the
 /// archive [`open_store`] would attach.
 pub fn open_engine(

@@ -252,9 +252,14 @@ pub fn run(data: &Path, args: VerifyArgs) -> CliResult {
             };
             // The quick mode checks segment files against the manifest; the
             // full mode also rebuilds their rows from the ledger.
+            // Retired segments' archived files are compared too, with the archive.
             let check = actlog_query::segments::SegmentCheck {
                 rows: !args.no_signatures,
                 jobs: args.jobs,
+                archive: archive_reader(
+                    &store,
+                    args.archive.as_deref().map(|u| (u, args.archive_endpoint.as_deref())),
+                )?,
                 ..Default::default()
             };
             let checked = actlog_query::segments::check(&store, data, &check, progress)

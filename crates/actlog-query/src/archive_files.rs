@@ -9,11 +9,15 @@
 //! hash. A changed, swapped or truncated object is `storage_corruption`,
 //! never a wrong answer.
 //!
-//! Whole objects are fetched (a retired segment's files are a few
-//! megabytes) and kept in an [`ObjectCache`] bounded by bytes
-//! (`archive_segment_cache_bytes`), least recently used first out.
+//! A file whose manifest entry lists its pieces (each Parquet column chunk,
+//! and the footer, with a pinned BLAKE3) is read piece by piece: a query
+//! fetches and checks only the column chunks it reads, as it would read
+//! them from a local file. A file without pieces is fetched whole and
+//! checked against its SHA-256. Checked bytes stay in an [`ObjectCache`]
+//! bounded by bytes (`archive_segment_cache_bytes`), least recently used
+//! first out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +39,8 @@ pub const ARCHIVE_URL: &str = "actlog://archive/";
 /// across queries, by default.
 pub const ARCHIVE_SEGMENT_CACHE_BYTES_DEFAULT: usize = 512 << 20;
 
-/// Verified archived files, kept across queries, least recently used first out.
+/// Verified archived files and pieces, kept across queries, least
+/// recently used first out.
 #[derive(Debug)]
 pub struct ObjectCache {
     max_bytes: usize,
@@ -43,13 +48,19 @@ pub struct ObjectCache {
     /// One lock per object being fetched, so two partitions of a scan that
     /// need the same file fetch it once.
     loading: Mutex<HashMap<Path, Arc<tokio::sync::Mutex<()>>>>,
-    /// Objects fetched from the archive (cache misses).
+    /// Objects or pieces fetched from the archive (cache misses).
     pub fetches: AtomicU64,
+    /// Bytes fetched from the archive.
+    pub fetched_bytes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Cached {
-    order: VecDeque<(Path, Bytes)>,
+    /// Key → (bytes, last use).
+    entries: HashMap<Path, (Bytes, u64)>,
+    /// Last use → key, oldest first.
+    by_use: std::collections::BTreeMap<u64, Path>,
+    tick: u64,
     bytes: usize,
 }
 
@@ -61,30 +72,37 @@ impl ObjectCache {
             inner: Mutex::new(Cached::default()),
             loading: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
+            fetched_bytes: AtomicU64::new(0),
         }
     }
 
-    fn get(&self, path: &Path) -> Option<Bytes> {
+    fn get(&self, key: &Path) -> Option<Bytes> {
         let mut c = self.inner.lock().expect("cache lock");
-        let i = c.order.iter().position(|(p, _)| p == path)?;
-        let entry = c.order.remove(i).expect("found");
-        let bytes = entry.1.clone();
-        c.order.push_back(entry);
+        c.tick += 1;
+        let tick = c.tick;
+        let (bytes, used) = c.entries.get_mut(key)?;
+        let (bytes, old) = (bytes.clone(), std::mem::replace(used, tick));
+        c.by_use.remove(&old);
+        c.by_use.insert(tick, key.clone());
         Some(bytes)
     }
 
-    fn put(&self, path: Path, bytes: Bytes) {
+    fn put(&self, key: Path, bytes: Bytes) {
         if bytes.len() > self.max_bytes {
             return;
         }
         let mut c = self.inner.lock().expect("cache lock");
-        if c.order.iter().any(|(p, _)| *p == path) {
+        if c.entries.contains_key(&key) {
             return;
         }
+        c.tick += 1;
+        let tick = c.tick;
         c.bytes += bytes.len();
-        c.order.push_back((path, bytes));
+        c.by_use.insert(tick, key.clone());
+        c.entries.insert(key, (bytes, tick));
         while c.bytes > self.max_bytes {
-            let (_, old) = c.order.pop_front().expect("over the limit, so not empty");
+            let (_, oldest) = c.by_use.pop_first().expect("over the limit, so not empty");
+            let (old, _) = c.entries.remove(&oldest).expect("indexed");
             c.bytes -= old.len();
         }
     }
@@ -93,28 +111,44 @@ impl ObjectCache {
     pub fn bytes(&self) -> usize {
         self.inner.lock().expect("cache lock").bytes
     }
+
+    fn lock_for(&self, key: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.loading.lock().expect("loading lock").entry(key.clone()).or_default())
+    }
+
+    fn unlock(&self, key: &Path) {
+        self.loading.lock().expect("loading lock").remove(key);
+    }
 }
+
+/// A pinned file: its SHA-256, its size, and its pieces when it has them.
+type Pin = (String, u64, Option<Arc<Vec<crate::segments::Piece>>>);
 
 /// The archived files one query may read, each checked against its hash.
 pub struct ArchivedFiles {
     inner: Arc<dyn ObjectStore>,
     cache: Arc<ObjectCache>,
-    /// Key → (SHA-256 hex, size), from the snapshot's segment manifest.
-    allowed: HashMap<Path, (String, u64)>,
+    /// Key → its pin, from the snapshot's segment manifest.
+    allowed: HashMap<Path, Pin>,
 }
 
 impl ArchivedFiles {
-    /// Over `inner` (rooted at the archive), serving `allowed` only.
-    pub fn new(
+    /// Over `inner` (rooted at the archive), serving `allowed` only. A
+    /// file's pieces that do not decode are refused here, as corruption.
+    pub fn new<'a>(
         inner: Arc<dyn ObjectStore>,
         cache: Arc<ObjectCache>,
-        allowed: impl IntoIterator<Item = (String, String, u64)>,
-    ) -> ArchivedFiles {
-        let allowed = allowed.into_iter().map(|(k, h, n)| (Path::from(k), (h, n))).collect();
-        ArchivedFiles { inner, cache, allowed }
+        allowed: impl IntoIterator<Item = &'a crate::segments::ArchivedFile>,
+    ) -> std::result::Result<ArchivedFiles, crate::Error> {
+        let mut map = HashMap::new();
+        for f in allowed {
+            let pieces = crate::segments::decode_pieces(f).map_err(crate::Error::Corruption)?;
+            map.insert(Path::from(f.key.as_str()), (f.sha256.clone(), f.bytes, pieces.map(Arc::new)));
+        }
+        Ok(ArchivedFiles { inner, cache, allowed: map })
     }
 
-    fn pinned(&self, location: &Path) -> Result<&(String, u64)> {
+    fn pinned(&self, location: &Path) -> Result<&Pin> {
         self.allowed.get(location).ok_or_else(|| object_store::Error::NotFound {
             path: location.to_string(),
             source: "no retired segment lists this archived file".into(),
@@ -122,26 +156,159 @@ impl ArchivedFiles {
     }
 
     /// The whole object, fetched once and checked against its pinned hash.
+    /// The cache is keyed by the pinned hash too, so bytes checked against
+    /// one pin never answer for another.
     async fn whole(&self, location: &Path) -> Result<Bytes> {
-        if let Some(b) = self.cache.get(location) {
+        let (sha, _, _) = self.pinned(location)?;
+        let key = Path::from(format!("{sha}/{location}"));
+        if let Some(b) = self.cache.get(&key) {
             return Ok(b);
         }
-        let lock = {
-            let mut loading = self.cache.loading.lock().expect("loading lock");
-            Arc::clone(loading.entry(location.clone()).or_default())
-        };
+        let lock = self.cache.lock_for(&key);
         let _g = lock.lock().await;
-        let result = self.fetch(location).await;
-        self.cache.loading.lock().expect("loading lock").remove(location);
+        let result = self.fetch(location, &key).await;
+        self.cache.unlock(&key);
         result
     }
 
-    async fn fetch(&self, location: &Path) -> Result<Bytes> {
-        if let Some(b) = self.cache.get(location) {
+    /// The bytes `ranges` of a file with pieces: the pieces they touch,
+    /// fetched (neighbours in one request) and checked, then cut.
+    async fn read_pieces(
+        &self,
+        location: &Path,
+        pieces: &[crate::segments::Piece],
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        let (sha, size, _) = self.pinned(location)?;
+        for r in ranges {
+            if r.start > r.end || r.end > *size {
+                return Err(generic(format!(
+                    "{location} ({size} bytes) is shorter than the range {r:?} a read asked for"
+                )));
+            }
+        }
+        let touched = |r: &Range<u64>| {
+            let lo = pieces.partition_point(|(p, _)| p.end <= r.start);
+            let hi = pieces.partition_point(|(p, _)| p.start < r.end).max(lo);
+            lo..hi
+        };
+        let mut need: Vec<usize> = ranges.iter().flat_map(touched).collect();
+        need.sort_unstable();
+        need.dedup();
+        let key_of = |i: usize| Path::from(format!("{sha}/{location}/{}", pieces[i].0.start));
+        let file_key = Path::from(format!("{sha}/{location}"));
+        let mut got: HashMap<usize, Bytes> = HashMap::new();
+        let lock = self.cache.lock_for(&file_key);
+        let guard = lock.lock().await;
+        let mut missing = Vec::new();
+        for &i in &need {
+            match self.cache.get(&key_of(i)) {
+                Some(b) => {
+                    got.insert(i, b);
+                }
+                None => missing.push(i),
+            }
+        }
+        let result = async {
+            // Runs of neighbouring pieces, one request each.
+            let mut runs: Vec<Vec<usize>> = Vec::new();
+            for i in missing {
+                match runs.last_mut() {
+                    Some(run) if *run.last().expect("runs are not empty") + 1 == i => run.push(i),
+                    _ => runs.push(vec![i]),
+                }
+            }
+            for run in runs {
+                let span = pieces[run[0]].0.start..pieces[*run.last().expect("not empty")].0.end;
+                let bytes = match self.inner.get_range(location, span.clone()).await {
+                    Ok(b) => b,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(corrupt(format!(
+                            "the archived file {location} is missing from the archive (a retired segment's rows are read from it)"
+                        )));
+                    }
+                    // A range past the end of an object that shrank (S3
+                    // answers 416): say what changed, when that is it.
+                    Err(e) => match self.inner.head(location).await {
+                        Ok(m) if m.size != *size => {
+                            return Err(corrupt(format!(
+                                "the archived file {location} holds {} bytes; the segment manifest records {size} (the archive object was changed)",
+                                m.size
+                            )));
+                        }
+                        _ => return Err(e),
+                    },
+                };
+                if bytes.len() as u64 != span.end - span.start {
+                    return Err(corrupt(format!(
+                        "the archived file {location} is shorter than the segment manifest records (the archive object was changed)"
+                    )));
+                }
+                self.cache.fetches.fetch_add(1, Ordering::Relaxed);
+                self.cache.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                for i in run {
+                    let (r, pin) = &pieces[i];
+                    let piece = bytes.slice((r.start - span.start) as usize..(r.end - span.start) as usize);
+                    if blake3::hash(&piece).as_bytes()[..16] != pin[..] {
+                        return Err(corrupt(format!(
+                            "the piece at byte {} of the archived file {location} does not match its pinned hash (the archive object was changed)",
+                            r.start
+                        )));
+                    }
+                    self.cache.put(key_of(i), piece.clone());
+                    got.insert(i, piece);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        drop(guard);
+        self.cache.unlock(&file_key);
+        result?;
+        Ok(ranges
+            .iter()
+            .map(|r| {
+                let t = touched(r);
+                if t.len() == 1 {
+                    let (p, _) = &pieces[t.start];
+                    return got[&t.start].slice((r.start - p.start) as usize..(r.end - p.start) as usize);
+                }
+                let mut out = Vec::with_capacity((r.end - r.start) as usize);
+                for i in t {
+                    let (p, _) = &pieces[i];
+                    let lo = r.start.max(p.start) - p.start;
+                    let hi = r.end.min(p.end) - p.start;
+                    out.extend_from_slice(&got[&i][lo as usize..hi as usize]);
+                }
+                Bytes::from(out)
+            })
+            .collect())
+    }
+
+    /// The bytes `ranges` of a pinned file, checked.
+    async fn read(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        if let (_, _, Some(pieces)) = self.pinned(location)? {
+            let pieces = Arc::clone(pieces);
+            return self.read_pieces(location, &pieces, ranges).await;
+        }
+        let bytes = self.whole(location).await?;
+        ranges.iter().map(|r| slice(location, &bytes, r.clone())).collect()
+    }
+
+    async fn fetch(&self, location: &Path, key: &Path) -> Result<Bytes> {
+        if let Some(b) = self.cache.get(key) {
             return Ok(b); // another partition fetched it while this one waited
         }
-        let (sha, size) = self.pinned(location)?;
-        let got = self.inner.get(location).await?;
+        let (sha, size, _) = self.pinned(location)?;
+        let got = match self.inner.get(location).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(corrupt(format!(
+                    "the archived file {location} is missing from the archive (a retired segment's rows are read from it)"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         if got.meta.size != *size {
             return Err(corrupt(format!(
                 "the archived file {location} holds {} bytes; the segment manifest records {size} (the archive object was changed)",
@@ -156,7 +323,8 @@ impl ArchivedFiles {
             )));
         }
         self.cache.fetches.fetch_add(1, Ordering::Relaxed);
-        self.cache.put(location.clone(), bytes.clone());
+        self.cache.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.cache.put(key.clone(), bytes.clone());
         Ok(bytes)
     }
 }
@@ -221,15 +389,14 @@ impl ObjectStore for ArchivedFiles {
         let payload = if options.head {
             futures::stream::empty().boxed()
         } else {
-            let part = slice(location, &self.whole(location).await?, range.clone())?;
+            let part = self.read(location, std::slice::from_ref(&range)).await?.pop().expect("one range asked");
             futures::stream::once(async move { Ok(part) }).boxed()
         };
         Ok(GetResult { payload: GetResultPayload::Stream(payload), meta, range, attributes: Attributes::new() })
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let bytes = self.whole(location).await?;
-        ranges.iter().map(|r| slice(location, &bytes, r.clone())).collect()
+        self.read(location, ranges).await
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
@@ -252,11 +419,21 @@ impl ObjectStore for ArchivedFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segments::ArchivedFile;
     use object_store::memory::InMemory;
 
     fn sha(b: &[u8]) -> String {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(b))
+    }
+
+    fn pin(key: &str, bytes: &[u8], pieces: String) -> ArchivedFile {
+        ArchivedFile { key: key.into(), sha256: sha(bytes), bytes: bytes.len() as u64, pieces }
+    }
+
+    fn corruption(err: &object_store::Error) -> bool {
+        matches!(err, object_store::Error::Generic { source, .. }
+            if matches!(source.downcast_ref::<crate::Error>(), Some(crate::Error::Corruption(_))))
     }
 
     #[tokio::test]
@@ -267,14 +444,9 @@ mod tests {
         mem.put(&Path::from("events/a.parquet"), good.clone().into()).await.unwrap();
         mem.put(&Path::from("events/b.parquet"), b"changed".to_vec().into()).await.unwrap();
         let cache = Arc::new(ObjectCache::new(1 << 20));
-        let files = ArchivedFiles::new(
-            mem.clone(),
-            Arc::clone(&cache),
-            [
-                ("events/a.parquet".to_string(), sha(&good), good.len() as u64),
-                ("events/b.parquet".to_string(), sha(b"original"), 8),
-            ],
-        );
+        let listed =
+            [pin("events/a.parquet", &good, String::new()), pin("events/b.parquet", b"original", String::new())];
+        let files = ArchivedFiles::new(mem.clone(), Arc::clone(&cache), &listed).unwrap();
         let a = Path::from("events/a.parquet");
         assert_eq!(files.head(&a).await.unwrap().size, 5_000);
         assert_eq!(files.get_range(&a, 10..20).await.unwrap().as_ref(), &good[10..20]);
@@ -289,13 +461,107 @@ mod tests {
 
         // A file of another size, or another hash, is corruption.
         let err = files.get_range(&Path::from("events/b.parquet"), 0..1).await.unwrap_err();
-        let object_store::Error::Generic { source, .. } = &err else { panic!("{err}") };
-        assert!(matches!(source.downcast_ref::<crate::Error>(), Some(crate::Error::Corruption(_))), "{err}");
-        // A file no segment lists is not found, even if the archive has it.
+        assert!(corruption(&err), "{err}");
+        // A file no segment lists is not found, even if the archive has it
+        // (or the cache holds it for another query's snapshot).
         mem.put(&Path::from("events/c.parquet"), good.clone().into()).await.unwrap();
         let err = files.get_range(&Path::from("events/c.parquet"), 0..1).await.unwrap_err();
         assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+        let other = ArchivedFiles::new(mem.clone(), Arc::clone(&cache), []).unwrap();
+        assert!(matches!(other.get_range(&a, 0..1).await.unwrap_err(), object_store::Error::NotFound { .. }));
+        // A pinned file the archive lost is corruption too.
+        let lost = [pin("events/d.parquet", &good, String::new())];
+        let lost = ArchivedFiles::new(mem.clone(), Arc::clone(&cache), &lost).unwrap();
+        let err = lost.get_range(&Path::from("events/d.parquet"), 0..1).await.unwrap_err();
+        assert!(corruption(&err), "{err}");
         assert!(files.put(&a, good.clone().into()).await.is_err(), "read-only");
+    }
+
+    /// A Parquet file of three columns in two row groups.
+    fn parquet_file() -> Vec<u8> {
+        use datafusion::arrow::array::{StringArray, UInt64Array};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::properties::WriterProperties;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("seq", DataType::UInt64, false),
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, false),
+        ]));
+        let n = 4_000u64;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt64Array::from_iter_values(0..n)),
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("a-{}", i * 7919 % 10_007)))),
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("b-{}", i * 104_729 % 99_991)))),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(2_000)).build();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    #[allow(clippy::single_range_in_vec_init)] // one range per call is the case under test
+    async fn a_file_with_pieces_is_read_and_checked_piece_by_piece() {
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let bytes = parquet_file();
+        let pieces = crate::segments::cut_pieces(&Bytes::from(bytes.clone())).unwrap();
+        let f = pin("events/p.parquet", &bytes, pieces);
+        let cut = crate::segments::decode_pieces(&f).unwrap().unwrap();
+        assert!(cut.len() >= 7, "two row groups of three columns, and the footer: {}", cut.len());
+        let mem = Arc::new(InMemory::new());
+        let path = Path::from("events/p.parquet");
+        mem.put(&path, bytes.clone().into()).await.unwrap();
+        let cache = Arc::new(ObjectCache::new(1 << 20));
+        let files = ArchivedFiles::new(mem.clone(), Arc::clone(&cache), [&f]).unwrap();
+        // Any range, within a piece or across several, is the file's bytes.
+        let n = bytes.len() as u64;
+        let ranges = [0..4, 3..n / 2, n / 3..n / 3 + 1, n - 8..n, 0..n];
+        let got = files.get_ranges(&path, &ranges).await.unwrap();
+        for (r, g) in ranges.iter().zip(&got) {
+            assert_eq!(g.as_ref(), &bytes[r.start as usize..r.end as usize], "{r:?}");
+        }
+        // One column chunk read fetches that piece, not the file.
+        let cache2 = Arc::new(ObjectCache::new(1 << 20));
+        let files2 = ArchivedFiles::new(mem.clone(), Arc::clone(&cache2), [&f]).unwrap();
+        let (chunk, _) = cut[1].clone();
+        files2.get_ranges(&path, std::slice::from_ref(&chunk)).await.unwrap();
+        assert_eq!(cache2.fetched_bytes.load(Ordering::Relaxed), chunk.end - chunk.start);
+
+        // A byte changed in one piece: reads of other pieces still answer,
+        // a read of that piece is corruption.
+        let mut changed = bytes.clone();
+        let (bad, _) = cut[2].clone();
+        changed[bad.start as usize] ^= 1;
+        mem.put(&path, changed.into()).await.unwrap();
+        let files3 = ArchivedFiles::new(mem.clone(), Arc::new(ObjectCache::new(1 << 20)), [&f]).unwrap();
+        assert!(files3.get_ranges(&path, std::slice::from_ref(&chunk)).await.is_ok());
+        let err = files3.get_ranges(&path, &[bad.start..bad.start + 1]).await.unwrap_err();
+        assert!(corruption(&err), "{err}");
+        // A pinned file that is shorter than recorded: corruption.
+        mem.put(&path, bytes[..bytes.len() - 1].to_vec().into()).await.unwrap();
+        let files4 = ArchivedFiles::new(mem.clone(), Arc::new(ObjectCache::new(1 << 20)), [&f]).unwrap();
+        assert!(corruption(&files4.get_ranges(&path, &[n - 8..n]).await.unwrap_err()));
+        // The file reads back as Parquet through the pieces.
+        let whole = files.get_ranges(&path, &[0..n]).await.unwrap().pop().unwrap();
+        let rows: usize = ParquetRecordBatchReaderBuilder::try_new(whole)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum();
+        assert_eq!(rows, 4_000);
+        // Pieces that do not cover the file are refused before any read.
+        let mut short = f.clone();
+        short.bytes += 1;
+        assert!(ArchivedFiles::new(mem.clone(), Arc::clone(&cache), [&short]).is_err());
     }
 
     #[test]

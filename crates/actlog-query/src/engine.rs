@@ -409,6 +409,8 @@ struct Inner {
     /// Local files of retired segments, deleted once no query that may
     /// have planned with them can still run.
     retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
+    /// The segment manifest's modification time and size when last read.
+    manifest_stamp: Mutex<Option<(Option<std::time::SystemTime>, u64)>>,
 }
 
 /// Time past `sql_time_ms` before a retired segment's local files go.
@@ -460,6 +462,7 @@ impl Engine {
                 archive: std::sync::OnceLock::new(),
                 archive_cache: std::sync::OnceLock::new(),
                 retired: Mutex::new(leftovers),
+                manifest_stamp: Mutex::new(None),
                 caches: CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::new(
                         DefaultCache::new(SEGMENT_FOOTER_CACHE_BYTES).with_name("segment footers"),
@@ -521,16 +524,24 @@ impl Engine {
         archived: segments::Archived,
         fetched: &std::collections::HashMap<String, bytes::Bytes>,
     ) -> Result<bool, Error> {
-        let _g = self.inner.seal_lock.lock().expect("seal lock");
-        let before = self.inner.live.lock().expect("live lock").segments.clone();
-        let Some(seg) = before.iter().find(|s| s.first_seq == first && s.end_seq == end && s.archived.is_none()) else {
+        let unretired = |segs: &[Segment]| {
+            segs.iter().find(|s| s.first_seq == first && s.end_seq == end && s.archived.is_none()).cloned()
+        };
+        let Some(seg) = unretired(&self.inner.live.lock().expect("live lock").segments) else {
             return Ok(false);
         };
+        // Outside the seal lock: a sealed segment's files never change, and
+        // comparing holds a segment's worth of archived rows.
         let d = segments::dir(&self.inner.data_dir);
-        segments::compare_archived(&d, seg, &archived, fetched).map_err(|reason| {
+        segments::compare_archived(&d, &seg, &archived, fetched).map_err(|reason| {
             Error::Corruption(format!("segment [{first}, {end}) cannot be retired to the archive: {reason}"))
         })?;
-        let files = segments::local_files(seg).map(|f| d.join(f));
+        let _g = self.inner.seal_lock.lock().expect("seal lock");
+        let before = self.inner.live.lock().expect("live lock").segments.clone();
+        if unretired(&before).is_none() {
+            return Ok(false); // retired meanwhile
+        }
+        let files = segments::local_files(&seg).map(|f| d.join(f));
         let after = segments::retire(&self.inner.data_dir, &before, first, end, archived)?;
         self.inner.live.lock().expect("live lock").segments = Arc::new(after);
         let due = std::time::Instant::now() + self.inner.opts.limits.time + RETIRED_GRACE;
@@ -538,8 +549,9 @@ impl Engine {
         Ok(true)
     }
 
-    /// Deletes the local files of retired segments that are due.
-    fn delete_retired(&self) -> Result<(), Error> {
+    /// Deletes the local files of retired segments that are due. A file
+    /// that cannot be deleted is logged and tried again at the next seal.
+    fn delete_retired(&self) {
         let now = std::time::Instant::now();
         let due: Vec<PathBuf> = {
             let mut r = self.inner.retired.lock().expect("retired lock");
@@ -547,14 +559,18 @@ impl Engine {
             *r = wait;
             due.into_iter().map(|(_, p)| p).collect()
         };
+        let mut failed = Vec::new();
         for p in due {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::Io(format!("deleting the retired segment file {}: {e}", p.display()))),
+                Err(e) => {
+                    tracing::warn!("deleting the retired segment file {} failed (retried): {e}", p.display());
+                    failed.push((now, p));
+                }
             }
         }
-        Ok(())
+        self.inner.retired.lock().expect("retired lock").extend(failed);
     }
 
     /// The sealed segments.
@@ -571,7 +587,7 @@ impl Engine {
     /// many were sealed. Rows the tail already holds (a query decoded
     /// them) are written from it; only the others are read from the ledger.
     pub fn seal(&self) -> Result<usize, Error> {
-        self.delete_retired()?;
+        self.delete_retired();
         let _g = self.inner.seal_lock.lock().expect("seal lock");
         let before = self.inner.live.lock().expect("live lock").segments.to_vec();
         let n = before.len();
@@ -589,6 +605,30 @@ impl Engine {
             },
         )?;
         Ok(after.len() - n)
+    }
+
+    /// Takes in what another process wrote to the segment manifest since
+    /// this engine read it: a read-only engine beside a running server sees
+    /// the segments the server seals and retires (whose local files it
+    /// deletes). Only a list that extends this one (the same ranges first)
+    /// is taken.
+    fn follow_manifest(&self, live: &mut Live) -> Result<(), Error> {
+        let path = segments::dir(&self.inner.data_dir).join(segments::SEGMENTS_MANIFEST_FILE);
+        let stamp = std::fs::metadata(&path).ok().map(|m| (m.modified().ok(), m.len()));
+        let mut seen = self.inner.manifest_stamp.lock().expect("stamp lock");
+        if *seen == stamp {
+            return Ok(());
+        }
+        let loaded = segments::load(&self.inner.store, &self.inner.data_dir)?;
+        *seen = stamp;
+        let extends = loaded.len() >= live.segments.len()
+            && live.segments.iter().zip(&loaded).all(|(a, b)| (a.first_seq, a.end_seq) == (b.first_seq, b.end_seq));
+        if extends && loaded[..] != live.segments[..] {
+            live.segments = Arc::new(loaded);
+            live.trim();
+            live.tail_end = live.tail_end.max(live.sealed_end());
+        }
+        Ok(())
     }
 
     /// Extends the tail to `to` with rows read and decoded from the ledger.
@@ -609,6 +649,7 @@ impl Engine {
     /// is brought up to that size first.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let mut live = self.inner.live.lock().expect("live lock");
+        self.follow_manifest(&mut live)?;
         let size = self.inner.store.head().tree_size;
         if live.tail_end < size {
             self.extend_from_store(&mut live, size)?;
@@ -662,12 +703,10 @@ impl Engine {
             runtime.register_object_store(url.as_ref(), Arc::new(files));
         }
         if let (Some(archive), Some(cache)) = (self.inner.archive.get(), self.inner.archive_cache.get()) {
-            let allowed = snap
-                .segments
-                .iter()
-                .filter_map(|s| s.archived.as_ref())
-                .flat_map(|a| a.events.iter().chain(&a.hops).map(|f| (f.key.clone(), f.sha256.clone(), f.bytes)));
-            let files = ArchivedFiles::new(Arc::clone(archive), Arc::clone(cache), allowed);
+            let allowed =
+                snap.segments.iter().filter_map(|s| s.archived.as_ref()).flat_map(|a| a.events.iter().chain(&a.hops));
+            let files = ArchivedFiles::new(Arc::clone(archive), Arc::clone(cache), allowed)
+                .map_err(|e| QueryError { code: "storage_corruption", message: e.to_string() })?;
             let url = ObjectStoreUrl::parse(ARCHIVE_URL).expect("a valid URL");
             runtime.register_object_store(url.as_ref(), Arc::new(files));
         }

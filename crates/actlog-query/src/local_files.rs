@@ -28,18 +28,23 @@ use object_store::{
 #[derive(Debug, Default)]
 pub struct InlineFiles {
     inner: LocalFileSystem,
+    /// Segments: a missing file is an error, never an empty listing.
+    files_only: bool,
 }
 
 impl InlineFiles {
     /// Over the whole local file system, as `file://` URLs address it.
     pub fn new() -> InlineFiles {
-        InlineFiles { inner: LocalFileSystem::new() }
+        InlineFiles { inner: LocalFileSystem::new(), files_only: false }
     }
 
-    /// Over one directory (which must exist): paths are relative to it, and
-    /// nothing outside it can be named.
+    /// Over one directory of segment files (which must exist): paths are
+    /// relative to it, and nothing outside it can be named. A file that is
+    /// missing is an error: DataFusion lists a path whose `head` says "not
+    /// found" as a folder, which would make a missing segment an empty one
+    /// and a query silently short of its rows.
     pub fn rooted(dir: &std::path::Path) -> Result<InlineFiles> {
-        Ok(InlineFiles { inner: LocalFileSystem::new_with_prefix(dir)? })
+        Ok(InlineFiles { inner: LocalFileSystem::new_with_prefix(dir)?, files_only: true })
     }
 }
 
@@ -93,7 +98,12 @@ impl ObjectStore for InlineFiles {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        match self.inner.get_opts(location, options).await {
+            Err(object_store::Error::NotFound { path, source }) if self.files_only => {
+                Err(generic(format!("the segment file {path} is missing: {source}")))
+            }
+            r => r,
+        }
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -108,6 +118,12 @@ impl ObjectStore for InlineFiles {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        if self.files_only {
+            let p = prefix.map(|p| p.to_string()).unwrap_or_default();
+            return Box::pin(futures::stream::once(async move {
+                Err(generic(format!("segments are read by file name, never listed ({p})")))
+            }));
+        }
         self.inner.list(prefix)
     }
 
@@ -150,5 +166,18 @@ mod tests {
         let missing = Path::from(dir.path().join("gone.parquet").to_str().unwrap());
         let err = store.get_ranges(&missing, &[0..1]).await.unwrap_err();
         assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_segment_file_is_an_error_never_an_empty_folder() {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seg.parquet"), b"x").unwrap();
+        let store = InlineFiles::rooted(dir.path()).unwrap();
+        assert_eq!(store.head(&Path::from("seg.parquet")).await.unwrap().size, 1);
+        let err = store.head(&Path::from("gone.parquet")).await.unwrap_err();
+        assert!(!matches!(err, object_store::Error::NotFound { .. }) && err.to_string().contains("missing"), "{err}");
+        assert!(store.list(Some(&Path::from("gone.parquet"))).next().await.unwrap().is_err());
     }
 }

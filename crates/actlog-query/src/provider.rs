@@ -418,11 +418,19 @@ impl TableProvider for LedgerTable {
         }
         // One listing table per object store: ListingTable reads every
         // path it is given through the store of the first.
-        for urls in [local, archived] {
+        for (urls, remote) in [(local, false), (archived, true)] {
             if urls.is_empty() {
                 continue;
             }
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            // Archived files are read piece by piece: no footer prefetch
+            // (512 KiB by default), which would fetch and check the column
+            // chunks that happen to lie before the footer. The footer's
+            // piece is fetched whole by the first read of its last bytes.
+            let format = match remote {
+                true => ParquetFormat::default().with_metadata_size_hint(None),
+                false => ParquetFormat::default(),
+            };
+            let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());

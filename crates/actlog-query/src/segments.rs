@@ -102,6 +102,87 @@ pub struct ArchivedFile {
     pub sha256: String,
     /// Its size.
     pub bytes: u64,
+    /// The file cut where its Parquet column chunks start and end, so a
+    /// query fetches and checks only the pieces it reads: base64 of 20
+    /// bytes a piece, in file order (its length, big-endian `u32`, then the
+    /// first 16 bytes of its BLAKE3). Made at retirement from the checked
+    /// whole file ([`cut_pieces`]). Empty: the file is read whole.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pieces: String,
+}
+
+/// Bytes of one entry of [`ArchivedFile::pieces`].
+pub const PIECE_ENTRY_BYTES: usize = 20;
+
+/// Cuts a Parquet file where its column chunks start and end (so every
+/// column chunk is one piece, and the footer with what follows the last
+/// chunk another), and encodes the pieces as [`ArchivedFile::pieces`] does.
+pub fn cut_pieces(bytes: &bytes::Bytes) -> Result<String, String> {
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(bytes)
+        .map_err(|e| format!("is not a readable Parquet file: {e}"))?;
+    let len = bytes.len() as u64;
+    let mut bounds = std::collections::BTreeSet::from([0, len]);
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let (Ok(start), Ok(size)) = (u64::try_from(start), u64::try_from(c.compressed_size())) else {
+                return Err("names a column chunk at a negative offset".into());
+            };
+            let end = start.checked_add(size).filter(|e| *e <= len).ok_or("names a column chunk past its end")?;
+            bounds.insert(start);
+            bounds.insert(end);
+        }
+    }
+    let bounds: Vec<u64> = bounds.into_iter().collect();
+    let mut out = Vec::with_capacity((bounds.len() - 1) * PIECE_ENTRY_BYTES);
+    for w in bounds.windows(2) {
+        let piece = &bytes[w[0] as usize..w[1] as usize];
+        let n = u32::try_from(piece.len()).map_err(|_| "has a column chunk of 4 GiB or more")?;
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&blake3::hash(piece).as_bytes()[..16]);
+    }
+    Ok(actlog_core::b64::encode(&out))
+}
+
+/// One piece of an archived file: its byte range and its pinned hash prefix.
+pub type Piece = (std::ops::Range<u64>, [u8; 16]);
+
+/// [`ArchivedFile::pieces`] decoded: each piece's byte range and pinned
+/// hash prefix, covering the file's `bytes` exactly. `None` when it has none.
+pub fn decode_pieces(f: &ArchivedFile) -> Result<Option<Vec<Piece>>, String> {
+    if f.pieces.is_empty() {
+        return Ok(None);
+    }
+    let raw = actlog_core::b64::decode(&f.pieces).ok_or_else(|| format!("the pieces of {} are not base64", f.key))?;
+    if raw.len() % PIECE_ENTRY_BYTES != 0 {
+        return Err(format!("the pieces of {} are cut short", f.key));
+    }
+    let mut at = 0u64;
+    let mut out = Vec::with_capacity(raw.len() / PIECE_ENTRY_BYTES);
+    for e in raw.chunks_exact(PIECE_ENTRY_BYTES) {
+        let n = u64::from(u32::from_be_bytes(e[..4].try_into().expect("4 bytes")));
+        out.push((at..at + n, e[4..].try_into().expect("16 bytes")));
+        at += n;
+    }
+    if at != f.bytes || out.iter().any(|(r, _)| r.is_empty()) {
+        return Err(format!("the pieces of {} do not cover its {} bytes", f.key, f.bytes));
+    }
+    Ok(Some(out))
+}
+
+/// Checks that `bytes` are `f`'s: its size, and each of its pieces.
+fn check_pieces(f: &ArchivedFile, bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() as u64 != f.bytes {
+        return Err(format!("{} holds {} bytes, not {}", f.key, bytes.len(), f.bytes));
+    }
+    for (r, pin) in decode_pieces(f)?.unwrap_or_default() {
+        if blake3::hash(&bytes[r.start as usize..r.end as usize]).as_bytes()[..16] != pin {
+            return Err(format!("the piece at byte {} of {} does not match its pinned hash", r.start, f.key));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,7 +247,10 @@ pub fn load(store: &Store, data_dir: &Path) -> Result<Vec<Segment>, Error> {
 
 fn write_manifest(data_dir: &Path, segments: &[Segment]) -> Result<(), Error> {
     let d = dir(data_dir);
-    let m = Manifest { version: MANIFEST_VERSION, segments: segments.to_vec() };
+    // Version 2 until a segment is retired, so a build that knows only
+    // version 2 can still read it.
+    let version = if segments.iter().any(|s| s.archived.is_some()) { MANIFEST_VERSION } else { 2 };
+    let m = Manifest { version, segments: segments.to_vec() };
     let bytes = serde_json::to_vec_pretty(&m).map_err(|e| Error::Io(e.to_string()))?;
     write_durably(&d, SEGMENTS_MANIFEST_FILE, &bytes)
 }
@@ -458,8 +542,11 @@ pub fn verify_files(
 }
 
 /// How [`check`] checks the sealed segments.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SegmentCheck {
+    /// The archive, rooted at its prefix: with it, the full check also
+    /// compares retired segments' archived files with the ledger.
+    pub archive: Option<Arc<dyn object_store::ObjectStore>>,
     /// Rebuild every row from the ledger and compare it (the full check);
     /// when false, only the files against the manifest ([`verify_files`]).
     pub rows: bool,
@@ -472,7 +559,7 @@ pub struct SegmentCheck {
 
 impl Default for SegmentCheck {
     fn default() -> Self {
-        SegmentCheck { rows: true, jobs: 0, chunk_events: VERIFY_CHUNK_EVENTS }
+        SegmentCheck { rows: true, jobs: 0, chunk_events: VERIFY_CHUNK_EVENTS, archive: None }
     }
 }
 
@@ -534,11 +621,8 @@ pub const VERIFY_CHUNK_EVENTS: u64 = SEAL_CHUNK_EVENTS;
 
 fn verify_one(store: &Store, d: &Path, s: &Segment, opts: &SegmentCheck) -> CheckResult {
     let fail = |reason: String| Ok(Err(SegmentFailure { first_seq: s.first_seq, reason }));
-    if s.archived.is_some() {
-        // Retired: its rows were compared with the archived files when it
-        // was retired, and `verify --archive` checks those files against
-        // the archived leaves.
-        return check_end_chain_hash(store, s);
+    if let Some(a) = &s.archived {
+        return verify_retired(store, s, a, opts);
     }
     for (file, hash) in [(&s.events_file, &s.events_blake3), (&s.hops_file, &s.hops_blake3)] {
         let mut h = blake3::Hasher::new();
@@ -617,46 +701,66 @@ pub fn local_files(s: &Segment) -> [&str; 2] {
     [&s.events_file, &s.hops_file]
 }
 
-/// The rows of a set of archived Parquet files of one table, in seq order.
-/// Each file holds ascending seqs, and the files hold disjoint sets of them
-/// (a range's rows are split by date), so rows are merged on `(seq, row)`.
-fn archived_rows(
-    table: &str,
-    files: &[ArchivedFile],
-    fetched: &std::collections::HashMap<String, bytes::Bytes>,
-    schema: &datafusion::arrow::datatypes::SchemaRef,
-) -> Result<RecordBatch, String> {
-    use datafusion::arrow::array::UInt64Array;
-    let mut batches = Vec::new();
-    for f in files {
-        let bytes = fetched.get(&f.key).ok_or_else(|| format!("{} was not fetched", f.key))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .and_then(|b| b.build())
-            .map_err(|e| format!("{} is not a readable Parquet file: {e}", f.key))?;
-        for b in reader {
-            let b = b.map_err(|e| format!("{} is not a readable Parquet file: {e}", f.key))?;
-            batches.push(b.with_schema(schema.clone()).map_err(|e| format!("{} has the wrong columns: {e}", f.key))?);
+/// The rows of a set of archived Parquet files of one table, handed out in
+/// seq order a chunk at a time. Each file holds ascending seqs, and the
+/// files hold disjoint sets of them (a range's rows are split by date), so
+/// rows are ordered on `(seq, batch, row)`, which keeps the rows of one seq
+/// (several in `delegation_hops`) in the order they were written.
+struct ArchivedRows {
+    batches: Vec<RecordBatch>,
+    order: Vec<(usize, usize)>,
+    at: usize,
+}
+
+impl ArchivedRows {
+    fn open(
+        files: &[ArchivedFile],
+        fetched: &std::collections::HashMap<String, bytes::Bytes>,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<ArchivedRows, String> {
+        use datafusion::arrow::array::UInt64Array;
+        let mut batches = Vec::new();
+        for f in files {
+            let bytes = fetched.get(&f.key).ok_or_else(|| format!("{} was not fetched", f.key))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .and_then(|b| b.with_batch_size(SEAL_CHUNK_EVENTS as usize).build())
+                .map_err(|e| format!("{} is not a readable Parquet file: {e}", f.key))?;
+            for b in reader {
+                let b = b.map_err(|e| format!("{} is not a readable Parquet file: {e}", f.key))?;
+                batches
+                    .push(b.with_schema(schema.clone()).map_err(|e| format!("{} has the wrong columns: {e}", f.key))?);
+            }
         }
+        let mut keyed: Vec<(u64, usize, usize)> = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            let seqs = b.column(0).as_any().downcast_ref::<UInt64Array>().ok_or("seq is not UInt64")?;
+            keyed.extend(seqs.values().iter().enumerate().map(|(row, seq)| (*seq, i, row)));
+        }
+        keyed.sort_unstable();
+        Ok(ArchivedRows { batches, order: keyed.into_iter().map(|(_, b, r)| (b, r)).collect(), at: 0 })
     }
-    let mut order: Vec<(u64, usize, usize)> = Vec::new();
-    for (i, b) in batches.iter().enumerate() {
-        let seqs = b.column(0).as_any().downcast_ref::<UInt64Array>().ok_or("seq is not UInt64")?;
-        order.extend(seqs.values().iter().enumerate().map(|(row, seq)| (*seq, i, row)));
+
+    fn rows(&self) -> usize {
+        self.order.len()
     }
-    // Batches of one file are in file order, so (seq, batch, row) keeps the
-    // rows of one seq (several in `delegation_hops`) in the order written.
-    order.sort_unstable();
-    let indices: Vec<(usize, usize)> = order.iter().map(|&(_, b, r)| (b, r)).collect();
-    if indices.is_empty() {
-        return Ok(RecordBatch::new_empty(schema.clone()));
+
+    /// The next `n` rows (fewer at the end).
+    fn next(&mut self, n: usize) -> Result<Option<RecordBatch>, String> {
+        let end = (self.at + n).min(self.order.len());
+        if end == self.at {
+            return Ok(None);
+        }
+        let refs: Vec<&RecordBatch> = self.batches.iter().collect();
+        let chunk = datafusion::arrow::compute::interleave_record_batch(&refs, &self.order[self.at..end])
+            .map_err(|e| format!("merging the archived files: {e}"))?;
+        self.at = end;
+        Ok(Some(chunk))
     }
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    datafusion::arrow::compute::interleave_record_batch(&refs, &indices)
-        .map_err(|e| format!("merging the archived {table} files: {e}"))
 }
 
 /// Checks that the archived files hold exactly the rows of the sealed
-/// segment `s` (its local files in `d`), row for row and column for column.
+/// segment `s` (its local files in `d`), row for row and column for column,
+/// a chunk at a time.
 pub fn compare_archived(
     d: &Path,
     s: &Segment,
@@ -664,20 +768,125 @@ pub fn compare_archived(
     fetched: &std::collections::HashMap<String, bytes::Bytes>,
 ) -> Result<(), String> {
     let tables = [
-        ("events", &archived.events, &*EVENTS_SCHEMA, &s.events_file, s.end_seq - s.first_seq),
-        ("delegation_hops", &archived.hops, &*HOPS_SCHEMA, &s.hops_file, s.hop_rows),
+        ("events", &archived.events, &EVENTS_SCHEMA, &s.events_file, s.end_seq - s.first_seq),
+        ("delegation_hops", &archived.hops, &HOPS_SCHEMA, &s.hops_file, s.hop_rows),
     ];
     for (table, files, schema, local, rows) in tables {
-        let got = archived_rows(table, files, fetched, schema)?;
-        if got.num_rows() as u64 != rows {
-            return Err(format!("the archived {table} files hold {} rows; the segment holds {rows}", got.num_rows()));
+        for f in files.iter() {
+            check_pieces(f, fetched.get(&f.key).ok_or_else(|| format!("{} was not fetched", f.key))?)?;
         }
-        let mut want = FileRows::open(&d.join(local), schema, got.num_rows().max(1) as u64)
+        let mut got = ArchivedRows::open(files, fetched, schema)?;
+        if got.rows() as u64 != rows {
+            return Err(format!("the archived {table} files hold {} rows; the segment holds {rows}", got.rows()));
+        }
+        let mut want = FileRows::open(&d.join(local), schema, SEAL_CHUNK_EVENTS)
             .map_err(|e| format!("segment file {local} {e}"))?;
-        want.expect(&got).map_err(|e| format!("the archived {table} files differ from segment file {local}: {e}"))?;
+        while let Some(chunk) = got.next(SEAL_CHUNK_EVENTS as usize)? {
+            want.expect(&chunk)
+                .map_err(|e| format!("the archived {table} files differ from segment file {local}: {e}"))?;
+        }
         want.finish().map_err(|e| format!("segment file {local} {e}"))?;
     }
     Ok(())
+}
+
+/// What a retired segment's manifest entry must look like: an `events`
+/// file at least, every key in its table's hive folder and named after the
+/// segment's range, none twice.
+fn check_archived_entry(s: &Segment, a: &Archived) -> Result<(), String> {
+    if a.events.is_empty() {
+        return Err("the manifest lists no archived events file for it".into());
+    }
+    let range = format!("/{:020}-{:020}-", s.first_seq, s.end_seq);
+    let mut seen = std::collections::BTreeSet::new();
+    for (table, files) in [("events", &a.events), ("delegation_hops", &a.hops)] {
+        for f in files {
+            if !f.key.starts_with(&format!("{table}/date=")) || !f.key.contains(&range) {
+                return Err(format!("the manifest lists {} as one of its archived {table} files", f.key));
+            }
+            if !seen.insert(&f.key) {
+                return Err(format!("the manifest lists {} twice", f.key));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A retired segment checked against the ledger: its manifest entry's
+/// shape, and, with the archive (`opts.archive`), every archived file
+/// against its pinned hash and every row against the rows rebuilt from the
+/// ledger (whose leaves below the floor are read, checked, from the archive).
+fn verify_retired(store: &Store, s: &Segment, a: &Archived, opts: &SegmentCheck) -> CheckResult {
+    let fail = |reason: String| Ok(Err(SegmentFailure { first_seq: s.first_seq, reason }));
+    if let Err(e) = check_archived_entry(s, a) {
+        return fail(e);
+    }
+    let Some(archive) = opts.archive.as_ref().filter(|_| opts.rows) else {
+        return check_end_chain_hash(store, s);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("starting a runtime to read the archive: {e}")))?;
+    let mut fetched = std::collections::HashMap::new();
+    for f in a.events.iter().chain(&a.hops) {
+        use object_store::ObjectStoreExt;
+        let got = rt.block_on(async {
+            let g = archive.get(&object_store::path::Path::from(f.key.as_str())).await?;
+            if g.meta.size != f.bytes {
+                return Ok(None);
+            }
+            g.bytes().await.map(Some)
+        });
+        let bytes = match got {
+            Ok(Some(b)) => b,
+            Ok(None) => return fail(format!("the archived file {} does not have the size the manifest pins", f.key)),
+            Err(e) => return fail(format!("the archived file {} cannot be read: {e}", f.key)),
+        };
+        use sha2::Digest;
+        if hex::encode(sha2::Sha256::digest(&bytes)) != f.sha256 {
+            return fail(format!("the archived file {} does not match the SHA-256 the manifest pins", f.key));
+        }
+        if let Err(e) = check_pieces(f, &bytes) {
+            return fail(e);
+        }
+        fetched.insert(f.key.clone(), bytes);
+    }
+    let open = |files, schema| ArchivedRows::open(files, &fetched, schema);
+    let (mut events, mut hops) = match (open(&a.events, &EVENTS_SCHEMA), open(&a.hops, &HOPS_SCHEMA)) {
+        (Ok(e), Ok(h)) => (e, h),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    if events.rows() as u64 != s.end_seq - s.first_seq || hops.rows() as u64 != s.hop_rows {
+        return fail(format!(
+            "the archived files hold {} events and {} hops rows; the segment holds {} and {}",
+            events.rows(),
+            hops.rows(),
+            s.end_seq - s.first_seq,
+            s.hop_rows
+        ));
+    }
+    let chunk_events = opts.chunk_events.max(1);
+    let mut from = s.first_seq;
+    while from < s.end_seq {
+        let to = (from + chunk_events).min(s.end_seq);
+        let (want_events, want_hops) = build(store, from, to)?;
+        for (table, rows, want) in [("events", &mut events, &want_events), ("delegation_hops", &mut hops, &want_hops)] {
+            let got = match rows.next(want.num_rows()) {
+                Ok(Some(b)) => b,
+                Ok(None) if want.num_rows() == 0 => continue,
+                Ok(None) => return fail(format!("the archived {table} files end before the ledger's rows do")),
+                Err(e) => return fail(e),
+            };
+            let same = got.num_rows() == want.num_rows()
+                && (0..want.num_columns()).all(|i| got.column(i).as_ref() == want.column(i).as_ref());
+            if !same {
+                return fail(format!("the archived {table} files differ from the ledger's rows of [{from}, {to})"));
+            }
+        }
+        from = to;
+    }
+    check_end_chain_hash(store, s)
 }
 
 /// Marks segment `[first, end)` as retired to `archived` in the manifest

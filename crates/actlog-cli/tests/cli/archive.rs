@@ -523,6 +523,7 @@ fn hot_retention_moves_old_ranges_to_s3_and_every_answer_stays_the_same() {
         assert_eq!(s["archived"].is_object(), retired, "segment {i}: {s}");
         if retired {
             let key = s["archived"]["events"][0]["key"].as_str().unwrap();
+            assert!(!s["archived"]["events"][0]["pieces"].as_str().unwrap().is_empty(), "{s}");
             assert!(
                 key.starts_with("events/date=") && key.contains(&range_dir(i as u64 * RANGE, (i as u64 + 1) * RANGE)),
                 "{s}"

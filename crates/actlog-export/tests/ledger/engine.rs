@@ -224,7 +224,7 @@ fn queries_during_ingest_see_a_consistent_prefix() {
 }
 
 fn chunks(chunk_events: u64, jobs: usize) -> actlog_query::segments::SegmentCheck {
-    actlog_query::segments::SegmentCheck { rows: true, jobs, chunk_events }
+    actlog_query::segments::SegmentCheck { rows: true, jobs, chunk_events, archive: None }
 }
 
 #[test]
@@ -777,6 +777,7 @@ fn archived_segment(
                     key: key.clone(),
                     sha256: sha256_hex(&bytes),
                     bytes: bytes.len() as u64,
+                    pieces: actlog_query::segments::cut_pieces(&bytes::Bytes::from(bytes.clone())).unwrap(),
                 };
                 fetched.insert(key, bytes::Bytes::from(bytes));
                 f
@@ -803,11 +804,22 @@ fn in_memory(
     mem
 }
 
+fn manifest_json(data: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(actlog_query::segments::dir(data).join("manifest.json")).unwrap()).unwrap()
+}
+
+fn write_manifest_json(data: &std::path::Path, m: &serde_json::Value) {
+    std::fs::write(actlog_query::segments::dir(data).join("manifest.json"), serde_json::to_vec(m).unwrap()).unwrap();
+}
+
 /// A retired segment (`serve --hot-retention`) answers from its archived
 /// files exactly as from its local ones. Retiring refuses files whose rows
 /// differ and changes nothing; a query without the archive says where the
-/// rows are; an archived file changed after retirement is corruption; the
-/// local files of a retired segment go, and `verify` still passes.
+/// rows are; another engine over the same data directory (a reader beside
+/// the server) follows the retirement; an archived file changed after
+/// retirement is corruption; the local files of a retired segment go; and
+/// `verify` checks the retired segment's manifest entry, and with the
+/// archive its files against the ledger.
 #[test]
 fn a_retired_segment_answers_from_its_archived_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -820,6 +832,12 @@ fn a_retired_segment_answers_from_its_archived_files() {
         "SELECT count(*) FROM decision_chains",
     ];
     let before: Vec<_> = queries.iter().map(|q| rt.block_on(common::rows(&engine, q))).collect();
+    let before_depth = rt.block_on(common::rows(&engine, "SELECT max(chain_depth) FROM events"));
+    assert_eq!(manifest_json(tmp.path())["version"], 2, "version 2 until a segment is retired");
+    let store = engine.store().clone();
+    let opts = EngineOptions { segment_events: 1_000, ..EngineOptions::default() };
+    let reader = Engine::open(store.clone(), opts).unwrap();
+    assert_eq!(rt.block_on(common::rows(&reader, queries[0])), before[0]);
     let (first, end) = (engine.segments()[0].first_seq, engine.segments()[0].end_seq);
     let (good, fetched) = archived_segment(&engine, 0);
 
@@ -828,7 +846,7 @@ fn a_retired_segment_answers_from_its_archived_files() {
     let err = engine.retire(first, end, other, &other_bytes).unwrap_err();
     assert!(matches!(err, actlog_query::Error::Corruption(_)), "{err}");
     assert!(engine.segments()[0].archived.is_none());
-    // One hop row short: refused too.
+    // One hop file short: refused too.
     let mut short = good.clone();
     short.hops.truncate(1);
     assert!(engine.retire(first, end, short, &fetched).is_err());
@@ -836,20 +854,80 @@ fn a_retired_segment_answers_from_its_archived_files() {
     assert!(engine.retire(first, end, good.clone(), &fetched).unwrap());
     assert!(!engine.retire(first, end, good.clone(), &fetched).unwrap(), "retired once");
     assert_eq!(engine.segments()[0].archived.as_ref(), Some(&good));
-    // No archive attached: the scan names what it needs.
-    let err = rt.block_on(engine.query(queries[0], &QueryOptions::default())).unwrap_err();
-    assert_eq!(err.code, "archived", "{err:?}");
+    assert_eq!(manifest_json(tmp.path())["version"], 3);
+    // No archive attached: the scan names what it needs. The other engine
+    // reads the new manifest at its next query, and says the same.
+    for e in [&engine, &reader] {
+        let err = rt.block_on(e.query(queries[0], &QueryOptions::default())).unwrap_err();
+        assert_eq!(err.code, "archived", "{err:?}");
+    }
     // Index lookups read the ledger, not segments, and still answer.
     assert_eq!(rt.block_on(common::rows(&engine, "SELECT count(*) FROM events WHERE seq = 3")), vec![vec!["1"]]);
 
-    engine.attach_archive(in_memory(&fetched), 64 << 20);
+    let mem = in_memory(&fetched);
+    engine.attach_archive(mem.clone(), 64 << 20);
+    reader.attach_archive(mem.clone(), 64 << 20);
+    // A narrow scan fetches the column chunks it reads, not whole files.
+    let cache = engine.archive_cache().unwrap();
+    let total: u64 = good.events.iter().chain(&good.hops).map(|f| f.bytes).sum();
+    let depth = "SELECT max(chain_depth) FROM events";
+    assert_eq!(rt.block_on(common::rows(&engine, depth)), before_depth);
+    let narrow = cache.fetched_bytes.load(Ordering::Relaxed);
+    assert!(narrow > 0 && narrow < total / 4, "{narrow} of {total} bytes fetched for one column");
     for (q, want) in queries.iter().zip(&before) {
         assert_eq!(&rt.block_on(common::rows(&engine, q)), want, "{q}");
+        assert_eq!(&rt.block_on(common::rows(&reader, q)), want, "{q}");
     }
-    let cache = engine.archive_cache().unwrap();
-    assert_eq!(cache.fetches.load(Ordering::Relaxed), 4, "each archived file fetched once");
-    let store = engine.store().clone();
-    assert_eq!(actlog_query::segments::verify(&store, tmp.path(), |_| {}).unwrap(), Ok(2));
+    let fetched_bytes = cache.fetched_bytes.load(Ordering::Relaxed);
+    assert!(fetched_bytes <= total, "each piece fetched once at most: {fetched_bytes} of {total}");
+
+    // verify: without the archive, the entry's shape and the chain hash;
+    // with it, every archived row against the ledger.
+    let check = |archive: Option<Arc<actlog_query::object_store::memory::InMemory>>| {
+        let opts = actlog_query::segments::SegmentCheck {
+            archive: archive.map(|a| a as Arc<dyn actlog_query::object_store::ObjectStore>),
+            ..Default::default()
+        };
+        actlog_query::segments::check(&store, tmp.path(), &opts, |_| {}).unwrap()
+    };
+    assert_eq!(check(None), Ok(2));
+    assert_eq!(check(Some(mem.clone())), Ok(2));
+    let manifest = manifest_json(tmp.path());
+    for (edit, why) in [
+        ("/segments/0/archived/events", "no archived events file"),
+        ("/segments/0/archived/hops/0/key", "as one of its archived"),
+    ] {
+        let mut m = manifest.clone();
+        *m.pointer_mut(edit).unwrap() = match edit.ends_with("key") {
+            true => serde_json::json!(other_bytes.keys().find(|k| k.starts_with("delegation_hops/")).unwrap()),
+            false => serde_json::json!([]),
+        };
+        write_manifest_json(tmp.path(), &m);
+        let fail = check(None).unwrap_err();
+        assert!(fail.first_seq == 0 && fail.reason.contains(why), "{edit}: {fail:?}");
+    }
+    write_manifest_json(tmp.path(), &manifest);
+    // A file that matches its pin but holds other rows (a manifest
+    // rewritten to pin another segment's file under this range's key):
+    // only the full check, against the ledger, sees it.
+    let events_a = good.events[0].key.clone();
+    let stranger = other_bytes.iter().find(|(k, _)| k.starts_with("events/")).unwrap().1.clone();
+    let mut bytes = fetched.clone();
+    bytes.insert(events_a.clone(), stranger.clone());
+    let mut repinned = manifest.clone();
+    repinned["segments"][0]["archived"]["events"][0]["sha256"] = serde_json::json!(sha256_hex(&stranger));
+    repinned["segments"][0]["archived"]["events"][0]["bytes"] = serde_json::json!(stranger.len());
+    repinned["segments"][0]["archived"]["events"][0]["pieces"] =
+        serde_json::json!(actlog_query::segments::cut_pieces(&stranger).unwrap());
+    write_manifest_json(tmp.path(), &repinned);
+    assert_eq!(check(None), Ok(2), "the entry's shape is right");
+    let fail = check(Some(in_memory(&bytes))).unwrap_err();
+    assert!(fail.first_seq == 0 && fail.reason.contains("ledger"), "{fail:?}");
+    // The same file against the original pin: named.
+    write_manifest_json(tmp.path(), &manifest);
+    let fail = check(Some(in_memory(&bytes))).unwrap_err();
+    assert!(fail.reason.contains(&events_a) && fail.reason.contains("the manifest pins"), "{fail:?}");
+    assert_eq!(check(Some(mem.clone())), Ok(2));
 
     // Reopened: the manifest keeps the retirement, and the first seal
     // deletes the local files a retirement left behind.
@@ -857,8 +935,8 @@ fn a_retired_segment_answers_from_its_archived_files() {
     let d = actlog_query::segments::dir(tmp.path());
     assert!(local.iter().all(|f| d.join(f).exists()), "kept until no query can read them");
     drop(engine);
-    let engine =
-        Engine::open(store.clone(), EngineOptions { segment_events: 1_000, ..EngineOptions::default() }).unwrap();
+    drop(reader);
+    let engine = Engine::open(store.clone(), opts).unwrap();
     assert_eq!(engine.segments()[0].archived.as_ref(), Some(&good));
     engine.seal().unwrap();
     assert!(local.iter().all(|f| !d.join(f).exists()), "the retired segment's files are gone");
@@ -875,4 +953,9 @@ fn a_retired_segment_answers_from_its_archived_files() {
     let q = format!("SELECT count(*) FROM events WHERE seq >= {end}");
     let n = store.head().tree_size - end;
     assert_eq!(rt.block_on(common::rows(&engine, &q)), vec![vec![n.to_string()]]);
+    // A local segment file that is missing fails the scan; it is never
+    // read as an empty segment.
+    std::fs::remove_file(d.join(&engine.segments()[1].events_file)).unwrap();
+    let err = rt.block_on(engine.query(&q, &QueryOptions::default())).unwrap_err();
+    assert_eq!(err.code, "internal", "{err:?}");
 }
