@@ -338,6 +338,13 @@ pub struct Object {
     pub bytes: u64,
 }
 
+impl Object {
+    /// Whether `bytes` are this object's: its size and its SHA-256.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() as u64 == self.bytes && sha256_hex(bytes) == self.sha256
+    }
+}
+
 /// A range record: the payload of `ranges/<first>-<end>/range.dsse.json`,
 /// a DSSE envelope signed by the ledger key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use actlog_query::Engine;
 use actlog_query::segments::{Archived, ArchivedFile};
 
 use crate::verify::{OBJECT_BYTES_MAX, open_record};
-use crate::{Archive, ArchiveError, RECORD_BYTES_MAX, layout, sha256_hex};
+use crate::{Archive, ArchiveError, RECORD_BYTES_MAX, layout};
 
 /// Retires every sealed segment wholly below the store's cold floor whose
 /// range the archive holds: reads the range record (it must be signed by
@@ -61,7 +61,7 @@ pub async fn retire_segments(archive: &Archive, engine: &Engine) -> Result<u64, 
                 .get(&o.key, OBJECT_BYTES_MAX)
                 .await?
                 .ok_or_else(|| ArchiveError::Corruption(format!("{} is missing from the archive", o.key)))?;
-            if got.len() as u64 != o.bytes || sha256_hex(&got) != o.sha256 {
+            if !o.matches(&got) {
                 return Err(ArchiveError::Corruption(format!(
                     "{} does not match the hash its range record lists",
                     o.key

@@ -282,7 +282,7 @@ pub async fn verify_archive(archive: &Archive, opts: &VerifyOptions<'_>) -> Resu
         for o in &record.objects {
             let got = archive.get(&o.key, OBJECT_BYTES_MAX).await.map_err(io)?;
             let Some(got) = got else { return fail(Some(&o.key), format!("is missing (listed by {key})")) };
-            if got.len() as u64 != o.bytes || sha256_hex(&got) != o.sha256 {
+            if !o.matches(&got) {
                 return fail(Some(&o.key), format!("is not the object {key} lists: it was changed or replaced"));
             }
             listed.insert(o.key.clone());
@@ -432,7 +432,7 @@ pub async fn check_range(archive: &Archive, key: &VerifierKey, first: u64, end: 
             .await
             .map_err(|e| io(&o.key, e))?
             .ok_or_else(|| ArchiveFailure { key: Some(o.key.clone()), reason: "is missing".into() })?;
-        if got.len() as u64 != o.bytes || sha256_hex(&got) != o.sha256 {
+        if !o.matches(&got) {
             return fail(Some(&o.key), "does not match the hash its range record lists");
         }
         total += o.bytes;
